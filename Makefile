@@ -1,0 +1,41 @@
+# retail-pipeline: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the package with its dev extras
+
+demo: $(STAMP) ## Run the end-to-end demo on embedded defaults (no services needed)
+	$(BIN)/retail-pipeline demo
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint ## Lint, type-check and run every test (starts its own services)
+	$(BIN)/pytest
+
+bench: $(STAMP) ## Run the benchmarks (they print figures; nothing is asserted)
+	$(BIN)/python bench/ingest_files.py
+
+schemas: $(STAMP) ## Regenerate the JSON Schema files of the event contract
+	$(BIN)/retail-pipeline schemas --out schemas
+
+clean: ## Remove generated data (keeps .venv)
+	rm -rf data .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help install demo lint test bench schemas clean

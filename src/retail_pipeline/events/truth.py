@@ -1,0 +1,247 @@
+"""Ground truth: the six answers of METRICS.md computed from the simulator's own order lifecycles.
+
+The simulator records what it decided for every order in an :class:`OrderLifecycle` (times in
+milliseconds since the Unix epoch, money in integer cents) and feeds it to a
+:class:`TruthAccumulator`. Nothing here reads the emitted event files or uses pipeline code, so the
+answers are an independent reference for the warehouse. Orphan events, malformed lines and
+duplicate deliveries never reach a lifecycle, so they cannot affect the truth.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+MS_PER_HOUR = 3_600_000
+MS_PER_DAY = 86_400_000
+TOP_PRODUCTS = 10
+_EPOCH = date(1970, 1, 1)
+
+LineItem = tuple[str, int, int]
+"""One basket line: ``(product_id, quantity, unit_price_cents)``."""
+
+
+@dataclass(frozen=True)
+class ProductInfo:
+    """The reference attributes the answers report for a product."""
+
+    product_name: str
+    category: str
+
+
+@dataclass(slots=True)
+class OrderLifecycle:
+    """Everything that happened to one order (only events inside the simulated horizon).
+
+    ``baskets`` holds ``(event_ms, items)`` for the ``order_created`` event and every
+    ``order_updated`` that carried items; ``captures`` and ``refunds`` hold
+    ``(event_ms, amount_cents)``; the other lists hold event times.
+    """
+
+    order_id: str
+    created_ms: int
+    baskets: list[tuple[int, tuple[LineItem, ...]]] = field(default_factory=list)
+    captures: list[tuple[int, int]] = field(default_factory=list)
+    refunds: list[tuple[int, int]] = field(default_factory=list)
+    cancels: list[int] = field(default_factory=list)
+    dispatches: list[int] = field(default_factory=list)
+    deliveries: list[int] = field(default_factory=list)
+
+
+def percentile_cont(values: Iterable[float], fraction: float) -> float:
+    """Continuous percentile with linear interpolation (SQL ``percentile_cont``).
+
+    ``fraction`` is in [0, 1]; raises ``ValueError`` for an empty input.
+    """
+    return _percentile_sorted(sorted(values), fraction)
+
+
+def _percentile_sorted(ordered: Sequence[float], fraction: float) -> float:
+    if not ordered:
+        raise ValueError("percentile of an empty sequence")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    position = fraction * (len(ordered) - 1)
+    lower = math.floor(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    weight = position - lower
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * weight
+
+
+def _iso_day(day: int) -> str:
+    return (_EPOCH + timedelta(days=day)).isoformat()
+
+
+def _money(cents: int) -> float:
+    return round(cents / 100, 2)
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def _lead_time_stats(millis: array[int]) -> dict[str, Any]:
+    if not millis:
+        return {"count": 0, "mean": None, "p50": None, "p90": None}
+    ordered = sorted(millis)
+    return {
+        "count": len(ordered),
+        "mean": sum(ordered) / len(ordered) / MS_PER_HOUR,
+        "p50": _percentile_sorted(ordered, 0.5) / MS_PER_HOUR,
+        "p90": _percentile_sorted(ordered, 0.9) / MS_PER_HOUR,
+    }
+
+
+class TruthAccumulator:
+    """Folds order lifecycles one at a time into the aggregates behind the answers.
+
+    Memory is bounded by days, products and one integer per lead-time sample, so the
+    simulator can stream millions of orders through it.
+    """
+
+    def __init__(self) -> None:
+        self.orders = 0
+        self._created_by_day: dict[int, int] = {}
+        self._converted_by_day: dict[int, int] = {}
+        self._gross_by_day: dict[int, int] = {}
+        self._refunds_by_day: dict[int, int] = {}
+        self._product_units: dict[str, int] = {}
+        self._product_cents: dict[str, int] = {}
+        self._canceled = 0
+        self._refunded = 0
+        self._canceled_or_refunded = 0
+        self._created_to_shipped: array[int] = array("q")
+        self._shipped_to_delivered: array[int] = array("q")
+        self._created_to_delivered: array[int] = array("q")
+
+    def add(self, order: OrderLifecycle) -> None:
+        """Fold one order's lifecycle into the aggregates."""
+        self.orders += 1
+        day = order.created_ms // MS_PER_DAY
+        self._created_by_day[day] = self._created_by_day.get(day, 0) + 1
+        if order.captures:
+            self._converted_by_day[day] = self._converted_by_day.get(day, 0) + 1
+        for event_ms, cents in order.captures:
+            capture_day = event_ms // MS_PER_DAY
+            self._gross_by_day[capture_day] = self._gross_by_day.get(capture_day, 0) + cents
+        for event_ms, cents in order.refunds:
+            refund_day = event_ms // MS_PER_DAY
+            self._refunds_by_day[refund_day] = self._refunds_by_day.get(refund_day, 0) + cents
+
+        canceled = bool(order.cancels)
+        refunded = bool(order.refunds)
+        self._canceled += canceled
+        self._refunded += refunded
+        self._canceled_or_refunded += canceled or refunded
+
+        if order.captures and not canceled and not refunded and order.baskets:
+            latest_ms, items = order.baskets[0]
+            for event_ms, basket in order.baskets[1:]:
+                if event_ms >= latest_ms:
+                    latest_ms, items = event_ms, basket
+            for product_id, quantity, unit_cents in items:
+                self._product_units[product_id] = self._product_units.get(product_id, 0) + quantity
+                self._product_cents[product_id] = (
+                    self._product_cents.get(product_id, 0) + quantity * unit_cents
+                )
+
+        first_dispatch = min(order.dispatches) if order.dispatches else None
+        first_delivery = min(order.deliveries) if order.deliveries else None
+        if first_dispatch is not None:
+            self._created_to_shipped.append(first_dispatch - order.created_ms)
+        if first_delivery is not None:
+            self._created_to_delivered.append(first_delivery - order.created_ms)
+            if first_dispatch is not None:
+                self._shipped_to_delivered.append(first_delivery - first_dispatch)
+
+    def answers(self, products: Mapping[str, ProductInfo]) -> dict[str, Any]:
+        """The answers in METRICS.md's "Answers as JSON" shape.
+
+        ``products`` maps product_id to its reference name and category. Lead-time statistics
+        of an empty population are ``null``; rates over zero orders are 0.0.
+        """
+        revenue_days = sorted(self._gross_by_day.keys() | self._refunds_by_day.keys())
+        by_day = []
+        for day in revenue_days:
+            gross = self._gross_by_day.get(day, 0)
+            refunds = self._refunds_by_day.get(day, 0)
+            by_day.append(
+                {
+                    "date": _iso_day(day),
+                    "gross": _money(gross),
+                    "refunds": _money(refunds),
+                    "net": _money(gross - refunds),
+                }
+            )
+        gross_total = sum(self._gross_by_day.values())
+        refunds_total = sum(self._refunds_by_day.values())
+
+        created_days = sorted(self._created_by_day)
+        conversion_by_day = []
+        for day in created_days:
+            created = self._created_by_day[day]
+            converted = self._converted_by_day.get(day, 0)
+            conversion_by_day.append(
+                {
+                    "date": _iso_day(day),
+                    "created": created,
+                    "converted": converted,
+                    "rate": _ratio(converted, created),
+                }
+            )
+
+        ranked = sorted(self._product_cents.items(), key=lambda item: (-item[1], item[0]))
+        top_products = []
+        for product_id, cents in ranked[:TOP_PRODUCTS]:
+            info = products.get(product_id)
+            top_products.append(
+                {
+                    "product_id": product_id,
+                    "product_name": info.product_name if info else None,
+                    "category": info.category if info else None,
+                    "units": self._product_units[product_id],
+                    "revenue": _money(cents),
+                }
+            )
+
+        return {
+            "orders_per_day": [
+                {"date": _iso_day(day), "orders": self._created_by_day[day]} for day in created_days
+            ],
+            "revenue": {
+                "gross": _money(gross_total),
+                "refunds": _money(refunds_total),
+                "net": _money(gross_total - refunds_total),
+                "by_day": by_day,
+            },
+            "conversion_rate": {
+                "overall": _ratio(sum(self._converted_by_day.values()), self.orders),
+                "by_day": conversion_by_day,
+            },
+            "top_products": top_products,
+            "cancel_refund": {
+                "orders": self.orders,
+                "canceled_rate": _ratio(self._canceled, self.orders),
+                "refunded_rate": _ratio(self._refunded, self.orders),
+                "canceled_or_refunded_rate": _ratio(self._canceled_or_refunded, self.orders),
+            },
+            "lead_times_hours": {
+                "created_to_shipped": _lead_time_stats(self._created_to_shipped),
+                "shipped_to_delivered": _lead_time_stats(self._shipped_to_delivered),
+                "created_to_delivered": _lead_time_stats(self._created_to_delivered),
+            },
+        }
+
+
+def compute_truth(
+    orders: Iterable[OrderLifecycle], products: Mapping[str, ProductInfo]
+) -> dict[str, Any]:
+    """The answers for a collection of order lifecycles (see :meth:`TruthAccumulator.answers`)."""
+    accumulator = TruthAccumulator()
+    for order in orders:
+        accumulator.add(order)
+    return accumulator.answers(products)

@@ -1,0 +1,28 @@
+"""Shared fixtures: small deterministic simulations and fresh warehouses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from retail_pipeline.events.simulator import FaultRates, generate
+from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+
+HEAVY_FAULTS = FaultRates(duplicate=0.05, out_of_order=0.1, late=0.03, malformed=0.05, orphan=0.01)
+
+
+@pytest.fixture(scope="session")
+def faulted_sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four days of a small shop with many faults of every kind."""
+    out = tmp_path_factory.mktemp("sim-faulted")
+    generate(out, days=4, orders_per_day=300, seed=11, faults=HEAVY_FAULTS)
+    return out
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Iterator[DuckDBWarehouse]:
+    wh = DuckDBWarehouse(tmp_path / "wh.duckdb")
+    yield wh
+    wh.close()

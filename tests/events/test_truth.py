@@ -1,0 +1,210 @@
+"""Ground truth on a hand-built scenario whose answers were worked out by hand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from retail_pipeline.events.truth import (
+    OrderLifecycle,
+    ProductInfo,
+    TruthAccumulator,
+    compute_truth,
+    percentile_cont,
+)
+
+PRODUCTS = {
+    "P1": ProductInfo("Widget", "Tools"),
+    "P2": ProductInfo("Gadget", "Electronics"),
+    "P3": ProductInfo("Novel", "Books"),
+    "P4": ProductInfo("Never Sold", "Tools"),
+}
+
+
+def at(day: int, hour: int, minute: int = 0) -> int:
+    """Milliseconds since the epoch of 2026-01-<day> <hour>:<minute> UTC."""
+    return int(datetime(2026, 1, day, hour, minute, tzinfo=UTC).timestamp() * 1000)
+
+
+def scenario() -> list[OrderLifecycle]:
+    # A: captured, shipped and delivered.
+    a = OrderLifecycle("A", at(1, 10))
+    a.baskets.append((at(1, 10), (("P1", 2, 1000),)))
+    a.captures.append((at(1, 10, 5), 2000))
+    a.dispatches.append(at(1, 20))
+    a.deliveries.append(at(2, 20))
+
+    # B: basket updated before payment (listed out of time order on purpose: the latest by
+    # time wins), a failed payment (leaves no trace in the truth), capture, failed delivery
+    # and a second dispatch (lead times use the first dispatch).
+    b = OrderLifecycle("B", at(1, 12))
+    b.baskets.append((at(1, 12, 30), (("P2", 2, 2550), ("P3", 1, 999))))
+    b.baskets.append((at(1, 12), (("P1", 1, 1000), ("P2", 1, 2550))))
+    b.captures.append((at(1, 13), 6099))
+    b.dispatches.extend([at(1, 18), at(2, 6)])
+    b.deliveries.append(at(2, 18))
+
+    # C: payment failed, then canceled before any capture.
+    c = OrderLifecycle("C", at(1, 23))
+    c.baskets.append((at(1, 23), (("P3", 3, 999),)))
+    c.cancels.append(at(2, 1))
+
+    # D: captured, canceled after capture, refunded.
+    d = OrderLifecycle("D", at(2, 9))
+    d.baskets.append((at(2, 9), (("P2", 1, 2550),)))
+    d.captures.append((at(2, 9, 10), 2550))
+    d.cancels.append(at(2, 11))
+    d.refunds.append((at(2, 15), 2550))
+
+    # E: delivered, then partly refunded.
+    e = OrderLifecycle("E", at(2, 10))
+    e.baskets.append((at(2, 10), (("P1", 4, 1000),)))
+    e.captures.append((at(2, 10, 2), 4000))
+    e.dispatches.append(at(2, 14))
+    e.deliveries.append(at(2, 22))
+    e.refunds.append((at(2, 23), 1000))
+
+    # F: captured and dispatched, still in transit at the end of the window.
+    f = OrderLifecycle("F", at(2, 20))
+    f.baskets.append((at(2, 20), (("P3", 1, 999),)))
+    f.captures.append((at(2, 20, 1), 999))
+    f.dispatches.append(at(2, 23, 30))
+
+    # G: created, nothing else yet.
+    g = OrderLifecycle("G", at(2, 21))
+    g.baskets.append((at(2, 21), (("P1", 1, 1000),)))
+    return [a, b, c, d, e, f, g]
+
+
+def test_hand_built_scenario_answers() -> None:
+    answers = compute_truth(scenario(), PRODUCTS)
+
+    assert answers["orders_per_day"] == [
+        {"date": "2026-01-01", "orders": 3},
+        {"date": "2026-01-02", "orders": 4},
+    ]
+    # Captures: day 1 A 20.00 + B 60.99; day 2 D 25.50 + E 40.00 + F 9.99.
+    # Refunds: day 2 D 25.50 + E 10.00.
+    assert answers["revenue"] == {
+        "gross": 156.48,
+        "refunds": 35.5,
+        "net": 120.98,
+        "by_day": [
+            {"date": "2026-01-01", "gross": 80.99, "refunds": 0.0, "net": 80.99},
+            {"date": "2026-01-02", "gross": 75.49, "refunds": 35.5, "net": 39.99},
+        ],
+    }
+    assert answers["conversion_rate"] == {
+        "overall": 5 / 7,
+        "by_day": [
+            {"date": "2026-01-01", "created": 3, "converted": 2, "rate": 2 / 3},
+            {"date": "2026-01-02", "created": 4, "converted": 3, "rate": 0.75},
+        ],
+    }
+    # Qualifying orders (captured, neither canceled nor refunded): A, B (latest basket), F.
+    assert answers["top_products"] == [
+        {
+            "product_id": "P2",
+            "product_name": "Gadget",
+            "category": "Electronics",
+            "units": 2,
+            "revenue": 51.0,
+        },
+        {
+            "product_id": "P1",
+            "product_name": "Widget",
+            "category": "Tools",
+            "units": 2,
+            "revenue": 20.0,
+        },
+        {
+            "product_id": "P3",
+            "product_name": "Novel",
+            "category": "Books",
+            "units": 2,
+            "revenue": 19.98,
+        },
+    ]
+    # Canceled: C, D. Refunded: D, E. Either: C, D, E.
+    assert answers["cancel_refund"] == {
+        "orders": 7,
+        "canceled_rate": 2 / 7,
+        "refunded_rate": 2 / 7,
+        "canceled_or_refunded_rate": 3 / 7,
+    }
+    lead = answers["lead_times_hours"]
+    # created->shipped: F 3.5, E 4, B 6, A 10.
+    assert lead["created_to_shipped"] == {"count": 4, "mean": 5.875, "p50": 5.0, "p90": 8.8}
+    # shipped->delivered: E 8, A 24, B 24 (first dispatch to first delivery).
+    assert lead["shipped_to_delivered"]["count"] == 3
+    assert lead["shipped_to_delivered"]["mean"] == pytest.approx(56 / 3, abs=1e-12)
+    assert lead["shipped_to_delivered"]["p50"] == 24.0
+    assert lead["shipped_to_delivered"]["p90"] == 24.0
+    # created->delivered: E 12, B 30, A 34.
+    assert lead["created_to_delivered"]["count"] == 3
+    assert lead["created_to_delivered"]["mean"] == pytest.approx(76 / 3, abs=1e-12)
+    assert lead["created_to_delivered"]["p50"] == 30.0
+    assert lead["created_to_delivered"]["p90"] == pytest.approx(33.2, abs=1e-12)
+    assert set(answers) == {
+        "orders_per_day",
+        "revenue",
+        "conversion_rate",
+        "top_products",
+        "cancel_refund",
+        "lead_times_hours",
+    }
+
+
+def test_accumulator_streams_the_same_answers() -> None:
+    accumulator = TruthAccumulator()
+    for order in scenario():
+        accumulator.add(order)
+    assert accumulator.orders == 7
+    assert accumulator.answers(PRODUCTS) == compute_truth(scenario(), PRODUCTS)
+
+
+def test_top_products_keeps_ten_ordered_by_revenue_then_id() -> None:
+    products = {f"P{i:02d}": ProductInfo(f"Product {i}", "Misc") for i in range(12)}
+    orders = []
+    for i in range(12):
+        order = OrderLifecycle(f"O{i}", at(1, 9))
+        # P00 and P01 tie at 5.00; the rest earn less as i grows.
+        cents = 500 if i < 2 else 400 - i
+        order.baskets.append((at(1, 9), ((f"P{i:02d}", 1, cents),)))
+        order.captures.append((at(1, 9, 1), cents))
+        orders.append(order)
+    top = compute_truth(reversed(orders), products)["top_products"]
+    assert [row["product_id"] for row in top] == [f"P{i:02d}" for i in range(10)]
+    assert top[0]["revenue"] == top[1]["revenue"] == 5.0
+
+
+def test_empty_input() -> None:
+    answers = compute_truth([], PRODUCTS)
+    assert answers["orders_per_day"] == []
+    assert answers["revenue"] == {"gross": 0.0, "refunds": 0.0, "net": 0.0, "by_day": []}
+    assert answers["conversion_rate"] == {"overall": 0.0, "by_day": []}
+    assert answers["top_products"] == []
+    assert answers["cancel_refund"]["orders"] == 0
+    assert answers["lead_times_hours"]["created_to_shipped"] == {
+        "count": 0,
+        "mean": None,
+        "p50": None,
+        "p90": None,
+    }
+
+
+def test_percentile_cont_interpolates() -> None:
+    assert percentile_cont([1, 2, 3, 4], 0.5) == 2.5
+    assert percentile_cont([4, 1, 3, 2], 0.9) == pytest.approx(3.7, abs=1e-12)
+    assert percentile_cont([1, 2, 3, 4], 0.0) == 1
+    assert percentile_cont([1, 2, 3, 4], 1.0) == 4
+    assert percentile_cont([7.5], 0.9) == 7.5
+    assert percentile_cont([10, 20], 0.25) == 12.5
+
+
+def test_percentile_cont_rejects_bad_input() -> None:
+    with pytest.raises(ValueError):
+        percentile_cont([], 0.5)
+    with pytest.raises(ValueError):
+        percentile_cont([1.0], 1.5)

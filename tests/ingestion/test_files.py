@@ -1,0 +1,176 @@
+"""File ingestion: every line ends in Bronze or the dead-letter table exactly once."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from retail_pipeline.errors import InputError
+from retail_pipeline.events.contract import ContractError, parse_event
+from retail_pipeline.ingestion.files import ingest_files
+from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+
+EVENT_TABLES = ("order_events", "payment_events", "shipment_events")
+
+
+def file_lines(path: Path) -> list[tuple[int, int, bytes]]:
+    """(byte offset, line number, bytes) of every non-empty line, computed independently."""
+    out, offset = [], 0
+    for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if line:
+            out.append((offset, number, line))
+        offset += len(line) + 1
+    return out
+
+
+def landed(wh: DuckDBWarehouse, path: Path) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(offset, line) of rows from ``path`` in Bronze event tables, and in the dead letters."""
+    union = " union all ".join(
+        f"select _offset, _source_line from bronze.{t} where _source_file = $f"
+        for t in EVENT_TABLES
+    )
+    good = wh.con.execute(union, {"f": str(path.resolve())}).fetchall()
+    bad = wh.con.execute(
+        "select _offset, _source_line from bronze.dead_letter where _source_file = $f",
+        {"f": str(path.resolve())},
+    ).fetchall()
+    return sorted(good), sorted(bad)
+
+
+def is_valid(line: bytes) -> bool:
+    try:
+        parse_event(line)
+    except ContractError:
+        return False
+    return True
+
+
+def test_every_line_lands_once_and_reconciles(
+    faulted_sim: Path, warehouse: DuckDBWarehouse
+) -> None:
+    files = sorted((faulted_sim / "events").glob("*.ndjson"))
+    summary = ingest_files(warehouse, files, batch_bytes=64 << 10)
+    total_good = total_bad = 0
+    for path in files:
+        lines = file_lines(path)
+        good, bad = landed(warehouse, path)
+        expected_good = sorted((o, n) for o, n, raw in lines if is_valid(raw))
+        expected_bad = sorted((o, n) for o, n, raw in lines if not is_valid(raw))
+        assert good == expected_good
+        assert bad == expected_bad
+        assert len(good) + len(bad) == len(lines)
+        assert expected_bad, "the faulted simulation must contain malformed lines"
+        total_good += len(good)
+        total_bad += len(bad)
+    assert (summary.read, summary.loaded, summary.dead_lettered) == (
+        total_good + total_bad,
+        total_good,
+        total_bad,
+    )
+
+
+def test_payload_is_kept_byte_for_byte_and_duplicates_are_identifiable(
+    faulted_sim: Path, warehouse: DuckDBWarehouse
+) -> None:
+    path = faulted_sim / "events" / "payments.ndjson"
+    ingest_files(warehouse, [path])
+    rows = warehouse.con.execute(
+        "select _source_line, event_id, payload::varchar from bronze.payment_events"
+    ).fetchall()
+    lines = {n: raw for _, n, raw in file_lines(path)}
+    for number, event_id, payload in rows:
+        assert payload.encode() == lines[number]
+        assert orjson.loads(payload)["event_id"] == event_id
+    valid_ids = Counter(orjson.loads(raw)["event_id"] for raw in lines.values() if is_valid(raw))
+    dupes = warehouse.con.execute(
+        "select event_id, count(*) from bronze.payment_events group by 1 having count(*) > 1"
+    ).fetchall()
+    assert dict(dupes) == {k: v for k, v in valid_ids.items() if v > 1}
+    assert dupes, "the faulted simulation must contain duplicate deliveries"
+
+
+def test_dead_letters_name_file_line_and_reason(
+    faulted_sim: Path, warehouse: DuckDBWarehouse
+) -> None:
+    path = faulted_sim / "events" / "orders.ndjson"
+    ingest_files(warehouse, [path])
+    lines = {n: raw for _, n, raw in file_lines(path)}
+    rows = warehouse.con.execute(
+        "select _source_kind, _source_file, _source_line, raw_payload, reason"
+        " from bronze.dead_letter"
+    ).fetchall()
+    assert rows
+    for kind, source_file, line, raw, reason in rows:
+        assert kind == "file" and source_file == str(path.resolve())
+        assert reason and "\n" not in reason
+        expected = lines[line]
+        assert raw == expected.decode("utf-8", "backslashreplace")
+
+
+def test_second_run_is_a_no_op(faulted_sim: Path, warehouse: DuckDBWarehouse) -> None:
+    files = sorted((faulted_sim / "events").glob("*.ndjson"))
+    first = ingest_files(warehouse, files)
+    before = warehouse.counts()
+    second = ingest_files(warehouse, files)
+    assert warehouse.counts() == before
+    assert (second.read, second.loaded, second.dead_lettered) == (0, 0, 0)
+    assert second.skipped == sum(len(p.read_bytes().split(b"\n")) - 1 for p in files)
+    assert first.read > 0
+
+
+def test_appended_file_resumes_exactly_where_it_stopped(
+    faulted_sim: Path, warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    source = faulted_sim / "events" / "shipments.ndjson"
+    data = source.read_bytes()
+    cut = data.index(b"\n", len(data) // 3) + 1
+    growing = tmp_path / "shipments.ndjson"
+    growing.write_bytes(data[:cut])
+    ingest_files(warehouse, [growing], batch_bytes=16 << 10)
+    with growing.open("ab") as handle:
+        handle.write(data[cut:])
+    ingest_files(warehouse, [growing], batch_bytes=16 << 10)
+    good, bad = landed(warehouse, growing)
+    offsets = [o for o, _ in good + bad]
+    assert sorted(offsets) == [o for o, _, _ in file_lines(growing)]
+
+
+def test_last_line_without_newline_is_read(warehouse: DuckDBWarehouse, tmp_path: Path) -> None:
+    from tests.ingestion.test_validate import PAYMENT
+
+    path = tmp_path / "p.ndjson"
+    path.write_bytes(orjson.dumps(PAYMENT) + b"\n\n" + orjson.dumps({**PAYMENT, "event_id": "x"}))
+    summary = ingest_files(warehouse, [path])
+    assert (summary.read, summary.loaded) == (2, 2)
+    assert landed(warehouse, path)[0][1][1] == 3
+
+
+def test_rewritten_file_is_refused(
+    faulted_sim: Path, warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    path = tmp_path / "orders.ndjson"
+    shutil.copy(faulted_sim / "events" / "orders.ndjson", path)
+    ingest_files(warehouse, [path])
+    before = warehouse.counts()
+    path.write_bytes(b"{}" + path.read_bytes()[2:])
+    with pytest.raises(InputError, match="content changed since it was loaded"):
+        ingest_files(warehouse, [path])
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(InputError, match="shorter"):
+        ingest_files(warehouse, [path])
+    assert warehouse.counts() == before
+
+
+def test_bad_paths_fail_before_anything_is_written(
+    faulted_sim: Path, warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    good = faulted_sim / "events" / "orders.ndjson"
+    with pytest.raises(InputError, match="no such file"):
+        ingest_files(warehouse, [good, tmp_path / "missing.ndjson"])
+    with pytest.raises(InputError, match="is a directory"):
+        ingest_files(warehouse, [good, tmp_path])
+    assert sum(warehouse.counts().values()) == 0
