@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -30,7 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-out = Console()
+out = Console(soft_wrap=True, markup=False)
 
 WarehouseOpt = Annotated[
     Path | None,
@@ -88,16 +89,20 @@ def generate(
     from retail_pipeline.events.simulator import FaultRates
     from retail_pipeline.events.simulator import generate as simulate
 
-    with _count_progress(days * orders_per_day, "simulating orders") as advance:
+    with _count_progress(days, "simulating days") as advance:
         summary = simulate(
             out_dir,
             days=days,
             orders_per_day=orders_per_day,
             seed=seed,
             faults=FaultRates() if faults else None,
-            progress=advance,
+            progress=lambda _done: advance(1),
         )
-    out.print(summary.line() if hasattr(summary, "line") else str(summary))
+    out.print(
+        f"simulated {summary.days} days: {summary.orders:,} orders, {summary.lines:,} event lines"
+        f" ({summary.duplicates:,} duplicates, {summary.malformed:,} malformed),"
+        f" {summary.customers:,} customers, {summary.products:,} products in {summary.out_dir}"
+    )
 
 
 @app.command("load-batch")
@@ -111,15 +116,19 @@ def load_batch(
     warehouse: WarehouseOpt = None,
 ) -> None:
     """Append customer and product snapshots to Bronze (same content twice is a no-op)."""
-    from retail_pipeline.ingestion.batch import load_reference
+    from retail_pipeline.ingestion.batch import load_snapshot, read_snapshot
     from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 
     if customers is None and products is None:
         raise PipelineError("nothing to load: give --customers FILE and/or --products FILE")
+    snapshots = [
+        read_snapshot(entity, path)
+        for entity, path in (("customers", customers), ("products", products))
+        if path is not None
+    ]
     with DuckDBWarehouse(warehouse) as wh:
-        for entity, path in (("customers", customers), ("products", products)):
-            if path is not None:
-                out.print(load_reference(wh, entity, path).line())
+        for snapshot in snapshots:
+            out.print(load_snapshot(wh, snapshot).line())
 
 
 @app.command()
@@ -189,7 +198,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except PipelineError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
         console.print("[red]aborted[/red]")

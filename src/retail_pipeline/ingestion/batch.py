@@ -63,8 +63,12 @@ def _records(data: bytes, path: Path) -> list[tuple[int, int | None, bytes]]:
         try:
             items = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            line = data.count(b"\n", 0, exc.pos) + 1
-            raise InputError(f"{path}:{line}: not valid JSON ({exc.msg})") from None
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                line = data.count(b"\n", 0, bad.start) + 1
+                raise InputError(f"{path}:{line}: not valid UTF-8") from None
+            raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
         if not isinstance(items, list):
             raise InputError(f"{path}: expected a JSON array of records")
         return [(i + 1, None, orjson.dumps(item)) for i, item in enumerate(items)]
@@ -73,17 +77,52 @@ def _records(data: bytes, path: Path) -> list[tuple[int, int | None, bytes]]:
     if not stripped.startswith(b"{"):
         raise InputError(f"{path}:1: not a JSON array or NDJSON file")
     lines = data.split(b"\n")
+    if _is_multiline_object(data, next(line for line in lines if line.strip())):
+        raise InputError(f"{path}: a single JSON object, expected a JSON array or NDJSON records")
     return [(n, n, line) for n, line in enumerate(lines, start=1) if line.strip()]
 
 
-def load_reference(warehouse: Warehouse, entity: str, path: str | Path) -> BatchSummary:
-    """Append one customers or products snapshot to Bronze (a no-op if already loaded)."""
+def _is_multiline_object(data: bytes, first_line: bytes) -> bool:
+    """True for a pretty-printed JSON object: its first line alone is not JSON, the file is."""
+    try:
+        orjson.loads(first_line)
+        return False
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return isinstance(orjson.loads(data), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot file read and split into raw records, not yet validated or loaded."""
+
+    entity: str
+    path: Path
+    content_hash: str
+    records: list[tuple[int, int | None, bytes]]
+
+
+def read_snapshot(entity: str, path: str | Path) -> Snapshot:
+    """Read a customers or products file; raises :class:`InputError` before any write."""
     if entity not in MODELS:
         raise InputError(f"unknown reference entity {entity!r}; expected customers or products")
     file = Path(path)
     data = _read(file, entity)
-    content_hash = hashlib.sha256(data).hexdigest()
-    records = _records(data, file)
+    return Snapshot(entity, file, hashlib.sha256(data).hexdigest(), _records(data, file))
+
+
+def load_reference(warehouse: Warehouse, entity: str, path: str | Path) -> BatchSummary:
+    """Append one customers or products snapshot to Bronze (a no-op if already loaded)."""
+    return load_snapshot(warehouse, read_snapshot(entity, path))
+
+
+def load_snapshot(warehouse: Warehouse, snapshot: Snapshot) -> BatchSummary:
+    """Append a snapshot read by :func:`read_snapshot` (a no-op if already loaded)."""
+    entity, file, content_hash = snapshot.entity, snapshot.path, snapshot.content_hash
+    records = snapshot.records
     source = str(file.resolve())
     if warehouse.has_reference_load(entity, content_hash):
         return BatchSummary(entity, file, len(records), 0, 0, True)

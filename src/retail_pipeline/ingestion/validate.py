@@ -65,27 +65,42 @@ _MONEY = {"orders": "order_total", "payments": "amount"}
 _LENIENT_JSON = r",\s*[\]}]|NaN|Infinity"
 
 
-def _to_text(lines: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """(utf8 column with nulls for non-UTF-8 lines, lossy text of just those lines)."""
+def invalid_utf8_rows(values: pa.Array) -> list[int]:
+    """Indexes of the values of a binary array that are not valid UTF-8."""
+    bad = []
+    for index, value in enumerate(values.to_pylist()):
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(index)
+    return bad
+
+
+def stage(
+    messages: pa.Array, columns: dict[str, pa.Array], bad_utf8: list[int] | None = None
+) -> pa.Table:
+    """The validator's input: raw message bytes plus the source's metadata ``columns``.
+
+    ``bad_utf8`` lists the rows known not to be UTF-8 (computed here when not given).
+    """
+    n = len(messages)
     try:
-        return lines.cast(pa.string()), pa.nulls(len(lines), pa.string())
+        raw = messages.cast(pa.string()) if not bad_utf8 else None
     except pa.ArrowInvalid:
-        raw: list[str | None] = []
-        lossy: list[str | None] = []
-        for value in lines.to_pylist():
-            try:
-                raw.append(value.decode("utf-8"))
-                lossy.append(None)
-            except UnicodeDecodeError:
-                raw.append(None)
-                lossy.append(value.decode("utf-8", "backslashreplace"))
-        return pa.array(raw, pa.string()), pa.array(lossy, pa.string())
-
-
-def stage(messages: pa.Array, columns: dict[str, pa.Array]) -> pa.Table:
-    """The validator's input: raw message bytes plus the source's metadata ``columns``."""
-    raw, lossy = _to_text(messages)
-    strict = [True] * len(raw)
+        raw = None
+    lossy = pa.nulls(n, pa.string())
+    if raw is None:
+        bad = bad_utf8 if bad_utf8 is not None else invalid_utf8_rows(messages)
+        mask = [False] * n
+        for index in bad:
+            mask[index] = True
+        is_bad = pa.array(mask, pa.bool_())
+        raw = pc.if_else(is_bad, pa.scalar(None, pa.binary()), messages).cast(pa.string())
+        lossy_values: list[str | None] = [None] * n
+        for index in bad:
+            lossy_values[index] = messages[index].as_py().decode("utf-8", "backslashreplace")
+        lossy = pa.array(lossy_values, pa.string())
+    strict = [True] * n
     suspects = pc.fill_null(pc.match_substring_regex(raw, _LENIENT_JSON), False)
     for index in pc.indices_nonzero(suspects).to_pylist():
         try:
@@ -121,6 +136,17 @@ def _text(name: str) -> str:
 
 def _type(name: str) -> str:
     return f"t_{name}"
+
+
+def _kind(json_text: str) -> str:
+    """The JSON type of a value's text, from its first character (no parsing)."""
+    return (
+        f"case when {json_text} is null then null else case left({json_text}, 1)"
+        f" when '\"' then 'VARCHAR' when '{{' then 'OBJECT'"
+        f" when '[' then 'ARRAY' when 't' then 'BOOLEAN' when 'f' then 'BOOLEAN'"
+        f" when 'n' then 'NULL' else case when regexp_matches({json_text}, '[.eE]')"
+        f" then 'DOUBLE' else 'BIGINT' end end end"
+    )
 
 
 def _is_str(name: str) -> str:
@@ -234,7 +260,9 @@ def _build_sql() -> str:
     item_struct = '[{"product_id": "JSON", "quantity": "JSON", "unit_price": "JSON"}]'
     reason = "case " + " ".join(f"when {cond} then {why}" for cond, why in _checks()) + " end"
     fields = ",\n        ".join(
-        f"json_type({_f(name)}) as {_type(name)}, ({_f(name)}->>'$') as {_text(name)}"
+        f"{_kind(_f(name))} as {_type(name)},"
+        f" case when left({_f(name)}, 1) = '\"' and not contains({_f(name)}, '\\')"
+        f" then {_f(name)}[2:-2] else ({_f(name)}->>'$') end as {_text(name)}"
         for name in _FIELDS
         if name != "items"
     )

@@ -57,6 +57,17 @@ def _open_error(path: Path, exc: Exception) -> WarehouseError:
     return WarehouseError(f"cannot open warehouse {path}: {message}")
 
 
+def _is_other_file(path: Path) -> bool:
+    """True for an existing file without DuckDB's magic bytes (DuckDB would try to attach a
+    SQLite file through an extension it downloads, instead of refusing it)."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(12)
+    except OSError:
+        return False
+    return header[8:12] != b"DUCK"
+
+
 class DuckDBWarehouse:
     """The embedded warehouse: one DuckDB file holding the ``bronze`` schema (and dbt's layers)."""
 
@@ -67,8 +78,14 @@ class DuckDBWarehouse:
         if not read_only:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                raise WarehouseError(
+                    f"cannot create warehouse {self.path}: {self.path.parent} is not a directory"
+                ) from None
             except OSError as exc:
-                raise WarehouseError(f"cannot create {self.path.parent}: {exc.strerror}") from None
+                raise WarehouseError(
+                    f"cannot create warehouse {self.path}: {self.path.parent}: {exc.strerror}"
+                ) from None
             if self.path.exists() and not os.access(self.path, os.W_OK):
                 raise WarehouseError(f"cannot write warehouse {self.path}: permission denied")
             if not os.access(self.path.parent, os.W_OK):
@@ -77,6 +94,8 @@ class DuckDBWarehouse:
                 )
         elif not self.path.exists():
             raise WarehouseError(f"warehouse {self.path} does not exist; load something first")
+        if self.path.is_file() and _is_other_file(self.path):
+            raise WarehouseError(f"{self.path} is not a DuckDB warehouse file")
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except (duckdb.Error, OSError) as exc:
