@@ -142,13 +142,13 @@ def ingest(
     warehouse: WarehouseOpt = None,
 ) -> None:
     """Load events into Bronze exactly once, resuming where the last run stopped."""
-    from retail_pipeline.ingestion.files import ingest_files
+    from retail_pipeline.ingestion.files import check_file, ingest_files
     from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 
-    paths = [*(from_files or []), *(files or [])]
+    paths = [check_file(p) for p in [*(from_files or []), *(files or [])]]
     if not paths:
         raise PipelineError("nothing to ingest: give --from-files FILE...")
-    total = sum(p.stat().st_size for p in paths if p.is_file())
+    total = sum(p.stat().st_size for p in paths)
     with DuckDBWarehouse(warehouse) as wh, _bytes_progress(total, "ingesting") as advance:
         summary = ingest_files(wh, paths, batch_bytes=batch_mb << 20, progress=advance)
     out.print(summary.line())

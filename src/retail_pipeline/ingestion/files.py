@@ -12,6 +12,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +61,8 @@ def _fingerprint(handle: BinaryIO, length: int) -> str:
     return f"{len(data)}:{hashlib.sha256(data).hexdigest()}"
 
 
-def _check_file(path: Path) -> Path:
+def check_file(path: Path) -> Path:
+    """The resolved path of a readable regular file, or an :class:`InputError` naming it."""
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
@@ -135,6 +137,35 @@ def block_table(block: bytes, block_offset: int, first_line: int, source_file: s
     return staged.filter(pc.greater(pc.binary_length(lines), 0))
 
 
+def _staged_blocks(
+    handle: BinaryIO, offset: int, first_line: int, batch_bytes: int
+) -> Iterator[tuple[int, bytes, pa.Table]]:
+    """Blocks with their staged tables, the next one prepared in a thread meanwhile.
+
+    Staging is Python work; the warehouse write is DuckDB work that releases the GIL, so
+    overlapping the two keeps both cores busy.
+    """
+    path = str(Path(handle.name).resolve())
+
+    def prepare(item: tuple[int, bytes], line: int) -> tuple[int, bytes, pa.Table]:
+        block_offset, block = item
+        return block_offset, block, chunked(block_table(block, block_offset, line, path))
+
+    blocks = _blocks(handle, offset, batch_bytes)
+    line = first_line
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage") as pool:
+        first = next(blocks, None)
+        pending: Future[tuple[int, bytes, pa.Table]] | None = (
+            pool.submit(prepare, first, line) if first else None
+        )
+        while pending is not None:
+            block_offset, block, staged = pending.result()
+            line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+            upcoming = next(blocks, None)
+            pending = pool.submit(prepare, upcoming, line) if upcoming else None
+            yield block_offset, block, staged
+
+
 def chunked(table: pa.Table, rows: int = VALIDATION_CHUNK_ROWS) -> pa.Table:
     """The same table split into row groups DuckDB can scan in parallel."""
     return pa.Table.from_batches(table.to_batches(max_chunksize=rows), table.schema)
@@ -152,7 +183,7 @@ def ingest_files(
 
     ``progress`` is called with the number of bytes consumed after each committed block.
     """
-    files = [_check_file(Path(p)) for p in paths]
+    files = [check_file(Path(p)) for p in paths]
     load_id = load_id or new_load_id("ingest")
     summary = IngestSummary()
     for path in files:
@@ -207,17 +238,14 @@ def _ingest_one(
                 progress(offset)
         skipped = line - 1
         fingerprint = stored.fingerprint if stored and stored.fingerprint else None
-        for block_offset, block in _blocks(handle, offset, batch_bytes):
+        for block_offset, block, staged in _staged_blocks(handle, offset, line, batch_bytes):
             if fingerprint is None or int(fingerprint.split(":", 1)[0]) < FINGERPRINT_BYTES:
                 fingerprint = _fingerprint(
                     handle, min(FINGERPRINT_BYTES, block_offset + len(block))
                 )
-            staged = block_table(block, block_offset, line, str(path))
             line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
             position = Position(source, 0, block_offset + len(block), line, fingerprint)
-            ok, bad = warehouse.write_events(
-                EventBatch(load_id, "file", chunked(staged), [position])
-            )
+            ok, bad = warehouse.write_events(EventBatch(load_id, "file", staged, [position]))
             read += staged.num_rows
             loaded += ok
             dead += bad
