@@ -245,10 +245,13 @@ def _ingest_one(
                 )
             line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
             position = Position(source, 0, block_offset + len(block), line, fingerprint)
-            ok, bad = warehouse.write_events(EventBatch(load_id, "file", staged, [position]))
+            expected = {(source, 0): block_offset if block_offset or stored else None}
+            result = warehouse.write_events(
+                EventBatch(load_id, "file", staged, [position], expected)
+            )
             read += staged.num_rows
-            loaded += ok
-            dead += bad
+            loaded += result.loaded
+            dead += result.dead_lettered
             if progress:
                 progress(len(block))
     return read, loaded, dead, skipped

@@ -47,6 +47,27 @@ class EventBatch:
     source_kind: str
     rows: pa.Table
     positions: list[Position] = field(default_factory=list)
+    expected: dict[tuple[str, int], int | None] = field(default_factory=dict)
+    """Stored ``next_offset`` each (source, partition) must still have, None for "no row yet".
+
+    Checked inside the transaction: a mismatch means another writer (a zombie consumer after a
+    rebalance, a second loader) got there first, and the batch is rejected with
+    :class:`PositionConflict` instead of being written twice.
+    """
+    return_dead_letters: bool = False
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one batch write did; ``dead_letters`` when the batch asked for them."""
+
+    loaded: int
+    dead_lettered: int
+    dead_letters: pa.Table | None = None
+
+
+class PositionConflict(RuntimeError):
+    """The stored position moved since the batch was read: someone else wrote these messages."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +86,8 @@ class LoadRecord:
 class Warehouse(Protocol):
     """What loaders need from a warehouse (DuckDB today, Snowflake next)."""
 
-    def write_events(self, batch: EventBatch) -> tuple[int, int]:
-        """Validate and write one batch with its positions atomically; (loaded, dead)."""
+    def write_events(self, batch: EventBatch) -> WriteResult:
+        """Validate and write one batch with its positions atomically."""
         ...
 
     def positions(self, source: str) -> dict[int, Position]:

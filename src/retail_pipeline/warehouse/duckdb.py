@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -12,13 +15,15 @@ import duckdb
 import pyarrow as pa
 
 from retail_pipeline.errors import WarehouseError
-from retail_pipeline.ingestion.validate import VALIDATION_SQL
+from retail_pipeline.ingestion.validate import VALIDATION_SQL, fetch_arrow
 from retail_pipeline.warehouse.base import (
     EVENT_TABLES,
     SCHEMA_VERSION,
     EventBatch,
     LoadRecord,
     Position,
+    PositionConflict,
+    WriteResult,
 )
 
 DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
@@ -71,8 +76,25 @@ def _is_other_file(path: Path) -> bool:
 class DuckDBWarehouse:
     """The embedded warehouse: one DuckDB file holding the ``bronze`` schema (and dbt's layers)."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        read_only: bool = False,
+        exclusive: bool = True,
+        lock_timeout: float = 60.0,
+    ):
+        """Open (creating if needed) the warehouse file.
+
+        ``exclusive`` holds DuckDB's file lock for the object's lifetime (fastest; what batch
+        loaders do). With ``exclusive=False`` every operation opens the file, waits up to
+        ``lock_timeout`` seconds for the lock and closes it again, so several processes (e.g.
+        the consumers of one Kafka group) can take turns writing.
+        """
         self.path = warehouse_path(path)
+        self._read_only = read_only
+        self._lock_timeout = lock_timeout
+        self._con: duckdb.DuckDBPyConnection | None = None
         if self.path.is_dir():
             raise WarehouseError(f"warehouse {self.path} is a directory, expected a DuckDB file")
         if not read_only:
@@ -96,85 +118,151 @@ class DuckDBWarehouse:
             raise WarehouseError(f"warehouse {self.path} does not exist; load something first")
         if self.path.is_file() and _is_other_file(self.path):
             raise WarehouseError(f"{self.path} is not a DuckDB warehouse file")
+        con = self._connect(wait=not exclusive)
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except (duckdb.Error, OSError) as exc:
-            raise _open_error(self.path, exc) from None
-        self.con.execute("set timezone = 'UTC'")
+            self._check_schema(con, read_only)
+        except BaseException:
+            con.close()
+            raise
+        if exclusive:
+            self._con = con
+        else:
+            con.close()
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The held connection of an exclusive warehouse."""
+        if self._con is None:
+            raise WarehouseError(f"warehouse {self.path} is not open exclusively")
+        return self._con
+
+    def _connect(self, *, wait: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self._lock_timeout
+        delay = 0.01
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=self._read_only)
+                break
+            except (duckdb.Error, OSError) as exc:
+                error = _open_error(self.path, exc)
+                if not (wait and "locked" in str(error) and time.monotonic() < deadline):
+                    raise error from None
+                time.sleep(delay)  # another writer holds the file; poll until the deadline
+                delay = min(delay * 2, 0.2)
+        con.execute("set timezone = 'UTC'")
         # Checkpoint in large steps: each batch commit then appends to the WAL instead of
         # rewriting row groups, which is several times faster for streams of small batches.
-        self.con.execute("set checkpoint_threshold = '256MB'")
-        self._check_schema(read_only)
+        con.execute("set checkpoint_threshold = '256MB'")
+        return con
 
-    def _check_schema(self, read_only: bool) -> None:
-        exists = self.con.execute(
+    @contextmanager
+    def _session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._con is not None:
+            yield self._con
+            return
+        con = self._connect(wait=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _check_schema(self, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
+        exists = con.execute(
             "select count(*) from information_schema.tables"
             " where table_schema = 'bronze' and table_name = '_meta'"
         ).fetchone()
         version = None
         if exists and exists[0]:
-            row = self.con.execute(
+            row = con.execute(
                 "select value from bronze._meta where key = 'schema_version'"
             ).fetchone()
             version = int(row[0]) if row else None
         if version is not None and version > SCHEMA_VERSION:
-            self.con.close()
             raise WarehouseError(
                 f"warehouse {self.path} has schema version {version}, newer than the"
                 f" {SCHEMA_VERSION} this retail-pipeline supports; upgrade retail-pipeline"
             )
         if version == SCHEMA_VERSION or read_only:
             return
-        self.con.execute("begin")
+        con.execute("begin")
         for stmt in _schema_statements():
-            self.con.execute(stmt)
-        self.con.execute(
+            con.execute(stmt)
+        con.execute(
             "insert or replace into bronze._meta values ('schema_version', ?)",
             [str(SCHEMA_VERSION)],
         )
-        self.con.execute("commit")
+        con.execute("commit")
 
-    def write_events(self, batch: EventBatch) -> tuple[int, int]:
+    def write_events(self, batch: EventBatch) -> WriteResult:
         """Validate, route and write one batch with its positions in one transaction.
 
         DuckDB runs the contract SQL itself, on the staged rows, so the payload crosses from
         Arrow into the database once.
         """
         params: dict[str, Any] = {"load_id": batch.load_id}
-        con = self.con
-        con.register("batch", batch.rows)
-        try:
-            con.execute("begin")
+        dead_letters = None
+        with self._session() as con:
+            con.register("batch", batch.rows)
             try:
-                con.execute(f"create or replace temp table _validated as {VALIDATION_SQL}")
-                for topic, table in EVENT_TABLES.items():
+                con.execute("begin")
+                try:
+                    self._check_expected(con, batch.expected)
+                    con.execute(f"create or replace temp table _validated as {VALIDATION_SQL}")
+                    for topic, table in EVENT_TABLES.items():
+                        con.execute(
+                            f"insert into bronze.{table} select {_EVENT_COLUMNS} from _validated"
+                            f" where reason is null and _topic = '{topic}'",
+                            params,
+                        )
                     con.execute(
-                        f"insert into bronze.{table} select {_EVENT_COLUMNS} from _validated"
-                        f" where reason is null and _topic = '{topic}'",
-                        params,
+                        f"insert into bronze.dead_letter select {_DEAD_LETTER_COLUMNS}"
+                        " from _validated where reason is not null",
+                        {**params, "kind": batch.source_kind},
                     )
-                con.execute(
-                    f"insert into bronze.dead_letter select {_DEAD_LETTER_COLUMNS}"
-                    " from _validated where reason is not null",
-                    {**params, "kind": batch.source_kind},
-                )
-                row = con.execute("select count(*), count(reason) from _validated").fetchone()
-                self._write_positions(batch.positions, batch.load_id)
-                con.execute("drop table _validated")
-                con.execute("commit")
-            except BaseException:
-                con.execute("rollback")
-                raise
-        except duckdb.Error as exc:
-            raise WarehouseError(f"writing to {self.path} failed: {exc}") from None
-        finally:
-            con.unregister("batch")
+                    row = con.execute("select count(*), count(reason) from _validated").fetchone()
+                    if batch.return_dead_letters:
+                        dead_letters = fetch_arrow(
+                            con.execute(
+                                "select _arrival_topic, _partition, _offset, _key,"
+                                " coalesce(raw, _raw_lossy) as raw, reason"
+                                " from _validated where reason is not null"
+                            )
+                        )
+                    self._write_positions(con, batch.positions, batch.load_id)
+                    con.execute("drop table _validated")
+                    con.execute("commit")
+                except BaseException:
+                    con.execute("rollback")
+                    raise
+            except duckdb.Error as exc:
+                raise WarehouseError(f"writing to {self.path} failed: {exc}") from None
+            finally:
+                con.unregister("batch")
         total, dead = row if row else (0, 0)
-        return int(total) - int(dead), int(dead)
+        return WriteResult(int(total) - int(dead), int(dead), dead_letters)
 
-    def _write_positions(self, positions: list[Position], load_id: str) -> None:
+    @staticmethod
+    def _check_expected(
+        con: duckdb.DuckDBPyConnection, expected: dict[tuple[str, int], int | None]
+    ) -> None:
+        for (source, partition), offset in expected.items():
+            row = con.execute(
+                "select next_offset from bronze._positions where source = ? and partition = ?",
+                [source, partition],
+            ).fetchone()
+            stored = row[0] if row else None
+            if stored != offset:
+                raise PositionConflict(
+                    f"{source} partition {partition}: stored position is {stored}, expected"
+                    f" {offset}; another writer loaded these messages"
+                )
+
+    @staticmethod
+    def _write_positions(
+        con: duckdb.DuckDBPyConnection, positions: list[Position], load_id: str
+    ) -> None:
         if positions:
-            self.con.executemany(
+            con.executemany(
                 "insert or replace into bronze._positions values (?, ?, ?, ?, ?, now(), ?)",
                 [
                     [p.source, p.partition, p.next_offset, p.next_line, p.fingerprint, load_id]
@@ -184,58 +272,71 @@ class DuckDBWarehouse:
 
     def positions(self, source: str) -> dict[int, Position]:
         """Stored positions of ``source`` by partition."""
-        rows = self.con.execute(
-            "select partition, next_offset, next_line, fingerprint from bronze._positions"
-            " where source = ?",
-            [source],
-        ).fetchall()
+        with self._session() as con:
+            rows = con.execute(
+                "select partition, next_offset, next_line, fingerprint from bronze._positions"
+                " where source = ?",
+                [source],
+            ).fetchall()
         return {
             part: Position(source, part, offset, line, fingerprint)
             for part, offset, line, fingerprint in rows
         }
 
+    def all_positions(self) -> list[Position]:
+        """Every stored position, ordered by source and partition."""
+        with self._session() as con:
+            rows = con.execute(
+                "select source, partition, next_offset, next_line, fingerprint"
+                " from bronze._positions order by all"
+            ).fetchall()
+        return [Position(*row) for row in rows]
+
     def has_reference_load(self, entity: str, content_hash: str) -> bool:
         """True when a snapshot with this content was already loaded for ``entity``."""
-        row = self.con.execute(
-            "select count(*) from bronze._loads where kind = ? and content_hash = ?",
-            [entity, content_hash],
-        ).fetchone()
+        with self._session() as con:
+            row = con.execute(
+                "select count(*) from bronze._loads where kind = ? and content_hash = ?",
+                [entity, content_hash],
+            ).fetchone()
         return bool(row and row[0])
 
     def write_reference(
         self, entity: str, rows: pa.Table, dead_letters: pa.Table, load: LoadRecord
     ) -> None:
         """Append one reference snapshot, its dead letters and its load record atomically."""
-        con = self.con
-        con.register("_rows", rows)
-        con.register("_dead", dead_letters)
         params = {"load_id": load.load_id, "hash": load.content_hash}
-        try:
-            con.execute("begin")
+        with self._session() as con:
+            con.register("_rows", rows)
+            con.register("_dead", dead_letters)
             try:
-                con.execute(
-                    f"insert into bronze.{entity} select key, payload, source_file, record_number,"
-                    " $hash, now(), $load_id from _rows",
-                    params,
-                )
-                con.execute(
-                    "insert into bronze.dead_letter select 'batch', null, null, record_number,"
-                    " null, null, source_file, line, raw, reason, now(), $load_id from _dead",
-                    {"load_id": load.load_id},
-                )
-                self._insert_load(load)
-                con.execute("commit")
-            except BaseException:
-                con.execute("rollback")
-                raise
-        except duckdb.Error as exc:
-            raise WarehouseError(f"writing to {self.path} failed: {exc}") from None
-        finally:
-            con.unregister("_rows")
-            con.unregister("_dead")
+                con.execute("begin")
+                try:
+                    con.execute(
+                        f"insert into bronze.{entity} select key, payload, source_file,"
+                        " record_number, $hash, now(), $load_id from _rows",
+                        params,
+                    )
+                    con.execute(
+                        "insert into bronze.dead_letter select 'batch', null, null,"
+                        " record_number, null, null, source_file, line, raw, reason, now(),"
+                        " $load_id from _dead",
+                        {"load_id": load.load_id},
+                    )
+                    self._insert_load(con, load)
+                    con.execute("commit")
+                except BaseException:
+                    con.execute("rollback")
+                    raise
+            except duckdb.Error as exc:
+                raise WarehouseError(f"writing to {self.path} failed: {exc}") from None
+            finally:
+                con.unregister("_rows")
+                con.unregister("_dead")
 
-    def _insert_load(self, load: LoadRecord) -> None:
-        self.con.execute(
+    @staticmethod
+    def _insert_load(con: duckdb.DuckDBPyConnection, load: LoadRecord) -> None:
+        con.execute(
             "insert into bronze._loads values (?, ?, ?, ?, now(), now(), ?, ?, ?)",
             [
                 load.load_id,
@@ -250,17 +351,21 @@ class DuckDBWarehouse:
 
     def record_load(self, load: LoadRecord) -> None:
         """Record a finished loader run."""
-        self._insert_load(load)
+        with self._session() as con:
+            self._insert_load(con, load)
 
     def counts(self) -> dict[str, int]:
         """Row counts of every Bronze table."""
         tables = [*EVENT_TABLES.values(), "customers", "products", "dead_letter"]
         sql = " union all ".join(f"select '{t}', count(*) from bronze.{t}" for t in tables)
-        return {name: int(n) for name, n in self.con.execute(sql).fetchall()}
+        with self._session() as con:
+            return {name: int(n) for name, n in con.execute(sql).fetchall()}
 
     def close(self) -> None:
         """Checkpoint and release the file."""
-        self.con.close()
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def __enter__(self) -> DuckDBWarehouse:
         return self
