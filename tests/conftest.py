@@ -26,3 +26,6 @@ def warehouse(tmp_path: Path) -> Iterator[DuckDBWarehouse]:
     wh = DuckDBWarehouse(tmp_path / "wh.duckdb")
     yield wh
     wh.close()
+
+
+pytest_plugins = ["tests.ingestion.kafka_fixtures"]

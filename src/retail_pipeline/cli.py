@@ -131,6 +131,26 @@ def load_batch(
             out.print(load_snapshot(wh, snapshot).line())
 
 
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap",
+        help="Kafka bootstrap servers [env: RETAIL_KAFKA_BOOTSTRAP; default: 127.0.0.1:9092]",
+        show_default=False,
+    ),
+]
+
+
+TopicPrefixOpt = Annotated[
+    str,
+    typer.Option(
+        "--topic-prefix",
+        envvar="RETAIL_TOPIC_PREFIX",
+        help="Put before every Kafka topic name, e.g. 'prod.' [env: RETAIL_TOPIC_PREFIX]",
+    ),
+]
+
+
 @app.command()
 def ingest(
     from_files: Annotated[
@@ -138,20 +158,201 @@ def ingest(
         typer.Option("--from-files", help="NDJSON event files (any mix of topics)"),
     ] = None,
     files: Annotated[list[Path] | None, typer.Argument(help="More NDJSON files")] = None,
-    batch_mb: Annotated[int, typer.Option(min=1, help="Bytes per transaction, in MiB")] = 8,
+    kafka: Annotated[bool, typer.Option("--kafka", help="Consume the Kafka topics")] = False,
+    until_caught_up: Annotated[
+        bool, typer.Option(help="--kafka: stop at the end offsets seen at start")
+    ] = False,
+    max_seconds: Annotated[
+        float | None, typer.Option(min=0, help="--kafka: stop after this many seconds")
+    ] = None,
+    batch_mb: Annotated[int, typer.Option(min=1, help="Files: MiB per transaction")] = 8,
+    batch_size: Annotated[int, typer.Option(min=1, help="--kafka: messages per transaction")] = (
+        20_000
+    ),
+    linger_ms: Annotated[
+        int, typer.Option(min=0, help="--kafka: max wait before a partial batch is written")
+    ] = 500,
+    group: Annotated[str, typer.Option(help="--kafka: consumer group")] = "retail-bronze",
+    instance_id: Annotated[
+        str | None,
+        typer.Option(help="--kafka: static group member id (fast restarts); unique per consumer"),
+    ] = None,
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefixOpt = "",
     warehouse: WarehouseOpt = None,
 ) -> None:
-    """Load events into Bronze exactly once, resuming where the last run stopped."""
+    """Load events into Bronze exactly once, from files or Kafka, resuming where it stopped."""
     from retail_pipeline.ingestion.files import check_file, ingest_files
     from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 
+    if kafka:
+        if from_files or files:
+            raise PipelineError("give either --kafka or files to ingest, not both")
+        _ingest_kafka(
+            warehouse,
+            bootstrap,
+            until_caught_up=until_caught_up,
+            max_seconds=max_seconds,
+            batch_size=batch_size,
+            linger_ms=linger_ms,
+            group=group,
+            instance_id=instance_id,
+            topic_prefix=topic_prefix,
+        )
+        return
     paths = [check_file(p) for p in [*(from_files or []), *(files or [])]]
     if not paths:
-        raise PipelineError("nothing to ingest: give --from-files FILE...")
+        raise PipelineError("nothing to ingest: give --from-files FILE... or --kafka")
     total = sum(p.stat().st_size for p in paths)
     with DuckDBWarehouse(warehouse) as wh, _bytes_progress(total, "ingesting") as advance:
         summary = ingest_files(wh, paths, batch_bytes=batch_mb << 20, progress=advance)
     out.print(summary.line())
+
+
+def _ingest_kafka(
+    warehouse: Path | None,
+    bootstrap: str | None,
+    *,
+    until_caught_up: bool,
+    max_seconds: float | None,
+    batch_size: int,
+    linger_ms: int,
+    group: str,
+    instance_id: str | None,
+    topic_prefix: str,
+) -> None:
+    import signal
+    import threading
+
+    from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings, KafkaBronzeConsumer
+    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())  # finish the batch, then stop
+    settings = ConsumerSettings(
+        bootstrap=bootstrap,
+        group_id=group,
+        instance_id=instance_id,
+        batch_size=batch_size,
+        linger_ms=linger_ms,
+        topic_prefix=topic_prefix,
+    )
+    wh = DuckDBWarehouse(warehouse, exclusive=False)
+    consumer = KafkaBronzeConsumer(wh, settings)
+    with _count_progress(0, "consuming") as advance:
+        summary = consumer.run(
+            until_caught_up=until_caught_up, max_seconds=max_seconds, stop=stop, progress=advance
+        )
+    out.print(summary.line())
+
+
+@app.command()
+def produce(
+    from_files: Annotated[
+        list[Path] | None, typer.Option("--from-files", help="NDJSON event files to publish")
+    ] = None,
+    files: Annotated[list[Path] | None, typer.Argument(help="More NDJSON files")] = None,
+    rate: Annotated[
+        float | None, typer.Option(min=1, help="Messages per second (default: as fast as possible)")
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Drop lines that break the contract instead of sending them")
+    ] = False,
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefixOpt = "",
+) -> None:
+    """Publish events to Kafka: topic by event_type, key order_id, idempotent producer."""
+    from retail_pipeline.ingestion.files import check_file
+    from retail_pipeline.ingestion.kafka.producer import produce_files
+
+    paths = [check_file(p) for p in [*(from_files or []), *(files or [])]]
+    if not paths:
+        raise PipelineError("nothing to produce: give --from-files FILE...")
+    with _count_progress(0, "producing") as advance:
+        summary = produce_files(
+            paths,
+            bootstrap=bootstrap,
+            rate=rate,
+            skip_invalid=skip_invalid,
+            progress=advance,
+            topic_prefix=topic_prefix,
+        )
+    out.print(summary.line())
+
+
+kafka_app = typer.Typer(help="Run a local single-node Kafka broker (KRaft) from Maven jars.")
+app.add_typer(kafka_app, name="kafka")
+
+
+@kafka_app.command("up")
+def kafka_up(
+    port: Annotated[int, typer.Option(help="Broker port on 127.0.0.1")] = 9092,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions per topic")] = 3,
+) -> None:
+    """Start the broker (fetching jars on first use) and create the topics."""
+    from retail_pipeline.ingestion.kafka import broker
+
+    try:
+        info = broker.start(broker.default_home(), port=port, partitions=partitions)
+    except broker.BrokerError as exc:
+        raise PipelineError(str(exc)) from None
+    state = "already running" if info.reused else "started"
+    out.print(f"Kafka {state} at {info.bootstrap_servers} (pid {info.pid}, log {info.log_file})")
+
+
+@kafka_app.command("down")
+def kafka_down() -> None:
+    """Stop the broker cleanly (its data stays)."""
+    from retail_pipeline.ingestion.kafka import broker
+
+    stopped = broker.stop(broker.default_home())
+    out.print("Kafka stopped" if stopped else "Kafka was not running")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Whether the broker runs and answers."""
+    from retail_pipeline.ingestion.kafka import broker
+
+    info = broker.status(broker.default_home())
+    if info is None:
+        out.print("Kafka is not running")
+        raise typer.Exit(1)
+    answering = "answering" if info.answering else "NOT answering"
+    out.print(f"Kafka pid {info.pid} at {info.bootstrap_servers}: {answering}")
+
+
+@app.command()
+def status(
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefixOpt = "",
+    warehouse: WarehouseOpt = None,
+) -> None:
+    """Per topic/partition: warehouse offset, broker end offset and lag; Bronze counts."""
+    from rich.table import Table
+
+    from retail_pipeline.events.contract import TOPICS
+    from retail_pipeline.ingestion.kafka.status import partition_lags
+    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+
+    wh = DuckDBWarehouse(warehouse, read_only=True, exclusive=False)
+    topics = tuple(topic_prefix + t for t in TOPICS)
+    lags, error = partition_lags(wh.all_positions(), bootstrap, topics)
+    table = Table("topic", "partition", "warehouse offset", "end offset", "lag")
+    for lag in lags:
+        table.add_row(
+            lag.topic,
+            str(lag.partition),
+            "-" if lag.warehouse_offset is None else f"{lag.warehouse_offset:,}",
+            "?" if lag.end_offset is None else f"{lag.end_offset:,}",
+            "?" if lag.lag is None else f"{lag.lag:,}",
+        )
+    out.print(table)
+    if error:
+        out.print(f"broker unreachable: {error}")
+    for name, n in wh.counts().items():
+        out.print(f"bronze.{name:<16} {n:>12,}")
 
 
 @app.command()

@@ -64,7 +64,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
     kills_mid_load, progress = 0, [0]
     for _ in range(200):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.5 * startup, startup + 1.0))  # the random kill moment
+        time.sleep(rng.uniform(0.5 * startup, startup + 2.0))  # the random kill moment
         if proc.poll() is not None:
             _, err = proc.communicate()
             assert proc.returncode == 0, err.decode()
@@ -79,7 +79,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
         if kills_mid_load >= KILLS:
             break
     assert kills_mid_load >= KILLS, f"only {kills_mid_load} kills landed mid-load"
-    assert len(set(progress)) > KILLS // 2, "the load must make progress between kills"
+    assert len(set(progress)) >= 5, "kills must be spread over the load, not all at its start"
 
     final = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert final.returncode == 0, final.stderr

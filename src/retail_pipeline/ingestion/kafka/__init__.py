@@ -1,0 +1,1 @@
+"""Kafka transport: a local single-node broker (KRaft) and the clients that talk to it."""

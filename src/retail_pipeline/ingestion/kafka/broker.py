@@ -1,0 +1,792 @@
+"""Run a real single-node Apache Kafka broker (KRaft mode) on 127.0.0.1.
+
+The jars come from Maven Central: ``kafka/pom.xml`` names ``org.apache.kafka:kafka_2.13`` and a
+log4j2 binding, and :func:`ensure_jars` lays them and their runtime dependencies into
+``<home>/libs`` with ``mvn dependency:copy-dependencies`` once (again only when the pom changes).
+:func:`start` writes ``server.properties`` for a combined broker+controller node, formats the
+storage on first use, launches ``java -cp '<home>/libs/*' kafka.Kafka`` as a detached process,
+waits until the broker answers and creates the pipeline's topics. :func:`stop` and :func:`status`
+work from the pid file, so a broker started by one process can be stopped by another.
+
+A home directory holds one broker::
+
+    libs/                      the jars (another home's may be passed as ``start(libs=...)``)
+    config/server.properties   written by every start
+    data/                      log.dirs, unless ``start(data_dir=...)`` names another
+    logs/server.log            the broker's output
+    broker.pid, broker.json    the running broker's pid, ports and paths
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
+
+__all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_TOPICS",
+    "KAFKA_MAIN_CLASS",
+    "STORAGE_TOOL_CLASS",
+    "BrokerError",
+    "BrokerInfo",
+    "BrokerStatus",
+    "default_home",
+    "ensure_jars",
+    "ensure_topics",
+    "find_pom",
+    "start",
+    "status",
+    "stop",
+]
+
+KAFKA_MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL_CLASS = "kafka.tools.StorageTool"
+DEFAULT_PORT = 9092
+DEFAULT_TOPICS: tuple[str, ...] = ("orders", "payments", "shipments", "dead_letter")
+MIN_JAVA_MAJOR = 17
+
+HOME_ENV = "RETAIL_KAFKA_HOME"
+POM_ENV = "RETAIL_KAFKA_POM"
+
+_HOST = "127.0.0.1"
+_NODE_ID = 1
+_JVM_OPTS: tuple[str, ...] = (
+    "-Xms256m",
+    "-Xmx512m",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-Djava.awt.headless=true",
+)
+_MARKER = ".pom-sha256"
+_KAFKA_JAR_GLOB = "kafka_2.13-*.jar"
+_POLL_SECONDS = 0.2
+
+_LOG4J2_PROPERTIES = """\
+# Written by retail_pipeline.ingestion.kafka.broker; rewritten on every start.
+status = warn
+shutdownHook = disable
+name = retail-pipeline-kafka
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+"""
+
+# Brokers started by this process, so that their exit status is reaped (no zombies).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be fetched, started, reached or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    """A running broker, as returned by :func:`start`."""
+
+    bootstrap_servers: str
+    pid: int
+    port: int
+    controller_port: int
+    home: Path
+    data_dir: Path
+    log_file: Path
+    reused: bool = False
+    """True when :func:`start` found this broker already running and did not launch one."""
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What :func:`status` knows about the broker of a home directory."""
+
+    pid: int
+    bootstrap_servers: str
+    port: int
+    controller_port: int
+    data_dir: Path
+    log_file: Path
+    answering: bool
+    """Whether the broker answered a metadata request just now."""
+
+
+# --------------------------------------------------------------------------- locations
+
+
+def _repo_root() -> Path | None:
+    """The source checkout this (editable) package lives in, found by its ``kafka/pom.xml``."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "kafka" / "pom.xml").is_file() and (parent / "pyproject.toml").is_file():
+            return parent
+    return None
+
+
+def default_home() -> Path:
+    """The broker home: ``$RETAIL_KAFKA_HOME``, else ``<repo>/.kafka``, else a user cache dir."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    root = _repo_root()
+    if root is not None:
+        return root / ".kafka"
+    return Path.home() / ".cache" / "retail-pipeline" / "kafka"
+
+
+def find_pom(pom: Path | None = None) -> Path:
+    """The pom naming the broker's jars: ``pom``, else ``$RETAIL_KAFKA_POM``, else the repo's."""
+    if pom is None and os.environ.get(POM_ENV):
+        pom = Path(os.environ[POM_ENV]).expanduser()
+    if pom is None:
+        root = _repo_root()
+        if root is None:
+            raise BrokerError(
+                f"cannot find kafka/pom.xml next to the package; set {POM_ENV} to its path"
+            )
+        pom = root / "kafka" / "pom.xml"
+    if not pom.is_file():
+        raise BrokerError(f"Kafka pom not found: {pom}")
+    return pom.resolve()
+
+
+# --------------------------------------------------------------------------- java and jars
+
+
+def _java() -> str:
+    """The ``java`` executable (``$JAVA_HOME/bin/java`` first), checked to be Java 17 or newer."""
+    java_home = os.environ.get("JAVA_HOME")
+    candidate = Path(java_home) / "bin" / "java" if java_home else None
+    java = str(candidate) if candidate is not None and candidate.is_file() else shutil.which("java")
+    if java is None:
+        raise BrokerError(
+            "java not found: install a JDK/JRE 17 or newer "
+            "(Debian: apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+        )
+    try:
+        out = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BrokerError(f"could not run {java} -version: {exc}") from exc
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if match is None:
+        raise BrokerError(f"could not read the Java version from {java} -version")
+    major = int(match.group(1))
+    if major == 1 and match.group(2):
+        major = int(match.group(2))
+    if major < MIN_JAVA_MAJOR:
+        raise BrokerError(
+            f"Kafka needs Java {MIN_JAVA_MAJOR} or newer, {java} is Java {major}; "
+            "install a newer JDK or point JAVA_HOME at one"
+        )
+    return java
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (serialises fetches and starts of one home)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _jars_cached(libs: Path, digest: str) -> bool:
+    marker = libs / _MARKER
+    return (
+        marker.is_file()
+        and marker.read_text().strip() == digest
+        and any(libs.glob(_KAFKA_JAR_GLOB))
+    )
+
+
+def ensure_jars(home: Path, *, pom: Path | None = None) -> Path:
+    """Fetch the broker's jars into ``<home>/libs`` unless already there; return that directory.
+
+    Runs ``mvn -q -B dependency:copy-dependencies -DincludeScope=runtime`` on the pom (see
+    :func:`find_pom`) into a staging directory that replaces ``libs`` only when complete. A marker
+    file holds the pom's SHA-256, so editing the pom (say, the Kafka version) fetches again.
+    """
+    pom_path = find_pom(pom)
+    digest = hashlib.sha256(pom_path.read_bytes()).hexdigest()
+    home = home.expanduser().resolve()
+    libs = home / "libs"
+    if _jars_cached(libs, digest):
+        return libs
+    with _locked(home / ".fetch.lock"):
+        if _jars_cached(libs, digest):
+            return libs
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise BrokerError(
+                "mvn not found: install Maven 3.6+ (Debian: apt-get install maven) to fetch Kafka"
+            )
+        _java()
+        staging = Path(tempfile.mkdtemp(prefix="libs-fetch-", dir=home))
+        command = [
+            mvn,
+            "-q",
+            "-B",
+            "-Dstyle.color=never",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+            "-DincludeScope=runtime",
+            "-f",
+            str(pom_path),
+        ]
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=1800, check=False
+            )
+            if done.returncode != 0:
+                output = (done.stdout + done.stderr).splitlines()
+                errors = [line for line in output if "ERROR" in line] or output or ["no output"]
+                raise BrokerError(
+                    f"mvn could not fetch the Kafka jars from {pom_path} "
+                    f"(exit {done.returncode}): {errors[0].strip()}"
+                )
+            if not any(staging.glob(_KAFKA_JAR_GLOB)):
+                raise BrokerError(f"mvn ran but no {_KAFKA_JAR_GLOB} came from {pom_path}")
+            (staging / _MARKER).write_text(digest + "\n")
+            if libs.exists():
+                shutil.rmtree(libs)
+            staging.rename(libs)
+        except subprocess.TimeoutExpired as exc:
+            raise BrokerError(f"mvn took longer than {exc.timeout:.0f}s fetching Kafka") from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return libs
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _pid_file(home: Path) -> Path:
+    return home / "broker.pid"
+
+
+def _state_file(home: Path) -> Path:
+    return home / "broker.json"
+
+
+def _properties_file(home: Path) -> Path:
+    return home / "config" / "server.properties"
+
+
+def _is_broker(pid: int, properties: Path) -> bool:
+    """Whether ``pid`` is alive and is the Kafka broker started with ``properties``."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _CHILDREN[pid]
+        return False
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        cmdline = process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return KAFKA_MAIN_CLASS in cmdline and str(properties) in cmdline
+
+
+def _read_state(home: Path) -> dict[str, Any] | None:
+    """The running broker's recorded state, or None when there is no (readable) pid file."""
+    try:
+        pid = int(_pid_file(home).read_text().strip())
+        state: dict[str, Any] = json.loads(_state_file(home).read_text())
+    except (OSError, ValueError):
+        return None
+    state["pid"] = pid
+    return state
+
+
+def _clear_state(home: Path) -> None:
+    _pid_file(home).unlink(missing_ok=True)
+    _state_file(home).unlink(missing_ok=True)
+
+
+def _running_state(home: Path) -> dict[str, Any] | None:
+    state = _read_state(home)
+    if state is None or not _is_broker(int(state["pid"]), _properties_file(home)):
+        return None
+    return state
+
+
+def _wait_for_exit(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``pid`` to exit; True when it has."""
+    child = _CHILDREN.get(pid)
+    try:
+        if child is not None:
+            child.wait(timeout=timeout)
+            del _CHILDREN[pid]
+        else:
+            process = psutil.Process(pid)
+            deadline = time.monotonic() + timeout
+            while process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(_POLL_SECONDS)
+    except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
+        return False
+    except psutil.NoSuchProcess:
+        pass
+    return True
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+# --------------------------------------------------------------------------- network
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((_HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_HOST, 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _accepts(port: int, timeout: float) -> bool:
+    try:
+        with socket.create_connection((_HOST, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _admin(bootstrap_servers: str) -> AdminClient:
+    try:
+        from confluent_kafka.admin import AdminClient
+    except ImportError as exc:
+        raise BrokerError(
+            "confluent-kafka is not installed: pip install 'retail-pipeline[kafka]'"
+        ) from exc
+    return AdminClient({"bootstrap.servers": bootstrap_servers, "log.connection.close": False})
+
+
+def _answers(bootstrap_servers: str, port: int, timeout: float) -> bool:
+    """Whether the broker on ``port`` accepts connections and answers a metadata request.
+
+    The TCP probe comes first: a Kafka client made while nothing listens logs a connection error
+    every second until it is dropped.
+    """
+    if not _accepts(port, timeout=min(timeout, 1.0)):
+        return False
+    try:
+        _admin(bootstrap_servers).list_topics(timeout=timeout)
+    except BrokerError:
+        raise
+    except Exception:  # KafkaException and friends: not answering (yet)
+        return False
+    return True
+
+
+def ensure_topics(
+    bootstrap_servers: str,
+    topics: Sequence[str] = DEFAULT_TOPICS,
+    *,
+    partitions: int = 3,
+    timeout: float = 60.0,
+) -> None:
+    """Create the missing ``topics`` (``partitions`` each, replication 1) and wait for leaders.
+
+    Topics that already exist are left as they are, whatever their partition count.
+    """
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    from confluent_kafka import KafkaError, KafkaException
+
+    # confluent_kafka.admin re-exports NewTopic without declaring it; this is where it lives.
+    from confluent_kafka.cimpl import NewTopic
+
+    admin = _admin(bootstrap_servers)
+    deadline = time.monotonic() + timeout
+    last_problem = "no answer"
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BrokerError(
+                f"topics {list(topics)} not ready on {bootstrap_servers} "
+                f"after {timeout:.0f}s: {last_problem}"
+            )
+        try:
+            metadata = admin.list_topics(timeout=min(remaining, 10.0))
+        except KafkaException as exc:
+            last_problem = str(exc)
+            time.sleep(_POLL_SECONDS)
+            continue
+        missing = [name for name in topics if name not in metadata.topics]
+        not_ready = [
+            name
+            for name in topics
+            if name in metadata.topics
+            and (
+                metadata.topics[name].error is not None
+                or not metadata.topics[name].partitions
+                or any(p.leader < 0 for p in metadata.topics[name].partitions.values())
+            )
+        ]
+        if not missing and not not_ready:
+            return
+        if missing:
+            futures = admin.create_topics(
+                [
+                    NewTopic(name, num_partitions=partitions, replication_factor=1)
+                    for name in missing
+                ],
+                operation_timeout=min(remaining, 30.0),
+                request_timeout=min(remaining, 30.0),
+            )
+            for name, future in futures.items():
+                try:
+                    future.result()
+                except KafkaException as exc:
+                    error = exc.args[0]
+                    if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                        continue
+                    if not error.retriable():
+                        raise BrokerError(
+                            f"could not create topic {name!r} on {bootstrap_servers}: {error.str()}"
+                        ) from exc
+                    last_problem = f"{name}: {error.str()}"
+        else:
+            last_problem = f"no partition leaders yet for {not_ready}"
+        time.sleep(_POLL_SECONDS)
+
+
+# --------------------------------------------------------------------------- start / stop
+
+
+def _server_properties(*, port: int, controller_port: int, data_dir: Path, partitions: int) -> str:
+    return f"""\
+# Written by retail_pipeline.ingestion.kafka.broker; rewritten on every start.
+# One node in KRaft mode, broker and controller in one process, on {_HOST} only.
+process.roles=broker,controller
+node.id={_NODE_ID}
+controller.quorum.voters={_NODE_ID}@{_HOST}:{controller_port}
+listeners=PLAINTEXT://{_HOST}:{port},CONTROLLER://{_HOST}:{controller_port}
+advertised.listeners=PLAINTEXT://{_HOST}:{port}
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={data_dir}
+num.partitions={partitions}
+default.replication.factor=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+# After a crash the restarted node waits for its previous registration to expire
+# (DUPLICATE_BROKER_REGISTRATION) before it serves: 9 s by default, about 4 s with these.
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=4000
+# Keep every event: Bronze resumes from stored offsets, and simulated or backfilled events may
+# carry old timestamps that time-based retention would otherwise delete at once.
+log.retention.ms=-1
+"""
+
+
+def _new_cluster_id() -> str:
+    """A Kafka cluster id: a random UUID, URL-safe base64 without padding, not starting with '-'."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+def _log_excerpt(log_file: Path, offset: int) -> str:
+    """The most telling line the broker wrote to ``log_file`` after ``offset``."""
+    try:
+        with log_file.open("rb") as handle:
+            handle.seek(offset)
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return "no log"
+    for pattern in ("Exception: ", "Error: ", "ERROR"):
+        for line in lines:
+            if pattern in line:
+                return line.strip()[:300]
+    return lines[-1].strip()[:300] if lines else "no output"
+
+
+def _format_storage(
+    java: str, libs: Path, properties: Path, log_file: Path, timeout: float
+) -> None:
+    command = [
+        java,
+        "-Xmx256m",
+        "-cp",
+        f"{libs}/*",
+        STORAGE_TOOL_CLASS,
+        "format",
+        "--ignore-formatted",
+        "--cluster-id",
+        _new_cluster_id(),
+        "--config",
+        str(properties),
+    ]
+    with log_file.open("ab") as out:
+        offset = out.tell()
+        try:
+            done = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BrokerError(f"formatting the Kafka storage took over {timeout:.0f}s") from exc
+    if done.returncode != 0:
+        raise BrokerError(
+            f"formatting the Kafka storage failed (exit {done.returncode}): "
+            f"{_log_excerpt(log_file, offset)}; see {log_file}"
+        )
+
+
+def _info(home: Path, state: dict[str, Any], *, reused: bool) -> BrokerInfo:
+    return BrokerInfo(
+        bootstrap_servers=str(state["bootstrap_servers"]),
+        pid=int(state["pid"]),
+        port=int(state["port"]),
+        controller_port=int(state["controller_port"]),
+        home=home,
+        data_dir=Path(state["data_dir"]),
+        log_file=Path(state["log_file"]),
+        reused=reused,
+    )
+
+
+def _wait_until_answering(
+    pid: int, port: int, properties: Path, log_file: Path, log_offset: int, timeout: float
+) -> None:
+    bootstrap = f"{_HOST}:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        if not _is_broker(pid, properties):
+            raise BrokerError(
+                f"Kafka exited during start-up: {_log_excerpt(log_file, log_offset)}; "
+                f"see {log_file}"
+            )
+        remaining = deadline - time.monotonic()
+        if _answers(bootstrap, port, timeout=max(0.5, min(remaining, 5.0))):
+            return
+        if time.monotonic() >= deadline:
+            raise BrokerError(
+                f"Kafka (pid {pid}) did not answer on {bootstrap} within {timeout:.0f}s; "
+                f"see {log_file}"
+            )
+        time.sleep(_POLL_SECONDS)
+
+
+def start(
+    home: Path,
+    *,
+    port: int = DEFAULT_PORT,
+    controller_port: int | None = None,
+    partitions: int = 3,
+    topics: Sequence[str] = DEFAULT_TOPICS,
+    data_dir: Path | None = None,
+    libs: Path | None = None,
+    timeout: float = 180.0,
+    die_with_parent: bool = False,
+) -> BrokerInfo:
+    """Start the broker of ``home`` (or find it running), create ``topics``, return where it is.
+
+    ``controller_port`` defaults to ``port + 1`` when that is free, else any free port.
+    ``data_dir`` defaults to ``<home>/data``; it is formatted (KRaft, new cluster id) only when it
+    holds no ``meta.properties``, so a stop and a start on the same directory keep every message.
+    ``libs`` defaults to the jars of ``home`` (fetched by :func:`ensure_jars` if needed); pass
+    another home's to share one download between several brokers. When the pid file names a live
+    broker, that broker is returned as it is (``reused=True``), whatever ``port`` says.
+    ``timeout`` bounds the wait for the broker and its topics. ``die_with_parent`` (for test
+    fixtures) has the kernel send the broker SIGTERM when the thread that called ``start`` ends,
+    so even a killed test run leaves no broker behind (Linux, through util-linux ``setpriv``; a
+    no-op without it); by default the broker outlives the caller.
+    """
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    home = home.expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    properties = _properties_file(home)
+    with _locked(home / ".broker.lock"):
+        state = _running_state(home)
+        if state is not None:
+            log_file = Path(state["log_file"])
+            _wait_until_answering(
+                int(state["pid"]), int(state["port"]), properties, log_file, 0, timeout
+            )
+            ensure_topics(
+                str(state["bootstrap_servers"]), topics, partitions=partitions, timeout=timeout
+            )
+            return _info(home, state, reused=True)
+        _clear_state(home)
+
+        libs = ensure_jars(home) if libs is None else libs.expanduser().resolve()
+        if not any(libs.glob(_KAFKA_JAR_GLOB)):
+            raise BrokerError(f"no {_KAFKA_JAR_GLOB} in {libs}; run ensure_jars first")
+        java = _java()
+        if not _port_free(port):
+            raise BrokerError(f"port {port} on {_HOST} is already in use")
+        if controller_port is None:
+            controller_port = port + 1 if port < 65535 and _port_free(port + 1) else _free_port()
+        elif controller_port == port or not _port_free(controller_port):
+            raise BrokerError(f"controller port {controller_port} on {_HOST} is not free")
+
+        data = (data_dir.expanduser() if data_dir is not None else home / "data").resolve()
+        data.mkdir(parents=True, exist_ok=True)
+        logs = home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_file = logs / "server.log"
+        properties.parent.mkdir(parents=True, exist_ok=True)
+        properties.write_text(
+            _server_properties(
+                port=port, controller_port=controller_port, data_dir=data, partitions=partitions
+            )
+        )
+        log4j = properties.parent / "log4j2.properties"
+        log4j.write_text(_LOG4J2_PROPERTIES)
+
+        if not (data / "meta.properties").is_file():
+            _format_storage(java, libs, properties, log_file, timeout)
+
+        setpriv = shutil.which("setpriv") if die_with_parent else None
+        command = [
+            *([setpriv, "--pdeathsig", "TERM"] if setpriv else []),
+            java,
+            *_JVM_OPTS,
+            f"-Dlog4j2.configurationFile={log4j}",
+            f"-Dkafka.logs.dir={logs}",
+            "-cp",
+            f"{libs}/*",
+            KAFKA_MAIN_CLASS,
+            str(properties),
+        ]
+        with log_file.open("ab") as out:
+            log_offset = out.tell()
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=home,
+                start_new_session=True,
+            )
+        _CHILDREN[process.pid] = process
+        state = {
+            "pid": process.pid,
+            "port": port,
+            "controller_port": controller_port,
+            "bootstrap_servers": f"{_HOST}:{port}",
+            "data_dir": str(data),
+            "log_file": str(log_file),
+            "started_at": time.time(),
+        }
+        _state_file(home).write_text(json.dumps(state, indent=2) + "\n")
+        _pid_file(home).write_text(f"{process.pid}\n")
+        try:
+            _wait_until_answering(process.pid, port, properties, log_file, log_offset, timeout)
+            ensure_topics(
+                str(state["bootstrap_servers"]), topics, partitions=partitions, timeout=timeout
+            )
+        except BaseException:
+            _stop_locked(home, timeout=30.0, graceful=False)
+            raise
+        return _info(home, state, reused=False)
+
+
+def _stop_locked(home: Path, *, timeout: float, graceful: bool) -> bool:
+    state = _read_state(home)
+    if state is None:
+        _clear_state(home)
+        return False
+    pid = int(state["pid"])
+    if not _is_broker(pid, _properties_file(home)):
+        _clear_state(home)
+        return False
+    _signal(pid, signal.SIGTERM if graceful else signal.SIGKILL)
+    if not _wait_for_exit(pid, timeout):
+        _signal(pid, signal.SIGKILL)
+        if not _wait_for_exit(pid, 30.0):
+            raise BrokerError(f"Kafka (pid {pid}) did not exit even after SIGKILL")
+    _clear_state(home)
+    return True
+
+
+def stop(home: Path, *, timeout: float = 60.0, graceful: bool = True) -> bool:
+    """Stop the broker of ``home``; True if one was running.
+
+    Sends SIGTERM (a clean, controlled shutdown) and waits up to ``timeout`` seconds, then
+    SIGKILL. ``graceful=False`` sends SIGKILL at once, as a crash would. The pid file goes either
+    way; the data directory stays.
+    """
+    home = home.expanduser().resolve()
+    if not home.is_dir():
+        return False
+    with _locked(home / ".broker.lock"):
+        return _stop_locked(home, timeout=timeout, graceful=graceful)
+
+
+def status(home: Path) -> BrokerStatus | None:
+    """The broker of ``home`` if its process is alive, else None (a stale pid file is ignored)."""
+    home = home.expanduser().resolve()
+    state = _running_state(home)
+    if state is None:
+        return None
+    port = int(state["port"])
+    return BrokerStatus(
+        pid=int(state["pid"]),
+        bootstrap_servers=str(state["bootstrap_servers"]),
+        port=port,
+        controller_port=int(state["controller_port"]),
+        data_dir=Path(state["data_dir"]),
+        log_file=Path(state["log_file"]),
+        answering=_answers(str(state["bootstrap_servers"]), port, timeout=3.0),
+    )

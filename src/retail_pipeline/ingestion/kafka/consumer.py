@@ -1,0 +1,457 @@
+"""Exactly-once consumer: Kafka topics into Bronze.
+
+The offsets of record live in the warehouse (``bronze._positions``, source ``kafka:<topic>``),
+written in the same transaction as the rows they cover, through the same
+``Warehouse.write_events`` path as file ingestion. On every partition assignment the consumer
+seeks to them; offsets are also committed to Kafka after each batch, but only so that lag
+tools see progress. Each batch states the positions it expects to find; if another consumer
+wrote first (a zombie after a rebalance), the warehouse rejects the batch and this consumer
+seeks back to what is stored, so a message is never written twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from retail_pipeline.errors import PipelineError
+from retail_pipeline.events.contract import TOPICS
+from retail_pipeline.ingestion.files import chunked, new_load_id
+from retail_pipeline.ingestion.kafka.producer import bootstrap_servers
+from retail_pipeline.ingestion.validate import stage
+from retail_pipeline.warehouse.base import (
+    EventBatch,
+    LoadRecord,
+    Position,
+    PositionConflict,
+    Warehouse,
+)
+
+log = logging.getLogger(__name__)
+
+DLQ_TOPIC = "dead_letter"
+
+
+class TopicResetError(PipelineError):
+    """The broker's partition no longer matches the stored position (recreated or truncated)."""
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """How to reach Kafka and how to batch."""
+
+    bootstrap: str | None = None
+    group_id: str = "retail-bronze"
+    instance_id: str | None = None
+    """Static group membership: a restarted consumer with the same id takes its partitions back
+    at once instead of waiting for the session to time out."""
+    topics: Sequence[str] = TOPICS
+    """Logical topics (orders, payments, shipments); Bronze's ``_topic`` holds these."""
+    topic_prefix: str = ""
+    """Put before each topic name on the broker, e.g. ``prod.`` reads ``prod.orders``."""
+    batch_size: int = 20_000
+    linger_ms: int = 500
+    dlq_topic: str | None = DLQ_TOPIC
+    session_timeout_ms: int = 10_000
+
+
+@dataclass
+class ConsumeSummary:
+    """What one consumer run did."""
+
+    read: int = 0
+    loaded: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    conflicts: int = 0
+    transient_errors: int = 0
+    seconds: float = 0.0
+    stopped_by: str = ""
+    positions: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """The one-line summary the CLI prints."""
+        rate = self.read / self.seconds if self.seconds else 0.0
+        return (
+            f"read {self.read:,} / loaded {self.loaded:,} / dead-lettered"
+            f" {self.dead_lettered:,} in {self.batches:,} batches, {rate:,.0f} msgs/s"
+            f" ({self.stopped_by})"
+        )
+
+
+def _topic_ids(bootstrap: str, topics: Sequence[str]) -> dict[str, str]:
+    """Kafka's topic ids, which change when a topic is deleted and created again."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    ids: dict[str, str] = {}
+    futures = admin.describe_topics(TopicCollection(list(topics)), request_timeout=30)
+    for topic, future in futures.items():
+        try:
+            description = future.result(timeout=30)
+        except Exception as exc:
+            raise PipelineError(f"cannot describe Kafka topic {topic}: {exc}") from None
+        ids[topic] = str(description.topic_id)
+    return ids
+
+
+class KafkaBronzeConsumer:
+    """One member of the Bronze consumer group."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        settings: ConsumerSettings | None = None,
+        *,
+        load_id: str | None = None,
+    ) -> None:
+        from confluent_kafka import Consumer, Producer
+
+        self.warehouse = warehouse
+        self.settings = settings or ConsumerSettings()
+        self.bootstrap = bootstrap_servers(self.settings.bootstrap)
+        self.load_id = load_id or new_load_id("kafka")
+        self.physical = [self.settings.topic_prefix + t for t in self.settings.topics]
+        self.logical = dict(zip(self.physical, self.settings.topics, strict=True))
+        self.topic_ids = _topic_ids(self.bootstrap, self.physical)
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "group.id": self.settings.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+            "session.timeout.ms": self.settings.session_timeout_ms,
+            "heartbeat.interval.ms": max(1000, self.settings.session_timeout_ms // 5),
+            "max.poll.interval.ms": 300_000,
+            "fetch.max.bytes": 64 << 20,
+            "max.partition.fetch.bytes": 8 << 20,
+            "queued.max.messages.kbytes": 131_072,
+        }
+        if self.settings.instance_id:
+            config["group.instance.id"] = self.settings.instance_id
+        self.consumer = Consumer(config, logger=log)
+        self.dlq = (
+            Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True}, logger=log)
+            if self.settings.dlq_topic
+            else None
+        )
+        self.buffer: list[Any] = []
+        self.expected: dict[tuple[str, int], int | None] = {}
+        self.eof: dict[tuple[str, int], int] = {}
+        self.error: Exception | None = None
+        self.summary = ConsumeSummary()
+
+    # -- rebalance callbacks -------------------------------------------------------------
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        from confluent_kafka import OFFSET_BEGINNING
+
+        try:
+            stored = {(p.source, p.partition): p for p in self._kafka_positions()}
+            for tp in partitions:
+                position = stored.get((f"kafka:{tp.topic}", tp.partition))
+                if position is not None:
+                    self._check_still_valid(tp, position)
+                    tp.offset = position.next_offset
+                else:
+                    tp.offset = OFFSET_BEGINNING
+                self.expected[(tp.topic, tp.partition)] = position.next_offset if position else None
+            consumer.assign(partitions)
+        except Exception as exc:  # surfaced by run(); raising here would be lost in librdkafka
+            self.error = exc
+            consumer.assign([])
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        try:
+            self.flush()
+        except Exception as exc:
+            self.error = exc
+        for tp in partitions:
+            self.expected.pop((tp.topic, tp.partition), None)
+            self.eof.pop((tp.topic, tp.partition), None)
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        self.buffer = [m for m in self.buffer if (m.topic(), m.partition()) not in lost]
+        for key in lost:
+            self.expected.pop(key, None)
+            self.eof.pop(key, None)
+
+    def _kafka_positions(self) -> list[Position]:
+        all_positions = getattr(self.warehouse, "all_positions", None)
+        if all_positions is not None:
+            positions: list[Position] = all_positions()
+            return [p for p in positions if p.source.startswith("kafka:")]
+        return [
+            p
+            for topic in self.physical
+            for p in self.warehouse.positions(f"kafka:{topic}").values()
+        ]
+
+    def _check_still_valid(self, tp: Any, position: Position) -> None:
+        topic_id = self.topic_ids.get(tp.topic)
+        where = f"topic {tp.topic} partition {tp.partition}"
+        if position.fingerprint and topic_id and position.fingerprint != topic_id:
+            raise TopicResetError(
+                f"{where}: topic id changed since it was loaded ({position.fingerprint} →"
+                f" {topic_id}); the topic was recreated. Refusing to skip or reread: delete its"
+                " rows from bronze._positions to start it again from the beginning"
+            )
+        low, high = self.consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+        if position.next_offset > high:
+            raise TopicResetError(
+                f"{where}: warehouse position {position.next_offset} is beyond the broker's end"
+                f" offset {high}; the topic was recreated or truncated. Refusing to skip"
+            )
+        if position.next_offset < low:
+            raise TopicResetError(
+                f"{where}: messages {position.next_offset}..{low - 1} were deleted by retention"
+                " before they were loaded. Refusing to skip them silently"
+            )
+
+    # -- batching ------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write the buffered messages, their dead letters and positions in one transaction."""
+        if not self.buffer:
+            return
+        messages, self.buffer = self.buffer, []
+        n = len(messages)
+        staged = stage(
+            pa.array([m.value() or b"" for m in messages], pa.binary()),
+            {
+                "_arrival_topic": pa.array(
+                    [self.logical[m.topic()] for m in messages], pa.string()
+                ),
+                "_partition": pa.array([m.partition() for m in messages], pa.int32()),
+                "_offset": pa.array([m.offset() for m in messages], pa.int64()),
+                "_key": pa.array([_text(m.key()) for m in messages], pa.string()),
+                "_kafka_ts": pa.array(
+                    [m.timestamp()[1] * 1000 if m.timestamp()[1] > 0 else None for m in messages],
+                    pa.timestamp("us", tz="UTC"),
+                ),
+                "_source_file": pa.nulls(n, pa.string()),
+                "_source_line": pa.nulls(n, pa.int64()),
+            },
+        )
+        next_offsets: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = (m.topic(), m.partition())
+            next_offsets[key] = max(next_offsets.get(key, 0), m.offset() + 1)
+        positions = [
+            Position(f"kafka:{t}", p, offset, None, self.topic_ids.get(t))
+            for (t, p), offset in sorted(next_offsets.items())
+        ]
+        expected = {(f"kafka:{t}", p): self.expected.get((t, p)) for (t, p) in next_offsets}
+        batch = EventBatch(
+            self.load_id,
+            "kafka",
+            chunked(staged),
+            positions,
+            expected,
+            return_dead_letters=self.dlq is not None,
+        )
+        try:
+            result = self.warehouse.write_events(batch)
+        except PositionConflict as exc:
+            log.warning("batch rejected, seeking back: %s", exc)
+            self.summary.conflicts += 1
+            self._seek_to_stored(list(next_offsets))
+            return
+        self.expected.update(next_offsets)
+        self.summary.read += n
+        self.summary.loaded += result.loaded
+        self.summary.dead_lettered += result.dead_lettered
+        self.summary.batches += 1
+        self._commit_to_kafka(next_offsets)
+        if result.dead_letters is not None and result.dead_letters.num_rows:
+            self._publish_dead_letters(result.dead_letters)
+
+    def _seek_to_stored(self, keys: list[tuple[str, int]]) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        stored = {(p.source, p.partition): p.next_offset for p in self._kafka_positions()}
+        for topic, partition in keys:
+            offset = stored.get((f"kafka:{topic}", partition))
+            self.expected[(topic, partition)] = offset
+            with contextlib.suppress(Exception):  # the partition may have been revoked
+                self.consumer.seek(
+                    TopicPartition(topic, partition, OFFSET_BEGINNING if offset is None else offset)
+                )
+
+    def _commit_to_kafka(self, next_offsets: dict[tuple[str, int], int]) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+        with contextlib.suppress(KafkaException):  # informational only (lag monitoring)
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+
+    def _publish_dead_letters(self, dead: pa.Table) -> None:
+        assert self.dlq is not None and self.settings.dlq_topic
+        for row in dead.to_pylist():
+            headers = [
+                (
+                    "source_topic",
+                    (self.settings.topic_prefix + (row["_arrival_topic"] or "")).encode(),
+                ),
+                ("source_partition", str(row["_partition"]).encode()),
+                ("source_offset", str(row["_offset"]).encode()),
+                ("reason", row["reason"].encode()),
+            ]
+            value = (row["raw"] or "").encode("utf-8", "surrogateescape")
+            key = row["_key"].encode() if row["_key"] is not None else None
+            while True:
+                try:
+                    self.dlq.produce(
+                        self.settings.topic_prefix + self.settings.dlq_topic,
+                        value=value,
+                        key=key,
+                        headers=headers,
+                    )
+                    break
+                except BufferError:
+                    self.dlq.poll(0.05)
+        self.dlq.poll(0)
+
+    # -- main loop -----------------------------------------------------------------------
+
+    def _end_offsets(self) -> dict[tuple[str, int], int]:
+        from confluent_kafka import TopicPartition
+
+        metadata = self.consumer.list_topics(timeout=30)
+        ends: dict[tuple[str, int], int] = {}
+        for topic in self.physical:
+            if topic not in metadata.topics:
+                raise PipelineError(f"Kafka topic {topic} does not exist on {self.bootstrap}")
+            for partition in metadata.topics[topic].partitions:
+                _, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=30, cached=False
+                )
+                ends[(topic, partition)] = high
+        return ends
+
+    def _caught_up(self, targets: dict[tuple[str, int], int]) -> bool:
+        stored: dict[tuple[str, int], int] | None = None
+        for key, target in targets.items():
+            if target == 0:
+                continue
+            done = self.expected.get(key) or 0
+            if key in self.eof and not any((m.topic(), m.partition()) == key for m in self.buffer):
+                done = max(done, self.eof[key])
+            if done >= target:
+                continue
+            if key not in self.expected:  # another group member owns it: ask the warehouse
+                if stored is None:
+                    stored = {
+                        (p.source.removeprefix("kafka:"), p.partition): p.next_offset
+                        for p in self._kafka_positions()
+                    }
+                if stored.get(key, 0) >= target:
+                    continue
+            return False
+        return True
+
+    def run(
+        self,
+        *,
+        until_caught_up: bool = False,
+        max_seconds: float | None = None,
+        stop: threading.Event | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> ConsumeSummary:
+        """Consume until caught up, out of time, or ``stop`` is set; always flushes first."""
+        from confluent_kafka import KafkaError
+
+        stop = stop or threading.Event()
+        started = time.monotonic()
+        targets = self._end_offsets() if until_caught_up else None
+        self.consumer.subscribe(
+            list(self.physical),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        batch_started: float | None = None
+        linger = self.settings.linger_ms / 1000
+        last_check = 0.0
+        try:
+            while True:
+                if self.error is not None:
+                    raise self.error
+                if stop.is_set():
+                    self.summary.stopped_by = "stopped"
+                    break
+                now = time.monotonic()
+                if max_seconds is not None and now - started >= max_seconds:
+                    self.summary.stopped_by = f"--max-seconds {max_seconds:g}"
+                    break
+                room = max(1, self.settings.batch_size - len(self.buffer))
+                batch: list[Any] = self.consumer.consume(
+                    num_messages=min(room, 10_000), timeout=0.1
+                )
+                for msg in batch:
+                    err = msg.error()
+                    if err is None:
+                        self.buffer.append(msg)
+                    elif err.code() == KafkaError._PARTITION_EOF:
+                        self.eof[(msg.topic(), msg.partition())] = msg.offset()
+                    elif err.fatal():
+                        raise PipelineError(f"Kafka consumer failed: {err.str()}")
+                    else:  # broker restarts and the like: librdkafka reconnects by itself
+                        self.summary.transient_errors += 1
+                        log.info("transient Kafka error: %s", err.str())
+                now = time.monotonic()
+                if self.buffer and batch_started is None:
+                    batch_started = now
+                if self.buffer and (
+                    len(self.buffer) >= self.settings.batch_size
+                    or now - (batch_started or now) >= linger
+                ):
+                    before = self.summary.read
+                    self.flush()
+                    batch_started = None
+                    if progress:
+                        progress(self.summary.read - before)
+                if targets is not None and now - last_check >= 0.2:
+                    last_check = now
+                    if not self.buffer and self._caught_up(targets):
+                        self.summary.stopped_by = "caught up"
+                        break
+            if self.error is not None:
+                raise self.error
+            self.flush()
+        finally:
+            self.summary.seconds = time.monotonic() - started
+            self.close()
+        self.warehouse.record_load(
+            LoadRecord(
+                self.load_id,
+                "events",
+                "kafka:" + ",".join(self.physical),
+                None,
+                self.summary.read,
+                self.summary.loaded,
+                self.summary.dead_lettered,
+            )
+        )
+        return self.summary
+
+    def close(self) -> None:
+        """Leave the group and deliver outstanding dead letters."""
+        with contextlib.suppress(Exception):
+            self.consumer.close()
+        if self.dlq is not None:
+            self.dlq.flush(30)
+
+
+def _text(key: bytes | None) -> str | None:
+    return key.decode("utf-8", "replace") if key is not None else None

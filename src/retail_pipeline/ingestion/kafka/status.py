@@ -1,0 +1,70 @@
+"""Lag per topic and partition: the warehouse's offsets against the broker's end offsets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from retail_pipeline.events.contract import TOPICS
+from retail_pipeline.ingestion.kafka.producer import bootstrap_servers
+from retail_pipeline.warehouse.base import Position
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """One partition: what Bronze holds against what the broker has."""
+
+    topic: str
+    partition: int
+    warehouse_offset: int | None
+    end_offset: int | None
+
+    @property
+    def lag(self) -> int | None:
+        """Messages on the broker not yet in Bronze (None when the broker is unreachable)."""
+        if self.end_offset is None:
+            return None
+        return max(0, self.end_offset - (self.warehouse_offset or 0))
+
+
+def partition_lags(
+    positions: list[Position], bootstrap: str | None = None, topics: tuple[str, ...] = TOPICS
+) -> tuple[list[PartitionLag], str | None]:
+    """Lag of every partition of ``topics``; the error text when the broker can't be asked."""
+    stored = {
+        (p.source.removeprefix("kafka:"), p.partition): p.next_offset
+        for p in positions
+        if p.source.startswith("kafka:")
+    }
+    ends: dict[tuple[str, int], int] = {}
+    error = None
+    try:
+        ends = _end_offsets(bootstrap_servers(bootstrap), topics)
+    except Exception as exc:  # status must still show the warehouse side
+        error = str(exc).splitlines()[0]
+    keys = sorted(set(stored) | set(ends))
+    return [PartitionLag(t, p, stored.get((t, p)), ends.get((t, p))) for t, p in keys], error
+
+
+def _end_offsets(bootstrap: str, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
+    import socket
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2):
+        pass  # fail fast (and quietly) when nothing listens
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "retail-status"})
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        ends = {}
+        for topic in topics:
+            if topic not in metadata.topics:
+                continue
+            for partition in metadata.topics[topic].partitions:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=10, cached=False
+                )
+                ends[(topic, partition)] = high
+        return ends
+    finally:
+        consumer.close()

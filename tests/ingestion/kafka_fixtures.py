@@ -1,0 +1,123 @@
+"""Pytest fixtures for tests that need a real Kafka broker.
+
+``kafka_broker`` (session) starts one broker for the whole run and yields its bootstrap servers;
+``private_kafka_broker`` gives a test a broker of its own that it may stop and start again.
+Both share one jar cache (``retail_pipeline.ingestion.kafka.broker.default_home()/libs``) and keep
+their data under pytest's tmp dir. When the broker cannot start, the tests are skipped with the
+reason, except under ``CI=true``, where they fail: CI must never skip Kafka tests silently.
+
+Load it as a plugin, e.g. ``pytest_plugins = ["kafka_fixtures"]`` (see test_broker.py).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from retail_pipeline.ingestion.kafka import broker
+
+PARTITIONS = 3
+
+
+def in_ci() -> bool:
+    """Whether this run is CI (``CI=true``), where an unavailable broker is a failure."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def broker_unavailable(reason: str) -> NoReturn:
+    """Skip the test because Kafka cannot run here, or fail it under CI."""
+    message = f"Kafka broker unavailable: {reason}"
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: Kafka tests must not be skipped)", pytrace=False)
+    pytest.skip(message)
+
+
+def free_port(*, avoid: int | None = None) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (other than ``avoid``)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port != avoid:
+            return port
+
+
+def kafka_libs() -> Path:
+    """The shared jar cache, fetched with Maven on first use; skips (fails in CI) if it can't."""
+    try:
+        return broker.ensure_jars(broker.default_home())
+    except broker.BrokerError as exc:
+        broker_unavailable(str(exc))
+
+
+@dataclass
+class LocalBroker:
+    """A broker with its own home and ports, stopped and started again at will (same data)."""
+
+    home: Path
+    libs: Path
+    port: int = field(default_factory=free_port)
+    controller_port: int = 0
+    partitions: int = PARTITIONS
+    topics: tuple[str, ...] = broker.DEFAULT_TOPICS
+
+    def __post_init__(self) -> None:
+        if not self.controller_port:
+            self.controller_port = free_port(avoid=self.port)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where clients connect."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> broker.BrokerInfo:
+        """Start (or restart) the broker on the same ports and data dir; raises BrokerError."""
+        return broker.start(
+            self.home,
+            port=self.port,
+            controller_port=self.controller_port,
+            partitions=self.partitions,
+            topics=self.topics,
+            libs=self.libs,
+            die_with_parent=True,
+        )
+
+    def stop(self, *, graceful: bool = True) -> bool:
+        """Stop it: SIGTERM, or SIGKILL at once when ``graceful`` is False (a crash)."""
+        return broker.stop(self.home, graceful=graceful)
+
+
+def start_or_give_up(home: Path) -> LocalBroker:
+    """A started LocalBroker under ``home``, or skip (fail in CI) with the reason it can't run."""
+    local = LocalBroker(home=home, libs=kafka_libs())
+    try:
+        local.start()
+    except broker.BrokerError as exc:
+        broker_unavailable(str(exc))
+    return local
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of a broker shared by the session, with the pipeline's topics created."""
+    local = start_or_give_up(tmp_path_factory.mktemp("kafka-session"))
+    try:
+        yield local.bootstrap_servers
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def private_kafka_broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    """A started broker for one test only (restart and crash tests), stopped afterwards."""
+    local = start_or_give_up(tmp_path / "kafka")
+    try:
+        yield local
+    finally:
+        local.stop(graceful=False)
