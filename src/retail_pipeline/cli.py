@@ -177,6 +177,13 @@ def ingest(
         str | None,
         typer.Option(help="--kafka: static group member id (fast restarts); unique per consumer"),
     ] = None,
+    shared: Annotated[
+        bool,
+        typer.Option(
+            help="--kafka: take DuckDB's file lock per batch so several consumer processes"
+            " can write one warehouse (slower; one consumer per file is the default)"
+        ),
+    ] = False,
     bootstrap: BootstrapOpt = None,
     topic_prefix: TopicPrefixOpt = "",
     warehouse: WarehouseOpt = None,
@@ -198,6 +205,7 @@ def ingest(
             group=group,
             instance_id=instance_id,
             topic_prefix=topic_prefix,
+            shared=shared,
         )
         return
     paths = [check_file(p) for p in [*(from_files or []), *(files or [])]]
@@ -220,6 +228,7 @@ def _ingest_kafka(
     group: str,
     instance_id: str | None,
     topic_prefix: str,
+    shared: bool,
 ) -> None:
     import signal
     import threading
@@ -238,12 +247,13 @@ def _ingest_kafka(
         linger_ms=linger_ms,
         topic_prefix=topic_prefix,
     )
-    wh = DuckDBWarehouse(warehouse, exclusive=False)
+    wh = DuckDBWarehouse(warehouse, exclusive=not shared)
     consumer = KafkaBronzeConsumer(wh, settings)
     with _count_progress(0, "consuming") as advance:
         summary = consumer.run(
             until_caught_up=until_caught_up, max_seconds=max_seconds, stop=stop, progress=advance
         )
+    wh.close()
     out.print(summary.line())
 
 

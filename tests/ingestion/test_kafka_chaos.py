@@ -137,8 +137,8 @@ def test_two_consumers_share_a_group_and_survive_one_being_killed(
     delivered = produce_simulation(tmp_path / "sim", bootstrap, days=8, orders_per_day=8_000)
     warehouse = tmp_path / "wh.duckdb"
     env = {**os.environ, "RETAIL_WAREHOUSE": str(warehouse), "RETAIL_KAFKA_BOOTSTRAP": bootstrap}
-    first = consumer(env, "member-a", "--until-caught-up", "--batch-size", "2000")
-    second = consumer(env, "member-b", "--until-caught-up", "--batch-size", "2000")
+    first = consumer(env, "member-a", "--until-caught-up", "--batch-size", "2000", "--shared")
+    second = consumer(env, "member-b", "--until-caught-up", "--batch-size", "2000", "--shared")
     deadline = time.monotonic() + 300
     while loaded(warehouse) < len(delivered) // 4:
         assert time.monotonic() < deadline, "no progress"
