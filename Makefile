@@ -29,8 +29,17 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy
 test: lint ## Lint, type-check and run every test (starts its own services)
 	$(BIN)/pytest
 
-bench: $(STAMP) ## Run the benchmarks (they print figures; nothing is asserted)
+bench: $(STAMP) ## File-ingest benchmark (prints figures; nothing is asserted)
 	$(BIN)/python bench/ingest_files.py
+
+bench-kafka: $(STAMP) ## Kafka -> Bronze benchmark with its own broker (prints figures)
+	$(BIN)/python bench/kafka_ingest.py
+
+kafka-up: $(STAMP) ## Start the local Kafka broker (127.0.0.1:9092) and create the topics
+	$(BIN)/retail-pipeline kafka up
+
+kafka-down: $(STAMP) ## Stop the local Kafka broker
+	$(BIN)/retail-pipeline kafka down
 
 schemas: $(STAMP) ## Regenerate the JSON Schema files of the event contract
 	$(BIN)/retail-pipeline schemas --out schemas
@@ -38,4 +47,4 @@ schemas: $(STAMP) ## Regenerate the JSON Schema files of the event contract
 clean: ## Remove generated data (keeps .venv)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo lint test bench schemas clean
+.PHONY: help install demo lint test bench bench-kafka kafka-up kafka-down schemas clean
