@@ -134,7 +134,7 @@ class KafkaBronzeConsumer:
             "max.poll.interval.ms": 300_000,
             "fetch.max.bytes": 64 << 20,
             "max.partition.fetch.bytes": 8 << 20,
-            "queued.max.messages.kbytes": 131_072,
+            "queued.max.messages.kbytes": 16_384,  # per partition: bounds prefetch memory
         }
         if self.settings.instance_id:
             config["group.instance.id"] = self.settings.instance_id
