@@ -77,7 +77,6 @@ def freshness(bootstrap: str, files: list[Path], rate: float, seconds: float) ->
     import pyarrow.compute as pc
 
     from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings, KafkaBronzeConsumer
-    from retail_pipeline.ingestion.kafka.producer import produce_files
     from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 
     prefix = f"fresh-{uuid.uuid4().hex[:6]}."
@@ -115,7 +114,23 @@ def freshness(bootstrap: str, files: list[Path], rate: float, seconds: float) ->
         runner = threading.Thread(target=lambda: consumer.run(stop=stop))
         runner.start()
         time.sleep(5)  # let the consumer join the group before the stream starts
-        produce_files([sample], bootstrap=bootstrap, rate=rate, topic_prefix=prefix)
+        subprocess.run(  # a separate process, as a real producer would be: no shared GIL
+            [
+                sys.executable,
+                "-m",
+                "retail_pipeline.cli",
+                "produce",
+                str(sample),
+                "--rate",
+                str(rate),
+                "--bootstrap",
+                bootstrap,
+                "--topic-prefix",
+                prefix,
+            ],
+            check=True,
+            capture_output=True,
+        )
         deadline = time.monotonic() + 60
         while len(latencies) < written and time.monotonic() < deadline:
             time.sleep(0.2)
