@@ -153,6 +153,8 @@ class DuckDBWarehouse:
         # Checkpoint in large steps: each batch commit then appends to the WAL instead of
         # rewriting row groups, which is several times faster for streams of small batches.
         con.execute("set checkpoint_threshold = '256MB'")
+        # Loaders only append: a bounded buffer pool keeps a long-running consumer's memory flat.
+        con.execute(f"set memory_limit = '{os.environ.get('RETAIL_DUCKDB_MEMORY', '768MB')}'")
         return con
 
     @contextmanager
