@@ -21,16 +21,26 @@ install: $(STAMP) ## Create .venv and install the package with its dev extras
 demo: $(STAMP) ## Run the end-to-end demo on embedded defaults (no services needed)
 	$(BIN)/retail-pipeline demo
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy
+lint: $(STAMP) ## ruff (lint + format check), mypy and sqlfluff (dbt models, duckdb dialect)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	cd dbt && ../$(BIN)/sqlfluff lint models tests
 
 test: lint ## Lint, type-check and run every test (starts its own services)
 	$(BIN)/pytest
 
 bench: $(STAMP) ## File-ingest benchmark (prints figures; nothing is asserted)
 	$(BIN)/python bench/ingest_files.py
+
+bench-dbt: $(STAMP) ## dbt full and incremental build on simulated events (prints figures)
+	$(BIN)/python bench/dbt_build.py --events 1000000
+
+transform: $(STAMP) ## dbt build of Silver and Gold on data/warehouse.duckdb
+	$(BIN)/retail-pipeline transform
+
+answers: $(STAMP) ## Print the six answers from Gold
+	$(BIN)/retail-pipeline answers
 
 bench-kafka: $(STAMP) ## Kafka -> Bronze benchmark with its own broker (prints figures)
 	$(BIN)/python bench/kafka_ingest.py
@@ -47,4 +57,4 @@ schemas: $(STAMP) ## Regenerate the JSON Schema files of the event contract
 clean: ## Remove generated data (keeps .venv)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo lint test bench bench-kafka kafka-up kafka-down schemas clean
+.PHONY: help install demo lint test bench bench-dbt transform answers bench-kafka kafka-up kafka-down schemas clean

@@ -389,19 +389,64 @@ def schemas(
 
 
 @app.command()
+def transform(
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Rebuild incremental models from all of Bronze")
+    ] = False,
+    warehouse: WarehouseOpt = None,
+) -> None:
+    """Build Silver and Gold with dbt (models, tests, unit tests); incremental by default."""
+    from retail_pipeline.transform import node_progress, run_transform
+
+    with node_progress(console) as progress:
+        summary = run_transform(warehouse, full_refresh, progress)
+    out.print(summary.line())
+    if not summary.success:
+        for failure in summary.failures:
+            console.print(f"failed: {failure.unique_id}: {failure.message}", markup=False)
+        raise PipelineError(f"dbt build failed ({len(summary.failures)} failing nodes)")
+
+
+@app.command()
+def answers(
+    as_json: Annotated[bool, typer.Option("--json", help="METRICS.md's JSON shape")] = False,
+    warehouse: WarehouseOpt = None,
+) -> None:
+    """The six business answers, read from Gold."""
+    from retail_pipeline.transform import format_answers, read_answers
+
+    result = read_answers(warehouse)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_answers(result), end="")
+
+
+@app.command()
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Where the simulation and warehouse go")] = Path(
-        "data/demo"
-    ),
+    workdir: Annotated[Path, typer.Option(help="Where the simulation goes")] = Path("data/demo"),
     days: Annotated[int, typer.Option(min=1)] = 14,
     orders_per_day: Annotated[int, typer.Option(min=1)] = 300,
     seed: Annotated[int, typer.Option()] = 7,
+    kafka: Annotated[
+        bool, typer.Option("--kafka", help="Go through the local Kafka broker (started if needed)")
+    ] = False,
+    warehouse: WarehouseOpt = None,
 ) -> None:
-    """End to end on embedded defaults: simulate, load reference data, ingest events."""
+    """End to end on embedded defaults: simulate, load, transform, print the six answers."""
     from retail_pipeline.demo import run_demo
+    from retail_pipeline.transform import format_answers
 
-    report = run_demo(workdir, days=days, orders_per_day=orders_per_day, seed=seed, echo=out.print)
-    out.print(json.dumps(report, indent=2))
+    result = run_demo(
+        workdir,
+        days=days,
+        orders_per_day=orders_per_day,
+        seed=seed,
+        kafka=kafka,
+        warehouse=warehouse,
+        echo=out.print,
+    )
+    print(format_answers(result), end="")
 
 
 def main() -> None:

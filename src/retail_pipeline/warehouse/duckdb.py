@@ -92,6 +92,11 @@ class DuckDBWarehouse:
         the consumers of one Kafka group) can take turns writing.
         """
         self.path = warehouse_path(path)
+        if self.path.stem in ("bronze", "silver", "gold"):
+            raise WarehouseError(
+                f"warehouse {self.path}: DuckDB names the database after the file, which would"
+                " clash with the schema of the same name; choose another file name"
+            )
         self._read_only = read_only
         self._lock_timeout = lock_timeout
         self._con: duckdb.DuckDBPyConnection | None = None

@@ -1,0 +1,79 @@
+{#
+    Incremental windows.
+
+    Staging reads Bronze by ingestion time: rows stamped after the newest `_ingested_at` already
+    in the model, minus `lookback_minutes` (a Bronze batch is stamped when its transaction starts,
+    so a slow batch can commit after a later-stamped one). Rows re-read inside the lookback are
+    skipped by key, so the window may overlap freely.
+
+    Models downstream of staging select the keys touched by events staged since their own
+    newest `_silver_loaded_at`. Staging stamps every row with the start time of the dbt
+    invocation that inserted it; dbt invocations on one warehouse run one after another, so this
+    stamp needs no lookback.
+#}
+
+{% macro ingestion_window(column='_ingested_at', relation_alias=none) -%}
+    {{ relation_alias ~ '.' if relation_alias }}{{ column }} > (
+        select coalesce(max({{ column }}), '-infinity'::timestamptz)
+        from {{ this }}
+    ) - interval '{{ var("lookback_minutes") | int }} minutes'
+{%- endmacro %}
+
+
+{% macro silver_load_stamp() -%}
+    cast('{{ run_started_at }}' as timestamptz)
+{%- endmacro %}
+
+
+{% macro newly_staged(column='_silver_loaded_at', relation_alias=none) -%}
+    {{ relation_alias ~ '.' if relation_alias }}{{ column }} > (
+        select coalesce(max({{ column }}), '-infinity'::timestamptz)
+        from {{ this }}
+    )
+{%- endmacro %}
+
+
+{#
+    The orders touched by events staged after this model's newest `_silver_loaded_at`, from
+    the given staging models (all event topics by default).
+#}
+{% macro touched_orders(models=none) -%}
+    {%- set models = models or [
+        'stg_bronze__order_events', 'stg_bronze__payment_events', 'stg_bronze__shipment_events'
+    ] -%}
+    {%- for model in models %}
+    select staged.order_id
+    from {{ ref(model) }} as staged
+    where {{ newly_staged('_silver_loaded_at', 'staged') }}
+    {%- if not loop.last %}
+    union
+    {%- endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+
+{#
+    Pre-hook for per-order models whose recomputation can yield no rows for an order (an
+    emptied basket, an orphan whose order arrived): delete the rows of every touched order
+    first, so that delete+insert cannot leave stale rows behind.
+#}
+{% macro delete_touched_orders(models=none) -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        where order_id in ({{ touched_orders(models) }})
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#
+    Pre-hook of quarantined_events: orphans whose order_created has arrived since leave the
+    table (the model then only adds newly staged events, so it never re-reads old ones).
+#}
+{% macro release_resolved_orphans() -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        where
+            quarantine_check = 'orphan'
+            and order_id in (select orders.order_id from {{ ref('int_orders') }} as orders)
+    {%- endif -%}
+{%- endmacro %}

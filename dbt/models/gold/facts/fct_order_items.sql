@@ -1,0 +1,40 @@
+{{
+    config(
+        unique_key='order_id',
+        pre_hook="{{ delete_touched_orders(['int_orders']) }}",
+    )
+}}
+
+-- One row per order and basket line (the order's latest basket).
+with
+
+orders as (
+
+    select
+        order_id,
+        order_date,
+        customer_id,
+        currency,
+        is_converted and not is_canceled and not is_refunded as is_revenue_eligible,
+        _silver_loaded_at
+    from {{ ref('int_orders') }}
+    {% if is_incremental() %}
+    where {{ newly_staged() }}
+    {% endif %}
+
+)
+
+select
+    items.order_id,
+    items.line_number,
+    items.product_id,
+    orders.order_date,
+    orders.customer_id,
+    orders.currency,
+    items.quantity,
+    cast(items.unit_price as decimal(18, 2)) as unit_price,
+    cast(items.line_amount as decimal(18, 2)) as line_amount,
+    orders.is_revenue_eligible,
+    orders._silver_loaded_at
+from {{ ref('int_order_items') }} as items
+inner join orders on items.order_id = orders.order_id

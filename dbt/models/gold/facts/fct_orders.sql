@@ -1,0 +1,82 @@
+{{ config(unique_key='order_id') }}
+
+-- One row per order (an order exists once its order_created arrived).
+with
+
+orders as (
+
+    select * from {{ ref('int_orders') }}
+    {% if is_incremental() %}
+    where {{ newly_staged() }}
+    {% endif %}
+
+),
+
+baskets as (
+
+    select
+        order_id,
+        count(*) as basket_lines,
+        sum(quantity) as basket_units,
+        sum(line_amount) as basket_total
+    from {{ ref('int_order_items') }}
+    where order_id in (select orders.order_id from orders)
+    group by order_id
+
+),
+
+lead_times as (
+
+    select
+        order_id,
+        (epoch_us(first_dispatched_at) - epoch_us(created_at)) / 3600e6 as hours_created_to_shipped,
+        (epoch_us(first_delivered_at) - epoch_us(first_dispatched_at))
+        / 3600e6 as hours_shipped_to_delivered,
+        (epoch_us(first_delivered_at) - epoch_us(created_at))
+        / 3600e6 as hours_created_to_delivered
+    from orders
+
+)
+
+select
+    orders.order_id,
+    orders.customer_id,
+    orders.order_date,
+    orders.created_at as order_created_at,
+    orders.order_status,
+    orders.payment_method,
+    orders.carrier,
+    orders.currency,
+    cast(coalesce(baskets.basket_lines, 0) as integer) as basket_lines,
+    cast(coalesce(baskets.basket_units, 0) as bigint) as basket_units,
+    cast(coalesce(baskets.basket_total, 0) as decimal(18, 2)) as basket_total,
+    cast(orders.captured_amount as decimal(18, 2)) as captured_amount,
+    cast(orders.refunded_amount as decimal(18, 2)) as refunded_amount,
+    orders.is_converted,
+    orders.is_canceled,
+    orders.is_refunded,
+    orders.is_canceled or orders.is_refunded as is_canceled_or_refunded,
+    -- The orders whose basket counts as product revenue (METRICS.md).
+    orders.is_converted and not orders.is_canceled and not orders.is_refunded
+        as is_revenue_eligible,
+    orders.first_captured_at,
+    orders.first_dispatched_at,
+    orders.first_delivered_at,
+    orders.first_canceled_at,
+    orders.first_refunded_at,
+    lead_times.hours_created_to_shipped,
+    lead_times.hours_shipped_to_delivered,
+    lead_times.hours_created_to_delivered,
+    -- A milestone stamped before the one it follows: a producer clock problem, kept and flagged.
+    coalesce(
+        least(
+            lead_times.hours_created_to_shipped,
+            lead_times.hours_shipped_to_delivered,
+            lead_times.hours_created_to_delivered
+        ) < 0,
+        false
+    ) as has_negative_lead_time,
+    orders._silver_loaded_at
+from orders
+left join baskets on orders.order_id = baskets.order_id
+left join lead_times on orders.order_id = lead_times.order_id

@@ -1,0 +1,170 @@
+{{ config(unique_key='order_id') }}
+
+/*
+    Current state of every order: one row per order that has an order_created event, with the
+    first time each milestone was reached and the status per METRICS.md. Incremental runs
+    recompute every order touched by an event staged since the last run, from all of that
+    order's events, so late and out-of-order events land where they belong.
+*/
+
+with
+
+{% if is_incremental() %}
+touched_orders as (
+
+    {{ touched_orders() }}
+
+),
+{% endif %}
+
+order_events as (
+
+    select * from {{ ref('stg_bronze__order_events') }}
+    where
+        quarantine_reason is null
+        {% if is_incremental() %}
+        and order_id in (select touched_orders.order_id from touched_orders)
+        {% endif %}
+
+),
+
+payment_events as (
+
+    select * from {{ ref('stg_bronze__payment_events') }}
+    where
+        quarantine_reason is null
+        {% if is_incremental() %}
+        and order_id in (select touched_orders.order_id from touched_orders)
+        {% endif %}
+
+),
+
+shipment_events as (
+
+    select * from {{ ref('stg_bronze__shipment_events') }}
+    where
+        quarantine_reason is null
+        {% if is_incremental() %}
+        and order_id in (select touched_orders.order_id from touched_orders)
+        {% endif %}
+
+),
+
+order_milestones as (
+
+    select
+        order_id,
+        min(event_at) filter (where event_type = 'order_created') as created_at,
+        arg_min(customer_id, event_at) filter (where event_type = 'order_created') as customer_id,
+        arg_min(currency, event_at) filter (where event_type = 'order_created') as currency,
+        min(event_at) filter (where event_type = 'order_canceled') as first_canceled_at,
+        count(*) filter (where event_type = 'order_updated') as order_updates,
+        max(_silver_loaded_at) as _silver_loaded_at
+    from order_events
+    group by order_id
+
+),
+
+payment_milestones as (
+
+    select
+        order_id,
+        min(event_at) filter (where event_type = 'payment_authorized') as first_authorized_at,
+        min(event_at) filter (where event_type = 'payment_captured') as first_captured_at,
+        min(event_at) filter (where event_type = 'payment_refunded') as first_refunded_at,
+        count(*) filter (where event_type = 'payment_failed') as failed_payments,
+        coalesce(sum(amount) filter (where event_type = 'payment_captured'), 0) as captured_amount,
+        coalesce(sum(amount) filter (where event_type = 'payment_refunded'), 0) as refunded_amount,
+        -- The method that paid, else the one last tried.
+        coalesce(
+            arg_min(payment_method, event_at) filter (where event_type = 'payment_captured'),
+            arg_max(payment_method, event_at)
+        ) as payment_method,
+        max(_silver_loaded_at) as _silver_loaded_at
+    from payment_events
+    group by order_id
+
+),
+
+shipment_milestones as (
+
+    select
+        order_id,
+        min(event_at) filter (where event_type = 'shipment_dispatched') as first_dispatched_at,
+        min(event_at) filter (where event_type = 'shipment_delivered') as first_delivered_at,
+        count(*) filter (where event_type = 'shipment_failed') as failed_deliveries,
+        arg_min(carrier, event_at) as carrier,
+        max(_silver_loaded_at) as _silver_loaded_at
+    from shipment_events
+    group by order_id
+
+),
+
+joined as (
+
+    select
+        order_milestones.order_id,
+        order_milestones.customer_id,
+        order_milestones.currency,
+        order_milestones.created_at,
+        {{ utc_date('order_milestones.created_at') }} as order_date,
+        order_milestones.order_updates,
+        order_milestones.first_canceled_at,
+        payment_milestones.first_authorized_at,
+        payment_milestones.first_captured_at,
+        payment_milestones.first_refunded_at,
+        shipment_milestones.first_dispatched_at,
+        shipment_milestones.first_delivered_at,
+        payment_milestones.payment_method,
+        shipment_milestones.carrier,
+        coalesce(payment_milestones.failed_payments, 0) as failed_payments,
+        coalesce(shipment_milestones.failed_deliveries, 0) as failed_deliveries,
+        coalesce(payment_milestones.captured_amount, 0) as captured_amount,
+        coalesce(payment_milestones.refunded_amount, 0) as refunded_amount,
+        greatest(
+            order_milestones._silver_loaded_at,
+            payment_milestones._silver_loaded_at,
+            shipment_milestones._silver_loaded_at
+        ) as _silver_loaded_at
+    from order_milestones
+    left join payment_milestones on order_milestones.order_id = payment_milestones.order_id
+    left join shipment_milestones on order_milestones.order_id = shipment_milestones.order_id
+    -- An order exists once its order_created arrived; events before that wait here.
+    where order_milestones.created_at is not null
+
+)
+
+select
+    order_id,
+    customer_id,
+    currency,
+    created_at,
+    order_date,
+    -- Furthest milestone reached; a cancellation, then a refund, overrides all of them.
+    case
+        when first_canceled_at is not null then 'CANCELED'
+        when first_refunded_at is not null then 'REFUNDED'
+        when first_delivered_at is not null then 'DELIVERED'
+        when first_dispatched_at is not null then 'SHIPPED'
+        when first_captured_at is not null then 'PAID'
+        when failed_payments > 0 and first_authorized_at is null then 'PAYMENT_FAILED'
+        else 'CREATED'
+    end as order_status,
+    first_captured_at is not null as is_converted,
+    first_canceled_at is not null as is_canceled,
+    first_refunded_at is not null as is_refunded,
+    first_authorized_at,
+    first_captured_at,
+    first_canceled_at,
+    first_refunded_at,
+    first_dispatched_at,
+    first_delivered_at,
+    payment_method,
+    carrier,
+    order_updates,
+    failed_payments,
+    failed_deliveries,
+    captured_amount,
+    refunded_amount,
+    _silver_loaded_at
+from joined

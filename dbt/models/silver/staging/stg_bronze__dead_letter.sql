@@ -1,0 +1,43 @@
+-- Dead letters: every message that broke the contract, with a normalised reason for counting.
+with
+
+bronze_rows as (
+
+    select
+        *,
+        md5(
+            concat_ws(
+                '|', _source_kind, coalesce(_topic, ''), coalesce(cast(_partition as varchar), ''),
+                coalesce(cast(_offset as varchar), ''), coalesce(_source_file, ''),
+                coalesce(cast(_source_line as varchar), ''), _load_id, reason
+            )
+        ) as dead_letter_id
+    from {{ source('bronze', 'dead_letter') }}
+
+),
+
+unstaged as (
+
+    {{ unstaged_rows('bronze_rows', key='dead_letter_id') }}
+
+)
+
+select
+    dead_letter_id,
+    _source_kind as source_kind,
+    _topic as topic,
+    _partition as kafka_partition,
+    _offset as source_offset,
+    _key as message_key,
+    _kafka_ts as kafka_at,
+    _source_file as source_file,
+    _source_line as source_line,
+    raw_payload,
+    reason,
+    -- Reasons embed values ("order_total 12.5 != sum of items 17.5"); standalone numbers are
+    -- masked so that they group.
+    regexp_replace(reason, '(^|\s)-?[0-9]+(\.[0-9]+)?', '\1N', 'g') as reason_group,
+    _ingested_at,
+    _load_id,
+    {{ silver_load_stamp() }} as _silver_loaded_at
+from unstaged

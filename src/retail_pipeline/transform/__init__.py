@@ -1,0 +1,33 @@
+"""dbt Silver and Gold: run the transformation and read the six answers.
+
+- :func:`run_transform` builds the dbt project (``dbt/``) on a DuckDB warehouse, in-process,
+  incrementally by default, and returns a :class:`TransformSummary`.
+- :func:`read_answers` reads the answers from Gold in METRICS.md's JSON shape;
+  :func:`format_answers` renders them as tables.
+- :func:`node_progress` is a rich progress bar to pass as ``run_transform``'s ``progress``.
+"""
+
+from retail_pipeline.transform.answers import format_answers, read_answers
+from retail_pipeline.transform.progress import node_progress
+from retail_pipeline.transform.runner import (
+    NodeFailure,
+    NodeProgress,
+    TransformError,
+    TransformSummary,
+    project_dir,
+    run_dbt,
+    run_transform,
+)
+
+__all__ = [
+    "NodeFailure",
+    "NodeProgress",
+    "TransformError",
+    "TransformSummary",
+    "format_answers",
+    "node_progress",
+    "project_dir",
+    "read_answers",
+    "run_dbt",
+    "run_transform",
+]

@@ -1,0 +1,261 @@
+"""The six answers of METRICS.md, read from the Gold layer.
+
+:func:`read_answers` returns exactly the "Answers as JSON" shape of METRICS.md (the shape of the
+simulator's ``truth.json``); :func:`format_answers` renders the same answers as tables.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from retail_pipeline.errors import PipelineError, WarehouseError
+from retail_pipeline.warehouse.duckdb import warehouse_path
+
+TOP_PRODUCTS = 10
+LEAD_TIME_SEGMENTS = ("created_to_shipped", "shipped_to_delivered", "created_to_delivered")
+GOLD_TABLES = (
+    "daily_orders",
+    "daily_revenue",
+    "daily_conversion",
+    "order_rates",
+    "top_products",
+    "fulfillment_lead_times",
+)
+
+
+def _money(value: Decimal | float | int | None) -> float:
+    return round(float(value or 0), 2)
+
+
+def _open(path: str | os.PathLike[str] | None) -> duckdb.DuckDBPyConnection:
+    file = warehouse_path(path).resolve()
+    if not file.is_file():
+        raise WarehouseError(f"warehouse {file} does not exist; load and transform first")
+    try:
+        con = duckdb.connect(str(file), read_only=True)
+    except duckdb.Error as exc:
+        message = str(exc).splitlines()[0]
+        if "lock" in message.lower():
+            raise WarehouseError(f"warehouse {file} is locked by another process") from None
+        raise WarehouseError(f"cannot open warehouse {file}: {message}") from None
+    present = {
+        name
+        for (name,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'gold'"
+        ).fetchall()
+    }
+    missing = [name for name in GOLD_TABLES if name not in present]
+    if missing:
+        con.close()
+        raise PipelineError(
+            f"warehouse {file} has no Gold answers yet (missing gold.{missing[0]});"
+            " run `retail-pipeline transform` first"
+        )
+    return con
+
+
+def read_answers(
+    warehouse: str | os.PathLike[str] | None = None, *, currency: str = "USD"
+) -> dict[str, Any]:
+    """The six answers from Gold, in METRICS.md's JSON shape.
+
+    Lists are sorted by date; money is rounded to cents and reported in ``currency`` (the
+    reporting currency); rates are fractions; lead-time statistics of an empty segment are
+    ``None``.
+    """
+    con = _open(warehouse)
+    try:
+        orders_per_day = [
+            {"date": day.isoformat(), "orders": int(orders)}
+            for day, orders in con.execute(
+                "select order_date, orders_created from gold.daily_orders order by order_date"
+            ).fetchall()
+        ]
+        revenue_rows = con.execute(
+            "select revenue_date, gross_revenue, refunds, net_revenue from gold.daily_revenue"
+            " where currency = ? order by revenue_date",
+            [currency],
+        ).fetchall()
+        gross = sum((row[1] for row in revenue_rows), Decimal(0))
+        refunds = sum((row[2] for row in revenue_rows), Decimal(0))
+        conversion_by_day = [
+            {
+                "date": day.isoformat(),
+                "created": int(created),
+                "converted": int(converted),
+                "rate": float(rate),
+            }
+            for day, created, converted, rate in con.execute(
+                "select order_date, orders_created, orders_converted, conversion_rate"
+                " from gold.daily_conversion order by order_date"
+            ).fetchall()
+        ]
+        rates = con.execute(
+            "select orders_created, conversion_rate, canceled_rate, refunded_rate,"
+            " canceled_or_refunded_rate from gold.order_rates"
+        ).fetchone()
+        orders, conversion, canceled, refunded, either = rates or (0, 0.0, 0.0, 0.0, 0.0)
+        top_products = [
+            {
+                "product_id": product_id,
+                "product_name": name,
+                "category": category,
+                "units": int(units),
+                "revenue": _money(revenue),
+            }
+            for product_id, name, category, units, revenue in con.execute(
+                "select product_id, product_name, category, units_sold, revenue"
+                " from gold.top_products where currency = ? and revenue_rank <= ?"
+                " order by revenue_rank",
+                [currency, TOP_PRODUCTS],
+            ).fetchall()
+        ]
+        lead_rows = {
+            segment: (count, mean, p50, p90)
+            for segment, count, mean, p50, p90 in con.execute(
+                "select segment, orders, mean_hours, p50_hours, p90_hours"
+                " from gold.fulfillment_lead_times"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+
+    def stats(segment: str) -> dict[str, Any]:
+        count, mean, p50, p90 = lead_rows.get(segment, (0, None, None, None))
+        if not count:
+            return {"count": 0, "mean": None, "p50": None, "p90": None}
+        return {"count": int(count), "mean": float(mean), "p50": float(p50), "p90": float(p90)}
+
+    return {
+        "orders_per_day": orders_per_day,
+        "revenue": {
+            "gross": _money(gross),
+            "refunds": _money(refunds),
+            "net": _money(gross - refunds),
+            "by_day": [
+                {
+                    "date": day.isoformat(),
+                    "gross": _money(day_gross),
+                    "refunds": _money(day_refunds),
+                    "net": _money(day_net),
+                }
+                for day, day_gross, day_refunds, day_net in revenue_rows
+            ],
+        },
+        "conversion_rate": {"overall": float(conversion), "by_day": conversion_by_day},
+        "top_products": top_products,
+        "cancel_refund": {
+            "orders": int(orders),
+            "canceled_rate": float(canceled),
+            "refunded_rate": float(refunded),
+            "canceled_or_refunded_rate": float(either),
+        },
+        "lead_times_hours": {segment: stats(segment) for segment in LEAD_TIME_SEGMENTS},
+    }
+
+
+def _percent(rate: float) -> str:
+    return f"{rate * 100:.2f}%"
+
+
+def _hours(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _tables(answers: Mapping[str, Any]) -> list[Table | Text]:
+    conversion = {row["date"]: row for row in answers["conversion_rate"]["by_day"]}
+    revenue = {row["date"]: row for row in answers["revenue"]["by_day"]}
+    days = sorted({row["date"] for row in answers["orders_per_day"]} | revenue.keys())
+    orders = {row["date"]: row["orders"] for row in answers["orders_per_day"]}
+
+    daily = Table(title="Orders, conversion and revenue per day (UTC)", title_justify="left")
+    for header in ("date", "orders", "converted", "conversion", "gross", "refunds", "net"):
+        daily.add_column(header, justify="left" if header == "date" else "right")
+    for day in days:
+        conv = conversion.get(day)
+        rev = revenue.get(day, {"gross": 0.0, "refunds": 0.0, "net": 0.0})
+        daily.add_row(
+            day,
+            f"{orders.get(day, 0):,}",
+            f"{conv['converted']:,}" if conv else "-",
+            _percent(conv["rate"]) if conv else "-",
+            f"{rev['gross']:,.2f}",
+            f"{rev['refunds']:,.2f}",
+            f"{rev['net']:,.2f}",
+        )
+    total_orders = answers["cancel_refund"]["orders"]
+    money = answers["revenue"]
+    daily.add_section()
+    daily.add_row(
+        "total",
+        f"{total_orders:,}",
+        f"{sum(row['converted'] for row in conversion.values()):,}",
+        _percent(answers["conversion_rate"]["overall"]),
+        f"{money['gross']:,.2f}",
+        f"{money['refunds']:,.2f}",
+        f"{money['net']:,.2f}",
+        style="bold",
+    )
+
+    products = Table(title="Top products by revenue", title_justify="left")
+    for header, justify in (
+        ("#", "right"),
+        ("product", "left"),
+        ("name", "left"),
+        ("category", "left"),
+        ("units", "right"),
+        ("revenue", "right"),
+    ):
+        products.add_column(header, justify=justify)  # type: ignore[arg-type]
+    for rank, row in enumerate(answers["top_products"], start=1):
+        products.add_row(
+            str(rank),
+            row["product_id"],
+            row["product_name"] or "?",
+            row["category"] or "?",
+            f"{row['units']:,}",
+            f"{row['revenue']:,.2f}",
+        )
+
+    rates = answers["cancel_refund"]
+    cancel = Table(title="Canceled or refunded (share of orders created)", title_justify="left")
+    for header in ("orders", "canceled", "refunded", "canceled or refunded"):
+        cancel.add_column(header, justify="right")
+    cancel.add_row(
+        f"{rates['orders']:,}",
+        _percent(rates["canceled_rate"]),
+        _percent(rates["refunded_rate"]),
+        _percent(rates["canceled_or_refunded_rate"]),
+    )
+
+    lead = Table(title="Fulfillment lead times (hours)", title_justify="left")
+    for header in ("segment", "orders", "mean", "p50", "p90"):
+        lead.add_column(header, justify="left" if header == "segment" else "right")
+    for segment, row in answers["lead_times_hours"].items():
+        lead.add_row(
+            segment.replace("_", " "),
+            f"{row['count']:,}",
+            _hours(row["mean"]),
+            _hours(row["p50"]),
+            _hours(row["p90"]),
+        )
+    return [daily, products, cancel, lead]
+
+
+def format_answers(answers: Mapping[str, Any], console: Console | None = None) -> str:
+    """The answers as readable tables; printed to ``console`` if given, and returned as text."""
+    group = Group(*_tables(answers))
+    if console is not None:
+        console.print(group)
+    buffer = Console(file=io.StringIO(), width=100, color_system=None, record=True)
+    buffer.print(group)
+    return buffer.export_text()

@@ -1,0 +1,248 @@
+"""Run the dbt project in-process (``dbtRunner``) against a DuckDB warehouse.
+
+dbt reads the warehouse path from ``RETAIL_WAREHOUSE`` (see ``dbt/profiles.yml``); the runner
+sets it to the absolute path for the duration of the invocation, so the result never depends on
+the caller's working directory. Progress is reported per dbt node (model, test, unit test) from
+dbt's event stream, and the run ends in a :class:`TransformSummary`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retail_pipeline.errors import PipelineError, WarehouseError
+from retail_pipeline.warehouse.duckdb import warehouse_path
+
+DBT_PROJECT_ENV = "RETAIL_DBT_PROJECT_DIR"
+"""Overrides where the dbt project lives (default: the ``dbt/`` folder of this repository)."""
+
+
+class TransformError(PipelineError):
+    """dbt could not run (bad project, unreadable warehouse), as opposed to a failing node."""
+
+
+@dataclass(frozen=True)
+class NodeProgress:
+    """One dbt node finished: what it was and how it went."""
+
+    index: int
+    """How many nodes have finished, this one included."""
+    total: int
+    """Nodes selected for the run (0 until dbt has announced it)."""
+    name: str
+    resource_type: str
+    """model, test, unit_test, ..."""
+    status: str
+    """success, pass, fail, warn, error, skipped, ..."""
+    seconds: float
+
+
+@dataclass(frozen=True)
+class NodeFailure:
+    """A node that errored or failed, with dbt's message."""
+
+    unique_id: str
+    status: str
+    message: str
+
+
+@dataclass
+class TransformSummary:
+    """What one ``run_transform`` did."""
+
+    warehouse: Path
+    command: str
+    full_refresh: bool
+    success: bool
+    seconds: float
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per resource type (model, test, unit_test), how many nodes ended in each status."""
+    failures: list[NodeFailure] = field(default_factory=list)
+
+    def line(self) -> str:
+        """The one-line summary the CLI prints."""
+        parts = []
+        for kind, label in (("model", "models"), ("test", "tests"), ("unit_test", "unit tests")):
+            statuses = self.counts.get(kind)
+            if statuses:
+                detail = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+                parts.append(f"{label}: {detail}")
+        mode = " --full-refresh" if self.full_refresh else ""
+        verdict = "ok" if self.success else f"FAILED ({len(self.failures)} failing)"
+        return f"dbt {self.command}{mode} {verdict} in {self.seconds:.1f}s; " + "; ".join(parts)
+
+
+def project_dir() -> Path:
+    """The dbt project: ``$RETAIL_DBT_PROJECT_DIR``, else ``dbt/`` of the source checkout."""
+    configured = os.environ.get(DBT_PROJECT_ENV)
+    default = Path(__file__).resolve().parents[3] / "dbt"
+    path = Path(configured).resolve() if configured else default
+    if not (path / "dbt_project.yml").is_file():
+        raise TransformError(
+            f"no dbt project at {path} (dbt_project.yml missing); set {DBT_PROJECT_ENV}"
+        )
+    return path
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class _Progress:
+    """Turns dbt's event stream into :class:`NodeProgress` calls."""
+
+    def __init__(self, report: Callable[[NodeProgress], None] | None) -> None:
+        self.report = report
+        self.total = 0
+        self.done = 0
+
+    def __call__(self, msg: Any) -> None:
+        name = msg.info.name
+        if name == "LogStartLine":
+            self.total = max(self.total, int(msg.data.total))
+        elif name == "ConcurrencyLine":
+            self.total = max(self.total, int(msg.data.node_count))
+        elif name == "NodeFinished":
+            self.done += 1
+            if self.report is not None:
+                info = msg.data.node_info
+                result = msg.data.run_result
+                self.report(
+                    NodeProgress(
+                        index=self.done,
+                        total=max(self.total, self.done),
+                        name=info.node_name,
+                        resource_type=info.resource_type,
+                        status=result.status or info.node_status,
+                        seconds=float(result.execution_time),
+                    )
+                )
+
+
+def _release_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open for the process.
+
+    dbt-duckdb caches one database handle per process between invocations; while it is open the
+    file stays locked and cannot be reopened read-only (or by the loaders) in this process.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # pragma: no cover - dbt-duckdb is a dependency
+        return
+    with DuckDBConnectionManager._LOCK:
+        environment = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+        if environment is not None:
+            environment.close()
+
+
+def _run_error(exc: BaseException, warehouse: Path) -> PipelineError:
+    message = str(exc).strip().splitlines()
+    text = " ".join(line.strip() for line in message if line.strip())
+    lowered = text.lower()
+    if "lock" in lowered and ("conflicting" in lowered or "could not set lock" in lowered):
+        return WarehouseError(f"warehouse {warehouse} is locked by another process")
+    return TransformError(f"dbt could not run on {warehouse}: {text}")
+
+
+def run_dbt(
+    args: Sequence[str],
+    warehouse: str | os.PathLike[str] | None = None,
+    *,
+    progress: Callable[[NodeProgress], None] | None = None,
+) -> Any:
+    """Invoke dbt in-process with ``args`` (e.g. ``["docs", "generate"]``) on ``warehouse``.
+
+    Returns dbt's result object; raises :class:`TransformError` when dbt itself could not run.
+    """
+    from dbt.cli.main import dbtRunner
+
+    path = warehouse_path(warehouse).resolve()
+    project = project_dir()
+    callback = _Progress(progress)
+    full_args = [
+        *args,
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--log-level",
+        "none",
+    ]
+    with _environment(RETAIL_WAREHOUSE=str(path)):
+        try:
+            outcome = dbtRunner(callbacks=[callback]).invoke(full_args)
+        finally:
+            _release_duckdb()
+    if outcome.exception is not None:
+        raise _run_error(outcome.exception, path)
+    return outcome
+
+
+def run_transform(
+    warehouse: str | os.PathLike[str] | None = None,
+    full_refresh: bool = False,
+    progress: Callable[[NodeProgress], None] | None = None,
+    *,
+    select: Sequence[str] = (),
+    command: str = "build",
+    extra_vars: dict[str, Any] | None = None,
+) -> TransformSummary:
+    """Build Silver and Gold with dbt (models, tests, unit tests) on a DuckDB warehouse.
+
+    ``warehouse`` defaults like the CLI (``$RETAIL_WAREHOUSE``, else
+    ``data/warehouse.duckdb``) and must already hold Bronze. Incremental models process only
+    what was ingested since the last run; ``full_refresh`` rebuilds them from all of Bronze.
+    ``progress`` is called after every dbt node. ``command`` may be ``run`` (models only).
+    Failing nodes are reported in the summary (``success`` false), not raised.
+    """
+    path = warehouse_path(warehouse).resolve()
+    if not path.is_file():
+        raise WarehouseError(f"warehouse {path} does not exist; load something first")
+    args = [command]
+    if full_refresh:
+        args.append("--full-refresh")
+    for selector in select:
+        args += ["--select", selector]
+    if extra_vars:
+        import json
+
+        args += ["--vars", json.dumps(extra_vars)]
+    started = time.perf_counter()
+    outcome = run_dbt(args, path, progress=progress)
+    summary = TransformSummary(
+        warehouse=path,
+        command=command,
+        full_refresh=full_refresh,
+        success=bool(outcome.success),
+        seconds=time.perf_counter() - started,
+    )
+    results = getattr(outcome.result, "results", None) or []
+    for result in results:
+        kind = str(result.node.resource_type)
+        status = str(result.status)
+        by_status = summary.counts.setdefault(kind, {})
+        by_status[status] = by_status.get(status, 0) + 1
+        if status in {"error", "fail"}:
+            summary.failures.append(
+                NodeFailure(result.node.unique_id, status, str(result.message or "").strip())
+            )
+    if not summary.success and not summary.failures and not results:
+        raise TransformError(f"dbt {command} failed on {path} before running any node")
+    return summary

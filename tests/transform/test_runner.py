@@ -1,0 +1,101 @@
+"""The Python entry points: errors a user can cause, the readable table, dbt docs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from retail_pipeline.errors import PipelineError, WarehouseError
+from retail_pipeline.transform import (
+    NodeProgress,
+    format_answers,
+    project_dir,
+    read_answers,
+    run_dbt,
+    run_transform,
+)
+
+from .conftest import Simulation, load
+
+SEED = 11
+
+
+def test_missing_warehouse_is_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(WarehouseError, match="does not exist"):
+        run_transform(tmp_path / "nowhere.duckdb")
+    with pytest.raises(WarehouseError, match="does not exist"):
+        read_answers(tmp_path / "nowhere.duckdb")
+
+
+def test_answers_before_transform_say_what_to_run(
+    simulations: Callable[[int], Simulation], tmp_path: Path
+) -> None:
+    warehouse = tmp_path / "bronze_only.duckdb"
+    load(warehouse, snapshots=simulations(SEED).snapshot_days[:1])
+    with pytest.raises(PipelineError, match="retail-pipeline transform"):
+        read_answers(warehouse)
+
+
+def test_progress_reports_every_node(
+    built: Callable[[int], Path], copy_of: Callable[[Path], Path]
+) -> None:
+    seen: list[NodeProgress] = []
+    summary = run_transform(copy_of(built(SEED)), progress=seen.append, command="run")
+    assert summary.success
+    models = summary.counts["model"]["success"]
+    assert len(seen) == models
+    assert [p.index for p in seen] == list(range(1, models + 1))
+    assert all(p.total == models and p.resource_type == "model" for p in seen)
+    assert "models: " in summary.line()
+
+
+def test_format_answers_shows_the_six_answers(built: Callable[[int], Path]) -> None:
+    answers = read_answers(built(SEED))
+    text = format_answers(answers)
+    for title in (
+        "Orders, conversion and revenue per day",
+        "Top products by revenue",
+        "Canceled or refunded",
+        "Fulfillment lead times",
+    ):
+        assert title in text
+    assert answers["top_products"][0]["product_id"] in text
+    assert answers["orders_per_day"][0]["date"] in text
+
+
+def test_docs_generate(built: Callable[[int], Path]) -> None:
+    outcome = run_dbt(["docs", "generate"], built(SEED))
+    assert outcome.success
+    catalog = json.loads((project_dir() / "target" / "catalog.json").read_text())
+    assert "model.retail.fct_orders" in catalog["nodes"]
+
+
+def test_locked_warehouse_is_a_one_line_error(
+    built: Callable[[int], Path], copy_of: Callable[[Path], Path]
+) -> None:
+    warehouse = copy_of(built(SEED))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('locked', flush=True);"
+            " sys.stdin.read()",
+            str(warehouse),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(WarehouseError, match="locked by another process"):
+            run_transform(warehouse, command="run")
+        with pytest.raises(WarehouseError, match="locked by another process"):
+            read_answers(warehouse)
+    finally:
+        holder.communicate("")
