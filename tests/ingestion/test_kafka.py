@@ -233,6 +233,7 @@ def test_sigterm_finishes_the_batch_and_exits_cleanly(kafka_broker: str, tmp_pat
         f"g-{prefix}",
         "--batch-size",
         "500",
+        "--shared",
         "--linger-ms",
         "50",
     ]
