@@ -1,89 +1,9 @@
 {{ config(unique_key='product_id') }}
 
-/*
-    SCD type 2 history of products, from the snapshot loads: a new version starts whenever a
-    snapshot carries different attributes than the previous snapshot that listed the product.
-    valid_from / valid_to are snapshot load times; the current version has valid_to null and
-    is_current true. A product missing from a later snapshot keeps its last version (snapshots
-    are read as upserts, like a dbt snapshot without hard-delete handling).
-    Incremental runs rebuild the history of the products whose attributes in a newly staged
-    snapshot differ from their current version.
-*/
-
-with
-
-{% if is_incremental() %}
-touched_products as (
-
-    select staged.product_id
-    from {{ ref('stg_bronze__products') }} as staged
-    left join {{ this }} as history
-        on staged.product_id = history.product_id and history.is_current
-    where
-        {{ newly_staged('_silver_loaded_at', 'staged') }}
-        and (
-            staged.attributes_hash is distinct from history.attributes_hash
-            -- a snapshot committed out of load order may move a version's start
-            or staged._ingested_at < history.valid_from
-        )
-
-),
-{% endif %}
-
-snapshot_rows as (
-
-    select *
-    from {{ ref('stg_bronze__products') }}
-    {% if is_incremental() %}
-    where product_id in (select touched_products.product_id from touched_products)
-    {% endif %}
-
-),
-
-changes as (
-
-    select
-        *,
-        lag(attributes_hash) over (
-            partition by product_id order by _ingested_at, _load_id
-        ) as previous_attributes_hash,
-        -- Stamped with the newest snapshot row, changed or not, for the next run's window.
-        max(_silver_loaded_at) over (partition by product_id) as history_loaded_at
-    from snapshot_rows
-
-),
-
-versions as (
-
-    select *
-    from changes
-    where previous_attributes_hash is distinct from attributes_hash
-
-),
-
-validity as (
-
-    select
-        *,
-        _ingested_at as valid_from,
-        lead(_ingested_at) over (
-            partition by product_id order by _ingested_at, _load_id
-        ) as valid_to
-    from versions
-
-)
-
-select
-    md5(product_id || '|' || cast(valid_from as varchar)) as product_version_id,
-    product_id,
-    product_name,
-    category,
-    price,
-    is_active,
-    attributes_hash,
-    valid_from,
-    valid_to,
-    valid_to is null as is_current,
-    _load_id as first_seen_load_id,
-    history_loaded_at as _silver_loaded_at
-from validity
+-- SCD type 2 history of products from the snapshot loads (see macros/scd2.sql).
+{{ scd2_history(
+    'stg_bronze__products',
+    key='product_id',
+    version_id='product_version_id',
+    attributes=['product_name', 'category', 'price', 'is_active'],
+) }}
