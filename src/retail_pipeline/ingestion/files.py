@@ -139,8 +139,9 @@ def block_table(block: bytes, block_offset: int, first_line: int, source_file: s
 
 def _staged_blocks(
     handle: BinaryIO, offset: int, first_line: int, batch_bytes: int
-) -> Iterator[tuple[int, bytes, pa.Table]]:
-    """Blocks with their staged tables, the next one prepared in a thread meanwhile.
+) -> Iterator[tuple[int, bytes, pa.Table, int]]:
+    """Blocks with their staged tables and the number of the line after them; the next block
+    is prepared in a thread meanwhile.
 
     Staging is Python work; the warehouse write is DuckDB work that releases the GIL, so
     overlapping the two keeps both cores busy.
@@ -163,7 +164,7 @@ def _staged_blocks(
             line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
             upcoming = next(blocks, None)
             pending = pool.submit(prepare, upcoming, line) if upcoming else None
-            yield block_offset, block, staged
+            yield block_offset, block, staged, line
 
 
 def chunked(table: pa.Table, rows: int = VALIDATION_CHUNK_ROWS) -> pa.Table:
@@ -238,13 +239,14 @@ def _ingest_one(
                 progress(offset)
         skipped = line - 1
         fingerprint = stored.fingerprint if stored and stored.fingerprint else None
-        for block_offset, block, staged in _staged_blocks(handle, offset, line, batch_bytes):
+        for block_offset, block, staged, next_line in _staged_blocks(
+            handle, offset, line, batch_bytes
+        ):
             if fingerprint is None or int(fingerprint.split(":", 1)[0]) < FINGERPRINT_BYTES:
                 fingerprint = _fingerprint(
                     handle, min(FINGERPRINT_BYTES, block_offset + len(block))
                 )
-            line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-            position = Position(source, 0, block_offset + len(block), line, fingerprint)
+            position = Position(source, 0, block_offset + len(block), next_line, fingerprint)
             expected = {(source, 0): block_offset if block_offset or stored else None}
             result = warehouse.write_events(
                 EventBatch(load_id, "file", staged, [position], expected)

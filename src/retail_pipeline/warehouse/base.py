@@ -94,6 +94,10 @@ class Warehouse(Protocol):
         """Stored positions of ``source`` by partition."""
         ...
 
+    def all_positions(self) -> list[Position]:
+        """Every stored position, ordered by source and partition."""
+        ...
+
     def has_reference_load(self, entity: str, content_hash: str) -> bool:
         """True when a snapshot with this content was already loaded for ``entity``."""
         ...

@@ -187,15 +187,7 @@ class KafkaBronzeConsumer:
             self.eof.pop(key, None)
 
     def _kafka_positions(self) -> list[Position]:
-        all_positions = getattr(self.warehouse, "all_positions", None)
-        if all_positions is not None:
-            positions: list[Position] = all_positions()
-            return [p for p in positions if p.source.startswith("kafka:")]
-        return [
-            p
-            for topic in self.physical
-            for p in self.warehouse.positions(f"kafka:{topic}").values()
-        ]
+        return [p for p in self.warehouse.all_positions() if p.source.startswith("kafka:")]
 
     def _check_still_valid(self, tp: Any, position: Position) -> None:
         topic_id = self.topic_ids.get(tp.topic)
