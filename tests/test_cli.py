@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from retail_pipeline.events.contract import EVENT_MODELS
+from retail_pipeline.events.contract import EVENT_TYPES
 from retail_pipeline.events.simulator import FaultRates, GenerationSummary, generate
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files
@@ -210,8 +210,8 @@ def test_generate_load_ingest_counts(tmp_path: Path) -> None:
 def test_schemas_writes_one_file_per_event_type_and_reference_entity(tmp_path: Path) -> None:
     out = tmp_path / "schemas"
     lines = ok(cli("schemas", "--out", out, warehouse=tmp_path / "wh.duckdb", cwd=tmp_path))
-    assert len(EVENT_MODELS) == 11
-    names = {*EVENT_MODELS, "event", "customer", "product"}
+    assert len(EVENT_TYPES) == 11
+    names = {*EVENT_TYPES, "event", "customer", "product"}
     assert {p.name for p in out.iterdir()} == {f"{n}.schema.json" for n in names}
     for path in out.iterdir():
         schema = json.loads(path.read_text())

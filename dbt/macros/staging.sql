@@ -35,45 +35,48 @@
 {%- endmacro %}
 
 
-{# The accepted currencies as a SQL list literal, from the `accepted_currencies` var. #}
-{% macro accepted_currencies() -%}
-    (
-        {%- for currency in var('accepted_currencies') -%}
-            '{{ currency }}'{{ ", " if not loop.last }}
-        {%- endfor -%}
-    )
+{#
+    The Bronze rows a staging model has not seen, as the given columns: on an incremental run,
+    those ingested inside the lookback window whose key is not in the model yet. The key check
+    looks up only the keys of the window in the model (a semi-join on one narrow column), and
+    the window bounds the Bronze scan by ingestion time, so DuckDB skips older row groups.
+    Bronze is typed (the loaders validated every row against the contract), so no payload is
+    read: only the listed columns.
+#}
+{% macro unstaged_rows(relation, columns, key='event_id') -%}
+    select
+        {%- for column in columns %}
+        bronze_row.{{ column }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from {{ relation }} as bronze_row
+    {%- if is_incremental() %}
+        where
+            {{ ingestion_window('_ingested_at', 'bronze_row') }}
+            and bronze_row.{{ key }} not in (
+                select staged.{{ key }}
+                from {{ this }} as staged
+                where staged.{{ key }} in (
+                    select windowed.{{ key }}
+                    from {{ relation }} as windowed
+                    where {{ ingestion_window('_ingested_at', 'windowed') }}
+                )
+            )
+    {%- endif %}
+{%- endmacro %}
+
+
+{# The reporting currency (`reporting_currency` var) as a SQL string literal. #}
+{% macro reporting_currency() -%}
+    '{{ var("reporting_currency") }}'
 {%- endmacro %}
 
 
 {#
-    The Bronze rows a staging model has not seen: on an incremental run, those ingested inside
-    the lookback window whose key is not in the model yet. The key check runs on narrow
-    columns; the wide payload is then read only for the new keys (their ingestion times bound
-    the scan, so DuckDB skips older row groups).
+    A money figure as reported: the exact decimal rounded to cents once, half away from zero
+    (DuckDB's round() on a DECIMAL rounds half away from zero; on a DOUBLE it would not be exact).
 #}
-{% macro unstaged_rows(relation, key='event_id') -%}
-    select * from {{ relation }} as bronze_row
-    {%- if is_incremental() %}
-        where
-            {{ ingestion_window('_ingested_at', 'bronze_row') }}
-            and (bronze_row.{{ key }}, bronze_row._ingested_at) in (
-                select
-                    candidate.{{ key }},
-                    candidate._ingested_at
-                from {{ relation }} as candidate
-                where
-                    {{ ingestion_window('_ingested_at', 'candidate') }}
-                    and candidate.{{ key }} not in (
-                        select staged.{{ key }}
-                        from {{ this }} as staged
-                        where staged.{{ key }} in (
-                            select windowed.{{ key }}
-                            from {{ relation }} as windowed
-                            where {{ ingestion_window('_ingested_at', 'windowed') }}
-                        )
-                    )
-            )
-    {%- endif %}
+{% macro cents(expression) -%}
+    cast(round({{ expression }}, 2) as decimal(38, 2))
 {%- endmacro %}
 
 

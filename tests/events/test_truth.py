@@ -1,17 +1,20 @@
-"""Ground truth on a hand-built scenario whose answers were worked out by hand."""
+"""Ground truth on hand-built scenarios whose answers were worked out by hand."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
 from retail_pipeline.events.truth import (
+    UNIT_PRICE_SCALE,
     OrderLifecycle,
     ProductInfo,
     TruthAccumulator,
     compute_truth,
     percentile_cont,
+    round_half_away,
 )
 
 PRODUCTS = {
@@ -27,10 +30,17 @@ def at(day: int, hour: int, minute: int = 0) -> int:
     return int(datetime(2026, 1, day, hour, minute, tzinfo=UTC).timestamp() * 1000)
 
 
+def price(text: str) -> int:
+    """A unit price as the lifecycle holds it: an integer of 1/10000."""
+    units = Decimal(text) * UNIT_PRICE_SCALE
+    assert units == units.to_integral_value()
+    return int(units)
+
+
 def scenario() -> list[OrderLifecycle]:
     # A: captured, shipped and delivered.
     a = OrderLifecycle("A", at(1, 10))
-    a.baskets.append((at(1, 10), (("P1", 2, 1000),)))
+    a.baskets.append((at(1, 10), (("P1", 2, price("10.00")),)))
     a.captures.append((at(1, 10, 5), 2000))
     a.dispatches.append(at(1, 20))
     a.deliveries.append(at(2, 20))
@@ -39,27 +49,27 @@ def scenario() -> list[OrderLifecycle]:
     # time wins), a failed payment (leaves no trace in the truth), capture, failed delivery
     # and a second dispatch (lead times use the first dispatch).
     b = OrderLifecycle("B", at(1, 12))
-    b.baskets.append((at(1, 12, 30), (("P2", 2, 2550), ("P3", 1, 999))))
-    b.baskets.append((at(1, 12), (("P1", 1, 1000), ("P2", 1, 2550))))
+    b.baskets.append((at(1, 12, 30), (("P2", 2, price("25.50")), ("P3", 1, price("9.99")))))
+    b.baskets.append((at(1, 12), (("P1", 1, price("10.00")), ("P2", 1, price("25.50")))))
     b.captures.append((at(1, 13), 6099))
     b.dispatches.extend([at(1, 18), at(2, 6)])
     b.deliveries.append(at(2, 18))
 
     # C: payment failed, then canceled before any capture.
     c = OrderLifecycle("C", at(1, 23))
-    c.baskets.append((at(1, 23), (("P3", 3, 999),)))
+    c.baskets.append((at(1, 23), (("P3", 3, price("9.99")),)))
     c.cancels.append(at(2, 1))
 
     # D: captured, canceled after capture, refunded.
     d = OrderLifecycle("D", at(2, 9))
-    d.baskets.append((at(2, 9), (("P2", 1, 2550),)))
+    d.baskets.append((at(2, 9), (("P2", 1, price("25.50")),)))
     d.captures.append((at(2, 9, 10), 2550))
     d.cancels.append(at(2, 11))
     d.refunds.append((at(2, 15), 2550))
 
     # E: delivered, then partly refunded.
     e = OrderLifecycle("E", at(2, 10))
-    e.baskets.append((at(2, 10), (("P1", 4, 1000),)))
+    e.baskets.append((at(2, 10), (("P1", 4, price("10.00")),)))
     e.captures.append((at(2, 10, 2), 4000))
     e.dispatches.append(at(2, 14))
     e.deliveries.append(at(2, 22))
@@ -67,13 +77,13 @@ def scenario() -> list[OrderLifecycle]:
 
     # F: captured and dispatched, still in transit at the end of the window.
     f = OrderLifecycle("F", at(2, 20))
-    f.baskets.append((at(2, 20), (("P3", 1, 999),)))
+    f.baskets.append((at(2, 20), (("P3", 1, price("9.99")),)))
     f.captures.append((at(2, 20, 1), 999))
     f.dispatches.append(at(2, 23, 30))
 
     # G: created, nothing else yet.
     g = OrderLifecycle("G", at(2, 21))
-    g.baskets.append((at(2, 21), (("P1", 1, 1000),)))
+    g.baskets.append((at(2, 21), (("P1", 1, price("10.00")),)))
     return [a, b, c, d, e, f, g]
 
 
@@ -171,12 +181,154 @@ def test_top_products_keeps_ten_ordered_by_revenue_then_id() -> None:
         order = OrderLifecycle(f"O{i}", at(1, 9))
         # P00 and P01 tie at 5.00; the rest earn less as i grows.
         cents = 500 if i < 2 else 400 - i
-        order.baskets.append((at(1, 9), ((f"P{i:02d}", 1, cents),)))
+        order.baskets.append((at(1, 9), ((f"P{i:02d}", 1, cents * 100),)))
         order.captures.append((at(1, 9, 1), cents))
         orders.append(order)
     top = compute_truth(reversed(orders), products)["top_products"]
     assert [row["product_id"] for row in top] == [f"P{i:02d}" for i in range(10)]
     assert top[0]["revenue"] == top[1]["revenue"] == 5.0
+
+
+SUB_CENT_PRODUCTS = {
+    "P5": ProductInfo("Screw", "Hardware"),
+    "P6": ProductInfo("Sticker", "Stationery"),
+    "P7": ProductInfo("Euro Mug", "Kitchen"),
+    "P8": ProductInfo("Bead", "Crafts"),
+}
+
+
+def sub_cent_and_other_currency_scenario() -> list[OrderLifecycle]:
+    # O1: 1000 x 0.125 = 125.000 exactly (not 1000 x 0.13 = 130.00).
+    o1 = OrderLifecycle("O1", at(1, 10))
+    o1.baskets.append((at(1, 10), (("P5", 1000, price("0.125")),)))
+    o1.captures.append((at(1, 10, 5), 12500))
+
+    # O2: 2.4999 + 0.125 = 2.6249 -> order total 2.62.
+    o2 = OrderLifecycle("O2", at(1, 11))
+    o2.baskets.append((at(1, 11), (("P6", 1, price("2.4999")), ("P5", 1, price("0.125")))))
+    o2.captures.append((at(1, 11, 5), 262))
+
+    # O3: an EUR order, captured: an order and a conversion, but no revenue of any kind.
+    o3 = OrderLifecycle("O3", at(1, 12), "EUR")
+    o3.baskets.append((at(1, 12), (("P7", 2, price("19.995")),)))
+    o3.captures.append((at(1, 12, 5), 3999))
+
+    # O4: an EUR order captured and refunded: refunded, but neither gross nor refunds.
+    o4 = OrderLifecycle("O4", at(2, 9), "EUR")
+    o4.baskets.append((at(2, 9), (("P7", 1, price("19.995")),)))
+    o4.captures.append((at(2, 9, 5), 2000))
+    o4.refunds.append((at(2, 15), 2000))
+
+    # O5: 3 x 2.4999 = 7.4997 -> 7.50, captured, then one unit refunded (2.50).
+    o5 = OrderLifecycle("O5", at(2, 10))
+    o5.baskets.append((at(2, 10), (("P6", 3, price("2.4999")),)))
+    o5.captures.append((at(2, 10, 5), 750))
+    o5.refunds.append((at(2, 18), 250))
+
+    # O6-O8: one bead at 0.3333 each -> 0.33 paid each; product revenue 0.9999 -> 1.00 (rounding
+    # each line first would give 0.99).
+    beads = []
+    for number, hour in ((6, 11), (7, 12), (8, 13)):
+        order = OrderLifecycle(f"O{number}", at(2, hour))
+        order.baskets.append((at(2, hour), (("P8", 1, price("0.3333")),)))
+        order.captures.append((at(2, hour, 5), 33))
+        beads.append(order)
+
+    # O9: a GBP order never paid.
+    o9 = OrderLifecycle("O9", at(2, 14), "GBP")
+    o9.baskets.append((at(2, 14), (("P7", 1, price("19.995")),)))
+    return [o1, o2, o3, o4, o5, *beads, o9]
+
+
+def test_sub_cent_prices_and_other_currencies() -> None:
+    answers = compute_truth(sub_cent_and_other_currency_scenario(), SUB_CENT_PRODUCTS)
+
+    # Every order counts, whatever its currency.
+    assert answers["orders_per_day"] == [
+        {"date": "2026-01-01", "orders": 3},
+        {"date": "2026-01-02", "orders": 6},
+    ]
+    # USD only. Gross: day 1 O1 125.00 + O2 2.62; day 2 O5 7.50 + 3 x 0.33.
+    # Refunds: day 2 O5 2.50 (O4's EUR refund is not subtracted).
+    assert answers["revenue"] == {
+        "gross": 136.11,
+        "refunds": 2.5,
+        "net": 133.61,
+        "by_day": [
+            {"date": "2026-01-01", "gross": 127.62, "refunds": 0.0, "net": 127.62},
+            {"date": "2026-01-02", "gross": 8.49, "refunds": 2.5, "net": 5.99},
+        ],
+    }
+    # The EUR orders O3 and O4 converted; the GBP order O9 did not.
+    assert answers["conversion_rate"] == {
+        "overall": 8 / 9,
+        "by_day": [
+            {"date": "2026-01-01", "created": 3, "converted": 3, "rate": 1.0},
+            {"date": "2026-01-02", "created": 6, "converted": 5, "rate": 5 / 6},
+        ],
+    }
+    # Qualifying USD orders: O1, O2, O6-O8 (O5 is refunded). P5: 1000 x 0.125 + 0.125 = 125.125
+    # -> 125.13 (half away from zero, once, at the end); P6: 2.4999 -> 2.50; P8: 0.9999 -> 1.00.
+    # P7 is sold only in EUR, so it earns nothing.
+    assert answers["top_products"] == [
+        {
+            "product_id": "P5",
+            "product_name": "Screw",
+            "category": "Hardware",
+            "units": 1001,
+            "revenue": 125.13,
+        },
+        {
+            "product_id": "P6",
+            "product_name": "Sticker",
+            "category": "Stationery",
+            "units": 1,
+            "revenue": 2.5,
+        },
+        {
+            "product_id": "P8",
+            "product_name": "Bead",
+            "category": "Crafts",
+            "units": 3,
+            "revenue": 1.0,
+        },
+    ]
+    # O4 (EUR) is refunded like any order.
+    assert answers["cancel_refund"] == {
+        "orders": 9,
+        "canceled_rate": 0.0,
+        "refunded_rate": 2 / 9,
+        "canceled_or_refunded_rate": 2 / 9,
+    }
+
+
+def test_a_thousand_at_an_eighth_is_125() -> None:
+    order = OrderLifecycle("O", at(1, 9))
+    order.baskets.append((at(1, 9), (("P5", 1000, price("0.125")),)))
+    order.captures.append((at(1, 9, 1), 12500))
+    top = compute_truth([order], SUB_CENT_PRODUCTS)["top_products"]
+    assert top[0]["revenue"] == 125.0
+
+
+def test_top_products_rank_by_exact_revenue() -> None:
+    # P6 earns 1.0049 and P5 1.0040: both report 1.00, but P6 earned more.
+    orders = []
+    for name, product, unit_price in (("A", "P5", "1.004"), ("B", "P6", "1.0049")):
+        order = OrderLifecycle(name, at(1, 9))
+        order.baskets.append((at(1, 9), ((product, 1, price(unit_price)),)))
+        order.captures.append((at(1, 9, 1), 100))
+        orders.append(order)
+    top = compute_truth(orders, SUB_CENT_PRODUCTS)["top_products"]
+    assert [(row["product_id"], row["revenue"]) for row in top] == [("P6", 1.0), ("P5", 1.0)]
+
+
+@pytest.mark.parametrize("step", [100, 10_000])
+def test_round_half_away_matches_decimal_round_half_up(step: int) -> None:
+    for value in [*range(-1000, 1001), 12_512_500, -12_512_500, 10**20 + step // 2]:
+        expected = (Decimal(value) / step).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+        assert round_half_away(value, step) == int(expected), value
+    assert round_half_away(1_251_250, 100) == 12_513  # 125.1250 -> 125.13, not 125.12
+    assert round_half_away(-50, 100) == -1
 
 
 def test_empty_input() -> None:

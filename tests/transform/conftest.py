@@ -24,8 +24,9 @@ from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 DAYS = 4
 ORDERS_PER_DAY = 150
 HEAVY_FAULTS = FaultRates(duplicate=0.05, out_of_order=0.1, late=0.03, malformed=0.05, orphan=0.01)
-# Columns that record when something was loaded, not what the data says.
+# Columns and tables that record when something was loaded or built, not what the data says.
 LOAD_TIME_COLUMNS = {"version_valid_from"}
+LOAD_TIME_TABLES = {"build_info"}
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def split_lines(
 
 
 def table_rows(warehouse: Path, schema: str) -> dict[str, list[tuple[object, ...]]]:
-    """Every table of ``schema`` as sorted rows (load-time columns left out)."""
+    """Every table of ``schema`` as sorted rows (load-time tables and columns left out)."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         tables = [
@@ -102,6 +103,7 @@ def table_rows(warehouse: Path, schema: str) -> dict[str, list[tuple[object, ...
                 " order by table_name",
                 [schema],
             ).fetchall()
+            if name not in LOAD_TIME_TABLES
         ]
         out = {}
         for table in tables:

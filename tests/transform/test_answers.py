@@ -17,41 +17,14 @@ SEEDS = (11, 23, 37)
 
 
 def assert_matches_truth(answers: dict[str, Any], truth: dict[str, Any]) -> None:
-    """Counts exact, money within a cent, rates within 1e-6, hours within 1e-3."""
+    """Everything exact (money to the cent, counts, rates of exact counts), except lead-time
+    statistics, which are floating-point hours: within 1e-3 h."""
     assert answers.keys() == truth.keys()
     assert answers["orders_per_day"] == truth["orders_per_day"]
-
-    money = pytest.approx
-    revenue, expected = answers["revenue"], truth["revenue"]
-    for key in ("gross", "refunds", "net"):
-        assert revenue[key] == money(expected[key], abs=0.01), key
-    assert [row["date"] for row in revenue["by_day"]] == [row["date"] for row in expected["by_day"]]
-    for got, want in zip(revenue["by_day"], expected["by_day"], strict=True):
-        for key in ("gross", "refunds", "net"):
-            assert got[key] == money(want[key], abs=0.01), (got, want)
-
-    conversion, expected = answers["conversion_rate"], truth["conversion_rate"]
-    assert conversion["overall"] == pytest.approx(expected["overall"], abs=1e-6)
-    assert len(conversion["by_day"]) == len(expected["by_day"])
-    for got, want in zip(conversion["by_day"], expected["by_day"], strict=True):
-        assert (got["date"], got["created"], got["converted"]) == (
-            want["date"],
-            want["created"],
-            want["converted"],
-        )
-        assert got["rate"] == pytest.approx(want["rate"], abs=1e-6)
-
-    assert len(answers["top_products"]) == len(truth["top_products"])
-    for got, want in zip(answers["top_products"], truth["top_products"], strict=True):
-        assert {k: v for k, v in got.items() if k != "revenue"} == {
-            k: v for k, v in want.items() if k != "revenue"
-        }
-        assert got["revenue"] == money(want["revenue"], abs=0.01)
-
-    rates, expected = answers["cancel_refund"], truth["cancel_refund"]
-    assert rates["orders"] == expected["orders"]
-    for key in ("canceled_rate", "refunded_rate", "canceled_or_refunded_rate"):
-        assert rates[key] == pytest.approx(expected[key], abs=1e-6), key
+    assert answers["revenue"] == truth["revenue"]
+    assert answers["conversion_rate"] == truth["conversion_rate"]
+    assert answers["top_products"] == truth["top_products"]
+    assert answers["cancel_refund"] == truth["cancel_refund"]
 
     for segment, want in truth["lead_times_hours"].items():
         got = answers["lead_times_hours"][segment]

@@ -110,35 +110,51 @@ def test_increments_rerun_and_full_refresh_give_the_same_gold(
 def _refund_row(con: duckdb.DuckDBPyConnection, event_id: str, ingested_at: object) -> str:
     """Insert a payment_refunded for a delivered order into Bronze; returns the order id."""
     row = con.execute(
-        "select order_id, payment_method, captured_amount, first_delivered_at from gold.fct_orders"
-        " where order_status = 'DELIVERED' order by order_id limit 1 offset ?",
+        "select order_id, payment_method, captured_amount, currency, first_delivered_at"
+        " from gold.fct_orders where order_status = 'DELIVERED' and is_reporting_currency"
+        " order by order_id limit 1 offset ?",
         [int(event_id[-1])],
     ).fetchone()
     assert row is not None
-    order_id, method, amount, delivered_at = row
+    order_id, method, amount, currency, delivered_at = row
     refunded_at = delivered_at + timedelta(days=1)
     stamp = refunded_at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    payload = orjson.dumps(
-        {
-            "event_id": event_id,
-            "event_type": "payment_refunded",
-            "event_version": 1,
-            "event_timestamp": stamp,
-            "produced_at": stamp,
-            "source_system": "payment-service",
-            "payment_id": "pay_late",
-            "order_id": order_id,
-            "amount": float(amount),
-            "currency": "USD",
-            "payment_method": method,
-            "payment_status": "refunded",
-        }
-    ).decode()
+    event = {
+        "event_id": event_id,
+        "event_type": "payment_refunded",
+        "event_version": 1,
+        "event_timestamp": stamp,
+        "produced_at": stamp,
+        "source_system": "payment-service",
+        "payment_id": "pay_late",
+        "order_id": order_id,
+        "amount": float(amount),
+        "currency": currency,
+        "payment_method": method,
+        "payment_status": "refunded",
+    }
+    # Written as a loader would (typed columns beside the payload), but with a chosen stamp.
     con.execute(
-        "insert into bronze.payment_events (event_id, event_type, event_timestamp, payload,"
-        " _topic, _offset, _source_file, _source_line, _ingested_at, _load_id)"
-        " values (?, 'payment_refunded', ?, ?, 'payments', 0, 'late', 1, ?, 'late')",
-        [event_id, refunded_at, payload, ingested_at],
+        "insert into bronze.payment_events (event_id, event_type, event_version,"
+        " event_timestamp, produced_at, source_system, payment_id, order_id, amount, currency,"
+        " payment_method, payment_status, payload, _topic, _offset, _source_file, _source_line,"
+        " _ingested_at, _load_id) values (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'payments', 0,"
+        " 'late', 1, ?, 'late')",
+        [
+            event_id,
+            event["event_type"],
+            refunded_at,
+            refunded_at,
+            event["source_system"],
+            event["payment_id"],
+            order_id,
+            amount,
+            currency,
+            method,
+            event["payment_status"],
+            orjson.dumps(event).decode(),
+            ingested_at,
+        ],
     )
     return str(order_id)
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from retail_pipeline.errors import PipelineError, WarehouseError
@@ -99,3 +100,37 @@ def test_locked_warehouse_is_a_one_line_error(
             read_answers(warehouse)
     finally:
         holder.communicate("")
+
+
+def test_failing_data_test_says_where_its_rows_are(
+    built: Callable[[int], Path], copy_of: Callable[[Path], Path]
+) -> None:
+    """A failed build names the failing test and the query that shows its failing rows."""
+    warehouse = copy_of(built(SEED))
+    con = duckdb.connect(str(warehouse))
+    (event_id,) = con.execute(
+        "select min(event_id) from silver.stg_bronze__payment_events"
+    ).fetchone() or (None,)
+    # Something other than dbt wrote a second copy of an event into Silver.
+    con.execute(
+        "insert into silver.stg_bronze__payment_events"
+        " select * from silver.stg_bronze__payment_events where event_id = ?",
+        [event_id],
+    )
+    con.close()
+
+    summary = run_transform(warehouse, select=["stg_bronze__payment_events"])
+    assert not summary.success
+    (failure,) = summary.failures
+    assert failure.status == "fail"
+    assert "unique_stg_bronze__payment_events_event_id" in failure.unique_id
+    query = "select * from test_failures.unique_stg_bronze__payment_events_event_id"
+    assert failure.rows_query == query
+    assert failure.message.endswith(f"failing rows: {query}")
+    assert "FAILED (1 failing)" in summary.line()
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        assert [row[0] for row in con.execute(query).fetchall()] == [event_id]
+    finally:
+        con.close()

@@ -1,37 +1,37 @@
--- Product revenue adds up to the latest baskets of the eligible orders, and only those.
+-- Product revenue adds up, exactly, to the latest baskets of the eligible orders (captured,
+-- neither canceled nor refunded, in the reporting currency), and only those; each product's
+-- reported revenue is its exact revenue rounded to cents once.
 with
 
 ranked as (
 
     select
-        currency,
-        sum(revenue) as revenue,
-        sum(units_sold) as units
+        sum(revenue_exact) as revenue,
+        sum(units_sold) as units,
+        count(*) filter (where revenue != round(revenue_exact, 2)) as misrounded
     from {{ ref('top_products') }}
-    group by currency
 
 ),
 
 baskets as (
 
     select
-        currency,
         sum(basket_total) as revenue,
         sum(basket_units) as units
     from {{ ref('fct_orders') }}
     where is_revenue_eligible
-    group by currency
 
 )
 
 select
-    coalesce(ranked.currency, baskets.currency) as currency,
     ranked.revenue as ranked_revenue,
     baskets.revenue as basket_revenue,
     ranked.units as ranked_units,
-    baskets.units as basket_units
+    baskets.units as basket_units,
+    ranked.misrounded
 from ranked
-full outer join baskets on ranked.currency = baskets.currency
+cross join baskets
 where
-    ranked.revenue is distinct from baskets.revenue
-    or ranked.units is distinct from baskets.units
+    coalesce(ranked.revenue, 0) != coalesce(baskets.revenue, 0)
+    or coalesce(ranked.units, 0) != coalesce(baskets.units, 0)
+    or ranked.misrounded > 0

@@ -1,37 +1,140 @@
-"""The event contract: typed models for every event and reference record.
+"""The event contract, written once: every field of every message and the kind of value it holds.
 
-These pydantic models are the single definition of what a valid message is. The JSON Schema
-files under ``schemas/`` are generated from them (``retail-pipeline schemas``), and the fast
-SQL validator used by the loaders (``retail_pipeline.ingestion.validate``) is checked against
-them by a differential property test.
+This table is the single definition of a valid message (METRICS.md, "What a valid event is").
+Everything else is derived from it, so nothing can drift:
 
-Rules (METRICS.md): required envelope fields; ISO-8601 UTC timestamps (``Z`` or ``+00:00``);
-an ``event_type`` known for its topic; a supported ``event_version``; non-negative amounts and
-quantities; 3-letter upper-case currency codes; ``order_total`` equal to the sum of
-``quantity * unit_price`` over ``items`` within one cent. Unknown extra fields are allowed so
-that producers can add fields before consumers know them.
+- the validator (:mod:`retail_pipeline.events.validator`) builds its msgspec decoders and its
+  vectorised checks from it;
+- the JSON Schema files under ``schemas/`` (``retail-pipeline schemas``);
+- the typed Bronze columns (:func:`bronze_columns`, used by the warehouse DDL);
+- the accepted values dbt tests against (``dbt/`` vars are checked against it in the tests).
+
+Rules per kind of value:
+
+- ``text``: a non-empty JSON string.
+- ``timestamp``: ISO-8601 UTC with ``Z`` (``2026-01-15T10:00:00.123Z``, 0-6 fraction digits),
+  a real date and time, from 1970-01-01 (inclusive) to 2100-01-01 (exclusive).
+- ``money`` (``order_total``, ``amount``, ``price``): a finite JSON number, ≥ 0, below 10^16,
+  with at most 2 decimal places (as a value: ``10.50`` and ``1E+2`` are fine, ``10.001`` is not).
+  Read as decimal text, never through a binary float.
+- ``unit_price``: the same with at most 4 decimal places.
+- ``quantity``: a JSON integer from 1 to 10^9.
+- ``currency``: an ISO 4217 code (three upper-case letters from the published list).
+- ``country``: two upper-case letters.
+- ``version``: an integer this contract supports (``SUPPORTED_EVENT_VERSIONS``).
+- ``bool``: ``true`` or ``false``.
+- ``items``: a JSON array of objects with ``product_id``, ``quantity`` and ``unit_price``.
+
+The message itself must be a strict RFC 8259 JSON object in UTF-8 with no repeated key at any
+depth (readers disagree on which of two values wins). Unknown extra fields are allowed, so
+producers can add fields before consumers know them. When an order carries ``items``, its
+``order_total`` equals Σ quantity x unit_price within one cent (METRICS.md: the exact sum
+rounded to cents; a cent of slack lets producers round either way).
 """
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    TypeAdapter,
-    ValidationError,
-    model_validator,
-)
+Kind = Literal[
+    "text",
+    "timestamp",
+    "money",
+    "unit_price",
+    "quantity",
+    "currency",
+    "country",
+    "version",
+    "bool",
+    "items",
+]
 
 SUPPORTED_EVENT_VERSIONS: frozenset[int] = frozenset({1})
 """Versions the loaders accept. Adding a version: see docs/event-contract.md."""
+
+REPORTING_CURRENCY = "USD"
+"""Money answers are in this currency; events in others are valid but not added to revenue."""
+
+MONEY_LIMIT = Decimal(10) ** 16
+"""Money and unit prices are below this (exclusive)."""
+MONEY_DECIMALS = 2
+UNIT_PRICE_DECIMALS = 4
+MIN_QUANTITY = 1
+MAX_QUANTITY = 1_000_000_000
+ORDER_TOTAL_TOLERANCE = Decimal("0.01")
+"""``order_total`` may differ from the exact sum of its items by at most one cent."""
+TIMESTAMP_MIN = "1970-01-01T00:00:00"
+TIMESTAMP_MAX = "2100-01-01T00:00:00"
+"""Timestamps lie in [TIMESTAMP_MIN, TIMESTAMP_MAX), compared as text on the fixed format."""
+TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$"
+
+ISO_4217: frozenset[str] = frozenset(
+    """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN
+    BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP
+    ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK
+    JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK
+    MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN
+    PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB
+    TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XAG
+    XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XTS XUA XXX YER ZAR ZMW ZWG ZWL
+    """.split()  # noqa: SIM905 - a list literal of 180 codes would be far harder to read
+)
+"""ISO 4217 alphabetic codes (current, fund and X codes)."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of a message: its name, the kind of value, and whether it must be present."""
+
+    name: str
+    kind: Kind
+    required: bool = True
+    nullable: bool = False
+    description: str = ""
+
+
+ENVELOPE: tuple[FieldSpec, ...] = (
+    FieldSpec("event_id", "text", description="Unique id of the event; duplicates share it"),
+    FieldSpec("event_type", "text", description="What happened; decides the topic"),
+    FieldSpec("event_version", "version", description="Contract version of the payload"),
+    FieldSpec("event_timestamp", "timestamp", description="When it happened (UTC)"),
+    FieldSpec("produced_at", "timestamp", description="When the producer sent it (UTC)"),
+    FieldSpec("source_system", "text", description="The system that produced it"),
+)
+
+ITEM_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("product_id", "text"),
+    FieldSpec("quantity", "quantity"),
+    FieldSpec("unit_price", "unit_price"),
+)
+
+TOPIC_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
+    "orders": (
+        FieldSpec("order_id", "text"),
+        FieldSpec("customer_id", "text"),
+        FieldSpec("order_total", "money", description="Σ quantity x unit_price, in cents"),
+        FieldSpec("currency", "currency"),
+        FieldSpec("order_status", "text"),
+        FieldSpec("items", "items", required=False, nullable=True, description="The basket"),
+    ),
+    "payments": (
+        FieldSpec("payment_id", "text"),
+        FieldSpec("order_id", "text"),
+        FieldSpec("amount", "money"),
+        FieldSpec("currency", "currency"),
+        FieldSpec("payment_method", "text"),
+        FieldSpec("payment_status", "text"),
+    ),
+    "shipments": (
+        FieldSpec("shipment_id", "text"),
+        FieldSpec("order_id", "text"),
+        FieldSpec("carrier", "text"),
+        FieldSpec("shipment_status", "text"),
+    ),
+}
 
 TOPIC_EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "orders": ("order_created", "order_updated", "order_canceled"),
@@ -52,256 +155,64 @@ EVENT_TYPE_TOPIC: dict[str, str] = {
     event_type: topic for topic, types in TOPIC_EVENT_TYPES.items() for event_type in types
 }
 TOPICS: tuple[str, ...] = tuple(TOPIC_EVENT_TYPES)
+EVENT_TYPES: tuple[str, ...] = tuple(EVENT_TYPE_TOPIC)
 
-UTC_TIMESTAMP_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
-    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|\+00:00)$"
-)
-_UTC_TIMESTAMP_RE = re.compile(UTC_TIMESTAMP_PATTERN)
-CURRENCY_PATTERN = r"^[A-Z]{3}$"
-MAX_QUANTITY = 1_000_000
-ORDER_TOTAL_TOLERANCE = 0.01
-"""``order_total`` may differ from the sum of its items by at most one cent."""
+ITEMS_REQUIRED: frozenset[str] = frozenset({"order_created"})
+"""Event types that must carry a non-null ``items`` array."""
 
+EVENT_DESCRIPTIONS: dict[str, str] = {
+    "order_created": "An order was placed; carries its basket.",
+    "order_updated": "An order changed; carries items when the basket changed.",
+    "order_canceled": "An order was canceled (before or after payment).",
+    "payment_authorized": "A payment was authorized (funds reserved, not yet taken).",
+    "payment_captured": "Money was taken: counts as revenue on its event date.",
+    "payment_failed": "A payment attempt failed; the customer may retry.",
+    "payment_refunded": "Money was returned: counts against revenue on its event date.",
+    "shipment_created": "A shipment was created for an order.",
+    "shipment_dispatched": "The carrier picked the parcel up: the order is shipped.",
+    "shipment_delivered": "The parcel reached the customer.",
+    "shipment_failed": "Delivery failed; the shipment may be dispatched again.",
+}
 
-def _utc_timestamp(value: Any) -> datetime:
-    if not isinstance(value, str) or not _UTC_TIMESTAMP_RE.fullmatch(value):
-        raise ValueError("must be an ISO-8601 UTC timestamp like 2026-01-15T10:00:00Z")
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-UtcTimestamp = Annotated[
-    datetime,
-    BeforeValidator(_utc_timestamp),
-    Field(json_schema_extra={"type": "string", "pattern": UTC_TIMESTAMP_PATTERN}),
-]
-NonEmptyStr = Annotated[str, Field(min_length=1)]
-Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Currency = Annotated[str, Field(pattern=CURRENCY_PATTERN)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
-
-
-class EventEnvelope(_Model):
-    """Fields every event carries."""
-
-    event_id: NonEmptyStr
-    event_type: str
-    event_version: StrictInt
-    event_timestamp: UtcTimestamp
-    produced_at: UtcTimestamp
-    source_system: NonEmptyStr
-
-    @model_validator(mode="after")
-    def _supported_version(self) -> EventEnvelope:
-        if self.event_version not in SUPPORTED_EVENT_VERSIONS:
-            raise ValueError(f"unsupported event_version {self.event_version}")
-        return self
+REFERENCE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
+    "customers": (
+        FieldSpec("customer_id", "text"),
+        FieldSpec("name", "text"),
+        FieldSpec("email", "text"),
+        FieldSpec("country", "country"),
+        FieldSpec("created_at", "timestamp"),
+    ),
+    "products": (
+        FieldSpec("product_id", "text"),
+        FieldSpec("product_name", "text"),
+        FieldSpec("category", "text"),
+        FieldSpec("price", "money"),
+        FieldSpec("active", "bool"),
+    ),
+}
+REFERENCE_KEYS: dict[str, str] = {"customers": "customer_id", "products": "product_id"}
 
 
-class OrderItem(_Model):
-    """One line of an order's basket."""
-
-    product_id: NonEmptyStr
-    quantity: Annotated[StrictInt, Field(ge=0, le=MAX_QUANTITY)]
-    unit_price: Money
+def event_fields(topic: str) -> tuple[FieldSpec, ...]:
+    """Every field of an event on ``topic``: the envelope, then the topic's own fields."""
+    return ENVELOPE + TOPIC_FIELDS[topic]
 
 
-class _OrderEvent(EventEnvelope):
-    order_id: NonEmptyStr
-    customer_id: NonEmptyStr
-    order_total: Money
-    currency: Currency
-    order_status: NonEmptyStr
-    items: list[OrderItem] | None = None
-
-    @model_validator(mode="after")
-    def _total_matches_items(self) -> _OrderEvent:
-        if self.items is not None:
-            expected = sum(item.quantity * item.unit_price for item in self.items)
-            if abs(expected - self.order_total) > ORDER_TOTAL_TOLERANCE + 1e-9:
-                raise ValueError(f"order_total {self.order_total} != sum of items {expected:.2f}")
-        return self
-
-
-class OrderCreated(_OrderEvent):
-    """An order was placed; carries its basket."""
-
-    event_type: Literal["order_created"]
-    items: list[OrderItem]
-
-
-class OrderUpdated(_OrderEvent):
-    """An order changed; carries ``items`` when the basket changed."""
-
-    event_type: Literal["order_updated"]
-
-
-class OrderCanceled(_OrderEvent):
-    """An order was canceled (before or after payment)."""
-
-    event_type: Literal["order_canceled"]
-
-
-class _PaymentEvent(EventEnvelope):
-    payment_id: NonEmptyStr
-    order_id: NonEmptyStr
-    amount: Money
-    currency: Currency
-    payment_method: NonEmptyStr
-    payment_status: NonEmptyStr
-
-
-class PaymentAuthorized(_PaymentEvent):
-    """A payment was authorized (funds reserved, not yet taken)."""
-
-    event_type: Literal["payment_authorized"]
-
-
-class PaymentCaptured(_PaymentEvent):
-    """Money was taken: counts as revenue on its event date."""
-
-    event_type: Literal["payment_captured"]
-
-
-class PaymentFailed(_PaymentEvent):
-    """A payment attempt failed; the customer may retry."""
-
-    event_type: Literal["payment_failed"]
-
-
-class PaymentRefunded(_PaymentEvent):
-    """Money was returned: counts against revenue on its event date."""
-
-    event_type: Literal["payment_refunded"]
-
-
-class _ShipmentEvent(EventEnvelope):
-    shipment_id: NonEmptyStr
-    order_id: NonEmptyStr
-    carrier: NonEmptyStr
-    shipment_status: NonEmptyStr
-
-
-class ShipmentCreated(_ShipmentEvent):
-    """A shipment was created for an order."""
-
-    event_type: Literal["shipment_created"]
-
-
-class ShipmentDispatched(_ShipmentEvent):
-    """The carrier picked the parcel up: the order is shipped."""
-
-    event_type: Literal["shipment_dispatched"]
-
-
-class ShipmentDelivered(_ShipmentEvent):
-    """The parcel reached the customer."""
-
-    event_type: Literal["shipment_delivered"]
-
-
-class ShipmentFailed(_ShipmentEvent):
-    """Delivery failed; the shipment may be dispatched again."""
-
-    event_type: Literal["shipment_failed"]
-
-
-OrderEvent = Annotated[
-    OrderCreated | OrderUpdated | OrderCanceled, Field(discriminator="event_type")
-]
-PaymentEvent = Annotated[
-    PaymentAuthorized | PaymentCaptured | PaymentFailed | PaymentRefunded,
-    Field(discriminator="event_type"),
-]
-ShipmentEvent = Annotated[
-    ShipmentCreated | ShipmentDispatched | ShipmentDelivered | ShipmentFailed,
-    Field(discriminator="event_type"),
-]
-Event = Annotated[
-    OrderCreated
-    | OrderUpdated
-    | OrderCanceled
-    | PaymentAuthorized
-    | PaymentCaptured
-    | PaymentFailed
-    | PaymentRefunded
-    | ShipmentCreated
-    | ShipmentDispatched
-    | ShipmentDelivered
-    | ShipmentFailed,
-    Field(discriminator="event_type"),
-]
-
-EVENT_MODELS: dict[str, type[EventEnvelope]] = {
-    "order_created": OrderCreated,
-    "order_updated": OrderUpdated,
-    "order_canceled": OrderCanceled,
-    "payment_authorized": PaymentAuthorized,
-    "payment_captured": PaymentCaptured,
-    "payment_failed": PaymentFailed,
-    "payment_refunded": PaymentRefunded,
-    "shipment_created": ShipmentCreated,
-    "shipment_dispatched": ShipmentDispatched,
-    "shipment_delivered": ShipmentDelivered,
-    "shipment_failed": ShipmentFailed,
+# Bronze column types, per kind (DuckDB and Snowflake spell these the same way, except items).
+SQL_TYPES: dict[Kind, str] = {
+    "text": "varchar",
+    "timestamp": "timestamptz",
+    "money": "decimal(18, 2)",
+    "unit_price": "decimal(20, 4)",
+    "quantity": "bigint",
+    "currency": "varchar",
+    "country": "varchar",
+    "version": "integer",
+    "bool": "boolean",
+    "items": "struct(product_id varchar, quantity bigint, unit_price decimal(20, 4))[]",
 }
 
 
-class Customer(_Model):
-    """A customer record from the reference snapshot."""
-
-    customer_id: NonEmptyStr
-    name: NonEmptyStr
-    email: NonEmptyStr
-    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
-    created_at: UtcTimestamp
-
-
-class Product(_Model):
-    """A product record from the reference snapshot."""
-
-    product_id: NonEmptyStr
-    product_name: NonEmptyStr
-    category: NonEmptyStr
-    price: Money
-    active: StrictBool
-
-
-_EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
-
-
-class ContractError(ValueError):
-    """A message that breaks the contract; ``reason`` is one line for the dead-letter table."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(part) for part in err["loc"])
-    return f"{loc}: {err['msg']}" if loc else str(err["msg"])
-
-
-def parse_event(raw: bytes | str, topic: str | None = None) -> EventEnvelope:
-    """Validate one raw message against the contract and return its typed model.
-
-    ``topic`` (when the message came from a Kafka topic) must be the topic its
-    ``event_type`` belongs to. Raises :class:`ContractError` with a one-line reason.
-    """
-    try:
-        event: EventEnvelope = _EVENT_ADAPTER.validate_json(raw)
-    except ValidationError as exc:
-        raise ContractError(_first_error(exc)) from None
-    if topic is not None and EVENT_TYPE_TOPIC[event.event_type] != topic:
-        raise ContractError(f"event_type {event.event_type} does not belong on topic {topic}")
-    return event
-
-
-def event_json_schema() -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) of any event, discriminated by ``event_type``."""
-    return _EVENT_ADAPTER.json_schema()
+def bronze_columns(fields: tuple[FieldSpec, ...]) -> list[tuple[str, str, bool]]:
+    """(column, SQL type, not null) for the typed columns validation produces."""
+    return [(f.name, SQL_TYPES[f.kind], f.required and not f.nullable) for f in fields]

@@ -1,19 +1,115 @@
-"""Publish the event contract as JSON Schema files other teams can validate against."""
+"""Publish the event contract as JSON Schema files other teams can validate against.
+
+Generated from the contract table (:mod:`retail_pipeline.events.contract`), so the files say
+what the validator checks. Two rules JSON Schema cannot say are stated in each schema's
+``description``: no repeated keys, and ``order_total`` equal to the sum of the items within a
+cent.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel
+from retail_pipeline.events.contract import (
+    EVENT_DESCRIPTIONS,
+    EVENT_TYPE_TOPIC,
+    ISO_4217,
+    ITEM_FIELDS,
+    ITEMS_REQUIRED,
+    MAX_QUANTITY,
+    MIN_QUANTITY,
+    REFERENCE_FIELDS,
+    SUPPORTED_EVENT_VERSIONS,
+    TIMESTAMP_PATTERN,
+    FieldSpec,
+    event_fields,
+)
 
-from retail_pipeline.events.contract import EVENT_MODELS, Customer, Product, event_json_schema
+_RULES = (
+    " A strict RFC 8259 JSON object in UTF-8 with no repeated key at any depth; numbers are"
+    " read as exact decimals. Timestamps lie in [1970-01-01T00:00:00Z, 2100-01-01T00:00:00Z)."
+)
+_MONEY = {"type": "number", "minimum": 0, "exclusiveMaximum": 10**16}
+# multipleOf is left out on purpose: validators that use binary floats reject 86.99 as not a
+# multiple of 0.01. The decimal places are stated in the description and checked exactly by
+# the validator.
 
 
-def _schemas() -> dict[str, dict[str, object]]:
-    models: dict[str, type[BaseModel]] = {**EVENT_MODELS, "customer": Customer, "product": Product}
-    schemas = {name: model.model_json_schema() for name, model in models.items()}
-    schemas["event"] = event_json_schema()
+def _property(spec: FieldSpec, event_type: str | None = None) -> dict[str, Any]:
+    kind = spec.kind
+    schema: dict[str, Any]
+    if kind == "text":
+        schema = {"type": "string", "minLength": 1}
+        if event_type is not None and spec.name == "event_type":
+            schema = {"const": event_type}
+    elif kind == "timestamp":
+        schema = {"type": "string", "pattern": TIMESTAMP_PATTERN}
+    elif kind == "money":
+        schema = {**_MONEY, "description": "Money: at most 2 decimal places"}
+    elif kind == "unit_price":
+        schema = {**_MONEY, "description": "At most 4 decimal places"}
+    elif kind == "quantity":
+        schema = {"type": "integer", "minimum": MIN_QUANTITY, "maximum": MAX_QUANTITY}
+    elif kind == "currency":
+        schema = {"type": "string", "enum": sorted(ISO_4217)}
+    elif kind == "country":
+        schema = {"type": "string", "pattern": "^[A-Z]{2}$"}
+    elif kind == "version":
+        schema = {"type": "integer", "enum": sorted(SUPPORTED_EVENT_VERSIONS)}
+    elif kind == "bool":
+        schema = {"type": "boolean"}
+    else:  # items
+        schema = {
+            "type": "array",
+            "items": _object({f.name: _property(f) for f in ITEM_FIELDS}, ITEM_FIELDS),
+        }
+        if event_type not in ITEMS_REQUIRED:
+            schema = {"anyOf": [schema, {"type": "null"}]}
+    if spec.description:
+        schema["description"] = "; ".join(
+            filter(None, [spec.description, schema.get("description")])
+        )
+    return schema
+
+
+def _object(properties: dict[str, Any], fields: tuple[FieldSpec, ...]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [f.name for f in fields if f.required],
+        "additionalProperties": True,
+    }
+
+
+def _event_schema(event_type: str) -> dict[str, Any]:
+    fields = event_fields(EVENT_TYPE_TOPIC[event_type])
+    required = tuple(
+        f if f.kind != "items" else FieldSpec(f.name, f.kind, event_type in ITEMS_REQUIRED)
+        for f in fields
+    )
+    schema = _object({f.name: _property(f, event_type) for f in fields}, required)
+    description = EVENT_DESCRIPTIONS[event_type] + _RULES
+    if "items" in schema["properties"]:
+        description += " When items is an array, order_total = Σ quantity x unit_price ± 0.01."
+    return {"title": event_type, "description": description, **schema}
+
+
+def _schemas() -> dict[str, dict[str, Any]]:
+    schemas = {event_type: _event_schema(event_type) for event_type in EVENT_DESCRIPTIONS}
+    schemas["event"] = {
+        "title": "event",
+        "description": "Any event, by its event_type." + _RULES,
+        "oneOf": [{"$ref": f"{name}.schema.json"} for name in EVENT_DESCRIPTIONS],
+    }
+    for entity, fields in REFERENCE_FIELDS.items():
+        name = entity.removesuffix("s")
+        schemas[name] = {
+            "title": name,
+            "description": f"One {name} record of a reference snapshot." + _RULES,
+            **_object({f.name: _property(f) for f in fields}, fields),
+        }
     return schemas
 
 
@@ -22,8 +118,12 @@ def write_schemas(out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, schema in sorted(_schemas().items()):
-        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+        document = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"{name}.schema.json",
+            **schema,
+        }
         path = out_dir / f"{name}.schema.json"
-        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+        path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         written.append(path)
     return written

@@ -8,6 +8,12 @@ topic, with faults injected: duplicate deliveries, out-of-order and late arrival
 lines and orphan events. ``truth.json`` holds the METRICS.md answers computed from the
 simulator's own decisions (see :mod:`retail_pipeline.events.truth`).
 
+Money is exact: unit prices are integers in 1/10000 (about 15% of products have sub-cent prices
+such as 0.125 or 2.4999), ``order_total`` is the exact sum of quantity * unit_price rounded to cents
+half away from zero, and every amount is written as decimal text from those integers, never
+through a binary float. About 8% of orders (customers in the UK and the euro area) are in GBP or
+EUR, and their payments carry the same currency.
+
 Everything derives from ``random.Random(seed)``; no wall clock is read, so the same arguments
 give byte-identical files. The simulated world stops at the end of the last day: events an order
 would have after that have not happened yet, so recent orders are still in flight.
@@ -15,9 +21,9 @@ would have after that have not happened yet, so recent orders are still in fligh
 Valid events are assembled from precomputed JSON fragments rather than dicts passed through a
 serializer, which is several times cheaper per event: every string value comes from a fixed ASCII
 vocabulary (ids, statuses, carriers), so no escaping is needed, and each line is exactly what
-``orjson.dumps`` would write (the tests check this). Lines wait in a calendar queue keyed by
-arrival minute until no later event can overtake them, so memory is bounded by the events in
-flight, not by the run.
+``orjson.dumps`` would write for the same values (the tests check this). Lines wait in a calendar
+queue keyed by arrival minute until no later event can overtake them, so memory is bounded by the
+events in flight, not by the run.
 """
 
 from __future__ import annotations
@@ -35,33 +41,50 @@ import orjson
 
 from retail_pipeline.events.contract import EVENT_TYPE_TOPIC, TOPICS
 from retail_pipeline.events.truth import (
+    CENTS_PER_UNIT_PRICE,
     MS_PER_DAY,
     MS_PER_HOUR,
+    REPORTING_CURRENCY,
+    UNIT_PRICE_SCALE,
     LineItem,
     OrderLifecycle,
     ProductInfo,
     TruthAccumulator,
+    round_half_away,
 )
 
 MS_PER_SECOND = 1_000
 MS_PER_MINUTE = 60_000
-CURRENCY = "USD"
+CURRENCY = REPORTING_CURRENCY
+"""The currency of most orders; see ``_LOCAL_CURRENCY`` for the others."""
 EVENT_VERSION = 1
 
-MALFORMED_KINDS: tuple[str, ...] = (
-    "invalid_json",
-    "missing_field",
-    "wrong_type",
-    "unknown_event_type",
-    "unsupported_version",
-    "truncated",
-    "invalid_utf8",
-    "bad_timestamp",
-    "invalid_value",
-)
-"""Kinds of garbage line the simulator writes; every one fails ``parse_event``."""
-
-_MALFORMED_WEIGHTS = (14, 14, 14, 10, 10, 14, 5, 10, 9)
+# kind: (weight, what the event needs for the kind to apply)
+_MALFORMED_SPECS: dict[str, tuple[int, str]] = {
+    "invalid_json": (10, "any"),
+    "missing_field": (8, "any"),
+    "wrong_type": (8, "any"),
+    "unknown_event_type": (5, "any"),
+    "unsupported_version": (4, "any"),
+    "truncated": (8, "any"),
+    "invalid_utf8": (4, "any"),
+    "bad_timestamp": (5, "any"),
+    "invalid_value": (6, "any"),
+    "non_finite_money": (6, "money"),
+    "money_out_of_range": (5, "money"),
+    "money_too_precise": (6, "money"),
+    "negative_money": (5, "money"),
+    "money_as_string": (5, "money"),
+    "duplicate_key": (8, "any"),
+    "timestamp_out_of_range": (6, "any"),
+    "timestamp_not_z": (5, "any"),
+    "bad_currency": (5, "money"),
+    "bad_quantity": (6, "items"),
+    "bad_version": (5, "any"),
+}
+MALFORMED_KINDS: tuple[str, ...] = tuple(_MALFORMED_SPECS)
+"""Kinds of garbage line the simulator writes; each breaks a rule of METRICS.md's "What a valid
+event is" (payment and order kinds on ``money``, ``bad_quantity`` only on lines with items)."""
 
 
 @dataclass(frozen=True)
@@ -292,6 +315,46 @@ _ENTITY_FIELDS = {
 }
 _MONEY_FIELD = {"orders": "order_total", "payments": "amount"}
 _ID_FIELD = {"orders": "order_id", "payments": "payment_id", "shipments": "shipment_id"}
+_RAW = "@raw@"
+"""Placeholder string replaced by raw JSON text (``NaN``, ``1e309``) after serialising."""
+_DUPLICATE = "@dup@"
+"""Placeholder key replaced by a repeated key after serialising."""
+
+# Prices: about 15% of products have 3 or 4 decimals; a quarter of those cost less than 1.
+_SUB_CENT_SHARE = 0.15
+_SUB_CENT_BELOW_ONE = 0.25
+# Fractions in 1/10000 that make rounding interesting (.125 and .005 are half a cent).
+_SUB_CENT_ENDINGS = (1250, 50, 9950, 4999, 8750, 3333, 6667, 2450, 9995, 1255)
+_CENT_ENDINGS = (9900, 9900, 9900, 4900, 0, 9500)
+_CENT_REPRICE_ENDING = 9900
+# Customers in these countries pay in their local currency with this probability:
+# GB 10% x 0.3 + euro area 34% x 0.15 = about 8% of orders.
+_LOCAL_CURRENCY: dict[str, tuple[str, float]] = {
+    "GB": ("GBP", 0.30),
+    **{country: ("EUR", 0.15) for country in ("DE", "FR", "ES", "IT", "NL", "IE")},
+}
+_ORPHAN_CURRENCIES = ("USD",) * 8 + ("EUR", "GBP")
+
+# Raw JSON text for malformed lines: each breaks a rule of METRICS.md "What a valid event is".
+_NON_FINITE = (b"1e309", b"-1e309", b"NaN", b"Infinity", b"-Infinity", b"1E+400")
+_TOO_LARGE = (
+    b"1e20",
+    b"1e16",
+    b"10000000000000000",
+    b"10000000000000000.00",
+    b"12345678901234567.5",
+)
+_OUT_OF_RANGE_TIMESTAMPS = (
+    "0000-01-01T00:00:00Z",
+    "1969-12-31T23:59:59Z",
+    "1969-12-31T23:59:59.999Z",
+    "2100-01-01T00:00:00Z",
+    "2100-01-01T00:00:00.000Z",
+    "9999-12-31T23:59:59Z",
+)
+_BAD_CURRENCIES = ("usd", "eur", "Gbp", "ZZZ", "ABC", "US", "USDD", "", "$")
+_BAD_QUANTITIES = (b"0", b"2.0", b"1000000001", b"true")
+_BAD_VERSIONS = (b"true", b"1.0", b"false", b"0")
 
 _MASK64 = (1 << 64) - 1
 _ID_BLOCK = 4096
@@ -331,9 +394,30 @@ def _cum(weights: Sequence[float]) -> list[float]:
     return out
 
 
+def _decimal_text(value: int, digits: int) -> str:
+    """A non-negative integer of ``10**-digits`` units as exact JSON decimal text.
+
+    Trailing zeros are dropped but one decimal stays, as ``orjson`` writes the same value:
+    ``_decimal_text(1250, 4) == "0.125"``, ``_decimal_text(15000, 2) == "150.0"``.
+    """
+    whole, fraction = divmod(value, 10**digits)
+    decimals = f"{fraction:0{digits}d}".rstrip("0") or "0"
+    return f"{whole}.{decimals}"
+
+
 def _money(cents: int) -> str:
-    """A cents amount as a JSON number with at most two decimals (``repr`` of the float)."""
-    return repr(cents / 100)
+    """A cents amount as a JSON number with at most two decimals."""
+    return _decimal_text(cents, 2)
+
+
+def _unit_price(units: int) -> str:
+    """A unit price in 1/10000 as a JSON number with at most four decimals."""
+    return _decimal_text(units, 4)
+
+
+def _to_cents(units: int) -> int:
+    """1/10000 units rounded to cents, half away from zero."""
+    return round_half_away(units, CENTS_PER_UNIT_PRICE)
 
 
 def _json_array(records: list[bytes]) -> bytes:
@@ -350,10 +434,11 @@ class _Order:
     customer_id: str
     source_tail: str
     basket: list[list[Any]]
-    """Lines as ``[product_id, quantity, unit_price_cents]``."""
+    """Lines as ``[product_id, quantity, unit_price]``, the price in 1/10000 units."""
 
     def total_cents(self) -> int:
-        return sum(quantity * cents for _, quantity, cents in self.basket)
+        """Sum of quantity * unit_price, exact, then rounded to cents half away from zero."""
+        return _to_cents(sum(quantity * price for _, quantity, price in self.basket))
 
 
 class _Simulator:
@@ -421,7 +506,18 @@ class _Simulator:
         self._method_cum = _cum(_PAYMENT_METHOD_WEIGHTS)
         self._carrier_names = tuple(_CARRIERS)
         self._carrier_cum = _cum([spec[0] for spec in _CARRIERS.values()])
-        self._malformed_cum = _cum(_MALFORMED_WEIGHTS)
+        # Malformed kinds that apply, by topic and whether the line carries items.
+        self._malformed_tables: dict[tuple[int, bool], tuple[tuple[str, ...], list[float]]] = {}
+        for topic, topic_name in enumerate(TOPICS):
+            for has_items in (False, True):
+                needs = {"any"}
+                if topic_name in _MONEY_FIELD:
+                    needs.add("money")
+                if has_items:
+                    needs.add("items")
+                kinds = tuple(k for k, (_, need) in _MALFORMED_SPECS.items() if need in needs)
+                weights = _cum([_MALFORMED_SPECS[k][0] for k in kinds])
+                self._malformed_tables[topic, has_items] = (kinds, weights)
         self._country_cum = _cum(_COUNTRY_WEIGHTS)
         self._item_json: dict[LineItem, str] = {}
         self._source_tails = {
@@ -431,11 +527,20 @@ class _Simulator:
 
         self.products: list[dict[str, Any]] = []
         self._product_weights: list[float] = []
-        self._price_cents: dict[str, int] = {}
+        self._price_units: dict[str, int] = {}
+        """Current unit price per product, in 1/10000."""
+        self._reprice_ending: dict[str, int] = {}
+        """The fraction (1/10000) a product's price ends in after a change; also its minimum."""
         self._active_ids: list[str] = []
         self._active_cum: list[float] = []
         self.customers: list[bytes] = []
         self._customer_ids: list[str] = []
+        self._customer_local: list[tuple[str, float] | None] = []
+        """Per customer: (local currency, probability an order is in it), or None."""
+        self._currency_fragments = {
+            currency: (f',"currency":"{currency}","order_status":"', f',"currency":"{currency}"')
+            for currency in (CURRENCY, "EUR", "GBP")
+        }
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -487,9 +592,22 @@ class _Simulator:
                 names.add(name)
                 number += 1
                 product_id = f"prd_{number:04d}"
-                dollars = math.exp(rng.uniform(math.log(low), math.log(high))) / 100
-                cents = int(dollars) * 100 + rng.choice((99, 99, 99, 49, 0, 95))
-                self._price_cents[product_id] = max(cents, 99)
+                dollars = int(math.exp(rng.uniform(math.log(low), math.log(high))) / 100)
+                if rng.random() < _SUB_CENT_SHARE:  # 3 or 4 decimals, e.g. 2.4999 or 0.125
+                    if rng.random() < 0.5:
+                        ending = rng.choice(_SUB_CENT_ENDINGS)
+                    else:  # the last two of four decimals are never 00
+                        ending = rng.randrange(1, 100) + 100 * rng.randrange(100)
+                    if rng.random() < _SUB_CENT_BELOW_ONE and ending >= 100:
+                        dollars = 0
+                    reprice_ending = ending
+                else:
+                    ending = rng.choice(_CENT_ENDINGS)
+                    reprice_ending = _CENT_REPRICE_ENDING
+                self._reprice_ending[product_id] = reprice_ending
+                self._price_units[product_id] = max(
+                    dollars * UNIT_PRICE_SCALE + ending, reprice_ending
+                )
                 self.products.append(
                     {
                         "product_id": product_id,
@@ -509,8 +627,10 @@ class _Simulator:
             if rng.random() < 0.03:
                 product_id = product["product_id"]
                 factor = rng.uniform(0.8, 1.15)
-                cents = int(self._price_cents[product_id] * factor / 100) * 100 + 99
-                self._price_cents[product_id] = max(cents, 99)
+                dollars = int(self._price_units[product_id] * factor / UNIT_PRICE_SCALE)
+                self._price_units[product_id] = (
+                    dollars * UNIT_PRICE_SCALE + self._reprice_ending[product_id]
+                )
             if rng.random() < 0.004:
                 product["active"] = not product["active"]
 
@@ -520,7 +640,8 @@ class _Simulator:
         if not any(product["active"] for product in self.products):
             self.products[0]["active"] = True  # keep the shop open
         for product, weight in zip(self.products, self._product_weights, strict=True):
-            product["price"] = self._price_cents[product["product_id"]] / 100
+            # The reference price is money (2 decimals): the unit price rounded to cents.
+            product["price"] = _to_cents(self._price_units[product["product_id"]]) / 100
             if product["active"]:
                 active.append(product["product_id"])
                 weights.append(weight)
@@ -533,15 +654,17 @@ class _Simulator:
         customer_id = f"cus_{number:07d}"
         first = rng.choice(_FIRST_NAMES)
         last = rng.choice(_LAST_NAMES)
+        country = self._pick(_COUNTRIES, self._country_cum)
         record = {
             "customer_id": customer_id,
             "name": f"{first} {last}",
             "email": f"{first}.{last}.{number}@example.com".lower(),
-            "country": self._pick(_COUNTRIES, self._country_cum),
+            "country": country,
             "created_at": self._timestamp(created_ms),
         }
         self.customers.append(orjson.dumps(record))
         self._customer_ids.append(customer_id)
+        self._customer_local.append(_LOCAL_CURRENCY.get(country))
         return customer_id
 
     def _make_customers(self) -> None:
@@ -552,12 +675,18 @@ class _Simulator:
         for created_ms in times:
             self._new_customer(created_ms)
 
-    def _customer_for(self, order_ms: int, day_ms: int) -> str:
+    def _customer_for(self, order_ms: int, day_ms: int) -> tuple[str, str]:
+        """The ordering customer and the order's currency."""
         if self._random() < 0.04:  # a first order right after signing up
             earliest = max(day_ms, order_ms - 3 * MS_PER_HOUR)
-            return self._new_customer(self._between(earliest, order_ms + 1))
-        # Older customers order more often than recent sign-ups.
-        return self._customer_ids[int(len(self._customer_ids) * self._random() ** 1.5)]
+            self._new_customer(self._between(earliest, order_ms + 1))
+            index = len(self._customer_ids) - 1
+        else:  # older customers order more often than recent sign-ups
+            index = int(len(self._customer_ids) * self._random() ** 1.5)
+        local = self._customer_local[index]
+        if local is not None and self._random() < local[1]:
+            return self._customer_ids[index], local[0]
+        return self._customer_ids[index], CURRENCY
 
     def _add_signups(self, day_ms: int) -> None:
         """Customers who sign up without ordering (yet); they appear in the day's snapshot."""
@@ -691,6 +820,7 @@ class _Simulator:
                 self._next_payment_id(),
                 order_id,
                 _money(self._between(499, 25_000)),
+                rng.choice(_ORPHAN_CURRENCIES),
                 rng.choice(_PAYMENT_METHODS),
                 status,
             )
@@ -734,10 +864,11 @@ class _Simulator:
     # --- malformed lines -------------------------------------------------------------------
 
     def _garbage(self, topic: int, line: bytes) -> bytes:
-        """A garbage line derived from a valid one; it fails ``parse_event``."""
+        """A garbage line derived from a valid one; it breaks a rule of the event contract."""
         rng = self.rng
         topic_name = TOPICS[topic]
-        kind = self._pick(MALFORMED_KINDS, self._malformed_cum)
+        kinds, cum_weights = self._malformed_tables[topic, b'"items":[' in line]
+        kind: str = self._pick(kinds, cum_weights)
         counts = self._malformed_kinds[topic]
         counts[kind] = counts.get(kind, 0) + 1
 
@@ -746,6 +877,8 @@ class _Simulator:
             return body[: self._between(1, len(body))] + b"\n"
         event: dict[str, Any] = orjson.loads(body)
         event["event_id"] = f"{rng.getrandbits(128):032x}"
+        raw = b""  # JSON text for the _RAW placeholder value
+        repeated = b""  # a '"key":value' pair for the _DUPLICATE placeholder key
         if kind == "invalid_json":
             variant = rng.randrange(5)
             if variant == 0:
@@ -787,11 +920,105 @@ class _Simulator:
             key = rng.choice(("event_timestamp", "produced_at"))
             value: str = event[key]
             event[key] = rng.choice(
-                (value.replace("T", " ").rstrip("Z"), value[:-1] + "+01:00", value[:-1])
+                (
+                    value.replace("T", " ").rstrip("Z"),
+                    value[:-1] + "+01:00",
+                    value[:-1],
+                    value[:8] + "32" + value[10:],  # no such day
+                    value[:11] + "25" + value[13:],  # no such hour
+                )
             )
-        else:
+        elif kind == "invalid_value":
             self._invalid_value(topic_name, event)
-        return orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
+        elif kind in ("non_finite_money", "money_out_of_range"):
+            container, key = self._money_target(topic_name, event)
+            container[key] = _RAW
+            raw = rng.choice(_NON_FINITE if kind == "non_finite_money" else _TOO_LARGE)
+        elif kind == "money_too_precise":  # one decimal too many, within a cent of the value
+            container, key = self._money_target(topic_name, event)
+            digits = 4 if key == "unit_price" else 2
+            whole, fraction = divmod(round(container[key] * 10**digits), 10**digits)
+            container[key] = _RAW
+            raw = f"{whole}.{fraction:0{digits}d}{rng.randrange(1, 10)}".encode()
+        elif kind == "negative_money":
+            container, key = self._money_target(topic_name, event)
+            container[key] = -container[key] if container[key] else -0.01
+        elif kind == "money_as_string":
+            container, key = self._money_target(topic_name, event)
+            digits = 4 if key == "unit_price" else 2
+            container[key] = f"{container[key]:.{digits}f}"
+        elif kind == "duplicate_key":
+            repeated = self._repeated_key(topic_name, event)
+        elif kind == "timestamp_out_of_range":
+            key = rng.choice(("event_timestamp", "produced_at"))
+            event[key] = rng.choice(_OUT_OF_RANGE_TIMESTAMPS)
+        elif kind == "timestamp_not_z":
+            key = rng.choice(("event_timestamp", "produced_at"))
+            value = event[key]
+            event[key] = value[:-1] + rng.choice(("+00:00", "", "z", "-00:00", "+0000"))
+        elif kind == "bad_currency":
+            event["currency"] = rng.choice(_BAD_CURRENCIES)
+        elif kind == "bad_quantity":
+            item = event["items"][int(self._random() * len(event["items"]))]
+            item["quantity"] = _RAW
+            raw = rng.choice(_BAD_QUANTITIES)
+        else:  # bad_version: a value other than the integer 1
+            event["event_version"] = _RAW
+            raw = rng.choice(_BAD_VERSIONS)
+        out = orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
+        if raw:
+            out = out.replace(b'"' + _RAW.encode() + b'"', raw, 1)
+        if repeated:
+            out = out.replace(b'"' + _DUPLICATE.encode() + b'":0', repeated, 1)
+        return out
+
+    def _money_target(self, topic_name: str, event: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """The object and key of a money value to spoil: the event's amount or a unit price."""
+        items = event.get("items")
+        if items and self._random() < 0.4:
+            return items[int(self._random() * len(items))], "unit_price"
+        return event, _MONEY_FIELD[topic_name]
+
+    def _repeated_key(self, topic_name: str, event: dict[str, Any]) -> bytes:
+        """Mark a place for a repeated key and return the key with a second, different value.
+
+        The second value is valid on its own (except a negated amount), so only the repetition
+        makes the line invalid: readers disagree on which value wins.
+        """
+        rng = self.rng
+        options = [_ID_FIELD[topic_name], "event_type", "event_timestamp"]
+        if topic_name != "orders":
+            options.append("order_id")
+        if topic_name in _MONEY_FIELD:
+            options += [_MONEY_FIELD[topic_name], "currency"]
+        if event.get("items"):
+            options.append("quantity")
+        key = rng.choice(options)
+        value: Any
+        if key == "quantity":
+            item = event["items"][0]
+            item[_DUPLICATE] = 0
+            value = item["quantity"] % 3 + 1
+        else:
+            event[_DUPLICATE] = 0
+            current = event[key]
+            if key == "event_type":
+                value = rng.choice(
+                    [
+                        t
+                        for t, topic in EVENT_TYPE_TOPIC.items()
+                        if topic == topic_name and t != current
+                    ]
+                )
+            elif key == "event_timestamp":
+                value = event["produced_at"]  # a valid, later timestamp
+            elif key == "currency":
+                value = "EUR" if current != "EUR" else CURRENCY
+            elif key == _MONEY_FIELD.get(topic_name):
+                value = rng.choice((-current if current else -5.0, round(current + 5.0, 2)))
+            else:  # an id
+                value = f"{current[:4]}{rng.getrandbits(64):016x}"
+        return f'"{key}":'.encode() + orjson.dumps(value)
 
     def _wrong_type(self, topic_name: str, event: dict[str, Any]) -> None:
         rng = self.rng
@@ -853,7 +1080,7 @@ class _Simulator:
             product_id = self._pick_product()
             if product_id not in chosen:
                 chosen.append(product_id)
-        return [[pid, self._quantity(), self._price_cents[pid]] for pid in chosen]
+        return [[pid, self._quantity(), self._price_units[pid]] for pid in chosen]
 
     def _change_basket(self, basket: list[list[Any]]) -> None:
         rng = self.rng
@@ -864,7 +1091,7 @@ class _Simulator:
                 product_id = self._pick_product()
                 if product_id not in present:
                     break
-            basket.append([product_id, self._quantity(), self._price_cents[product_id]])
+            basket.append([product_id, self._quantity(), self._price_units[product_id]])
         elif action < 0.7 and len(basket) > 1:
             del basket[rng.randrange(len(basket))]
         else:
@@ -883,7 +1110,7 @@ class _Simulator:
             order.customer_id,
             '","order_total":',
             _money(order.total_cents()),
-            ',"currency":"USD","order_status":"',
+            self._currency_fragments[life.currency][0],
             status,
             '"}\n',
         ]
@@ -892,16 +1119,16 @@ class _Simulator:
             if event_type == "order_canceled":
                 life.cancels.append(event_ms)
             return
-        items: tuple[LineItem, ...] = tuple([(pid, qty, cents) for pid, qty, cents in order.basket])
+        items: tuple[LineItem, ...] = tuple([(pid, qty, price) for pid, qty, price in order.basket])
         cache = self._item_json
         fragments = []
         for item in items:
             fragment = cache.get(item)
             if fragment is None:
-                product_id, quantity, cents = item
+                product_id, quantity, price = item
                 fragment = (
                     f'{{"product_id":"{product_id}","quantity":{quantity},'
-                    f'"unit_price":{_money(cents)}}}'
+                    f'"unit_price":{_unit_price(price)}}}'
                 )
                 cache[item] = fragment
             fragments.append(fragment)
@@ -913,7 +1140,7 @@ class _Simulator:
         life.baskets.append((event_ms, items))
 
     def _payment_tail(
-        self, payment_id: str, order_id: str, amount: str, method: str, status: str
+        self, payment_id: str, order_id: str, amount: str, currency: str, method: str, status: str
     ) -> str:
         return "".join(
             (
@@ -924,7 +1151,8 @@ class _Simulator:
                 order_id,
                 '","amount":',
                 amount,
-                ',"currency":"USD","payment_method":"',
+                self._currency_fragments[currency][1],
+                ',"payment_method":"',
                 method,
                 '","payment_status":"',
                 status,
@@ -943,7 +1171,9 @@ class _Simulator:
         status: str,
     ) -> None:
         life = order.life
-        tail = self._payment_tail(payment_id, life.order_id, _money(amount_cents), method, status)
+        tail = self._payment_tail(
+            payment_id, life.order_id, _money(amount_cents), life.currency, method, status
+        )
         if event_type == "payment_failed":
             reason = _FAILURE_REASONS[int(self._random() * len(_FAILURE_REASONS))]
             tail = tail[:-2] + ',"failure_reason":"' + reason + '"}\n'
@@ -971,10 +1201,10 @@ class _Simulator:
     def _order(self, created_ms: int, day_ms: int) -> None:
         self._order_counter += 1
         order_id = "ord_" + _scramble(self._order_counter, self._order_salt)
-        customer_id = self._customer_for(created_ms, day_ms)
+        customer_id, currency = self._customer_for(created_ms, day_ms)
         source = _ORDER_SOURCES[0] if self._random() < 0.62 else _ORDER_SOURCES[1]
         order = _Order(
-            life=OrderLifecycle(order_id, created_ms),
+            life=OrderLifecycle(order_id, created_ms, currency),
             customer_id=customer_id,
             source_tail=self._source_tails[source],
             basket=self._new_basket(),
@@ -1078,9 +1308,9 @@ class _Simulator:
         if random_() < 0.06:  # returned after delivery: full or partial refund
             t += between(MS_PER_DAY, 14 * MS_PER_DAY)
             amount = total
-            if len(order.basket) > 1 and random_() < 0.4:
-                _, quantity, unit_cents = order.basket[int(random_() * len(order.basket))]
-                amount = quantity * unit_cents
+            if len(order.basket) > 1 and random_() < 0.4:  # one line: its exact value, in cents
+                _, quantity, price = order.basket[int(random_() * len(order.basket))]
+                amount = _to_cents(quantity * price)
             self._payment_event(
                 order, "payment_refunded", t, payment_id, amount, method, "refunded"
             )
@@ -1174,14 +1404,15 @@ def generate(
     days: int,
     orders_per_day: int,
     seed: int,
-    faults: FaultRates | None = None,
+    faults: FaultRates | None = FaultRates(),
     start: date = date(2026, 1, 1),
     progress: Callable[[int], None] | None = None,
 ) -> GenerationSummary:
     """Simulate ``days`` days of a shop from ``start`` and write events, snapshots and truth.
 
     Writes into ``out_dir``: ``events/{orders,payments,shipments}.ndjson`` (arrival order,
-    faults injected per ``faults``, default :class:`FaultRates`), ``customers.json`` and
+    faults injected per ``faults``: the default :class:`FaultRates` when left out, none at all
+    when ``None``, as for :meth:`FaultRates.none`), ``customers.json`` and
     ``products.json`` (final reference snapshot), ``snapshots/YYYY-MM-DD/`` (one snapshot per
     day) and ``truth.json`` (the METRICS.md answers). ``orders_per_day`` is the mean daily
     volume (weekday and random variation around it). ``progress`` is called after each
@@ -1197,7 +1428,7 @@ def generate(
         days=days,
         orders_per_day=orders_per_day,
         seed=seed,
-        faults=faults if faults is not None else FaultRates(),
+        faults=faults if faults is not None else FaultRates.none(),
         start=start,
         progress=progress,
     )

@@ -1,10 +1,16 @@
 """Ground truth: the six answers of METRICS.md computed from the simulator's own order lifecycles.
 
 The simulator records what it decided for every order in an :class:`OrderLifecycle` (times in
-milliseconds since the Unix epoch, money in integer cents) and feeds it to a
-:class:`TruthAccumulator`. Nothing here reads the emitted event files or uses pipeline code, so the
-answers are an independent reference for the warehouse. Orphan events, malformed lines and
-duplicate deliveries never reach a lifecycle, so they cannot affect the truth.
+milliseconds since the Unix epoch, payment amounts in integer cents, unit prices in integer
+ten-thousandths) and feeds it to a :class:`TruthAccumulator`. Nothing here reads the emitted event
+files or uses pipeline code, so the answers are an independent reference for the warehouse.
+Orphan events, malformed lines and duplicate deliveries never reach a lifecycle, so they cannot
+affect the truth.
+
+Money follows METRICS.md: sums are exact (integers, no binary floats), and each reported figure
+is rounded to cents once, at the end, half away from zero. Answers are in the reporting currency:
+an order in another currency counts as an order (created, converted, canceled, refunded, lead
+times) but its payments add nothing to revenue and its items nothing to product revenue.
 """
 
 from __future__ import annotations
@@ -19,10 +25,15 @@ from typing import Any
 MS_PER_HOUR = 3_600_000
 MS_PER_DAY = 86_400_000
 TOP_PRODUCTS = 10
+REPORTING_CURRENCY = "USD"
+"""Money answers are in this currency (METRICS.md)."""
+UNIT_PRICE_SCALE = 10_000
+"""Unit prices are integers in 1/10000 of a currency unit (prices have at most 4 decimals)."""
+CENTS_PER_UNIT_PRICE = UNIT_PRICE_SCALE // 100
 _EPOCH = date(1970, 1, 1)
 
 LineItem = tuple[str, int, int]
-"""One basket line: ``(product_id, quantity, unit_price_cents)``."""
+"""One basket line: ``(product_id, quantity, unit_price)``, the price in 1/10000 units."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +50,13 @@ class OrderLifecycle:
 
     ``baskets`` holds ``(event_ms, items)`` for the ``order_created`` event and every
     ``order_updated`` that carried items; ``captures`` and ``refunds`` hold
-    ``(event_ms, amount_cents)``; the other lists hold event times.
+    ``(event_ms, amount_cents)``; the other lists hold event times. ``currency`` is the order's
+    currency, which its payments carry too.
     """
 
     order_id: str
     created_ms: int
+    currency: str = REPORTING_CURRENCY
     baskets: list[tuple[int, tuple[LineItem, ...]]] = field(default_factory=list)
     captures: list[tuple[int, int]] = field(default_factory=list)
     refunds: list[tuple[int, int]] = field(default_factory=list)
@@ -76,8 +89,21 @@ def _iso_day(day: int) -> str:
     return (_EPOCH + timedelta(days=day)).isoformat()
 
 
+def round_half_away(value: int, step: int) -> int:
+    """``value / step`` rounded to an integer, halves away from zero (exact integer arithmetic).
+
+    ``round_half_away(units, CENTS_PER_UNIT_PRICE)`` turns 1/10000 units into cents, like
+    ``Decimal.quantize(Decimal("0.01"), ROUND_HALF_UP)``.
+    """
+    quotient, remainder = divmod(abs(value), step)
+    if 2 * remainder >= step:
+        quotient += 1
+    return quotient if value >= 0 else -quotient
+
+
 def _money(cents: int) -> float:
-    return round(cents / 100, 2)
+    """A whole number of cents as the reported money figure (the float prints exactly)."""
+    return cents / 100
 
 
 def _ratio(numerator: int, denominator: int) -> float:
@@ -110,7 +136,10 @@ class TruthAccumulator:
         self._gross_by_day: dict[int, int] = {}
         self._refunds_by_day: dict[int, int] = {}
         self._product_units: dict[str, int] = {}
-        self._product_cents: dict[str, int] = {}
+        self._product_revenue: dict[str, int] = {}
+        """Exact product revenue in 1/10000 units, rounded only when reported."""
+        self.other_currency_orders = 0
+        """Orders in a currency other than the reporting one (no revenue, still orders)."""
         self._canceled = 0
         self._refunded = 0
         self._canceled_or_refunded = 0
@@ -125,12 +154,16 @@ class TruthAccumulator:
         self._created_by_day[day] = self._created_by_day.get(day, 0) + 1
         if order.captures:
             self._converted_by_day[day] = self._converted_by_day.get(day, 0) + 1
-        for event_ms, cents in order.captures:
-            capture_day = event_ms // MS_PER_DAY
-            self._gross_by_day[capture_day] = self._gross_by_day.get(capture_day, 0) + cents
-        for event_ms, cents in order.refunds:
-            refund_day = event_ms // MS_PER_DAY
-            self._refunds_by_day[refund_day] = self._refunds_by_day.get(refund_day, 0) + cents
+        reporting = order.currency == REPORTING_CURRENCY
+        if reporting:
+            for event_ms, cents in order.captures:
+                capture_day = event_ms // MS_PER_DAY
+                self._gross_by_day[capture_day] = self._gross_by_day.get(capture_day, 0) + cents
+            for event_ms, cents in order.refunds:
+                refund_day = event_ms // MS_PER_DAY
+                self._refunds_by_day[refund_day] = self._refunds_by_day.get(refund_day, 0) + cents
+        else:
+            self.other_currency_orders += 1
 
         canceled = bool(order.cancels)
         refunded = bool(order.refunds)
@@ -138,15 +171,15 @@ class TruthAccumulator:
         self._refunded += refunded
         self._canceled_or_refunded += canceled or refunded
 
-        if order.captures and not canceled and not refunded and order.baskets:
+        if reporting and order.captures and not canceled and not refunded and order.baskets:
             latest_ms, items = order.baskets[0]
             for event_ms, basket in order.baskets[1:]:
                 if event_ms >= latest_ms:
                     latest_ms, items = event_ms, basket
-            for product_id, quantity, unit_cents in items:
+            for product_id, quantity, unit_price in items:
                 self._product_units[product_id] = self._product_units.get(product_id, 0) + quantity
-                self._product_cents[product_id] = (
-                    self._product_cents.get(product_id, 0) + quantity * unit_cents
+                self._product_revenue[product_id] = (
+                    self._product_revenue.get(product_id, 0) + quantity * unit_price
                 )
 
         first_dispatch = min(order.dispatches) if order.dispatches else None
@@ -161,8 +194,10 @@ class TruthAccumulator:
     def answers(self, products: Mapping[str, ProductInfo]) -> dict[str, Any]:
         """The answers in METRICS.md's "Answers as JSON" shape.
 
-        ``products`` maps product_id to its reference name and category. Lead-time statistics
-        of an empty population are ``null``; rates over zero orders are 0.0.
+        ``products`` maps product_id to its reference name and category. Money is in the
+        reporting currency, rounded to cents once from the exact sums; top products rank by
+        exact revenue, then product_id. Lead-time statistics of an empty population are
+        ``null``; rates over zero orders are 0.0.
         """
         revenue_days = sorted(self._gross_by_day.keys() | self._refunds_by_day.keys())
         by_day = []
@@ -194,9 +229,9 @@ class TruthAccumulator:
                 }
             )
 
-        ranked = sorted(self._product_cents.items(), key=lambda item: (-item[1], item[0]))
+        ranked = sorted(self._product_revenue.items(), key=lambda item: (-item[1], item[0]))
         top_products = []
-        for product_id, cents in ranked[:TOP_PRODUCTS]:
+        for product_id, revenue in ranked[:TOP_PRODUCTS]:
             info = products.get(product_id)
             top_products.append(
                 {
@@ -204,7 +239,7 @@ class TruthAccumulator:
                     "product_name": info.product_name if info else None,
                     "category": info.category if info else None,
                     "units": self._product_units[product_id],
-                    "revenue": _money(cents),
+                    "revenue": _money(round_half_away(revenue, CENTS_PER_UNIT_PRICE)),
                 }
             )
 

@@ -9,19 +9,19 @@ contract go to the dead-letter table with the file and record number.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import orjson
 import pyarrow as pa
-from pydantic import BaseModel, ValidationError
 
 from retail_pipeline.errors import InputError
-from retail_pipeline.events.contract import Customer, Product
+from retail_pipeline.events.contract import REFERENCE_FIELDS
+from retail_pipeline.events.validator import validate_records
 from retail_pipeline.ingestion.files import new_load_id
-from retail_pipeline.warehouse.base import REFERENCE_TABLES, LoadRecord, Warehouse
-
-MODELS: dict[str, type[BaseModel]] = {"customers": Customer, "products": Product}
+from retail_pipeline.warehouse.base import LoadRecord, Warehouse
 
 
 @dataclass(frozen=True)
@@ -61,17 +61,18 @@ def _records(data: bytes, path: Path) -> list[tuple[int, int | None, bytes]]:
     stripped = data.lstrip()
     if stripped.startswith(b"["):
         try:
-            items = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError as bad:
-                line = data.count(b"\n", 0, bad.start) + 1
-                raise InputError(f"{path}:{line}: not valid UTF-8") from None
-            raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(items, list):
-            raise InputError(f"{path}: expected a JSON array of records")
-        return [(i + 1, None, orjson.dumps(item)) for i, item in enumerate(items)]
+            data.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            line = data.count(b"\n", 0, bad.start) + 1
+            raise InputError(f"{path}:{line}: not valid UTF-8") from None
+        try:
+            # Each element's exact text: numbers stay decimal text, repeated keys stay visible.
+            items = msgspec.json.decode(data, type=list[msgspec.Raw])
+        except msgspec.DecodeError as exc:
+            where = re.search(r"byte (\d+)", str(exc))
+            line = data.count(b"\n", 0, int(where.group(1))) + 1 if where else 1
+            raise InputError(f"{path}:{line}: not valid JSON ({exc})") from None
+        return [(i + 1, None, bytes(item)) for i, item in enumerate(items)]
     if not stripped:
         raise InputError(f"{path}: file is empty")
     if not stripped.startswith(b"{"):
@@ -107,7 +108,7 @@ class Snapshot:
 
 def read_snapshot(entity: str, path: str | Path) -> Snapshot:
     """Read a customers or products file; raises :class:`InputError` before any write."""
-    if entity not in MODELS:
+    if entity not in REFERENCE_FIELDS:
         raise InputError(f"unknown reference entity {entity!r}; expected customers or products")
     file = Path(path)
     data = _read(file, entity)
@@ -126,38 +127,22 @@ def load_snapshot(warehouse: Warehouse, snapshot: Snapshot) -> BatchSummary:
     source = str(file.resolve())
     if warehouse.has_reference_load(entity, content_hash):
         return BatchSummary(entity, file, len(records), 0, 0, True)
-    model, key = MODELS[entity], REFERENCE_TABLES[entity]
-    good: dict[str, list[object]] = {"key": [], "payload": [], "record_number": []}
-    bad: dict[str, list[object]] = {"record_number": [], "line": [], "raw": [], "reason": []}
-    for number, line, raw in records:
-        try:
-            record = model.model_validate_json(raw)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            bad["record_number"].append(number)
-            bad["line"].append(line)
-            bad["raw"].append(raw.decode("utf-8", "backslashreplace"))
-            bad["reason"].append(f"{where}: {err['msg']}" if where else err["msg"])
-            continue
-        good["key"].append(getattr(record, key))
-        good["payload"].append(raw.decode("utf-8"))
-        good["record_number"].append(number)
-    rows = pa.table(
-        {
-            "key": pa.array(good["key"], pa.string()),
-            "payload": pa.array(good["payload"], pa.string()),
-            "source_file": pa.array([source] * len(good["key"]), pa.string()),
-            "record_number": pa.array(good["record_number"], pa.int64()),
-        }
-    )
+    verdicts = validate_records(entity, [raw for _, _, raw in records])
+    good = verdicts.rows
+    numbers = pa.array([number for number, _, _ in records], pa.int64())
+    rows = good.drop_columns(["_row"])
+    rows = rows.append_column("_source_file", pa.repeat(pa.scalar(source), rows.num_rows))
+    rows = rows.append_column("_record_number", numbers.take(good.column("_row")))
+    bad = [records[i] for i in verdicts.dead_rows]
     dead = pa.table(
         {
-            "record_number": pa.array(bad["record_number"], pa.int64()),
-            "line": pa.array(bad["line"], pa.int64()),
-            "raw": pa.array(bad["raw"], pa.string()),
-            "reason": pa.array(bad["reason"], pa.string()),
-            "source_file": pa.array([source] * len(bad["raw"]), pa.string()),
+            "_offset": pa.array([number for number, _, _ in bad], pa.int64()),
+            "_source_file": pa.array([source] * len(bad), pa.string()),
+            "_source_line": pa.array([line for _, line, _ in bad], pa.int64()),
+            "raw_payload": pa.array(
+                [raw.decode("utf-8", "backslashreplace") for _, _, raw in bad], pa.string()
+            ),
+            "reason": pa.array(verdicts.dead_reasons, pa.string()),
         }
     )
     load = LoadRecord(

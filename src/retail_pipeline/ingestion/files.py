@@ -18,16 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from retail_pipeline.errors import InputError
-from retail_pipeline.ingestion.validate import stage
+from retail_pipeline.ingestion.staging import stage_events
 from retail_pipeline.warehouse.base import EventBatch, LoadRecord, Position, Warehouse
 
 DEFAULT_BATCH_BYTES = 8 << 20
-VALIDATION_CHUNK_ROWS = 8192
-"""Row groups handed to DuckDB; several groups let it validate on all cores."""
 FINGERPRINT_BYTES = 4096
 
 
@@ -96,80 +94,74 @@ def _blocks(handle: BinaryIO, start: int, batch_bytes: int) -> Iterator[tuple[in
         offset += len(block)
 
 
-def _invalid_utf8_lines(block: bytes, lines: list[bytes]) -> list[int]:
-    """Indexes of ``lines`` that are not valid UTF-8 (one C-speed decode when all are)."""
-    try:
-        str(block, "utf-8")
-        return []
-    except UnicodeDecodeError:
-        pass
-    bad = []
-    for index, line in enumerate(lines):
-        try:
-            str(line, "utf-8")
-        except UnicodeDecodeError:
-            bad.append(index)
-    return bad
+@dataclass
+class StagedBlock:
+    """A block of whole lines, validated: its Bronze rows and dead letters."""
+
+    offset: int
+    size: int
+    lines: int
+    """Lines in the block, blank ones included (the next block starts after them)."""
+    events: dict[str, pa.Table]
+    dead_letters: pa.Table
+
+    @property
+    def messages(self) -> int:
+        """Non-blank lines: events plus dead letters."""
+        return int(sum(t.num_rows for t in self.events.values()) + self.dead_letters.num_rows)
 
 
-def block_table(block: bytes, block_offset: int, first_line: int, source_file: str) -> pa.Table:
-    """Split a block of whole lines into the staging columns the validator expects."""
+def stage_block(block: bytes, block_offset: int, first_line: int, source_file: str) -> StagedBlock:
+    """Split a block of whole lines and validate them; blank lines are skipped."""
     parts = block.split(b"\n")
     if parts and parts[-1] == b"":
         parts.pop()
-    n = len(parts)
-    lines = pa.array(parts, pa.binary())
-    value_offsets = pa.Array.from_buffers(pa.int32(), n, [None, lines.buffers()[1]])
-    index = pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), 1)
-    staged = stage(
-        lines,
+    count = len(parts)
+    lengths = np.fromiter(map(len, parts), dtype=np.int64, count=count)
+    ends = np.cumsum(lengths + 1)
+    starts = ends - lengths - 1
+    filled = np.flatnonzero(lengths)
+    messages = [parts[i] for i in filled.tolist()] if len(filled) < count else parts
+    n = len(messages)
+    metadata = pa.table(
         {
-            "_arrival_topic": pa.nulls(n, pa.string()),
             "_partition": pa.nulls(n, pa.int32()),
-            "_offset": pc.add(pc.add(value_offsets.cast(pa.int64()), index), block_offset),
+            "_offset": pa.array(starts[filled] + block_offset, pa.int64()),
             "_key": pa.nulls(n, pa.string()),
             "_kafka_ts": pa.nulls(n, pa.timestamp("us", tz="UTC")),
             "_source_file": pa.repeat(pa.scalar(source_file, pa.string()), n),
-            "_source_line": pc.add(index, first_line),
-        },
-        bad_utf8=_invalid_utf8_lines(block, parts),
+            "_source_line": pa.array(filled + first_line, pa.int64()),
+        }
     )
-    return staged.filter(pc.greater(pc.binary_length(lines), 0))
+    events, dead = stage_events(messages, metadata)
+    return StagedBlock(block_offset, len(block), count, events, dead)
 
 
 def _staged_blocks(
     handle: BinaryIO, offset: int, first_line: int, batch_bytes: int
-) -> Iterator[tuple[int, bytes, pa.Table, int]]:
-    """Blocks with their staged tables and the number of the line after them; the next block
-    is prepared in a thread meanwhile.
+) -> Iterator[StagedBlock]:
+    """The file's blocks from ``offset``, validated; the next block is prepared in a thread
+    meanwhile.
 
-    Staging is Python work; the warehouse write is DuckDB work that releases the GIL, so
+    Validation is Python work; the warehouse write is DuckDB work that releases the GIL, so
     overlapping the two keeps both cores busy.
     """
     path = str(Path(handle.name).resolve())
-
-    def prepare(item: tuple[int, bytes], line: int) -> tuple[int, bytes, pa.Table]:
-        block_offset, block = item
-        return block_offset, block, chunked(block_table(block, block_offset, line, path))
-
     blocks = _blocks(handle, offset, batch_bytes)
     line = first_line
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage") as pool:
         first = next(blocks, None)
-        pending: Future[tuple[int, bytes, pa.Table]] | None = (
-            pool.submit(prepare, first, line) if first else None
+        pending: Future[StagedBlock] | None = (
+            pool.submit(stage_block, first[1], first[0], line, path) if first else None
         )
         while pending is not None:
-            block_offset, block, staged = pending.result()
-            line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+            staged = pending.result()
+            line += staged.lines
             upcoming = next(blocks, None)
-            pending = pool.submit(prepare, upcoming, line) if upcoming else None
-            yield block_offset, block, staged, line
-
-
-def chunked(table: pa.Table, rows: int = VALIDATION_CHUNK_ROWS) -> pa.Table:
-    """The same table split into row groups DuckDB can scan in parallel."""
-    return pa.Table.from_batches(table.to_batches(max_chunksize=rows), table.schema)
+            pending = (
+                pool.submit(stage_block, upcoming[1], upcoming[0], line, path) if upcoming else None
+            )
+            yield staged
 
 
 def ingest_files(
@@ -239,21 +231,22 @@ def _ingest_one(
                 progress(offset)
         skipped = line - 1
         fingerprint = stored.fingerprint if stored and stored.fingerprint else None
-        for block_offset, block, staged, next_line in _staged_blocks(
-            handle, offset, line, batch_bytes
-        ):
+        line_after = line
+        for staged in _staged_blocks(handle, offset, line, batch_bytes):
+            end = staged.offset + staged.size
+            line_after += staged.lines
             if fingerprint is None or int(fingerprint.split(":", 1)[0]) < FINGERPRINT_BYTES:
-                fingerprint = _fingerprint(
-                    handle, min(FINGERPRINT_BYTES, block_offset + len(block))
-                )
-            position = Position(source, 0, block_offset + len(block), next_line, fingerprint)
-            expected = {(source, 0): block_offset if block_offset or stored else None}
+                fingerprint = _fingerprint(handle, min(FINGERPRINT_BYTES, end))
+            position = Position(source, 0, end, line_after, fingerprint)
+            expected = {(source, 0): staged.offset if staged.offset or stored else None}
             result = warehouse.write_events(
-                EventBatch(load_id, "file", staged, [position], expected)
+                EventBatch(
+                    load_id, "file", staged.events, staged.dead_letters, [position], expected
+                )
             )
-            read += staged.num_rows
+            read += staged.messages
             loaded += result.loaded
             dead += result.dead_lettered
             if progress:
-                progress(len(block))
+                progress(staged.size)
     return read, loaded, dead, skipped

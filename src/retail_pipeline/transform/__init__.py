@@ -3,11 +3,12 @@
 - :func:`run_transform` builds the dbt project (``dbt/``) on a DuckDB warehouse, in-process,
   incrementally by default, and returns a :class:`TransformSummary`.
 - :func:`read_answers` reads the answers from Gold in METRICS.md's JSON shape;
-  :func:`format_answers` renders them as tables.
+  :func:`format_answers` renders them as tables; :func:`gold_status` says when Gold was built
+  and whether Bronze has grown since (a :class:`GoldStatus`, with a one-line warning).
 - :func:`node_progress` is a rich progress bar to pass as ``run_transform``'s ``progress``.
 """
 
-from retail_pipeline.transform.answers import format_answers, read_answers
+from retail_pipeline.transform.answers import GoldStatus, format_answers, gold_status, read_answers
 from retail_pipeline.transform.progress import node_progress
 from retail_pipeline.transform.runner import (
     NodeFailure,
@@ -20,11 +21,13 @@ from retail_pipeline.transform.runner import (
 )
 
 __all__ = [
+    "GoldStatus",
     "NodeFailure",
     "NodeProgress",
     "TransformError",
     "TransformSummary",
     "format_answers",
+    "gold_status",
     "node_progress",
     "project_dir",
     "read_answers",

@@ -1,7 +1,8 @@
-"""The six answers of METRICS.md, read from the Gold layer.
+"""The six answers of METRICS.md, read from the Gold layer, and how fresh Gold is.
 
 :func:`read_answers` returns exactly the "Answers as JSON" shape of METRICS.md (the shape of the
 simulator's ``truth.json``); :func:`format_answers` renders the same answers as tables.
+:func:`gold_status` says when Gold was built and whether Bronze has grown since (stale answers).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -32,8 +35,13 @@ GOLD_TABLES = (
 )
 
 
-def _money(value: Decimal | float | int | None) -> float:
-    return round(float(value or 0), 2)
+def _money(value: Decimal | None) -> float:
+    """A money figure as reported: Gold rounds to cents (half away from zero) exactly once;
+    here the exact decimal only becomes the nearest float for JSON."""
+    cents = Decimal(value or 0)
+    if cents != cents.quantize(Decimal("0.01")):
+        raise PipelineError(f"Gold holds a money figure that is not in cents: {cents}")
+    return float(cents)
 
 
 def _open(path: str | os.PathLike[str] | None) -> duckdb.DuckDBPyConnection:
@@ -63,14 +71,12 @@ def _open(path: str | os.PathLike[str] | None) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def read_answers(
-    warehouse: str | os.PathLike[str] | None = None, *, currency: str = "USD"
-) -> dict[str, Any]:
+def read_answers(warehouse: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The six answers from Gold, in METRICS.md's JSON shape.
 
-    Lists are sorted by date; money is rounded to cents and reported in ``currency`` (the
-    reporting currency); rates are fractions; lead-time statistics of an empty segment are
-    ``None``.
+    Lists are sorted by date; money is in the reporting currency (dbt var
+    ``reporting_currency``), summed exactly and rounded to cents once; rates are fractions;
+    lead-time statistics of an empty segment are ``None``.
     """
     con = _open(warehouse)
     try:
@@ -82,8 +88,7 @@ def read_answers(
         ]
         revenue_rows = con.execute(
             "select revenue_date, gross_revenue, refunds, net_revenue from gold.daily_revenue"
-            " where currency = ? order by revenue_date",
-            [currency],
+            " order by revenue_date"
         ).fetchall()
         gross = sum((row[1] for row in revenue_rows), Decimal(0))
         refunds = sum((row[2] for row in revenue_rows), Decimal(0))
@@ -114,9 +119,8 @@ def read_answers(
             }
             for product_id, name, category, units, revenue in con.execute(
                 "select product_id, product_name, category, units_sold, revenue"
-                " from gold.top_products where currency = ? and revenue_rank <= ?"
-                " order by revenue_rank",
-                [currency, TOP_PRODUCTS],
+                " from gold.top_products where revenue_rank <= ? order by revenue_rank",
+                [TOP_PRODUCTS],
             ).fetchall()
         ]
         lead_rows = {
@@ -161,6 +165,110 @@ def read_answers(
         },
         "lead_times_hours": {segment: stats(segment) for segment in LEAD_TIME_SEGMENTS},
     }
+
+
+BRONZE_EVENT_TABLES = ("order_events", "payment_events", "shipment_events")
+BRONZE_REFERENCE_TABLES = ("customers", "products")
+
+
+@dataclass(frozen=True)
+class GoldStatus:
+    """When Gold was last built and how much Bronze has arrived since (``gold.build_info``)."""
+
+    built_at: datetime | None
+    """When the last successful build wrote Gold (UTC); None if Gold has no build_info."""
+    events_ingested_through: datetime | None
+    """Newest Bronze event that build read (by ``_ingested_at``)."""
+    events_since: int
+    """Bronze event rows (duplicate deliveries included) ingested after that build."""
+    reference_rows_since: int
+    """Reference snapshot rows (customers, products) ingested after that build."""
+
+    @property
+    def is_stale(self) -> bool:
+        """Bronze holds rows the answers do not include yet (or the build time is unknown)."""
+        return self.built_at is None or self.events_since > 0 or self.reference_rows_since > 0
+
+    def line(self) -> str:
+        """One line saying when Gold was built, for the top of the answers."""
+        if self.built_at is None:
+            return "Gold build time unknown (no gold.build_info)"
+        through = (
+            f", from Bronze events ingested through {_utc(self.events_ingested_through)}"
+            if self.events_ingested_through is not None
+            else ""
+        )
+        return f"Gold built at {_utc(self.built_at)}{through}"
+
+    def warning(self) -> str | None:
+        """A one-line warning when the answers are stale, else None."""
+        if self.built_at is None:
+            return (
+                "warning: Gold has no gold.build_info (its last build failed or predates it);"
+                " run `retail-pipeline transform`"
+            )
+        if not self.is_stale:
+            return None
+        arrived = [
+            f"{count:,} {label}"
+            for count, label in (
+                (self.events_since, "events"),
+                (self.reference_rows_since, "reference rows"),
+            )
+            if count
+        ]
+        return (
+            f"warning: Gold was built at {_utc(self.built_at)}; Bronze has"
+            f" {' and '.join(arrived)} ingested since; run `retail-pipeline transform`"
+        )
+
+
+def _utc(value: datetime | None) -> str:
+    return "?" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _from_epoch_us(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value / 1e6, tz=UTC)
+
+
+def gold_status(warehouse: str | os.PathLike[str] | None = None) -> GoldStatus:
+    """When Gold was last built, and how many Bronze rows were ingested after that build.
+
+    Compares the Bronze row counts recorded in ``gold.build_info`` by the last successful
+    build with Bronze now (Bronze is append-only, so a larger count means rows the answers do
+    not include yet, even rows whose batch was stamped before the build).
+    """
+    con = _open(warehouse)
+    try:
+        tables = {
+            name
+            for (name,) in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'gold'"
+            ).fetchall()
+        }
+        if "build_info" not in tables:
+            return GoldStatus(None, None, 0, 0)
+        row = con.execute(
+            "select epoch_us(built_at), epoch_us(events_ingested_through), bronze_event_rows,"
+            " bronze_reference_rows from gold.build_info order by built_at desc limit 1"
+        ).fetchone()
+        if row is None:
+            return GoldStatus(None, None, 0, 0)
+        built_us, through_us, event_rows, reference_rows = row
+
+        def count(tables: tuple[str, ...]) -> int:
+            query = " + ".join(f"(select count(*) from bronze.{table})" for table in tables)
+            (total,) = con.execute(f"select {query}").fetchone() or (0,)
+            return int(total)
+
+        return GoldStatus(
+            built_at=_from_epoch_us(built_us),
+            events_ingested_through=_from_epoch_us(through_us),
+            events_since=max(0, count(BRONZE_EVENT_TABLES) - int(event_rows)),
+            reference_rows_since=max(0, count(BRONZE_REFERENCE_TABLES) - int(reference_rows)),
+        )
+    finally:
+        con.close()
 
 
 def _percent(rate: float) -> str:
@@ -251,9 +359,18 @@ def _tables(answers: Mapping[str, Any]) -> list[Table | Text]:
     return [daily, products, cancel, lead]
 
 
-def format_answers(answers: Mapping[str, Any], console: Console | None = None) -> str:
-    """The answers as readable tables; printed to ``console`` if given, and returned as text."""
-    group = Group(*_tables(answers))
+def format_answers(
+    answers: Mapping[str, Any],
+    console: Console | None = None,
+    *,
+    status: GoldStatus | None = None,
+) -> str:
+    """The answers as readable tables; printed to ``console`` if given, and returned as text.
+
+    With ``status`` (from :func:`gold_status`), a first line says when Gold was built.
+    """
+    parts: list[Table | Text] = [] if status is None else [Text(status.line() + "\n")]
+    group = Group(*parts, *_tables(answers))
     if console is not None:
         console.print(group)
     buffer = Console(file=io.StringIO(), width=100, color_system=None, record=True)

@@ -45,11 +45,16 @@ class NodeProgress:
 
 @dataclass(frozen=True)
 class NodeFailure:
-    """A node that errored or failed, with dbt's message."""
+    """A node that errored or failed, with dbt's message.
+
+    For a failing data test, ``rows_query`` selects its failing rows (every data test keeps
+    them as a view, see ``data_tests`` in ``dbt_project.yml``), and ``message`` ends with it.
+    """
 
     unique_id: str
     status: str
     message: str
+    rows_query: str | None = None
 
 
 @dataclass
@@ -195,6 +200,22 @@ def run_dbt(
     return outcome
 
 
+def _failure(result: Any, status: str) -> NodeFailure:
+    """A failing node; a failing data test also says where its failing rows are."""
+    node = result.node
+    message = str(result.message or "").strip()
+    rows_query = None
+    config = getattr(node, "config", None)
+    if (
+        status == "fail"
+        and str(node.resource_type) == "test"
+        and getattr(config, "store_failures", False)
+    ):
+        rows_query = f"select * from {node.schema}.{node.alias}"
+        message = f"{message}; failing rows: {rows_query}"
+    return NodeFailure(node.unique_id, status, message, rows_query)
+
+
 def run_transform(
     warehouse: str | os.PathLike[str] | None = None,
     full_refresh: bool = False,
@@ -240,9 +261,7 @@ def run_transform(
         by_status = summary.counts.setdefault(kind, {})
         by_status[status] = by_status.get(status, 0) + 1
         if status in {"error", "fail"}:
-            summary.failures.append(
-                NodeFailure(result.node.unique_id, status, str(result.message or "").strip())
-            )
+            summary.failures.append(_failure(result, status))
     if not summary.success and not summary.failures and not results:
         raise TransformError(f"dbt {command} failed on {path} before running any node")
     return summary

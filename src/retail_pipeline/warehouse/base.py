@@ -1,9 +1,10 @@
 """The small interface every warehouse implements, and the shapes that cross it.
 
-Loaders never talk SQL to the warehouse directly: they hand over an :class:`EventBatch` (valid
-events, dead letters and the source positions they cover) and the warehouse writes all of it in
-one transaction. That single rule is what makes loading exactly-once: a crash either commits a
-batch with its positions or leaves neither.
+Loaders never talk SQL to the warehouse directly: they hand over an :class:`EventBatch` (events
+the contract validator already typed, dead letters and the source positions they cover) and the
+warehouse writes all of it in one transaction. The warehouse stores what it is given: it does not
+validate, and it imports nothing from ingestion. That single rule is what makes loading
+exactly-once: a crash either commits a batch with its positions or leaves neither.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ EVENT_TABLES: dict[str, str] = {
     "shipments": "shipment_events",
 }
 REFERENCE_TABLES: dict[str, str] = {"customers": "customer_id", "products": "product_id"}
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: typed Bronze columns beside the raw payload (1 kept the payload only)."""
 
 
 @dataclass(frozen=True)
@@ -35,17 +37,18 @@ class Position:
 
 @dataclass
 class EventBatch:
-    """One transaction's worth of raw messages, as staged by a source.
+    """One transaction's worth of validated messages from one source.
 
-    ``rows`` has the staging columns of ``retail_pipeline.ingestion.validate`` (``raw``,
-    ``_raw_lossy``, ``_arrival_topic`` and the source metadata). The warehouse validates them
-    with the contract SQL, writes valid events to their topic's table and the rest to the
-    dead-letter table, and stores ``positions``, all in one transaction.
+    ``events`` maps a topic to its Bronze rows: the typed columns validation produced, the raw
+    ``payload`` and the source metadata (``_topic``, ``_partition``, ``_offset``, ``_key``,
+    ``_kafka_ts``, ``_source_file``, ``_source_line``). ``dead_letters`` has the metadata plus
+    ``raw_payload`` and ``reason``. The warehouse adds ``_ingested_at`` and ``_load_id``.
     """
 
     load_id: str
     source_kind: str
-    rows: pa.Table
+    events: dict[str, pa.Table]
+    dead_letters: pa.Table
     positions: list[Position] = field(default_factory=list)
     expected: dict[tuple[str, int], int | None] = field(default_factory=dict)
     """Stored ``next_offset`` each (source, partition) must still have, None for "no row yet".
@@ -54,16 +57,19 @@ class EventBatch:
     rebalance, a second loader) got there first, and the batch is rejected with
     :class:`PositionConflict` instead of being written twice.
     """
-    return_dead_letters: bool = False
+
+    @property
+    def size(self) -> int:
+        """Messages in the batch: events plus dead letters."""
+        return int(sum(t.num_rows for t in self.events.values()) + self.dead_letters.num_rows)
 
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What one batch write did; ``dead_letters`` when the batch asked for them."""
+    """What one batch write did."""
 
     loaded: int
     dead_lettered: int
-    dead_letters: pa.Table | None = None
 
 
 class PositionConflict(RuntimeError):
@@ -87,7 +93,7 @@ class Warehouse(Protocol):
     """What loaders need from a warehouse (DuckDB today, Snowflake next)."""
 
     def write_events(self, batch: EventBatch) -> WriteResult:
-        """Validate and write one batch with its positions atomically."""
+        """Write one batch's events, dead letters and positions atomically."""
         ...
 
     def positions(self, source: str) -> dict[int, Position]:

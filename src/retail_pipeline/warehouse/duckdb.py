@@ -15,7 +15,6 @@ import duckdb
 import pyarrow as pa
 
 from retail_pipeline.errors import WarehouseError
-from retail_pipeline.ingestion.validate import VALIDATION_SQL, fetch_arrow
 from retail_pipeline.warehouse.base import (
     EVENT_TABLES,
     SCHEMA_VERSION,
@@ -25,17 +24,9 @@ from retail_pipeline.warehouse.base import (
     PositionConflict,
     WriteResult,
 )
+from retail_pipeline.warehouse.bronze import create_statements
 
 DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
-
-_EVENT_COLUMNS = """
-    event_id, event_type, event_timestamp, raw, _topic, _partition, _offset, _key, _kafka_ts,
-    _source_file, _source_line, now(), $load_id
-"""
-_DEAD_LETTER_COLUMNS = """
-    $kind, coalesce(_topic, _arrival_topic), _partition, _offset, _key, _kafka_ts,
-    _source_file, _source_line, coalesce(raw, _raw_lossy), reason, now(), $load_id
-"""
 
 
 def warehouse_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -46,7 +37,7 @@ def warehouse_path(path: str | os.PathLike[str] | None = None) -> Path:
 def _schema_statements() -> list[str]:
     text = resources.files("retail_pipeline.warehouse").joinpath("schema.sql").read_text()
     text = re.sub(r"--[^\n]*", "", text).replace("{json}", "json")
-    return [stmt.strip() for stmt in text.split(";") if stmt.strip()]
+    return [stmt.strip() for stmt in text.split(";") if stmt.strip()] + create_statements()
 
 
 def _open_error(path: Path, exc: Exception) -> WarehouseError:
@@ -189,6 +180,14 @@ class DuckDBWarehouse:
                 f"warehouse {self.path} has schema version {version}, newer than the"
                 f" {SCHEMA_VERSION} this retail-pipeline supports; upgrade retail-pipeline"
             )
+        if version is not None and version < SCHEMA_VERSION:
+            raise WarehouseError(
+                f"warehouse {self.path} holds Bronze schema version {version} (JSON payloads"
+                f" only); this retail-pipeline writes version {SCHEMA_VERSION} (typed columns"
+                " checked by the new contract) and will not misread the old one. Rebuild it:"
+                " move the file aside, load your sources again (load-batch, ingest) and run"
+                " transform"
+            )
         if version == SCHEMA_VERSION or read_only:
             return
         con.execute("begin")
@@ -201,52 +200,53 @@ class DuckDBWarehouse:
         con.execute("commit")
 
     def write_events(self, batch: EventBatch) -> WriteResult:
-        """Validate, route and write one batch with its positions in one transaction.
-
-        DuckDB runs the contract SQL itself, on the staged rows, so the payload crosses from
-        Arrow into the database once.
-        """
+        """Write one batch's events, dead letters and positions in one transaction."""
         params: dict[str, Any] = {"load_id": batch.load_id}
-        dead_letters = None
+        loaded = 0
         with self._session() as con:
-            con.register("batch", batch.rows)
             try:
                 con.execute("begin")
                 try:
                     self._check_expected(con, batch.expected)
-                    con.execute(f"create or replace temp table _validated as {VALIDATION_SQL}")
-                    for topic, table in EVENT_TABLES.items():
-                        con.execute(
-                            f"insert into bronze.{table} select {_EVENT_COLUMNS} from _validated"
-                            f" where reason is null and _topic = '{topic}'",
-                            params,
-                        )
-                    con.execute(
-                        f"insert into bronze.dead_letter select {_DEAD_LETTER_COLUMNS}"
-                        " from _validated where reason is not null",
-                        {**params, "kind": batch.source_kind},
-                    )
-                    row = con.execute("select count(*), count(reason) from _validated").fetchone()
-                    if batch.return_dead_letters:
-                        dead_letters = fetch_arrow(
-                            con.execute(
-                                "select _arrival_topic, _partition, _offset, _key,"
-                                " coalesce(raw, _raw_lossy) as raw, reason"
-                                " from _validated where reason is not null"
-                            )
+                    for topic, rows in batch.events.items():
+                        if rows.num_rows:
+                            self._append(con, f"bronze.{EVENT_TABLES[topic]}", rows, params)
+                            loaded += rows.num_rows
+                    if batch.dead_letters.num_rows:
+                        self._append(
+                            con,
+                            "bronze.dead_letter",
+                            batch.dead_letters,
+                            {**params, "kind": batch.source_kind},
+                            "$kind as _source_kind, ",
                         )
                     self._write_positions(con, batch.positions, batch.load_id)
-                    con.execute("drop table _validated")
                     con.execute("commit")
                 except BaseException:
                     con.execute("rollback")
                     raise
             except duckdb.Error as exc:
                 raise WarehouseError(f"writing to {self.path} failed: {exc}") from None
-            finally:
-                con.unregister("batch")
-        total, dead = row if row else (0, 0)
-        return WriteResult(int(total) - int(dead), int(dead), dead_letters)
+        return WriteResult(loaded, batch.dead_letters.num_rows)
+
+    @staticmethod
+    def _append(
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        rows: pa.Table,
+        params: dict[str, Any],
+        extra: str = "",
+    ) -> None:
+        """One ``insert ... by name`` from Arrow, stamped with the load id and commit time."""
+        con.register("_rows", rows)
+        try:
+            con.execute(
+                f"insert into {table} by name select {extra}*, now() as _ingested_at,"
+                " $load_id as _load_id from _rows",
+                params,
+            )
+        finally:
+            con.unregister("_rows")
 
     @staticmethod
     def _check_expected(
@@ -311,25 +311,28 @@ class DuckDBWarehouse:
     def write_reference(
         self, entity: str, rows: pa.Table, dead_letters: pa.Table, load: LoadRecord
     ) -> None:
-        """Append one reference snapshot, its dead letters and its load record atomically."""
+        """Append one reference snapshot, its dead letters and its load record atomically.
+
+        ``rows`` has the typed record columns, ``payload``, ``_source_file`` and
+        ``_record_number``; ``dead_letters`` the dead-letter columns.
+        """
         params = {"load_id": load.load_id, "hash": load.content_hash}
         with self._session() as con:
-            con.register("_rows", rows)
-            con.register("_dead", dead_letters)
             try:
                 con.execute("begin")
                 try:
-                    con.execute(
-                        f"insert into bronze.{entity} select key, payload, source_file,"
-                        " record_number, $hash, now(), $load_id from _rows",
-                        params,
-                    )
-                    con.execute(
-                        "insert into bronze.dead_letter select 'batch', null, null,"
-                        " record_number, null, null, source_file, line, raw, reason, now(),"
-                        " $load_id from _dead",
-                        {"load_id": load.load_id},
-                    )
+                    if rows.num_rows:
+                        self._append(
+                            con, f"bronze.{entity}", rows, params, "$hash as _content_hash, "
+                        )
+                    if dead_letters.num_rows:
+                        self._append(
+                            con,
+                            "bronze.dead_letter",
+                            dead_letters,
+                            {"load_id": load.load_id},
+                            "'batch' as _source_kind, ",
+                        )
                     self._insert_load(con, load)
                     con.execute("commit")
                 except BaseException:
@@ -337,9 +340,6 @@ class DuckDBWarehouse:
                     raise
             except duckdb.Error as exc:
                 raise WarehouseError(f"writing to {self.path} failed: {exc}") from None
-            finally:
-                con.unregister("_rows")
-                con.unregister("_dead")
 
     @staticmethod
     def _insert_load(con: duckdb.DuckDBPyConnection, load: LoadRecord) -> None:

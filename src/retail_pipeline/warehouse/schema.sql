@@ -6,44 +6,7 @@ create table if not exists bronze._meta (
     value varchar not null
 );
 
--- Event tables share one shape: the raw payload plus where it came from.
-create table if not exists bronze.order_events (
-    event_id varchar not null,          -- envelope fields extracted for cheap incremental reads
-    event_type varchar not null,
-    event_timestamp timestamptz not null,
-    payload {json} not null,            -- the original message, byte for byte
-    _topic varchar not null,            -- orders | payments | shipments
-    _partition integer,                 -- Kafka partition (null for files)
-    _offset bigint not null,            -- Kafka offset, or byte offset of the line in the file
-    _key varchar,                       -- Kafka message key (order_id)
-    _kafka_ts timestamptz,              -- Kafka message timestamp
-    _source_file varchar,               -- file the line came from (null for Kafka)
-    _source_line bigint,                -- 1-based line number in that file
-    _ingested_at timestamptz not null,  -- commit time of the batch
-    _load_id varchar not null           -- the ingest run that wrote the row
-);
-create table if not exists bronze.payment_events as select * from bronze.order_events limit 0;
-create table if not exists bronze.shipment_events as select * from bronze.order_events limit 0;
-
-create table if not exists bronze.customers (
-    customer_id varchar not null,
-    payload {json} not null,
-    _source_file varchar not null,
-    _record_number bigint not null,     -- 1-based record (array element or NDJSON line)
-    _content_hash varchar not null,     -- sha256 of the snapshot file
-    _ingested_at timestamptz not null,
-    _load_id varchar not null
-);
-
-create table if not exists bronze.products (
-    product_id varchar not null,
-    payload {json} not null,
-    _source_file varchar not null,
-    _record_number bigint not null,
-    _content_hash varchar not null,
-    _ingested_at timestamptz not null,
-    _load_id varchar not null
-);
+-- The event and reference tables are generated from the contract (warehouse/bronze.py).
 
 -- Every message that broke the contract, with the reason and where it came from.
 create table if not exists bronze.dead_letter (

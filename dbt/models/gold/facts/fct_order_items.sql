@@ -15,7 +15,7 @@ orders as (
         order_date,
         customer_id,
         currency,
-        is_converted and not is_canceled and not is_refunded as is_revenue_eligible,
+        is_revenue_eligible,
         _silver_loaded_at
     from {{ ref('int_orders') }}
     {% if is_incremental() %}
@@ -32,8 +32,9 @@ select
     orders.customer_id,
     orders.currency,
     items.quantity,
-    cast(items.unit_price as decimal(18, 2)) as unit_price,
-    cast(items.line_amount as decimal(18, 2)) as line_amount,
+    cast(items.unit_price as decimal(20, 4)) as unit_price,
+    -- Exact quantity x unit_price, in the order's currency; rounded only when reported.
+    cast(items.line_amount as decimal(38, 4)) as line_amount,
     orders.is_revenue_eligible,
     orders._silver_loaded_at
 from {{ ref('int_order_items') }} as items

@@ -49,16 +49,17 @@ select
     orders.currency,
     cast(coalesce(baskets.basket_lines, 0) as integer) as basket_lines,
     cast(coalesce(baskets.basket_units, 0) as bigint) as basket_units,
-    cast(coalesce(baskets.basket_total, 0) as decimal(18, 2)) as basket_total,
-    cast(orders.captured_amount as decimal(18, 2)) as captured_amount,
-    cast(orders.refunded_amount as decimal(18, 2)) as refunded_amount,
+    orders.is_reporting_currency,
+    -- Exact (4 decimals), in the order's currency.
+    cast(coalesce(baskets.basket_total, 0) as decimal(38, 4)) as basket_total,
+    -- Payments in the reporting currency only.
+    cast(orders.captured_amount as decimal(38, 2)) as captured_amount,
+    cast(orders.refunded_amount as decimal(38, 2)) as refunded_amount,
     orders.is_converted,
     orders.is_canceled,
     orders.is_refunded,
     orders.is_canceled or orders.is_refunded as is_canceled_or_refunded,
-    -- The orders whose basket counts as product revenue (METRICS.md).
-    orders.is_converted and not orders.is_canceled and not orders.is_refunded
-        as is_revenue_eligible,
+    orders.is_revenue_eligible,
     orders.first_captured_at,
     orders.first_dispatched_at,
     orders.first_delivered_at,

@@ -27,10 +27,10 @@ select
     payments.event_date as movement_date,
     payments.payment_method,
     payments.currency,
+    -- Only these count as revenue; other currencies are never converted.
+    payments.currency = {{ reporting_currency() }} as is_reporting_currency,
     cast(payments.amount as decimal(18, 2)) as amount,
     orders._silver_loaded_at
 from {{ ref('stg_bronze__payment_events') }} as payments
 inner join orders on payments.order_id = orders.order_id
-where
-    payments.quarantine_reason is null
-    and payments.event_type in ('payment_captured', 'payment_refunded')
+where payments.event_type in ('payment_captured', 'payment_refunded')

@@ -1,20 +1,41 @@
 /*
-    One row per day (UTC) and currency with a capture or a refund. Cash basis: gross is what was
-    captured that day, refunds what was refunded that day, net = gross - refunds.
+    One row per day (UTC) with a capture or a refund in the reporting currency. Cash basis: gross
+    is what was captured that day, refunds what was refunded that day, net = gross - refunds.
+    Payments in other currencies are not converted and not counted (data_quality_summary lists
+    them). Sums are exact; each figure is rounded to cents once, here.
 */
+with
+
+movements as (
+
+    select
+        movement_date,
+        movement_type,
+        amount
+    from {{ ref('fct_payments') }}
+    where is_reporting_currency
+
+),
+
+sums as (
+
+    select
+        movement_date,
+        coalesce(sum(amount) filter (where movement_type = 'capture'), 0) as gross,
+        coalesce(sum(amount) filter (where movement_type = 'refund'), 0) as refunded,
+        count(*) filter (where movement_type = 'capture') as captures,
+        count(*) filter (where movement_type = 'refund') as refund_count
+    from movements
+    group by movement_date
+
+)
+
 select
     movement_date as revenue_date,
-    currency,
-    cast(coalesce(sum(amount) filter (where movement_type = 'capture'), 0) as decimal(18, 2))
-        as gross_revenue,
-    cast(coalesce(sum(amount) filter (where movement_type = 'refund'), 0) as decimal(18, 2))
-        as refunds,
-    cast(
-        coalesce(sum(amount) filter (where movement_type = 'capture'), 0)
-        - coalesce(sum(amount) filter (where movement_type = 'refund'), 0)
-        as decimal(18, 2)
-    ) as net_revenue,
-    count(*) filter (where movement_type = 'capture') as captures,
-    count(*) filter (where movement_type = 'refund') as refund_count
-from {{ ref('fct_payments') }}
-group by movement_date, currency
+    {{ reporting_currency() }} as currency,
+    {{ cents('gross') }} as gross_revenue,
+    {{ cents('refunded') }} as refunds,
+    {{ cents('gross - refunded') }} as net_revenue,
+    captures,
+    refund_count
+from sums

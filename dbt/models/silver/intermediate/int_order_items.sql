@@ -31,11 +31,9 @@ order_events as (
         has_items,
         _silver_loaded_at
     from {{ ref('stg_bronze__order_events') }}
-    where
-        quarantine_reason is null
-        {% if is_incremental() %}
-        and order_id in (select touched_orders.order_id from touched_orders)
-        {% endif %}
+    {% if is_incremental() %}
+    where order_id in (select touched_orders.order_id from touched_orders)
+    {% endif %}
 
 ),
 
@@ -100,7 +98,8 @@ select
     item.product_id,
     item.quantity,
     item.unit_price,
-    cast(item.quantity * item.unit_price as decimal(18, 2)) as line_amount,
+    -- Exact: quantity x unit_price (4 decimals) is never rounded here; only reported sums are.
+    cast(item.quantity * item.unit_price as decimal(38, 4)) as line_amount,
     basket_event_id,
     basket_at,
     _silver_loaded_at

@@ -20,33 +20,27 @@ touched_orders as (
 order_events as (
 
     select * from {{ ref('stg_bronze__order_events') }}
-    where
-        quarantine_reason is null
-        {% if is_incremental() %}
-        and order_id in (select touched_orders.order_id from touched_orders)
-        {% endif %}
+    {% if is_incremental() %}
+    where order_id in (select touched_orders.order_id from touched_orders)
+    {% endif %}
 
 ),
 
 payment_events as (
 
     select * from {{ ref('stg_bronze__payment_events') }}
-    where
-        quarantine_reason is null
-        {% if is_incremental() %}
-        and order_id in (select touched_orders.order_id from touched_orders)
-        {% endif %}
+    {% if is_incremental() %}
+    where order_id in (select touched_orders.order_id from touched_orders)
+    {% endif %}
 
 ),
 
 shipment_events as (
 
     select * from {{ ref('stg_bronze__shipment_events') }}
-    where
-        quarantine_reason is null
-        {% if is_incremental() %}
-        and order_id in (select touched_orders.order_id from touched_orders)
-        {% endif %}
+    {% if is_incremental() %}
+    where order_id in (select touched_orders.order_id from touched_orders)
+    {% endif %}
 
 ),
 
@@ -73,8 +67,24 @@ payment_milestones as (
         min(event_at) filter (where event_type = 'payment_captured') as first_captured_at,
         min(event_at) filter (where event_type = 'payment_refunded') as first_refunded_at,
         count(*) filter (where event_type = 'payment_failed') as failed_payments,
-        coalesce(sum(amount) filter (where event_type = 'payment_captured'), 0) as captured_amount,
-        coalesce(sum(amount) filter (where event_type = 'payment_refunded'), 0) as refunded_amount,
+        -- Money in the reporting currency only: a payment in another currency is not converted.
+        coalesce(
+            sum(amount) filter (
+                where event_type = 'payment_captured' and currency = {{ reporting_currency() }}
+            ),
+            0
+        ) as captured_amount,
+        coalesce(
+            sum(amount) filter (
+                where event_type = 'payment_refunded' and currency = {{ reporting_currency() }}
+            ),
+            0
+        ) as refunded_amount,
+        count(*) filter (
+            where
+            event_type in ('payment_captured', 'payment_refunded')
+            and currency != {{ reporting_currency() }}
+        ) as other_currency_payments,
         -- The method that paid, else the one last tried.
         coalesce(
             arg_min(payment_method, event_at) filter (where event_type = 'payment_captured'),
@@ -121,6 +131,7 @@ joined as (
         coalesce(shipment_milestones.failed_deliveries, 0) as failed_deliveries,
         coalesce(payment_milestones.captured_amount, 0) as captured_amount,
         coalesce(payment_milestones.refunded_amount, 0) as refunded_amount,
+        coalesce(payment_milestones.other_currency_payments, 0) as other_currency_payments,
         greatest(
             order_milestones._silver_loaded_at,
             payment_milestones._silver_loaded_at,
@@ -138,6 +149,7 @@ select
     order_id,
     customer_id,
     currency,
+    currency = {{ reporting_currency() }} as is_reporting_currency,
     created_at,
     order_date,
     -- Furthest milestone reached; a cancellation, then a refund, overrides all of them.
@@ -153,6 +165,12 @@ select
     first_captured_at is not null as is_converted,
     first_canceled_at is not null as is_canceled,
     first_refunded_at is not null as is_refunded,
+    -- The orders whose latest basket counts as product revenue (METRICS.md); an order in
+    -- another currency adds nothing (its prices are never converted).
+    first_captured_at is not null
+    and first_canceled_at is null
+    and first_refunded_at is null
+    and currency = {{ reporting_currency() }} as is_revenue_eligible,
     first_authorized_at,
     first_captured_at,
     first_canceled_at,
@@ -166,5 +184,6 @@ select
     failed_deliveries,
     captured_amount,
     refunded_amount,
+    other_currency_payments,
     _silver_loaded_at
 from joined

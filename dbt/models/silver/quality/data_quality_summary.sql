@@ -3,8 +3,11 @@
       silver_events         distinct events in Silver (duplicates removed)
       duplicate_deliveries  event rows the loaders recorded as loaded minus distinct events
                             (negative only when a loader run died before recording itself)
-      quarantined           contract violations kept out of the answers, by reason
       orphan_events         events of orders never created, by event type
+      non_reporting_currency  money the answers leave out because it is not in the reporting
+                            currency (never converted), by currency: orders created, orders
+                            whose basket would otherwise be product revenue (amount = those
+                            baskets), captures and refunds of existing orders (amount = their sum)
       dead_letter           messages rejected by the loaders' contract check, by reason
       load_mismatch         rows read minus loaded minus dead-lettered, over all load runs
                             (zero when nothing was lost)
@@ -51,6 +54,45 @@ event_loads as (
 
 ),
 
+other_currency_orders as (
+
+    select
+        order_id,
+        currency,
+        is_converted and not is_canceled and not is_refunded as would_be_revenue
+    from {{ ref('int_orders') }}
+    where not is_reporting_currency
+
+),
+
+other_currency_baskets as (
+
+    select
+        other_currency_orders.currency,
+        count(distinct other_currency_orders.order_id) as orders,
+        sum(items.line_amount) as basket_amount
+    from other_currency_orders
+    inner join {{ ref('int_order_items') }} as items
+        on other_currency_orders.order_id = items.order_id
+    where other_currency_orders.would_be_revenue
+    group by other_currency_orders.currency
+
+),
+
+other_currency_payments as (
+
+    select
+        payments.currency,
+        payments.event_type,
+        payments.amount
+    from {{ ref('stg_bronze__payment_events') }} as payments
+    where
+        payments.currency != {{ reporting_currency() }}
+        and payments.event_type in ('payment_captured', 'payment_refunded')
+        and payments.order_id in (select orders.order_id from {{ ref('int_orders') }} as orders)
+
+),
+
 silver_totals as (
 
     select sum(row_count) as row_count
@@ -64,7 +106,8 @@ checks as (
         'silver_events' as check_name,
         topic,
         'distinct events' as detail,
-        row_count
+        row_count,
+        null as amount
     from silver_events
 
     union all
@@ -73,20 +116,10 @@ checks as (
         'duplicate_deliveries' as check_name,
         'all' as topic,
         'event rows loaded minus distinct events' as detail,
-        event_loads.rows_loaded - silver_totals.row_count as row_count
+        event_loads.rows_loaded - silver_totals.row_count as row_count,
+        null as amount
     from event_loads
     cross join silver_totals
-
-    union all
-
-    select
-        'quarantined' as check_name,
-        topic,
-        quarantine_reason as detail,
-        count(*) as row_count
-    from {{ ref('quarantined_events') }}
-    where quarantine_check = 'contract'
-    group by topic, quarantine_reason
 
     union all
 
@@ -94,7 +127,8 @@ checks as (
         'orphan_events' as check_name,
         topic,
         event_type as detail,
-        count(*) as row_count
+        count(*) as row_count,
+        null as amount
     from {{ ref('quarantined_events') }}
     where quarantine_check = 'orphan'
     group by topic, event_type
@@ -102,10 +136,43 @@ checks as (
     union all
 
     select
+        'non_reporting_currency' as check_name,
+        'orders' as topic,
+        currency || ': orders created' as detail,
+        count(*) as row_count,
+        null as amount
+    from other_currency_orders
+    group by currency
+
+    union all
+
+    select
+        'non_reporting_currency' as check_name,
+        'orders' as topic,
+        currency || ': product revenue not counted' as detail,
+        orders as row_count,
+        basket_amount as amount
+    from other_currency_baskets
+
+    union all
+
+    select
+        'non_reporting_currency' as check_name,
+        'payments' as topic,
+        currency || ': ' || event_type || ' not counted' as detail,
+        count(*) as row_count,
+        sum(amount) as amount
+    from other_currency_payments
+    group by currency, event_type
+
+    union all
+
+    select
         'dead_letter' as check_name,
         coalesce(topic, source_kind) as topic,
         reason_group as detail,
-        count(*) as row_count
+        count(*) as row_count,
+        null as amount
     from {{ ref('stg_bronze__dead_letter') }}
     group by coalesce(topic, source_kind), reason_group
 
@@ -115,7 +182,8 @@ checks as (
         'load_mismatch' as check_name,
         load_kind as topic,
         'rows read minus loaded minus dead-lettered' as detail,
-        rows_read - rows_loaded - rows_dead_lettered as row_count
+        rows_read - rows_loaded - rows_dead_lettered as row_count,
+        null as amount
     from loads
 
 )
@@ -124,5 +192,7 @@ select
     check_name,
     topic,
     detail,
-    cast(row_count as bigint) as row_count
+    cast(row_count as bigint) as row_count,
+    -- In the currency the detail names, rounded to cents once.
+    {{ cents('amount') }} as amount
 from checks

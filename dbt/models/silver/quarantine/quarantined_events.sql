@@ -6,12 +6,11 @@
 }}
 
 /*
-    Events kept out of the answers, one row per event: contract violations the loaders let
-    through (a currency outside `accepted_currencies`, negative money) and orphans, events of an
-    order whose order_created never arrived (or was itself quarantined). An orphan leaves this
-    table by itself once its order_created is loaded. Incremental runs add the newly staged
-    events that are quarantined now, after a pre-hook has released the orphans whose order has
-    arrived since.
+    Events kept out of the answers, one row per event: orphans, events of an order whose
+    order_created never arrived. (Contract violations never reach Silver: the loaders
+    dead-letter them, see stg_bronze__dead_letter.) An orphan leaves this table by itself once
+    its order_created is loaded. Incremental runs add the newly staged orphans, after a pre-hook
+    has released the orphans whose order has arrived since.
 */
 
 with
@@ -24,7 +23,6 @@ staged_events as (
         event_type,
         order_id,
         event_at,
-        quarantine_reason,
         _ingested_at,
         _silver_loaded_at
     from {{ ref('stg_bronze__order_events') }}
@@ -38,7 +36,6 @@ staged_events as (
         event_type,
         order_id,
         event_at,
-        quarantine_reason,
         _ingested_at,
         _silver_loaded_at
     from {{ ref('stg_bronze__payment_events') }}
@@ -52,7 +49,6 @@ staged_events as (
         event_type,
         order_id,
         event_at,
-        quarantine_reason,
         _ingested_at,
         _silver_loaded_at
     from {{ ref('stg_bronze__shipment_events') }}
@@ -60,61 +56,22 @@ staged_events as (
     where {{ newly_staged() }}
     {% endif %}
 
-),
-
-contract_violations as (
-
-    select
-        *,
-        'contract' as quarantine_check
-    from staged_events
-    where quarantine_reason is not null
-
-),
-
-orphans as (
-
-    select
-        staged_events.topic,
-        staged_events.event_id,
-        staged_events.event_type,
-        staged_events.order_id,
-        staged_events.event_at,
-        'no valid order_created for this order' as quarantine_reason,
-        staged_events._ingested_at,
-        staged_events._silver_loaded_at,
-        'orphan' as quarantine_check
-    from staged_events
-    where
-        staged_events.quarantine_reason is null
-        and not exists (
-            select 1
-            from {{ ref('int_orders') }} as orders
-            where orders.order_id = staged_events.order_id
-        )
-
 )
 
 select
-    event_id,
-    topic,
-    event_type,
-    order_id,
-    event_at,
-    quarantine_check,
-    quarantine_reason,
-    _ingested_at,
-    _silver_loaded_at
-from contract_violations
-union all
-select
-    event_id,
-    topic,
-    event_type,
-    order_id,
-    event_at,
-    quarantine_check,
-    quarantine_reason,
-    _ingested_at,
-    _silver_loaded_at
-from orphans
+    staged_events.event_id,
+    staged_events.topic,
+    staged_events.event_type,
+    staged_events.order_id,
+    staged_events.event_at,
+    'orphan' as quarantine_check,
+    'no order_created for this order' as quarantine_reason,
+    staged_events._ingested_at,
+    staged_events._silver_loaded_at
+from staged_events
+where
+    not exists (
+        select 1
+        from {{ ref('int_orders') }} as orders
+        where orders.order_id = staged_events.order_id
+    )

@@ -18,7 +18,10 @@ bronze_rows as (
 
 unstaged as (
 
-    {{ unstaged_rows('bronze_rows', key='dead_letter_id') }}
+    {{ unstaged_rows('bronze_rows', key='dead_letter_id', columns=[
+        'dead_letter_id', '_source_kind', '_topic', '_partition', '_offset', '_key', '_kafka_ts',
+        '_source_file', '_source_line', 'raw_payload', 'reason', '_ingested_at', '_load_id',
+    ]) }}
 
 )
 

@@ -12,7 +12,10 @@ bronze_rows as (
 
 unstaged as (
 
-    {{ unstaged_rows('bronze_rows', key='load_id') }}
+    {{ unstaged_rows('bronze_rows', key='load_id', columns=[
+        'load_id', 'kind', 'source', 'content_hash', 'started_at', 'finished_at', 'rows_read',
+        'rows_loaded', 'rows_dead_lettered', '_ingested_at',
+    ]) }}
 
 )
 

@@ -1,9 +1,12 @@
--- Product snapshot rows: typed, one row per product per snapshot load.
+-- Product snapshot rows: Bronze's typed columns, one row per product per snapshot load.
 with
 
 bronze_rows as (
 
-    {{ unstaged_rows(source('bronze', 'products'), key='_load_id') }}
+    {{ unstaged_rows(source('bronze', 'products'), key='_load_id', columns=[
+        'product_id', 'product_name', 'category', 'price', 'active', '_source_file',
+        '_record_number', '_content_hash', '_ingested_at', '_load_id',
+    ]) }}
 
 ),
 
@@ -15,36 +18,16 @@ last_record_per_load as (
     qualify
         row_number() over (partition by _load_id, product_id order by _record_number desc) = 1
 
-),
-
-parsed as (
-
-    select
-        *,
-        json_transform(
-            payload,
-            '{
-                "product_name": "VARCHAR",
-                "category": "VARCHAR",
-                "price": "DECIMAL(18, 2)",
-                "active": "BOOLEAN"
-            }'
-        ) as body
-    from last_record_per_load
-
 )
 
 select
     product_id,
-    body.product_name,
-    body.category,
-    body.price,
-    body.active as is_active,
+    product_name,
+    category,
+    price,
+    active as is_active,
     md5(
-        concat_ws(
-            '|', coalesce(body.product_name, ''), coalesce(body.category, ''),
-            coalesce(cast(body.price as varchar), ''), coalesce(cast(body.active as varchar), '')
-        )
+        concat_ws('|', product_name, category, cast(price as varchar), cast(active as varchar))
     ) as attributes_hash,
     _source_file,
     _record_number,
@@ -52,4 +35,4 @@ select
     _ingested_at,
     _load_id,
     {{ silver_load_stamp() }} as _silver_loaded_at
-from parsed
+from last_record_per_load

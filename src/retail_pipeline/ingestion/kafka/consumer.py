@@ -23,9 +23,9 @@ import pyarrow as pa
 
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.events.contract import TOPICS
-from retail_pipeline.ingestion.files import chunked, new_load_id
+from retail_pipeline.ingestion.files import new_load_id
 from retail_pipeline.ingestion.kafka.producer import bootstrap_servers
-from retail_pipeline.ingestion.validate import stage
+from retail_pipeline.ingestion.staging import stage_events
 from retail_pipeline.warehouse.base import (
     EventBatch,
     LoadRecord,
@@ -218,22 +218,25 @@ class KafkaBronzeConsumer:
             return
         messages, self.buffer = self.buffer, []
         n = len(messages)
-        staged = stage(
-            pa.array([m.value() or b"" for m in messages], pa.binary()),
-            {
-                "_arrival_topic": pa.array(
-                    [self.logical[m.topic()] for m in messages], pa.string()
-                ),
-                "_partition": pa.array([m.partition() for m in messages], pa.int32()),
-                "_offset": pa.array([m.offset() for m in messages], pa.int64()),
-                "_key": pa.array([_text(m.key()) for m in messages], pa.string()),
-                "_kafka_ts": pa.array(
-                    [m.timestamp()[1] * 1000 if m.timestamp()[1] > 0 else None for m in messages],
-                    pa.timestamp("us", tz="UTC"),
-                ),
-                "_source_file": pa.nulls(n, pa.string()),
-                "_source_line": pa.nulls(n, pa.int64()),
-            },
+        events, dead = stage_events(
+            [m.value() or b"" for m in messages],
+            pa.table(
+                {
+                    "_partition": pa.array([m.partition() for m in messages], pa.int32()),
+                    "_offset": pa.array([m.offset() for m in messages], pa.int64()),
+                    "_key": pa.array([_text(m.key()) for m in messages], pa.string()),
+                    "_kafka_ts": pa.array(
+                        [
+                            m.timestamp()[1] * 1000 if m.timestamp()[1] > 0 else None
+                            for m in messages
+                        ],
+                        pa.timestamp("us", tz="UTC"),
+                    ),
+                    "_source_file": pa.nulls(n, pa.string()),
+                    "_source_line": pa.nulls(n, pa.int64()),
+                }
+            ),
+            [self.logical[m.topic()] for m in messages],
         )
         next_offsets: dict[tuple[str, int], int] = {}
         for m in messages:
@@ -244,14 +247,7 @@ class KafkaBronzeConsumer:
             for (t, p), offset in sorted(next_offsets.items())
         ]
         expected = {(f"kafka:{t}", p): self.expected.get((t, p)) for (t, p) in next_offsets}
-        batch = EventBatch(
-            self.load_id,
-            "kafka",
-            chunked(staged),
-            positions,
-            expected,
-            return_dead_letters=self.dlq is not None,
-        )
+        batch = EventBatch(self.load_id, "kafka", events, dead, positions, expected)
         try:
             result = self.warehouse.write_events(batch)
         except PositionConflict as exc:
@@ -265,8 +261,11 @@ class KafkaBronzeConsumer:
         self.summary.dead_lettered += result.dead_lettered
         self.summary.batches += 1
         self._commit_to_kafka(next_offsets)
-        if result.dead_letters is not None and result.dead_letters.num_rows:
-            self._publish_dead_letters(result.dead_letters)
+        if self.dlq is not None and dead.num_rows:
+            originals = {
+                (self.logical[m.topic()], m.partition(), m.offset()): m.value() for m in messages
+            }
+            self._publish_dead_letters(dead, originals)
 
     def _seek_to_stored(self, keys: list[tuple[str, int]]) -> None:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
@@ -287,19 +286,19 @@ class KafkaBronzeConsumer:
         with contextlib.suppress(KafkaException):  # informational only (lag monitoring)
             self.consumer.commit(offsets=offsets, asynchronous=True)
 
-    def _publish_dead_letters(self, dead: pa.Table) -> None:
+    def _publish_dead_letters(
+        self, dead: pa.Table, originals: dict[tuple[str, int, int], bytes | None]
+    ) -> None:
+        """Send each dead letter's original bytes to the DLQ topic, with where it came from."""
         assert self.dlq is not None and self.settings.dlq_topic
         for row in dead.to_pylist():
             headers = [
-                (
-                    "source_topic",
-                    (self.settings.topic_prefix + (row["_arrival_topic"] or "")).encode(),
-                ),
+                ("source_topic", (self.settings.topic_prefix + (row["_topic"] or "")).encode()),
                 ("source_partition", str(row["_partition"]).encode()),
                 ("source_offset", str(row["_offset"]).encode()),
                 ("reason", row["reason"].encode()),
             ]
-            value = (row["raw"] or "").encode("utf-8", "surrogateescape")
+            value = originals.get((row["_topic"], row["_partition"], row["_offset"]))
             key = row["_key"].encode() if row["_key"] is not None else None
             while True:
                 try:

@@ -19,7 +19,8 @@ from typing import Any
 import orjson
 
 from retail_pipeline.errors import PipelineError
-from retail_pipeline.events.contract import EVENT_TYPE_TOPIC, TOPICS, ContractError, parse_event
+from retail_pipeline.events.contract import EVENT_TYPE_TOPIC, TOPICS
+from retail_pipeline.events.validator import check_event
 from retail_pipeline.ingestion.files import check_file
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -164,13 +165,7 @@ def produce_files(
 
 
 def _valid(line: bytes, routable: bool) -> bool:
-    if not routable:
-        return False
-    try:
-        parse_event(line)
-    except ContractError:
-        return False
-    return True
+    return routable and check_event(line) is None
 
 
 def _send(

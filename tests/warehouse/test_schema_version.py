@@ -1,0 +1,83 @@
+"""A warehouse written by Bronze schema 1 is refused with one line, never misread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from retail_pipeline.errors import WarehouseError
+from retail_pipeline.events.contract import REFERENCE_FIELDS, TOPICS, event_fields
+from retail_pipeline.warehouse.base import EVENT_TABLES
+from retail_pipeline.warehouse.bronze import bronze_tables
+from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+from tests.test_cli import cli, one_error_line
+
+
+def v1_warehouse(path: Path) -> Path:
+    """A file as the previous version wrote it: JSON payloads only, schema_version 1."""
+    con = duckdb.connect(str(path))
+    con.execute("create schema bronze")
+    con.execute("create table bronze._meta (key varchar primary key, value varchar not null)")
+    con.execute("insert into bronze._meta values ('schema_version', '1')")
+    con.execute(
+        "create table bronze.order_events (event_id varchar, event_type varchar,"
+        " event_timestamp timestamptz, payload json)"
+    )
+    con.execute(
+        "insert into bronze.order_events values"
+        " ('e', 'order_created', '2026-01-01 00:00:00+00', '{\"order_total\": 1e309}')"
+    )
+    con.close()
+    return path
+
+
+def test_the_warehouse_refuses_a_v1_file(tmp_path: Path) -> None:
+    path = v1_warehouse(tmp_path / "old.duckdb")
+    for read_only in (False, True):
+        with pytest.raises(WarehouseError, match="schema version 1") as caught:
+            DuckDBWarehouse(path, read_only=read_only)
+        assert "Rebuild it" in str(caught.value)
+    con = duckdb.connect(str(path), read_only=True)
+    columns = con.execute("select count(*) from duckdb_columns() where table_name = 'order_events'")
+    assert columns.fetchone() == (4,), "nothing was added to the old file"
+    con.close()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ingest", "--from-files", "{events}"],
+        ["load-batch", "--products", "{products}"],
+        ["counts"],
+        ["transform"],
+        ["answers"],
+    ],
+)
+def test_every_command_refuses_a_v1_file_in_one_line(tmp_path: Path, args: list[str]) -> None:
+    path = v1_warehouse(tmp_path / "old.duckdb")
+    (tmp_path / "e.ndjson").write_text("{}\n")
+    (tmp_path / "p.json").write_text("[]")
+    argv = [a.format(events=tmp_path / "e.ndjson", products=tmp_path / "p.json") for a in args]
+    one_error_line(cli(*argv, warehouse=path, cwd=tmp_path), "schema version 1", "Rebuild")
+
+
+def test_bronze_columns_come_from_the_contract() -> None:
+    tables = bronze_tables()
+    for topic in TOPICS:
+        names = [name for name, _, _ in tables[EVENT_TABLES[topic]]]
+        fields = [f.name for f in event_fields(topic)]
+        assert names[: len(fields)] == fields
+        assert "payload" in names and "_offset" in names
+    for entity, fields in REFERENCE_FIELDS.items():
+        assert [name for name, _, _ in tables[entity]][: len(fields)] == [f.name for f in fields]
+
+
+def test_the_ddl_creates_exactly_those_columns(tmp_path: Path) -> None:
+    with DuckDBWarehouse(tmp_path / "wh.duckdb") as wh:
+        for table, columns in bronze_tables().items():
+            described = wh.con.execute(f"describe bronze.{table}").fetchall()
+            assert [(row[0], row[2] == "NO") for row in described] == [
+                (name, not_null) for name, _, not_null in columns
+            ]
