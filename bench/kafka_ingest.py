@@ -101,7 +101,11 @@ def freshness(bootstrap: str, files: list[Path], rate: float, seconds: float) ->
         def timed_write(batch):  # type: ignore[no-untyped-def]
             result = write(batch)
             committed = time.time()
-            stamps = pc.cast(batch.rows.column("_kafka_ts"), "int64").to_pylist()
+            stamps = [
+                us
+                for table in [*batch.events.values(), batch.dead_letters]
+                for us in pc.cast(table.column("_kafka_ts"), "int64").to_pylist()
+            ]
             latencies.extend(committed - us / 1e6 for us in stamps if us is not None)
             return result
 

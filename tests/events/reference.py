@@ -104,6 +104,31 @@ def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+class OutOfRangeNumber:
+    """A JSON number too large (or too precise) even for ``int``/``Decimal``, kept as its text.
+
+    It is valid JSON (RFC 8259 sets no limit), so it may sit in an unknown extra field; as a
+    known number field it is out of range.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _parse_float(text: str) -> Decimal | OutOfRangeNumber:
+    try:
+        return Decimal(text)
+    except ArithmeticError:  # e.g. 1e9999999999999999999: exponent beyond Decimal's range
+        return OutOfRangeNumber(text)
+
+
+def _parse_int(text: str) -> int | OutOfRangeNumber:
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+        return OutOfRangeNumber(text)
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -138,18 +163,16 @@ def parse_strict(raw: bytes) -> dict[str, Any]:
         value = json.loads(
             text,
             object_pairs_hook=_pairs_hook,
-            parse_float=Decimal,
-            parse_int=int,
+            parse_float=_parse_float,
+            parse_int=_parse_int,
             parse_constant=_reject_constant,
         )
     except _RepeatedKey as exc:
         raise Invalid(f"repeated key {exc.args[0]!r}") from None
     except json.JSONDecodeError as exc:
         raise Invalid(f"invalid JSON: {exc.msg} at char {exc.pos}") from None
-    except (ValueError, RecursionError) as exc:  # NaN/Infinity, over-long integer, too deep
+    except (ValueError, RecursionError) as exc:  # NaN/Infinity, nested too deep
         raise Invalid(f"invalid JSON: {exc}") from None
-    except ArithmeticError:  # an exponent too large even for Decimal, e.g. 1e9999999999999999999
-        raise Invalid("invalid JSON: a number is out of any representable range") from None
     if not isinstance(value, dict):
         raise Invalid(f"invalid JSON: top-level value is a {type(value).__name__}, not an object")
     _check_unicode(value, "")
@@ -176,6 +199,8 @@ def check_non_empty_string(obj: dict[str, Any], field: str, path: str = "") -> s
 
 
 def _kind(value: Any) -> str:
+    if isinstance(value, OutOfRangeNumber):
+        return "an out-of-range number"
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -195,6 +220,8 @@ def check_decimal_amount(
     """A JSON number, finite, >= 0, < 10^16, with at most ``places`` decimals as a value."""
     value = _require(obj, field, path)
     name = f"{path}{field}"
+    if isinstance(value, OutOfRangeNumber):
+        raise Invalid(f"{name}: number out of range: {value.text[:40]}")
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise Invalid(f"{name}: expected a number, got {_kind(value)}")
     number = Decimal(value)

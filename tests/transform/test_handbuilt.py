@@ -358,3 +358,24 @@ def test_stale_gold_is_reported(handbuilt: Path, tmp_path: Path) -> None:
     transform(warehouse)
     assert gold_status(warehouse).warning() is None
     assert read_answers(warehouse)["cancel_refund"]["orders"] == 8
+
+
+def test_duckdb_rounds_decimals_half_away_from_zero() -> None:
+    """The `cents()` macro relies on it (METRICS.md: half away from zero, once)."""
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            "select value::varchar, round(value, 2)::varchar from (values"
+            " (0.125::decimal(38, 4)), (-0.125), (2.005), (-2.005), (0.0049), (125.0000))"
+            " as t (value)"
+        ).fetchall()
+    finally:
+        con.close()
+    assert dict(rows) == {
+        "0.1250": "0.13",
+        "-0.1250": "-0.13",
+        "2.0050": "2.01",
+        "-2.0050": "-2.01",
+        "0.0049": "0.00",
+        "125.0000": "125.00",
+    }

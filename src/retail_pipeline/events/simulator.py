@@ -438,7 +438,8 @@ class _Order:
 
     def total_cents(self) -> int:
         """Sum of quantity * unit_price, exact, then rounded to cents half away from zero."""
-        return _to_cents(sum(quantity * price for _, quantity, price in self.basket))
+        exact: int = sum(quantity * price for _, quantity, price in self.basket)
+        return (exact + CENTS_PER_UNIT_PRICE // 2) // CENTS_PER_UNIT_PRICE  # exact >= 0
 
 
 class _Simulator:
@@ -520,6 +521,7 @@ class _Simulator:
                 self._malformed_tables[topic, has_items] = (kinds, weights)
         self._country_cum = _cum(_COUNTRY_WEIGHTS)
         self._item_json: dict[LineItem, str] = {}
+        self._money_texts: dict[int, str] = {}
         self._source_tails = {
             source: f'","source_system":"{source}",'
             for source in (*_ORDER_SOURCES, _PAYMENT_SOURCE, _SHIPMENT_SOURCE)
@@ -543,6 +545,13 @@ class _Simulator:
         }
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _money_text(self, cents: int) -> str:
+        """``_money(cents)``, memoised: order totals and amounts repeat across events."""
+        text = self._money_texts.get(cents)
+        if text is None:
+            text = self._money_texts[cents] = _money(cents)
+        return text
 
     def _between(self, low: int, high: int) -> int:
         return low + int(self._random() * (high - low))
@@ -1109,7 +1118,7 @@ class _Simulator:
             '","customer_id":"',
             order.customer_id,
             '","order_total":',
-            _money(order.total_cents()),
+            self._money_text(order.total_cents()),
             self._currency_fragments[life.currency][0],
             status,
             '"}\n',
@@ -1172,7 +1181,7 @@ class _Simulator:
     ) -> None:
         life = order.life
         tail = self._payment_tail(
-            payment_id, life.order_id, _money(amount_cents), life.currency, method, status
+            payment_id, life.order_id, self._money_text(amount_cents), life.currency, method, status
         )
         if event_type == "payment_failed":
             reason = _FAILURE_REASONS[int(self._random() * len(_FAILURE_REASONS))]

@@ -148,12 +148,14 @@ _REFERENCE_DECODERS = {
     entity: msgspec.json.Decoder(struct) for entity, struct in _REFERENCE_STRUCTS.items()
 }
 
-_AT = re.compile(r"^(.*) - at `\$(.*)`$")
+_AT = re.compile(r"^(.*) - at `\$(.*)`$", re.DOTALL)
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+"""Reasons are one line: line breaks inside quoted values are shown escaped."""
 
 
 def _reason(exc: Exception) -> str:
     """msgspec's message as one line that starts with the field it is about."""
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    message = (str(exc) or type(exc).__name__).translate(_LINE_BREAKS)
     if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
         if "UTF-8" in message:
             return "payload is not valid UTF-8"
@@ -172,6 +174,14 @@ def _reason(exc: Exception) -> str:
     return message.replace("`", "")
 
 
+_TOO_DEEP = "invalid JSON: nested too deeply to check"
+
+
+def _colons(message: bytes) -> int:
+    """Literal colons in a message, or -1 when escapes could hide some (forces the exact check)."""
+    return -1 if b"\\" in message else message.count(b":")
+
+
 def _repeated_key(raw: bytes) -> str | None:
     """The first key that repeats in some object of ``raw`` (exact check, any depth)."""
     found: list[str] = []
@@ -184,7 +194,7 @@ def _repeated_key(raw: bytes) -> str | None:
             seen.add(key)
         return {}
 
-    json.loads(raw, object_pairs_hook=pairs)
+    json.loads(raw, object_pairs_hook=pairs, parse_int=len, parse_float=len, parse_constant=len)
     return found[0] if found else None
 
 
@@ -391,7 +401,11 @@ def _key_guard(
     """
     suspects = np.nonzero(colons != expected_colons)[0]
     for index in suspects.tolist():
-        key = _repeated_key(raws[index].as_py())
+        try:
+            key = _repeated_key(raws[index].as_py())
+        except RecursionError:
+            checks.fail(index, _TOO_DEEP, first=True)
+            continue
         if key is not None:  # the root cause: any other finding read one of the two values
             checks.fail(
                 index, f"repeated key {key!r}: readers disagree on which value wins", first=True
@@ -479,12 +493,15 @@ def validate_events(
     decode = _EVENT_DECODER.decode
     struct_topic = _STRUCT_TOPIC
     grouped: dict[str, tuple[list[int], list[Any]]] = {t: ([], []) for t in TOPIC_EVENT_TYPES}
-    colons = np.fromiter((m.count(b":") for m in messages), dtype=np.int64, count=len(messages))
+    colons = np.fromiter(map(_colons, messages), dtype=np.int64, count=len(messages))
     for index, message in enumerate(messages):
         try:
             event = decode(message)
         except msgspec.DecodeError as exc:
             dead.setdefault(index, _reason(exc))
+            continue
+        except RecursionError:
+            dead.setdefault(index, _TOO_DEEP)
             continue
         topic = struct_topic[type(event)]
         if topics is not None and topics[index] is not None and topics[index] != topic:
@@ -588,7 +605,9 @@ def validate_records(entity: str, records: Sequence[bytes]) -> ValidatedRecords:
             decoded.append(decode(record))
             rows.append(index)
         except msgspec.DecodeError as exc:
-            dead[index] = _reason(exc)
+            dead.setdefault(index, _reason(exc))
+        except RecursionError:
+            dead.setdefault(index, _TOO_DEEP)
     checks = _Checks(len(decoded))
     columns = {
         spec.name: _column(spec, "", [getattr(r, spec.name) for r in decoded], checks)
@@ -596,7 +615,7 @@ def validate_records(entity: str, records: Sequence[bytes]) -> ValidatedRecords:
     }
     texts = pc.take(payloads, pa.array(rows, pa.int64()))
     colons = sum(2 for spec in fields if spec.kind == "timestamp")
-    counts = np.fromiter((records[i].count(b":") for i in rows), dtype=np.int64, count=len(rows))
+    counts = np.fromiter((_colons(records[i]) for i in rows), dtype=np.int64, count=len(rows))
     _key_guard(texts, counts, np.full(len(decoded), len(fields) + colons, dtype=np.int64), checks)
     columns["payload"] = texts
     table = pa.table(columns).append_column("_row", pa.array(rows, pa.int64()))

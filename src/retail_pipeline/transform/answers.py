@@ -210,10 +210,10 @@ class GoldStatus:
         if not self.is_stale:
             return None
         arrived = [
-            f"{count:,} {label}"
+            f"{count:,} {label}{'' if count == 1 else 's'}"
             for count, label in (
-                (self.events_since, "events"),
-                (self.reference_rows_since, "reference rows"),
+                (self.events_since, "event"),
+                (self.reference_rows_since, "reference row"),
             )
             if count
         ]

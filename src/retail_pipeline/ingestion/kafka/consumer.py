@@ -15,7 +15,9 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,11 +34,14 @@ from retail_pipeline.warehouse.base import (
     Position,
     PositionConflict,
     Warehouse,
+    WriteResult,
 )
 
 log = logging.getLogger(__name__)
 
 DLQ_TOPIC = "dead_letter"
+MAX_INFLIGHT = 1
+"""Batches handed to the writer and not yet settled, beyond the one being filled."""
 
 
 class TopicResetError(PipelineError):
@@ -145,6 +150,8 @@ class KafkaBronzeConsumer:
             else None
         )
         self.buffer: list[Any] = []
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bronze-writer")
+        self._inflight: deque[tuple[Future[WriteResult], dict[tuple[str, int], int], int]] = deque()
         self.expected: dict[tuple[str, int], int | None] = {}
         self.eof: dict[tuple[str, int], int] = {}
         self.error: Exception | None = None
@@ -212,11 +219,40 @@ class KafkaBronzeConsumer:
 
     # -- batching ------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Write the buffered messages, their dead letters and positions in one transaction."""
-        if not self.buffer:
-            return
-        messages, self.buffer = self.buffer, []
+    def flush(self, *, wait: bool = True) -> None:
+        """Hand the buffered messages to the writer; with ``wait``, until all are settled.
+
+        The writer thread validates a batch and writes its events, dead letters and positions in
+        one transaction while this thread goes on consuming. Batches are written in order; each
+        states the positions it expects, chained from the batch before it, so a batch whose
+        predecessor was rejected is rejected too and nothing is written twice.
+        """
+        if self.buffer:
+            messages, self.buffer = self.buffer, []
+            next_offsets: dict[tuple[str, int], int] = {}
+            for m in messages:
+                key = (m.topic(), m.partition())
+                next_offsets[key] = max(next_offsets.get(key, 0), m.offset() + 1)
+            expected = {(f"kafka:{t}", p): self.expected.get((t, p)) for (t, p) in next_offsets}
+            self.expected.update(next_offsets)
+            job = self._writer.submit(self._stage_and_write, messages, next_offsets, expected)
+            self._inflight.append((job, next_offsets, len(messages)))
+        while self._inflight and (
+            wait or len(self._inflight) > MAX_INFLIGHT or self._inflight[0][0].done()
+        ):
+            self._settle()
+
+    def _stage_and_write(
+        self,
+        messages: list[Any],
+        next_offsets: dict[tuple[str, int], int],
+        expected: dict[tuple[str, int], int | None],
+    ) -> WriteResult:
+        """Writer thread: validate one batch, write it, then send its dead letters to the DLQ.
+
+        The consumer itself is only touched from the main thread (librdkafka's consumer handle
+        is not to be shared), so committing offsets to Kafka happens in :meth:`_settle`.
+        """
         n = len(messages)
         events, dead = stage_events(
             [m.value() or b"" for m in messages],
@@ -238,34 +274,44 @@ class KafkaBronzeConsumer:
             ),
             [self.logical[m.topic()] for m in messages],
         )
-        next_offsets: dict[tuple[str, int], int] = {}
-        for m in messages:
-            key = (m.topic(), m.partition())
-            next_offsets[key] = max(next_offsets.get(key, 0), m.offset() + 1)
         positions = [
             Position(f"kafka:{t}", p, offset, None, self.topic_ids.get(t))
             for (t, p), offset in sorted(next_offsets.items())
         ]
-        expected = {(f"kafka:{t}", p): self.expected.get((t, p)) for (t, p) in next_offsets}
-        batch = EventBatch(self.load_id, "kafka", events, dead, positions, expected)
-        try:
-            result = self.warehouse.write_events(batch)
-        except PositionConflict as exc:
-            log.warning("batch rejected, seeking back: %s", exc)
-            self.summary.conflicts += 1
-            self._seek_to_stored(list(next_offsets))
-            return
-        self.expected.update(next_offsets)
-        self.summary.read += n
-        self.summary.loaded += result.loaded
-        self.summary.dead_lettered += result.dead_lettered
-        self.summary.batches += 1
-        self._commit_to_kafka(next_offsets)
+        result = self.warehouse.write_events(
+            EventBatch(self.load_id, "kafka", events, dead, positions, expected)
+        )
         if self.dlq is not None and dead.num_rows:
             originals = {
                 (self.logical[m.topic()], m.partition(), m.offset()): m.value() for m in messages
             }
             self._publish_dead_letters(dead, originals)
+        return result
+
+    def _settle(self) -> None:
+        """Wait for the oldest batch in flight and account for it."""
+        job, next_offsets, n = self._inflight.popleft()
+        try:
+            result = job.result()
+        except PositionConflict as exc:
+            log.warning("batch rejected, seeking back: %s", exc)
+            self.summary.conflicts += 1
+            # Later batches were chained on this one: let them fail too, then start over
+            # from what the warehouse holds for every partition they touched.
+            touched = set(next_offsets)
+            while self._inflight:
+                later, offsets, _ = self._inflight.popleft()
+                touched |= set(offsets)
+                with contextlib.suppress(PositionConflict):
+                    later.result()
+            self.buffer = [m for m in self.buffer if (m.topic(), m.partition()) not in touched]
+            self._seek_to_stored(sorted(touched))
+            return
+        self.summary.read += n
+        self.summary.loaded += result.loaded
+        self.summary.dead_lettered += result.dead_lettered
+        self.summary.batches += 1
+        self._commit_to_kafka(next_offsets)
 
     def _seek_to_stored(self, keys: list[tuple[str, int]]) -> None:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
@@ -408,13 +454,15 @@ class KafkaBronzeConsumer:
                     or now - (batch_started or now) >= linger
                 ):
                     before = self.summary.read
-                    self.flush()
+                    self.flush(wait=False)
                     batch_started = None
                     if progress:
                         progress(self.summary.read - before)
                 if targets is not None and now - last_check >= 0.2:
                     last_check = now
-                    if not self.buffer and self._caught_up(targets):
+                    if self._inflight and self._inflight[0][0].done():
+                        self.flush(wait=False)
+                    if not self.buffer and not self._inflight and self._caught_up(targets):
                         self.summary.stopped_by = "caught up"
                         break
             if self.error is not None:
@@ -438,6 +486,7 @@ class KafkaBronzeConsumer:
 
     def close(self) -> None:
         """Leave the group and deliver outstanding dead letters."""
+        self._writer.shutdown(wait=True)
         with contextlib.suppress(Exception):
             self.consumer.close()
         if self.dlq is not None:
