@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from msgspec.structs import astuple
 
 from retail_pipeline.events.contract import (
     EVENT_TYPE_TOPIC,
@@ -175,11 +175,6 @@ def _reason(exc: Exception) -> str:
 
 
 _TOO_DEEP = "invalid JSON: nested too deeply to check"
-
-
-def _colons(message: bytes) -> int:
-    """Literal colons in a message, or -1 when escapes could hide some (forces the exact check)."""
-    return -1 if b"\\" in message else message.count(b":")
 
 
 def _repeated_key(raw: bytes) -> str | None:
@@ -342,9 +337,9 @@ def _items(baskets: Sequence[Any], checks: _Checks) -> tuple[pa.Array, pa.Array]
     children = _Checks(len(lists))
     parent = np.repeat(np.arange(n), np.diff(np.array(offsets)))
     columns = []
-    transposed = list(zip(*map(astuple, lists), strict=True)) or [() for _ in ITEM_FIELDS]
-    for spec, values in zip(ITEM_FIELDS, transposed, strict=True):
-        columns.append(_column(spec, "items[].", list(values), children))
+    for spec in ITEM_FIELDS:
+        values = list(map(attrgetter(spec.name), lists))
+        columns.append(_column(spec, "items[].", values, children))
     for index, reason in enumerate(children.reasons):
         if reason is not None:
             checks.fail(
@@ -387,10 +382,7 @@ def _check_totals(totals: pa.Array, sums: pa.Array, has_items: pa.Array, checks:
 
 
 def _key_guard(
-    raws: pa.Array,
-    colons: np.ndarray[Any, Any],
-    expected_colons: np.ndarray[Any, Any],
-    checks: _Checks,
+    raws: Sequence[bytes], expected_colons: np.ndarray[Any, Any], checks: _Checks
 ) -> None:
     """Dead-letter messages with a repeated key.
 
@@ -399,13 +391,17 @@ def _key_guard(
     message has exactly its known keys, once each. Any other message (extra fields, colons in
     strings, repeats) gets the exact check.
     """
+    colons = np.array([raw.count(b":") for raw in raws], dtype=np.int64)
+    colons[np.array([b"\\" in raw for raw in raws], dtype=bool)] = -1  # escapes may hide some
     suspects = np.nonzero(colons != expected_colons)[0]
     for index in suspects.tolist():
         try:
-            key = _repeated_key(raws[index].as_py())
+            key = _repeated_key(raws[index])
         except RecursionError:
             checks.fail(index, _TOO_DEEP, first=True)
             continue
+        except ValueError:
+            continue  # not UTF-8: the payload check that follows names that
         if key is not None:  # the root cause: any other finding read one of the two values
             checks.fail(
                 index, f"repeated key {key!r}: readers disagree on which value wins", first=True
@@ -448,11 +444,11 @@ def _utf8(messages: Sequence[bytes]) -> tuple[pa.Array, dict[int, str]]:
     One C pass when every message is UTF-8; otherwise only the chunks that fail it are
     checked message by message.
     """
-    binary = pa.array(messages, pa.binary())
     try:
-        return binary.cast(pa.string()), {}
-    except pa.ArrowInvalid:
+        return pa.array(messages, pa.string()), {}  # checks UTF-8 as it copies
+    except (pa.ArrowException, UnicodeDecodeError):
         pass
+    binary = pa.array(messages, pa.binary())
     bad: dict[int, str] = {}
     for start in range(0, len(binary), _UTF8_CHUNK):
         try:
@@ -461,10 +457,9 @@ def _utf8(messages: Sequence[bytes]) -> tuple[pa.Array, dict[int, str]]:
         except pa.ArrowInvalid:
             pass
         for index in range(start, min(start + _UTF8_CHUNK, len(messages))):
-            try:
-                messages[index].decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad[index] = f"payload is not valid UTF-8 (byte {exc.start})"
+            reason = _utf8_reason(messages[index])
+            if reason:
+                bad[index] = reason
     mask = np.zeros(len(messages), dtype=bool)
     mask[list(bad)] = True
     clean = pc.if_else(pa.array(mask), pa.scalar(None, pa.binary()), binary)
@@ -475,33 +470,26 @@ _ENVELOPE_COLONS = 4  # two timestamps, HH:MM:SS each
 
 
 def validate_events(
-    messages: Sequence[bytes],
-    topics: Sequence[str | None] | None = None,
-    *,
-    payloads: pa.Array | None = None,
+    messages: Sequence[bytes], topics: Sequence[str | None] | None = None
 ) -> ValidatedEvents:
     """Check each message against the contract; group the valid ones by topic, typed.
 
     ``topics[i]``, when given and not None, is the Kafka topic message ``i`` arrived on: an
-    event that belongs on another topic is dead-lettered. ``payloads``, when the caller has
-    it, is ``messages`` as an Arrow string array already checked to be UTF-8.
+    event that belongs on another topic is dead-lettered.
     """
     result = ValidatedEvents(len(messages))
     dead: dict[int, str] = {}
-    if payloads is None:
-        payloads, dead = _utf8(messages)
     decode = _EVENT_DECODER.decode
     struct_topic = _STRUCT_TOPIC
     grouped: dict[str, tuple[list[int], list[Any]]] = {t: ([], []) for t in TOPIC_EVENT_TYPES}
-    colons = np.fromiter(map(_colons, messages), dtype=np.int64, count=len(messages))
     for index, message in enumerate(messages):
         try:
             event = decode(message)
         except msgspec.DecodeError as exc:
-            dead.setdefault(index, _reason(exc))
+            dead[index] = _utf8_reason(message) or _reason(exc)
             continue
         except RecursionError:
-            dead.setdefault(index, _TOO_DEEP)
+            dead[index] = _TOO_DEEP
             continue
         topic = struct_topic[type(event)]
         if topics is not None and topics[index] is not None and topics[index] != topic:
@@ -513,20 +501,9 @@ def validate_events(
         rows.append(index)
         events.append(event)
     for topic, (rows, events) in grouped.items():
-        if dead:
-            pairs = [(r, e) for r, e in zip(rows, events, strict=True) if r not in dead]
-            rows = [r for r, _ in pairs]
-            events = [e for _, e in pairs]
         if not rows:
             continue
-        index = pa.array(rows, pa.int64())
-        whole = len(rows) == len(payloads) and rows[-1] == len(rows) - 1
-        table, reasons = _typed(
-            topic,
-            events,
-            payloads if whole else payloads.take(index),
-            colons if whole else colons[rows],
-        )
+        table, reasons = _typed(topic, events, [messages[row] for row in rows])
         keep = [position for position, reason in enumerate(reasons) if reason is None]
         if len(keep) < len(rows):
             for position, reason in enumerate(reasons):
@@ -534,24 +511,22 @@ def validate_events(
                     dead[rows[position]] = reason
             if not keep:
                 continue
-            index = pa.array([rows[position] for position in keep], pa.int64())
             table = table.take(pa.array(keep, pa.int64()))
-        result.events[topic] = table.append_column("_row", index)
+            rows = [rows[position] for position in keep]
+        result.events[topic] = table.append_column("_row", pa.array(rows, pa.int64()))
     for row in sorted(dead):
         result.dead_rows.append(row)
         result.dead_reasons.append(dead[row])
     return result
 
 
-def _typed(
-    topic: str, events: list[Any], payloads: pa.Array, colons: np.ndarray[Any, Any]
-) -> tuple[pa.Table, list[str | None]]:
-    """The typed columns of one topic's decoded events, and a reason per event."""
+def _typed(topic: str, events: list[Any], raws: list[bytes]) -> tuple[pa.Table, list[str | None]]:
+    """The typed columns and payload of one topic's decoded events, and a reason per event."""
     checks = _Checks(len(events))
     columns: dict[str, pa.Array] = {}
     fields = event_fields(topic)
-    # One C call per event, then one transposition: far cheaper than an attribute per field.
-    values = dict(zip(_STRUCT_FIELDS[topic], zip(*map(astuple, events), strict=True), strict=True))
+    # attrgetter over the list runs in C: no Python frame per event and field.
+    values = {name: list(map(attrgetter(name), events)) for name in _STRUCT_FIELDS[topic]}
     expected = np.full(len(events), len(fields) + _ENVELOPE_COLONS, dtype=np.int64)
     for spec in fields:
         if spec.name == "event_type":
@@ -566,13 +541,31 @@ def _typed(
             )
             expected += present - 1
         else:
-            columns[spec.name] = _column(spec, "", list(values[spec.name]), checks)
+            columns[spec.name] = _column(spec, "", values[spec.name], checks)
     if "items" in columns:
         has_items = pc.is_valid(columns["items"])
         _check_totals(columns["order_total"], sums, has_items, checks)
-    _key_guard(payloads, colons, expected, checks)
-    columns["payload"] = payloads
+    _key_guard(raws, expected, checks)
+    columns["payload"] = _payloads(raws, checks)
     return pa.table(columns), checks.reasons
+
+
+def _utf8_reason(message: bytes) -> str | None:
+    """Why ``message`` is not UTF-8, or None (asked only of messages that failed to decode)."""
+    try:
+        message.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"payload is not valid UTF-8 (byte {exc.start})"
+    return None
+
+
+def _payloads(raws: list[bytes], checks: _Checks) -> pa.Array:
+    """The messages as text. msgspec checks UTF-8 only in the fields it reads, so the whole
+    message is checked here (one C pass; chunk by chunk only when some message fails)."""
+    payloads, bad = _utf8(raws)
+    for index, reason in bad.items():
+        checks.fail(index, reason, first=True)
+    return payloads
 
 
 def check_event(raw: bytes, topic: str | None = None) -> str | None:
@@ -595,7 +588,7 @@ def validate_records(entity: str, records: Sequence[bytes]) -> ValidatedRecords:
     """Check reference records of ``entity`` (customers or products) against the contract."""
     fields = REFERENCE_FIELDS[entity]
     decode = _REFERENCE_DECODERS[entity].decode
-    payloads, dead = _utf8(records)
+    _, dead = _utf8(records)
     rows: list[int] = []
     decoded: list[Any] = []
     for index, record in enumerate(records):
@@ -613,11 +606,10 @@ def validate_records(entity: str, records: Sequence[bytes]) -> ValidatedRecords:
         spec.name: _column(spec, "", [getattr(r, spec.name) for r in decoded], checks)
         for spec in fields
     }
-    texts = pc.take(payloads, pa.array(rows, pa.int64()))
+    raws = [records[i] for i in rows]
     colons = sum(2 for spec in fields if spec.kind == "timestamp")
-    counts = np.fromiter((_colons(records[i]) for i in rows), dtype=np.int64, count=len(rows))
-    _key_guard(texts, counts, np.full(len(decoded), len(fields) + colons, dtype=np.int64), checks)
-    columns["payload"] = texts
+    _key_guard(raws, np.full(len(decoded), len(fields) + colons, dtype=np.int64), checks)
+    columns["payload"] = _payloads(raws, checks)
     table = pa.table(columns).append_column("_row", pa.array(rows, pa.int64()))
     keep = [i for i, reason in enumerate(checks.reasons) if reason is None]
     for i, reason in enumerate(checks.reasons):

@@ -48,6 +48,9 @@ latest_baskets as (
         ) filter (
             where has_items and event_type in ('order_created', 'order_updated')
         ) as basket_event_id,
+        max(event_at) filter (
+            where has_items and event_type in ('order_created', 'order_updated')
+        ) as basket_at,
         -- Stamped with the order's newest event, basket or not, so that an order touched by an
         -- event without items is not selected again by the next run.
         max(_silver_loaded_at) as _silver_loaded_at
@@ -70,8 +73,8 @@ baskets as (
     select
         existing_orders.order_id,
         existing_orders.basket_event_id,
+        existing_orders.basket_at,
         existing_orders._silver_loaded_at,
-        staged.event_at as basket_at,
         staged.items
     from existing_orders
     inner join {{ ref('stg_bronze__order_events') }} as staged
