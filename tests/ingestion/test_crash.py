@@ -20,6 +20,16 @@ MIN_EVENTS = 200_000
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]
 
 
+def _adapt(window: float, progress: int, most: int) -> float:
+    """The next kill window: longer after a run that committed nothing, shorter after one that
+    committed more than ``most``, so that kills keep landing mid-load at any loader speed."""
+    if progress <= 0:
+        return min(window * 1.5, 10.0)
+    if progress > most:
+        return max(window * 0.6, 0.1)
+    return window
+
+
 def line_offsets(path: Path) -> list[int]:
     offsets, offset = [], 0
     for line in path.read_bytes().split(b"\n"):
@@ -62,9 +72,10 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
     subprocess.run([*CLI, "counts"], env=env, capture_output=True, check=False)
     startup = time.monotonic() - started  # kills should mostly land after imports, mid-load
     kills_mid_load, progress = 0, [0]
+    window = 2.0  # how long a run may load after start-up; adapted as it goes
     for _ in range(200):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.5 * startup, startup + 2.0))  # the random kill moment
+        time.sleep(rng.uniform(startup, startup + window))  # the random kill moment
         if proc.poll() is not None:
             _, err = proc.communicate()
             assert proc.returncode == 0, err.decode()
@@ -73,6 +84,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
         proc.wait()
         done = loaded_bytes(warehouse)
         assert done >= progress[-1], "a committed position went backwards"
+        window = _adapt(window, done - progress[-1], total_bytes // (2 * KILLS))
         progress.append(done)
         if done < total_bytes:
             kills_mid_load += 1
