@@ -95,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--batch-mb", type=int, default=8)
+    parser.add_argument("--batch-mb", type=int, default=64)
     parser.add_argument("--cache", type=Path, default=ROOT / "data" / "bench")
     parser.add_argument("--child", choices=["ingest", "read_ndjson"])
     parser.add_argument("--warehouse")

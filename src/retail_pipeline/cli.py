@@ -165,7 +165,7 @@ def ingest(
     max_seconds: Annotated[
         float | None, typer.Option(min=0, help="--kafka: stop after this many seconds")
     ] = None,
-    batch_mb: Annotated[int, typer.Option(min=1, help="Files: MiB per transaction")] = 8,
+    batch_mb: Annotated[int, typer.Option(min=1, help="Files: MiB per transaction")] = 64,
     batch_size: Annotated[int, typer.Option(min=1, help="--kafka: messages per transaction")] = (
         20_000
     ),
@@ -412,14 +412,18 @@ def answers(
     as_json: Annotated[bool, typer.Option("--json", help="METRICS.md's JSON shape")] = False,
     warehouse: WarehouseOpt = None,
 ) -> None:
-    """The six business answers, read from Gold."""
-    from retail_pipeline.transform import format_answers, read_answers
+    """The six business answers, read from Gold (warns on stderr when Gold is stale)."""
+    from retail_pipeline.transform import format_answers, gold_status, read_answers
 
     result = read_answers(warehouse)
+    status = gold_status(warehouse)
+    warning = status.warning()
+    if warning:
+        console.print(warning, markup=False, highlight=False, soft_wrap=True)
     if as_json:
         print(json.dumps(result, indent=2))
     else:
-        print(format_answers(result), end="")
+        print(format_answers(result, status=status), end="")
 
 
 @app.command()

@@ -33,7 +33,7 @@ def _adapt(window: float, progress: int, most: int) -> float:
     """The next kill window: longer after a run that committed nothing, shorter after one that
     committed more than ``most``, so that kills keep landing mid-load at any loader speed."""
     if progress <= 0:
-        return min(window * 1.5, 10.0)
+        return min(window * 1.25, 10.0)
     if progress > most:
         return max(window * 0.6, 0.1)
     return window

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +24,15 @@ import pyarrow as pa
 
 from retail_pipeline.errors import InputError
 from retail_pipeline.ingestion.staging import stage_events
+from retail_pipeline.ingestion.workers import Validators, default_workers
 from retail_pipeline.warehouse.base import EventBatch, LoadRecord, Position, Warehouse
 
-DEFAULT_BATCH_BYTES = 8 << 20
+DEFAULT_BATCH_BYTES = 64 << 20
+"""Bytes of file per transaction (``--batch-mb``)."""
+STAGE_BYTES = 8 << 20
+"""Bytes validated at a time; a transaction holds one or more such blocks."""
+PROCESS_POOL_BYTES = 32 << 20
+"""Inputs at least this big are validated in worker processes."""
 FINGERPRINT_BYTES = 4096
 
 
@@ -138,30 +145,25 @@ def stage_block(block: bytes, block_offset: int, first_line: int, source_file: s
 
 
 def _staged_blocks(
-    handle: BinaryIO, offset: int, first_line: int, batch_bytes: int
+    handle: BinaryIO,
+    offset: int,
+    first_line: int,
+    block_bytes: int,
+    validators: Validators,
+    ahead: int = 1,
 ) -> Iterator[StagedBlock]:
-    """The file's blocks from ``offset``, validated; the next block is prepared in a thread
-    meanwhile.
-
-    Validation is Python work; the warehouse write is DuckDB work that releases the GIL, so
-    overlapping the two keeps both cores busy.
-    """
+    """The file's blocks from ``offset``, validated by ``validators`` up to ``ahead`` blocks
+    ahead of the one the caller is writing."""
     path = str(Path(handle.name).resolve())
-    blocks = _blocks(handle, offset, batch_bytes)
     line = first_line
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage") as pool:
-        first = next(blocks, None)
-        pending: Future[StagedBlock] | None = (
-            pool.submit(stage_block, first[1], first[0], line, path) if first else None
-        )
-        while pending is not None:
-            staged = pending.result()
-            line += staged.lines
-            upcoming = next(blocks, None)
-            pending = (
-                pool.submit(stage_block, upcoming[1], upcoming[0], line, path) if upcoming else None
-            )
-            yield staged
+    pending: deque[Future[StagedBlock]] = deque()
+    for block_offset, block in _blocks(handle, offset, block_bytes):
+        pending.append(validators.submit(stage_block, block, block_offset, line, path))
+        line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        while len(pending) > ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def ingest_files(
@@ -171,22 +173,24 @@ def ingest_files(
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     progress: Callable[[int], None] | None = None,
     load_id: str | None = None,
+    workers: int | None = None,
 ) -> IngestSummary:
     """Load NDJSON event files into Bronze exactly once, resuming from stored positions.
 
     ``progress`` is called with the number of bytes consumed after each committed block.
+    ``workers`` validation processes run beside the writes (default: one per core when the
+    input is big enough to pay for starting them, else validation runs in a thread).
     """
     files = [check_file(Path(p)) for p in paths]
     load_id = load_id or new_load_id("ingest")
     summary = IngestSummary()
-    for path in files:
-        read, loaded, dead, skipped = _ingest_one(warehouse, path, load_id, batch_bytes, progress)
-        summary.read += read
-        summary.loaded += loaded
-        summary.dead_lettered += dead
-        summary.skipped += skipped
-        summary.files += 1
-        summary.per_source[str(path)] = (read, loaded, dead)
+    remaining = sum(p.stat().st_size for p in files)  # an upper bound: some may be loaded
+    if workers is None:
+        workers = default_workers() if remaining >= PROCESS_POOL_BYTES else 0
+    with Validators(workers) as validators:
+        for path in files:
+            counts = _ingest_one(warehouse, path, load_id, batch_bytes, progress, validators)
+            _add(summary, str(path), *counts)
     warehouse.record_load(
         LoadRecord(
             load_id,
@@ -201,12 +205,55 @@ def ingest_files(
     return summary
 
 
+def _add(
+    summary: IngestSummary, path: str, read: int, loaded: int, dead: int, skipped: int
+) -> None:
+    summary.read += read
+    summary.loaded += loaded
+    summary.dead_lettered += dead
+    summary.skipped += skipped
+    summary.files += 1
+    summary.per_source[path] = (read, loaded, dead)
+
+
+def _transactions(blocks: Iterator[StagedBlock], batch_bytes: int) -> Iterator[list[StagedBlock]]:
+    """Consecutive staged blocks grouped into transactions of about ``batch_bytes``.
+
+    Big transactions are what makes DuckDB fast here: an append of a whole row group (122,880
+    rows) is compressed and written to the database file once, instead of going through the
+    write-ahead log and being compressed again at the next checkpoint.
+    """
+    group: list[StagedBlock] = []
+    size = 0
+    for staged in blocks:
+        group.append(staged)
+        size += staged.size
+        if size >= batch_bytes:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def _combined(group: list[StagedBlock]) -> tuple[dict[str, pa.Table], pa.Table]:
+    """One transaction's events per topic and dead letters, from its staged blocks."""
+    if len(group) == 1:
+        return group[0].events, group[0].dead_letters
+    topics = {topic for staged in group for topic in staged.events}
+    events = {
+        topic: pa.concat_tables([s.events[topic] for s in group if topic in s.events])
+        for topic in sorted(topics)
+    }
+    return events, pa.concat_tables([staged.dead_letters for staged in group])
+
+
 def _ingest_one(
     warehouse: Warehouse,
     path: Path,
     load_id: str,
     batch_bytes: int,
     progress: Callable[[int], None] | None,
+    validators: Validators,
 ) -> tuple[int, int, int, int]:
     source = f"file:{path}"
     stored = warehouse.positions(source).get(0)
@@ -232,21 +279,25 @@ def _ingest_one(
         skipped = line - 1
         fingerprint = stored.fingerprint if stored and stored.fingerprint else None
         line_after = line
-        for staged in _staged_blocks(handle, offset, line, batch_bytes):
-            end = staged.offset + staged.size
-            line_after += staged.lines
+        stage_bytes = min(STAGE_BYTES, batch_bytes)
+        # Validate the next transaction while this one is written, on every worker.
+        ahead = max(1, batch_bytes // stage_bytes, validators.processes)
+        blocks = _staged_blocks(handle, offset, line, stage_bytes, validators, ahead)
+        for group in _transactions(blocks, batch_bytes):
+            first, last = group[0], group[-1]
+            end = last.offset + last.size
+            line_after += sum(staged.lines for staged in group)
             if fingerprint is None or int(fingerprint.split(":", 1)[0]) < FINGERPRINT_BYTES:
                 fingerprint = _fingerprint(handle, min(FINGERPRINT_BYTES, end))
             position = Position(source, 0, end, line_after, fingerprint)
-            expected = {(source, 0): staged.offset if staged.offset or stored else None}
+            expected = {(source, 0): first.offset if first.offset or stored else None}
+            events, dead_letters = _combined(group)
             result = warehouse.write_events(
-                EventBatch(
-                    load_id, "file", staged.events, staged.dead_letters, [position], expected
-                )
+                EventBatch(load_id, "file", events, dead_letters, [position], expected)
             )
-            read += staged.messages
+            read += sum(staged.messages for staged in group)
             loaded += result.loaded
             dead += result.dead_lettered
             if progress:
-                progress(staged.size)
+                progress(end - first.offset)
     return read, loaded, dead, skipped

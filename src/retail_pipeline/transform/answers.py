@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from retail_pipeline.errors import PipelineError, WarehouseError
-from retail_pipeline.warehouse.duckdb import warehouse_path
+from retail_pipeline.warehouse.duckdb import check_schema_version, warehouse_path
 
 TOP_PRODUCTS = 10
 LEAD_TIME_SEGMENTS = ("created_to_shipped", "shipped_to_delivered", "created_to_delivered")
@@ -55,6 +55,11 @@ def _open(path: str | os.PathLike[str] | None) -> duckdb.DuckDBPyConnection:
         if "lock" in message.lower():
             raise WarehouseError(f"warehouse {file} is locked by another process") from None
         raise WarehouseError(f"cannot open warehouse {file}: {message}") from None
+    try:
+        check_schema_version(con, file)
+    except WarehouseError:
+        con.close()
+        raise
     present = {
         name
         for (name,) in con.execute(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from retail_pipeline.errors import PipelineError, WarehouseError
-from retail_pipeline.warehouse.duckdb import warehouse_path
+from retail_pipeline.warehouse.duckdb import DuckDBWarehouse, warehouse_path
 
 DBT_PROJECT_ENV = "RETAIL_DBT_PROJECT_DIR"
 """Overrides where the dbt project lives (default: the ``dbt/`` folder of this repository)."""
@@ -236,6 +236,7 @@ def run_transform(
     path = warehouse_path(warehouse).resolve()
     if not path.is_file():
         raise WarehouseError(f"warehouse {path} does not exist; load something first")
+    DuckDBWarehouse(path, read_only=True, exclusive=False)  # refuses a Bronze it must not read
     args = [command]
     if full_refresh:
         args.append("--full-refresh")

@@ -54,6 +54,36 @@ def _open_error(path: Path, exc: Exception) -> WarehouseError:
     return WarehouseError(f"cannot open warehouse {path}: {message}")
 
 
+def check_schema_version(con: duckdb.DuckDBPyConnection, path: Path) -> int | None:
+    """The Bronze schema version of an open warehouse (None when it has no Bronze yet).
+
+    Raises :class:`WarehouseError` for a version this code must not read: an older one
+    (JSON payloads only, before the typed columns) or a newer one.
+    """
+    exists = con.execute(
+        "select count(*) from information_schema.tables"
+        " where table_schema = 'bronze' and table_name = '_meta'"
+    ).fetchone()
+    version = None
+    if exists and exists[0]:
+        row = con.execute("select value from bronze._meta where key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else None
+    if version is not None and version > SCHEMA_VERSION:
+        raise WarehouseError(
+            f"warehouse {path} has schema version {version}, newer than the"
+            f" {SCHEMA_VERSION} this retail-pipeline supports; upgrade retail-pipeline"
+        )
+    if version is not None and version < SCHEMA_VERSION:
+        raise WarehouseError(
+            f"warehouse {path} holds Bronze schema version {version} (JSON payloads"
+            f" only); this retail-pipeline writes version {SCHEMA_VERSION} (typed columns"
+            " checked by the new contract) and will not misread the old one. Rebuild it:"
+            " move the file aside, load your sources again (load-batch, ingest) and run"
+            " transform"
+        )
+    return version
+
+
 def _is_other_file(path: Path) -> bool:
     """True for an existing file without DuckDB's magic bytes (DuckDB would try to attach a
     SQLite file through an extension it downloads, instead of refusing it)."""
@@ -170,29 +200,7 @@ class DuckDBWarehouse:
             con.close()
 
     def _check_schema(self, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
-        exists = con.execute(
-            "select count(*) from information_schema.tables"
-            " where table_schema = 'bronze' and table_name = '_meta'"
-        ).fetchone()
-        version = None
-        if exists and exists[0]:
-            row = con.execute(
-                "select value from bronze._meta where key = 'schema_version'"
-            ).fetchone()
-            version = int(row[0]) if row else None
-        if version is not None and version > SCHEMA_VERSION:
-            raise WarehouseError(
-                f"warehouse {self.path} has schema version {version}, newer than the"
-                f" {SCHEMA_VERSION} this retail-pipeline supports; upgrade retail-pipeline"
-            )
-        if version is not None and version < SCHEMA_VERSION:
-            raise WarehouseError(
-                f"warehouse {self.path} holds Bronze schema version {version} (JSON payloads"
-                f" only); this retail-pipeline writes version {SCHEMA_VERSION} (typed columns"
-                " checked by the new contract) and will not misread the old one. Rebuild it:"
-                " move the file aside, load your sources again (load-batch, ingest) and run"
-                " transform"
-            )
+        version = check_schema_version(con, self.path)
         if version == SCHEMA_VERSION or read_only:
             return
         con.execute("begin")
