@@ -28,6 +28,7 @@ from retail_pipeline.events.contract import TOPICS
 from retail_pipeline.ingestion.files import new_load_id
 from retail_pipeline.ingestion.kafka.producer import bootstrap_servers
 from retail_pipeline.ingestion.staging import stage_events
+from retail_pipeline.ingestion.workers import Validators
 from retail_pipeline.warehouse.base import (
     EventBatch,
     LoadRecord,
@@ -65,6 +66,8 @@ class ConsumerSettings:
     linger_ms: int = 500
     dlq_topic: str | None = DLQ_TOPIC
     session_timeout_ms: int = 10_000
+    validation_workers: int = 1
+    """Processes that validate batches (0: validate in the writer thread)."""
 
 
 @dataclass
@@ -151,6 +154,9 @@ class KafkaBronzeConsumer:
         )
         self.buffer: list[Any] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bronze-writer")
+        # Validation in a process of its own: beside this process's consuming and writing, it
+        # would otherwise take turns with them for the GIL.
+        self._validators = Validators(self.settings.validation_workers)
         self._inflight: deque[tuple[Future[WriteResult], dict[tuple[str, int], int], int]] = deque()
         self.expected: dict[tuple[str, int], int | None] = {}
         self.eof: dict[tuple[str, int], int] = {}
@@ -254,7 +260,8 @@ class KafkaBronzeConsumer:
         is not to be shared), so committing offsets to Kafka happens in :meth:`_settle`.
         """
         n = len(messages)
-        events, dead = stage_events(
+        events, dead = self._validators.submit(
+            stage_events,
             [m.value() or b"" for m in messages],
             pa.table(
                 {
@@ -273,7 +280,7 @@ class KafkaBronzeConsumer:
                 }
             ),
             [self.logical[m.topic()] for m in messages],
-        )
+        ).result()
         positions = [
             Position(f"kafka:{t}", p, offset, None, self.topic_ids.get(t))
             for (t, p), offset in sorted(next_offsets.items())
@@ -487,6 +494,7 @@ class KafkaBronzeConsumer:
     def close(self) -> None:
         """Leave the group and deliver outstanding dead letters."""
         self._writer.shutdown(wait=True)
+        self._validators.close()
         with contextlib.suppress(Exception):
             self.consumer.close()
         if self.dlq is not None:
