@@ -212,7 +212,8 @@ def main() -> None:
             f"freshness at {args.rate:,.0f} msgs/s (linger 200 ms): {len(lat):,} msgs,"
             f" p50 {percentile(lat, 0.5):.3f} s, p99 {percentile(lat, 0.99):.3f} s"
         )
-        print("targets: >=150k msgs/s sustained, p99 freshness <=2 s, consumer RSS <=1.5 GiB")
+        print("targets: >=100k msgs/s and >=60% of raw consume, p99 freshness <=2 s,")
+        print("         consumer RSS <=1.5 GiB")
     finally:
         broker.stop(home)
 

@@ -167,7 +167,7 @@ def ingest(
     ] = None,
     batch_mb: Annotated[int, typer.Option(min=1, help="Files: MiB per transaction")] = 64,
     batch_size: Annotated[int, typer.Option(min=1, help="--kafka: messages per transaction")] = (
-        20_000
+        30_000
     ),
     linger_ms: Annotated[
         int, typer.Option(min=0, help="--kafka: max wait before a partial batch is written")

@@ -41,8 +41,8 @@ from retail_pipeline.warehouse.base import (
 log = logging.getLogger(__name__)
 
 DLQ_TOPIC = "dead_letter"
-MAX_INFLIGHT = 1
-"""Batches handed to the writer and not yet settled, beyond the one being filled."""
+MAX_INFLIGHT = 2
+"""Batches handed on (being validated or written) and not yet settled."""
 
 
 class TopicResetError(PipelineError):
@@ -62,7 +62,7 @@ class ConsumerSettings:
     """Logical topics (orders, payments, shipments); Bronze's ``_topic`` holds these."""
     topic_prefix: str = ""
     """Put before each topic name on the broker, e.g. ``prod.`` reads ``prod.orders``."""
-    batch_size: int = 20_000
+    batch_size: int = 30_000
     linger_ms: int = 500
     dlq_topic: str | None = DLQ_TOPIC
     session_timeout_ms: int = 10_000
@@ -226,61 +226,61 @@ class KafkaBronzeConsumer:
     # -- batching ------------------------------------------------------------------------
 
     def flush(self, *, wait: bool = True) -> None:
-        """Hand the buffered messages to the writer; with ``wait``, until all are settled.
+        """Hand the buffered messages on; with ``wait``, until every batch is settled.
 
-        The writer thread validates a batch and writes its events, dead letters and positions in
-        one transaction while this thread goes on consuming. Batches are written in order; each
-        states the positions it expects, chained from the batch before it, so a batch whose
-        predecessor was rejected is rejected too and nothing is written twice.
+        A worker process validates the batch while the writer thread writes the one before it
+        (events, dead letters and positions in one transaction) and this thread goes on
+        consuming. Batches are written in order; each states the positions it expects, chained
+        from the batch before it, so a batch whose predecessor was rejected is rejected too and
+        nothing is written twice.
         """
         if self.buffer:
             messages, self.buffer = self.buffer, []
+            n = len(messages)
+            topics = [self.logical[m.topic()] for m in messages]
+            partitions = [m.partition() for m in messages]
+            offsets = [m.offset() for m in messages]
+            values = [m.value() or b"" for m in messages]
+            metadata = pa.table(
+                {
+                    "_partition": pa.array(partitions, pa.int32()),
+                    "_offset": pa.array(offsets, pa.int64()),
+                    "_key": pa.array([_text(m.key()) for m in messages], pa.string()),
+                    "_kafka_ts": pa.array(
+                        [_millis(m.timestamp()) for m in messages], pa.timestamp("ms", tz="UTC")
+                    ).cast(pa.timestamp("us", tz="UTC")),
+                    "_source_file": pa.nulls(n, pa.string()),
+                    "_source_line": pa.nulls(n, pa.int64()),
+                }
+            )
+            validated = self._validators.submit(stage_events, values, metadata, topics)
             next_offsets: dict[tuple[str, int], int] = {}
-            for m in messages:
+            for m, offset in zip(messages, offsets, strict=True):
                 key = (m.topic(), m.partition())
-                next_offsets[key] = max(next_offsets.get(key, 0), m.offset() + 1)
+                next_offsets[key] = max(next_offsets.get(key, 0), offset + 1)
             expected = {(f"kafka:{t}", p): self.expected.get((t, p)) for (t, p) in next_offsets}
             self.expected.update(next_offsets)
-            job = self._writer.submit(self._stage_and_write, messages, next_offsets, expected)
-            self._inflight.append((job, next_offsets, len(messages)))
+            originals = (topics, partitions, offsets, values)
+            job = self._writer.submit(self._write, validated, originals, next_offsets, expected)
+            self._inflight.append((job, next_offsets, n))
         while self._inflight and (
             wait or len(self._inflight) > MAX_INFLIGHT or self._inflight[0][0].done()
         ):
             self._settle()
 
-    def _stage_and_write(
+    def _write(
         self,
-        messages: list[Any],
+        validated: Future[tuple[dict[str, pa.Table], pa.Table]],
+        originals: tuple[list[str], list[int], list[int], list[bytes]],
         next_offsets: dict[tuple[str, int], int],
         expected: dict[tuple[str, int], int | None],
     ) -> WriteResult:
-        """Writer thread: validate one batch, write it, then send its dead letters to the DLQ.
+        """Writer thread: write one validated batch, then send its dead letters to the DLQ.
 
         The consumer itself is only touched from the main thread (librdkafka's consumer handle
         is not to be shared), so committing offsets to Kafka happens in :meth:`_settle`.
         """
-        n = len(messages)
-        events, dead = self._validators.submit(
-            stage_events,
-            [m.value() or b"" for m in messages],
-            pa.table(
-                {
-                    "_partition": pa.array([m.partition() for m in messages], pa.int32()),
-                    "_offset": pa.array([m.offset() for m in messages], pa.int64()),
-                    "_key": pa.array([_text(m.key()) for m in messages], pa.string()),
-                    "_kafka_ts": pa.array(
-                        [
-                            m.timestamp()[1] * 1000 if m.timestamp()[1] > 0 else None
-                            for m in messages
-                        ],
-                        pa.timestamp("us", tz="UTC"),
-                    ),
-                    "_source_file": pa.nulls(n, pa.string()),
-                    "_source_line": pa.nulls(n, pa.int64()),
-                }
-            ),
-            [self.logical[m.topic()] for m in messages],
-        ).result()
+        events, dead = validated.result()
         positions = [
             Position(f"kafka:{t}", p, offset, None, self.topic_ids.get(t))
             for (t, p), offset in sorted(next_offsets.items())
@@ -289,10 +289,9 @@ class KafkaBronzeConsumer:
             EventBatch(self.load_id, "kafka", events, dead, positions, expected)
         )
         if self.dlq is not None and dead.num_rows:
-            originals = {
-                (self.logical[m.topic()], m.partition(), m.offset()): m.value() for m in messages
-            }
-            self._publish_dead_letters(dead, originals)
+            topics, partitions, offsets, values = originals
+            where = zip(topics, partitions, offsets, strict=True)
+            self._publish_dead_letters(dead, dict(zip(where, values, strict=True)))
         return result
 
     def _settle(self) -> None:
@@ -499,6 +498,11 @@ class KafkaBronzeConsumer:
             self.consumer.close()
         if self.dlq is not None:
             self.dlq.flush(30)
+
+
+def _millis(timestamp: tuple[int, int]) -> int | None:
+    """A message's timestamp in ms, None when the broker gave none."""
+    return timestamp[1] if timestamp[1] > 0 else None
 
 
 def _text(key: bytes | None) -> str | None:
