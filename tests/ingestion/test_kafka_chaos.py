@@ -112,7 +112,8 @@ def test_random_sigkills_and_a_broker_restart_lose_and_duplicate_nothing(
     while kills_mid_load < KILLS:
         attempt += 1
         assert attempt < 200, "the consumer made no progress"
-        proc = consumer(env, "chaos-1")
+        # Small transactions keep a load long enough for 20 kills to land inside it.
+        proc = consumer(env, "chaos-1", "--batch-size", "500")
         if attempt == KILLS // 2:  # restart the broker under a running consumer
             time.sleep(startup + 2)
             private_kafka_broker.stop(graceful=False)
