@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from retail_pipeline.errors import PipelineError, WarehouseError
+from retail_pipeline.events.contract import REPORTING_CURRENCY
 from retail_pipeline.warehouse.duckdb import check_schema_version, warehouse_path
 
 TOP_PRODUCTS = 10
@@ -290,7 +291,10 @@ def _tables(answers: Mapping[str, Any]) -> list[Table | Text]:
     days = sorted({row["date"] for row in answers["orders_per_day"]} | revenue.keys())
     orders = {row["date"]: row["orders"] for row in answers["orders_per_day"]}
 
-    daily = Table(title="Orders, conversion and revenue per day (UTC)", title_justify="left")
+    daily = Table(
+        title=f"Orders, conversion and revenue per day (UTC; money in {REPORTING_CURRENCY})",
+        title_justify="left",
+    )
     for header in ("date", "orders", "converted", "conversion", "gross", "refunds", "net"):
         daily.add_column(header, justify="left" if header == "date" else "right")
     for day in days:
@@ -319,7 +323,7 @@ def _tables(answers: Mapping[str, Any]) -> list[Table | Text]:
         style="bold",
     )
 
-    products = Table(title="Top products by revenue", title_justify="left")
+    products = Table(title=f"Top products by revenue ({REPORTING_CURRENCY})", title_justify="left")
     for header, justify in (
         ("#", "right"),
         ("product", "left"),
