@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,12 @@ _CONTEXT = "fork"
 
 
 def _exit_with_parent(parent: int) -> None:
-    """Worker initializer: leave when the loader dies (a SIGKILL leaves no one to stop us)."""
+    """Worker initializer: leave when the loader dies (a SIGKILL leaves no one to stop us).
+
+    Ctrl-C reaches the whole process group; the loader handles it and stops the pool, so the
+    workers ignore it rather than each printing a traceback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:
