@@ -28,7 +28,7 @@ lint: $(STAMP) ## ruff (lint + format check), mypy and sqlfluff (dbt models, duc
 	cd dbt && ../$(BIN)/sqlfluff lint models tests
 
 test: lint ## Lint, type-check and run every test (starts its own services)
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 bench: $(STAMP) ## File-ingest benchmark (prints figures; nothing is asserted)
 	$(BIN)/python bench/ingest_files.py

@@ -477,3 +477,15 @@ def test_simulator_daily_snapshots_load_once_per_distinct_content(
     assert counts["dead_letter"] == 0
     assert counts["customers"] > sim.customers
     assert counts["products"] >= sim.products
+
+
+def test_a_byte_order_mark_is_not_part_of_a_snapshot(tmp_path: Path) -> None:
+    products = tmp_path / "products.json"
+    record = (
+        b'{"product_id":"P1","product_name":"Mug","category":"home","price":12.5,"active":true}'
+    )
+    for body in (b"[" + record + b"]", record + b"\n"):
+        products.write_bytes(b"\xef\xbb\xbf" + body)
+        with DuckDBWarehouse(tmp_path / f"wh{len(body)}.duckdb") as wh:
+            summary = load_reference(wh, "products", products)
+        assert (summary.loaded, summary.dead_lettered) == (1, 0)

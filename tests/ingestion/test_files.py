@@ -136,14 +136,46 @@ def test_appended_file_resumes_exactly_where_it_stopped(
     assert sorted(offsets) == [o for o, _, _ in file_lines(growing)]
 
 
-def test_last_line_without_newline_is_read(warehouse: DuckDBWarehouse, tmp_path: Path) -> None:
+def test_unterminated_last_line_waits_for_its_newline(
+    warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
     from tests.ingestion.messages import PAYMENT
 
     path = tmp_path / "p.ndjson"
-    path.write_bytes(orjson.dumps(PAYMENT) + b"\n\n" + orjson.dumps({**PAYMENT, "event_id": "x"}))
+    whole = orjson.dumps({**PAYMENT, "event_id": "x"})
+    path.write_bytes(orjson.dumps(PAYMENT) + b"\n\n" + whole[:40])  # a writer mid-line
     summary = ingest_files(warehouse, [path])
-    assert (summary.read, summary.loaded) == (2, 2)
-    assert landed(warehouse, path)[0][1][1] == 3
+    assert (summary.read, summary.loaded, summary.dead_lettered) == (1, 1, 0)
+    assert summary.unterminated == 1 and "without a newline" in summary.line()
+    with path.open("ab") as handle:  # the writer finishes the line
+        handle.write(whole[40:] + b"\n")
+    summary = ingest_files(warehouse, [path])
+    assert (summary.read, summary.loaded, summary.dead_lettered, summary.unterminated) == (
+        1,
+        1,
+        0,
+        0,
+    )
+    good, bad = landed(warehouse, path)
+    assert [line for _, line in good] == [1, 3] and bad == []
+    payloads = warehouse.con.execute("select payload from bronze.payment_events").fetchall()
+    assert sorted(p for (p,) in payloads) == sorted(
+        [orjson.dumps(PAYMENT).decode(), whole.decode()]
+    )
+
+
+def test_bom_crlf_and_whitespace_lines(warehouse: DuckDBWarehouse, tmp_path: Path) -> None:
+    from tests.ingestion.messages import PAYMENT, SHIPMENT
+
+    first, second = orjson.dumps(PAYMENT), orjson.dumps(SHIPMENT)
+    path = tmp_path / "crlf.ndjson"
+    path.write_bytes(b"\xef\xbb\xbf" + first + b"\r\n\r\n \t \r\n" + second + b"\r\n\n")
+    summary = ingest_files(warehouse, [path])
+    assert (summary.read, summary.loaded, summary.dead_lettered, summary.blank) == (2, 2, 0, 3)
+    assert "3 blank lines skipped" in summary.line()
+    good, _ = landed(warehouse, path)
+    # Byte offsets (the first past the BOM) and line numbers.
+    assert good == [(3, 1), (3 + len(first) + 9, 4)]
 
 
 def test_rewritten_file_is_refused(

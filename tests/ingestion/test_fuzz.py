@@ -54,7 +54,11 @@ def test_loader_never_crashes_and_keeps_every_valid_event(
                 for row in wh.con.execute(f"select payload::varchar from bronze.{table}").fetchall()
             )
             dead = wh.con.execute("select count(*) from bronze.dead_letter").fetchone()
-    non_empty = [line for line in lines if line]
+    # A last line without its newline waits for it; blank and whitespace-only lines are skipped.
+    complete = list(lines if trailing_newline else lines[:-1])
+    if complete:  # a byte-order mark that starts the file is not part of its first line
+        complete[0] = complete[0].removeprefix(b"\xef\xbb\xbf")
+    non_empty = [line for line in complete if line and not line.isspace()]
     valid = sorted(line.decode() for line in non_empty if is_valid(line))
     assert payloads == valid
     assert summary.read == len(non_empty)

@@ -111,7 +111,7 @@ def read_snapshot(entity: str, path: str | Path) -> Snapshot:
     if entity not in REFERENCE_FIELDS:
         raise InputError(f"unknown reference entity {entity!r}; expected customers or products")
     file = Path(path)
-    data = _read(file, entity)
+    data = _read(file, entity).removeprefix(b"\xef\xbb\xbf")  # a BOM is not part of the data
     return Snapshot(entity, file, hashlib.sha256(data).hexdigest(), _records(data, file))
 
 

@@ -45,13 +45,26 @@ class IngestSummary:
     dead_lettered: int = 0
     skipped: int = 0
     files: int = 0
+    blank: int = 0
+    """Empty or whitespace-only lines (LF or CRLF), skipped."""
+    unterminated: int = 0
+    """Files whose last line has no newline yet; it is read when the newline arrives."""
     per_source: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def line(self) -> str:
         """The one-line summary the CLI prints."""
+        notes = []
+        if self.blank:
+            notes.append(f"{self.blank:,} blank lines skipped")
+        if self.unterminated:
+            notes.append(
+                f"{self.unterminated} file(s) end in a line without a newline, left until it"
+                " arrives"
+            )
         return (
             f"read {self.read:,} / loaded {self.loaded:,} / dead-lettered {self.dead_lettered:,}"
             f" / skipped {self.skipped:,} already loaded ({self.files} files)"
+            + "".join(f"; {note}" for note in notes)
         )
 
 
@@ -81,15 +94,18 @@ def check_file(path: Path) -> Path:
 
 
 def _blocks(handle: BinaryIO, start: int, batch_bytes: int) -> Iterator[tuple[int, bytes]]:
-    """Whole-line blocks from ``start``; the last line may lack its newline."""
+    """Blocks of whole, newline-terminated lines from ``start``.
+
+    A last line without its newline is not read: a writer may still be appending it, and
+    reading it now would load (or dead-letter) half a message. It is read once its newline
+    arrives; until then the stored position stays before it.
+    """
     offset = start
     handle.seek(offset)
     pending = b""
     while True:
         data = handle.read(batch_bytes)
         if not data:
-            if pending:
-                yield offset, pending
             return
         data = pending + data
         cut = data.rfind(b"\n")
@@ -111,6 +127,7 @@ class StagedBlock:
     """Lines in the block, blank ones included (the next block starts after them)."""
     events: dict[str, pa.Table]
     dead_letters: pa.Table
+    blank: int = 0
 
     @property
     def messages(self) -> int:
@@ -118,8 +135,15 @@ class StagedBlock:
         return int(sum(t.num_rows for t in self.events.values()) + self.dead_letters.num_rows)
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 def stage_block(block: bytes, block_offset: int, first_line: int, source_file: str) -> StagedBlock:
-    """Split a block of whole lines and validate them; blank lines are skipped."""
+    """Split a block of whole lines and validate them.
+
+    Empty and whitespace-only lines (``\r`` of CRLF files included) are skipped and counted. A
+    UTF-8 byte-order mark at the very start of the file is not part of the first line.
+    """
     parts = block.split(b"\n")
     if parts and parts[-1] == b"":
         parts.pop()
@@ -127,7 +151,12 @@ def stage_block(block: bytes, block_offset: int, first_line: int, source_file: s
     lengths = np.fromiter(map(len, parts), dtype=np.int64, count=count)
     ends = np.cumsum(lengths + 1)
     starts = ends - lengths - 1
-    filled = np.flatnonzero(lengths)
+    if block_offset == 0 and parts and parts[0].startswith(BOM):
+        parts[0] = parts[0][len(BOM) :]
+        starts[0] += len(BOM)
+    kept = np.fromiter((not line.isspace() for line in parts), dtype=bool, count=count)
+    kept &= np.fromiter(map(len, parts), dtype=np.int64, count=count) > 0
+    filled = np.flatnonzero(kept)
     messages = [parts[i] for i in filled.tolist()] if len(filled) < count else parts
     n = len(messages)
     metadata = pa.table(
@@ -141,7 +170,7 @@ def stage_block(block: bytes, block_offset: int, first_line: int, source_file: s
         }
     )
     events, dead = stage_events(messages, metadata)
-    return StagedBlock(block_offset, len(block), count, events, dead)
+    return StagedBlock(block_offset, len(block), count, events, dead, count - n)
 
 
 def _staged_blocks(
@@ -159,7 +188,7 @@ def _staged_blocks(
     pending: deque[Future[StagedBlock]] = deque()
     for block_offset, block in _blocks(handle, offset, block_bytes):
         pending.append(validators.submit(stage_block, block, block_offset, line, path))
-        line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        line += block.count(b"\n")
         while len(pending) > ahead:
             yield pending.popleft().result()
     while pending:
@@ -206,8 +235,17 @@ def ingest_files(
 
 
 def _add(
-    summary: IngestSummary, path: str, read: int, loaded: int, dead: int, skipped: int
+    summary: IngestSummary,
+    path: str,
+    read: int,
+    loaded: int,
+    dead: int,
+    skipped: int,
+    blank: int,
+    unterminated: int,
 ) -> None:
+    summary.blank += blank
+    summary.unterminated += unterminated
     summary.read += read
     summary.loaded += loaded
     summary.dead_lettered += dead
@@ -254,7 +292,7 @@ def _ingest_one(
     batch_bytes: int,
     progress: Callable[[int], None] | None,
     validators: Validators,
-) -> tuple[int, int, int, int]:
+) -> tuple[int, int, int, int, int, int]:
     source = f"file:{path}"
     stored = warehouse.positions(source).get(0)
     read = loaded = dead = 0
@@ -279,6 +317,7 @@ def _ingest_one(
         skipped = line - 1
         fingerprint = stored.fingerprint if stored and stored.fingerprint else None
         line_after = line
+        blank, done = 0, offset
         stage_bytes = min(STAGE_BYTES, batch_bytes)
         # Validate the next transaction while this one is written, on every worker.
         ahead = max(1, batch_bytes // stage_bytes, validators.processes)
@@ -296,8 +335,11 @@ def _ingest_one(
                 EventBatch(load_id, "file", events, dead_letters, [position], expected)
             )
             read += sum(staged.messages for staged in group)
+            blank += sum(staged.blank for staged in group)
+            done = end
             loaded += result.loaded
             dead += result.dead_lettered
             if progress:
                 progress(end - first.offset)
-    return read, loaded, dead, skipped
+        unterminated = int(os.fstat(handle.fileno()).st_size > done)
+    return read, loaded, dead, skipped, blank, unterminated
