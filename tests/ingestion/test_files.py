@@ -203,3 +203,22 @@ def test_bad_paths_fail_before_anything_is_written(
     with pytest.raises(InputError, match="is a directory"):
         ingest_files(warehouse, [good, tmp_path])
     assert sum(warehouse.counts().values()) == 0
+
+
+def test_a_changed_later_file_stops_the_run_before_anything_is_written(
+    warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    from tests.ingestion.messages import PAYMENT, SHIPMENT
+
+    first, second = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    second.write_bytes(orjson.dumps(SHIPMENT) + b"\n")
+    ingest_files(warehouse, [second])
+    second.write_bytes(orjson.dumps({**SHIPMENT, "event_id": "other"}) + b"\n")  # rewritten
+    first.write_bytes(orjson.dumps(PAYMENT) + b"\n")
+    before = warehouse.counts()
+    loads = warehouse.con.execute("select count(*) from bronze._loads").fetchone()
+    with pytest.raises(InputError, match="content changed"):
+        ingest_files(warehouse, [first, second])
+    assert warehouse.counts() == before, "a.ndjson must not be loaded by a run that fails"
+    assert warehouse.con.execute("select count(*) from bronze._loads").fetchone() == loads
+    assert warehouse.positions(f"file:{first.resolve()}") == {}

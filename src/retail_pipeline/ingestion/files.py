@@ -211,6 +211,8 @@ def ingest_files(
     input is big enough to pay for starting them, else validation runs in a thread).
     """
     files = [check_file(Path(p)) for p in paths]
+    for path in files:  # every input is checked before anything is written
+        check_resumable(warehouse, path)
     load_id = load_id or new_load_id("ingest")
     summary = IngestSummary()
     remaining = sum(p.stat().st_size for p in files)  # an upper bound: some may be loaded
@@ -285,6 +287,32 @@ def _combined(group: list[StagedBlock]) -> tuple[dict[str, pa.Table], pa.Table]:
     return events, pa.concat_tables([staged.dead_letters for staged in group])
 
 
+def check_resumable(warehouse: Warehouse, path: Path) -> Position | None:
+    """The stored position of ``path``, after checking the file is still the one loaded.
+
+    Raises :class:`InputError` for a file that shrank below its stored position or whose
+    first bytes changed: it was truncated or rewritten, and guessing would load it twice.
+    """
+    stored = warehouse.positions(f"file:{path}").get(0)
+    if stored is None:
+        return None
+    size = path.stat().st_size
+    if size < stored.next_offset:
+        raise InputError(
+            f"{path}: file is shorter ({size} bytes) than the {stored.next_offset} bytes already"
+            " loaded from it; it was truncated or replaced"
+        )
+    length = int((stored.fingerprint or "0:").split(":", 1)[0])
+    if stored.fingerprint:
+        with path.open("rb") as handle:
+            if _fingerprint(handle, length) != stored.fingerprint:
+                raise InputError(
+                    f"{path}: file content changed since it was loaded (first {length} bytes"
+                    " differ); load it under a new name"
+                )
+    return stored
+
+
 def _ingest_one(
     warehouse: Warehouse,
     path: Path,
@@ -294,24 +322,12 @@ def _ingest_one(
     validators: Validators,
 ) -> tuple[int, int, int, int, int, int]:
     source = f"file:{path}"
-    stored = warehouse.positions(source).get(0)
+    stored = check_resumable(warehouse, path)
     read = loaded = dead = 0
     with path.open("rb") as handle:
-        size = path.stat().st_size
         offset, line = 0, 1
         if stored is not None:
             offset, line = stored.next_offset, stored.next_line or 1
-            if size < offset:
-                raise InputError(
-                    f"{path}: file is shorter ({size} bytes) than the {offset} bytes already"
-                    " loaded from it; it was truncated or replaced"
-                )
-            length = int((stored.fingerprint or "0:").split(":", 1)[0])
-            if stored.fingerprint and _fingerprint(handle, length) != stored.fingerprint:
-                raise InputError(
-                    f"{path}: file content changed since it was loaded (first {length} bytes"
-                    " differ); load it under a new name"
-                )
             if progress:
                 progress(offset)
         skipped = line - 1

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from retail_pipeline.errors import PipelineError, WarehouseError
 from retail_pipeline.events.contract import REPORTING_CURRENCY
-from retail_pipeline.warehouse.duckdb import check_schema_version, warehouse_path
+from retail_pipeline.warehouse.duckdb import check_schema_version, open_error, warehouse_path
 
 TOP_PRODUCTS = 10
 LEAD_TIME_SEGMENTS = ("created_to_shipped", "shipped_to_delivered", "created_to_delivered")
@@ -52,10 +52,7 @@ def _open(path: str | os.PathLike[str] | None) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(str(file), read_only=True)
     except duckdb.Error as exc:
-        message = str(exc).splitlines()[0]
-        if "lock" in message.lower():
-            raise WarehouseError(f"warehouse {file} is locked by another process") from None
-        raise WarehouseError(f"cannot open warehouse {file}: {message}") from None
+        raise open_error(file, exc) from None
     try:
         check_schema_version(con, file)
     except WarehouseError:

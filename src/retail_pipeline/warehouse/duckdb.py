@@ -41,9 +41,15 @@ def _schema_statements() -> list[str]:
     return [stmt.strip() for stmt in text.split(";") if stmt.strip()] + create_statements()
 
 
-def _open_error(path: Path, exc: Exception) -> WarehouseError:
+def open_error(path: Path, exc: Exception) -> WarehouseError:
+    """One clear line for a failure to open the warehouse file."""
     message = str(exc).splitlines()[0]
-    if "lock" in message.lower():
+    if "corrupt" in message.lower() or "checksum" in message.lower():
+        return WarehouseError(
+            f"warehouse {path} is corrupt ({message}); restore it from a backup, or move it"
+            " aside and rebuild it by loading the sources again"
+        )
+    if re.search(r"could not set lock|conflicting lock|\blocked\b", message, re.IGNORECASE):
         pid = re.search(r"PID (\d+)", str(exc))
         holder = f" (PID {pid.group(1)})" if pid else ""
         return WarehouseError(f"warehouse {path} is locked by another process{holder}")
@@ -171,7 +177,7 @@ class DuckDBWarehouse:
                 con = duckdb.connect(str(self.path), read_only=self._read_only)
                 break
             except (duckdb.Error, OSError) as exc:
-                error = _open_error(self.path, exc)
+                error = open_error(self.path, exc)
                 if not (wait and "locked" in str(error) and time.monotonic() < deadline):
                     raise error from None
                 time.sleep(delay)  # another writer holds the file; poll until the deadline
