@@ -444,3 +444,15 @@ def test_counts_on_a_missing_warehouse(tmp_path: Path) -> None:
     warehouse = tmp_path / "nowhere.duckdb"
     one_error_line(cli("counts", warehouse=warehouse, cwd=tmp_path), str(warehouse))
     assert not warehouse.exists()
+
+
+def test_a_directory_as_warehouse_and_a_file_as_output_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for command in ("transform", "answers"):
+        one_error_line(cli(command, warehouse=folder, cwd=tmp_path), "is a directory")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "sub"):
+        result = cli("generate", "--out", out, "--days", "1", warehouse=folder, cwd=tmp_path)
+        one_error_line(result, "is a file, expected a folder")

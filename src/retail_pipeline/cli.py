@@ -22,7 +22,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from retail_pipeline.errors import PipelineError
+from retail_pipeline.errors import InputError, PipelineError
 
 app = typer.Typer(
     help="Retail analytics pipeline: simulate, load and ingest events into a DuckDB warehouse.",
@@ -88,6 +88,10 @@ def generate(
     """Simulate customers, products and order/payment/shipment events, with truth.json."""
     from retail_pipeline.events.simulator import FaultRates
     from retail_pipeline.events.simulator import generate as simulate
+
+    blocker = next((p for p in (out_dir, *out_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise InputError(f"--out {out_dir}: {blocker} is a file, expected a folder")
 
     with _count_progress(days, "simulating days") as advance:
         summary = simulate(

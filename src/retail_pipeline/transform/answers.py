@@ -47,6 +47,8 @@ def _money(value: Decimal | None) -> float:
 
 def _open(path: str | os.PathLike[str] | None) -> duckdb.DuckDBPyConnection:
     file = warehouse_path(path).resolve()
+    if file.is_dir():
+        raise WarehouseError(f"warehouse {file} is a directory, expected a DuckDB file")
     if not file.is_file():
         raise WarehouseError(f"warehouse {file} does not exist; load and transform first")
     try:

@@ -234,6 +234,8 @@ def run_transform(
     Failing nodes are reported in the summary (``success`` false), not raised.
     """
     path = warehouse_path(warehouse).resolve()
+    if path.is_dir():
+        raise WarehouseError(f"warehouse {path} is a directory, expected a DuckDB file")
     if not path.is_file():
         raise WarehouseError(f"warehouse {path} does not exist; load something first")
     DuckDBWarehouse(path, read_only=True, exclusive=False)  # refuses a Bronze it must not read
