@@ -134,3 +134,25 @@ def test_failing_data_test_says_where_its_rows_are(
         assert [row[0] for row in con.execute(query).fetchall()] == [event_id]
     finally:
         con.close()
+
+
+def test_data_is_never_markup() -> None:
+    row = {"product_id": "[/red]", "product_name": "[bold]x[/bold]", "category": "[/]"}
+    answers = {
+        "orders_per_day": [],
+        "revenue": {"gross": 0.0, "refunds": 0.0, "net": 0.0, "by_day": []},
+        "conversion_rate": {"overall": 0.0, "by_day": []},
+        "top_products": [{**row, "units": 1, "revenue": 1.0}],
+        "cancel_refund": {
+            "orders": 0,
+            "canceled_rate": 0.0,
+            "refunded_rate": 0.0,
+            "canceled_or_refunded_rate": 0.0,
+        },
+        "lead_times_hours": {
+            segment: {"count": 0, "mean": None, "p50": None, "p90": None}
+            for segment in ("created_to_shipped", "shipped_to_delivered", "created_to_delivered")
+        },
+    }
+    text = format_answers(answers)
+    assert "[/red]" in text and "[bold]x[/bold]" in text and "[/]" in text

@@ -335,9 +335,9 @@ def _tables(answers: Mapping[str, Any]) -> list[Table | Text]:
     for rank, row in enumerate(answers["top_products"], start=1):
         products.add_row(
             str(rank),
-            row["product_id"],
-            row["product_name"] or "?",
-            row["category"] or "?",
+            Text(row["product_id"]),  # data, never markup: "[/red]" is a product name here
+            Text(row["product_name"] or "?"),
+            Text(row["category"] or "?"),
             f"{row['units']:,}",
             f"{row['revenue']:,.2f}",
         )
