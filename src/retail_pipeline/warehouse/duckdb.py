@@ -246,6 +246,10 @@ class DuckDBWarehouse:
                     raise
             except duckdb.Error as exc:
                 raise WarehouseError(f"writing to {self.path} failed: {exc}") from None
+            except RuntimeError as exc:
+                if "interrupt" in str(exc).lower():  # Ctrl-C inside DuckDB; rolled back
+                    raise KeyboardInterrupt from None
+                raise
         return WriteResult(loaded, batch.dead_letters.num_rows)
 
     @staticmethod
@@ -359,6 +363,10 @@ class DuckDBWarehouse:
                     raise
             except duckdb.Error as exc:
                 raise WarehouseError(f"writing to {self.path} failed: {exc}") from None
+            except RuntimeError as exc:
+                if "interrupt" in str(exc).lower():  # Ctrl-C inside DuckDB; rolled back
+                    raise KeyboardInterrupt from None
+                raise
 
     @staticmethod
     def _insert_load(con: duckdb.DuckDBPyConnection, load: LoadRecord) -> None:
