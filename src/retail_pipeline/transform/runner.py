@@ -238,7 +238,7 @@ def run_transform(
         raise WarehouseError(f"warehouse {path} is a directory, expected a DuckDB file")
     if not path.is_file():
         raise WarehouseError(f"warehouse {path} does not exist; load something first")
-    DuckDBWarehouse(path, read_only=True, exclusive=False)  # refuses a Bronze it must not read
+    DuckDBWarehouse(path, read_only=True).close()  # refuses a Bronze it must not read, at once
     args = [command]
     if full_refresh:
         args.append("--full-refresh")
