@@ -413,7 +413,7 @@ def transform(
 
 @app.command()
 def answers(
-    as_json: Annotated[bool, typer.Option("--json", help="METRICS.md's JSON shape")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="docs/metrics.md's JSON shape")] = False,
     warehouse: WarehouseOpt = None,
 ) -> None:
     """The six business answers, read from Gold (warns on stderr when Gold is stale)."""

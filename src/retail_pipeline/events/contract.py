@@ -1,6 +1,6 @@
 """The event contract, written once: every field of every message and the kind of value it holds.
 
-This table is the single definition of a valid message (METRICS.md, "What a valid event is").
+This table is the single definition of a valid message (docs/metrics.md, "What a valid event is").
 Everything else is derived from it, so nothing can drift:
 
 - the validator (:mod:`retail_pipeline.events.validator`) builds its msgspec decoders and its
@@ -28,7 +28,7 @@ Rules per kind of value:
 The message itself must be a strict RFC 8259 JSON object in UTF-8 with no repeated key at any
 depth (readers disagree on which of two values wins). Unknown extra fields are allowed, so
 producers can add fields before consumers know them. When an order carries ``items``, its
-``order_total`` equals Σ quantity x unit_price within one cent (METRICS.md: the exact sum
+``order_total`` equals Σ quantity x unit_price within one cent (docs/metrics.md: the exact sum
 rounded to cents; a cent of slack lets producers round either way).
 """
 

@@ -5,7 +5,7 @@ snapshot per day), and for every order a lifecycle of order, payment and shipmen
 (basket updates, failed and retried payments, cancellations before and after payment, refunds,
 failed and re-dispatched shipments). Events are written in arrival order to one NDJSON file per
 topic, with faults injected: duplicate deliveries, out-of-order and late arrivals, malformed
-lines and orphan events. ``truth.json`` holds the METRICS.md answers computed from the
+lines and orphan events. ``truth.json`` holds the docs/metrics.md answers computed from the
 simulator's own decisions (see :mod:`retail_pipeline.events.truth`).
 
 Money is exact: unit prices are integers in 1/10000 (about 15% of products have sub-cent prices
@@ -83,7 +83,7 @@ _MALFORMED_SPECS: dict[str, tuple[int, str]] = {
     "bad_version": (5, "any"),
 }
 MALFORMED_KINDS: tuple[str, ...] = tuple(_MALFORMED_SPECS)
-"""Kinds of garbage line the simulator writes; each breaks a rule of METRICS.md's "What a valid
+"""Kinds of garbage line the simulator writes; each breaks a rule of docs/metrics.md's "What a valid
 event is" (payment and order kinds on ``money``, ``bad_quantity`` only on lines with items)."""
 
 
@@ -335,7 +335,7 @@ _LOCAL_CURRENCY: dict[str, tuple[str, float]] = {
 }
 _ORPHAN_CURRENCIES = ("USD",) * 8 + ("EUR", "GBP")
 
-# Raw JSON text for malformed lines: each breaks a rule of METRICS.md "What a valid event is".
+# Raw JSON text for malformed lines: each breaks a rule of docs/metrics.md "What a valid event is".
 _NON_FINITE = (b"1e309", b"-1e309", b"NaN", b"Infinity", b"-Infinity", b"1E+400")
 _TOO_LARGE = (
     b"1e20",
@@ -1423,7 +1423,7 @@ def generate(
     faults injected per ``faults``: the default :class:`FaultRates` when left out, none at all
     when ``None``, as for :meth:`FaultRates.none`), ``customers.json`` and
     ``products.json`` (final reference snapshot), ``snapshots/YYYY-MM-DD/`` (one snapshot per
-    day) and ``truth.json`` (the METRICS.md answers). ``orders_per_day`` is the mean daily
+    day) and ``truth.json`` (the docs/metrics.md answers). ``orders_per_day`` is the mean daily
     volume (weekday and random variation around it). ``progress`` is called after each
     simulated day with the number of days completed. The same arguments give byte-identical
     output.

@@ -1,4 +1,4 @@
-"""Ground truth: the six answers of METRICS.md computed from the simulator's own order lifecycles.
+"""Ground truth: the six answers (docs/metrics.md) from the simulator's own order lifecycles.
 
 The simulator records what it decided for every order in an :class:`OrderLifecycle` (times in
 milliseconds since the Unix epoch, payment amounts in integer cents, unit prices in integer
@@ -7,7 +7,7 @@ files or uses pipeline code, so the answers are an independent reference for the
 Orphan events, malformed lines and duplicate deliveries never reach a lifecycle, so they cannot
 affect the truth.
 
-Money follows METRICS.md: sums are exact (integers, no binary floats), and each reported figure
+Money follows docs/metrics.md: sums are exact (integers, no binary floats), and each reported figure
 is rounded to cents once, at the end, half away from zero. Answers are in the reporting currency:
 an order in another currency counts as an order (created, converted, canceled, refunded, lead
 times) but its payments add nothing to revenue and its items nothing to product revenue.
@@ -26,7 +26,7 @@ MS_PER_HOUR = 3_600_000
 MS_PER_DAY = 86_400_000
 TOP_PRODUCTS = 10
 REPORTING_CURRENCY = "USD"
-"""Money answers are in this currency (METRICS.md)."""
+"""Money answers are in this currency (docs/metrics.md)."""
 UNIT_PRICE_SCALE = 10_000
 """Unit prices are integers in 1/10000 of a currency unit (prices have at most 4 decimals)."""
 CENTS_PER_UNIT_PRICE = UNIT_PRICE_SCALE // 100
@@ -192,7 +192,7 @@ class TruthAccumulator:
                 self._shipped_to_delivered.append(first_delivery - first_dispatch)
 
     def answers(self, products: Mapping[str, ProductInfo]) -> dict[str, Any]:
-        """The answers in METRICS.md's "Answers as JSON" shape.
+        """The answers in docs/metrics.md's "Answers as JSON" shape.
 
         ``products`` maps product_id to its reference name and category. Money is in the
         reporting currency, rounded to cents once from the exact sums; top products rank by

@@ -2,7 +2,7 @@
 
 - :func:`run_transform` builds the dbt project (``dbt/``) on a DuckDB warehouse, in-process,
   incrementally by default, and returns a :class:`TransformSummary`.
-- :func:`read_answers` reads the answers from Gold in METRICS.md's JSON shape;
+- :func:`read_answers` reads the answers from Gold in docs/metrics.md's JSON shape;
   :func:`format_answers` renders them as tables; :func:`gold_status` says when Gold was built
   and whether Bronze has grown since (a :class:`GoldStatus`, with a one-line warning).
 - :func:`node_progress` is a rich progress bar to pass as ``run_transform``'s ``progress``.

@@ -1,6 +1,6 @@
-"""The six answers of METRICS.md, read from the Gold layer, and how fresh Gold is.
+"""The six answers of docs/metrics.md, read from the Gold layer, and how fresh Gold is.
 
-:func:`read_answers` returns exactly the "Answers as JSON" shape of METRICS.md (the shape of the
+:func:`read_answers` returns exactly the JSON shape of docs/metrics.md (the shape of the
 simulator's ``truth.json``); :func:`format_answers` renders the same answers as tables.
 :func:`gold_status` says when Gold was built and whether Bronze has grown since (stale answers).
 """
@@ -77,7 +77,7 @@ def _open(path: str | os.PathLike[str] | None) -> duckdb.DuckDBPyConnection:
 
 
 def read_answers(warehouse: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """The six answers from Gold, in METRICS.md's JSON shape.
+    """The six answers from Gold, in docs/metrics.md's JSON shape.
 
     Lists are sorted by date; money is in the reporting currency (dbt var
     ``reporting_currency``), summed exactly and rounded to cents once; rates are fractions;
