@@ -222,3 +222,60 @@ def test_a_changed_later_file_stops_the_run_before_anything_is_written(
     assert warehouse.counts() == before, "a.ndjson must not be loaded by a run that fails"
     assert warehouse.con.execute("select count(*) from bronze._loads").fetchone() == loads
     assert warehouse.positions(f"file:{first.resolve()}") == {}
+
+
+def test_gzip_ndjson_is_read_and_resumed(warehouse: DuckDBWarehouse, tmp_path: Path) -> None:
+    import gzip
+
+    from tests.ingestion.messages import PAYMENT, SHIPMENT
+
+    lines = [orjson.dumps({**PAYMENT, "event_id": f"p{i}"}) for i in range(50)]
+    path = tmp_path / "events.ndjson.gz"
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    summary = ingest_files(warehouse, [path], batch_bytes=1024)
+    assert (summary.read, summary.loaded, summary.dead_lettered) == (50, 50, 0)
+    stored = warehouse.positions(f"file:{path.resolve()}")[0]
+    assert stored.next_offset == sum(len(line) + 1 for line in lines)  # offsets of the NDJSON
+    assert ingest_files(warehouse, [path]).read == 0, "a second run reads nothing"
+    payloads = warehouse.con.execute("select payload from bronze.payment_events").fetchall()
+    assert sorted(p for (p,) in payloads) == sorted(line.decode() for line in lines)
+    with path.open("ab") as handle:  # gzip allows appending a member: the file grew
+        handle.write(gzip.compress(orjson.dumps(SHIPMENT) + b"\n"))
+    assert ingest_files(warehouse, [path]).loaded == 1
+
+
+@pytest.mark.parametrize(
+    ("magic", "kind"),
+    [
+        (b"\x28\xb5\x2f\xfd", "zstd"),
+        (b"BZh91AY", "bzip2"),
+        (b"\xfd7zXZ\x00", "xz"),
+        (b"PK\x03\x04", "zip"),
+    ],
+)
+def test_other_formats_are_refused_in_one_line(
+    warehouse: DuckDBWarehouse, tmp_path: Path, magic: bytes, kind: str
+) -> None:
+    path = tmp_path / "events.bin"
+    path.write_bytes(magic + b"\x00" * 64)
+    with pytest.raises(InputError, match=kind):
+        ingest_files(warehouse, [path])
+    assert set(warehouse.counts().values()) == {0}
+
+
+def test_a_truncated_gzip_and_a_fifo_are_refused(
+    warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    import gzip
+    import os
+
+    from tests.ingestion.messages import PAYMENT
+
+    path = tmp_path / "cut.ndjson.gz"
+    path.write_bytes(gzip.compress(orjson.dumps(PAYMENT) + b"\n" * 5000)[:-20])
+    with pytest.raises(InputError, match="cannot read"):
+        ingest_files(warehouse, [path])
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        ingest_files(warehouse, [fifo])  # refused at once: it would otherwise hang

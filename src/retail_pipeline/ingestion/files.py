@@ -8,9 +8,11 @@ every line in Bronze or the dead-letter table exactly once.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -79,18 +81,54 @@ def _fingerprint(handle: BinaryIO, length: int) -> str:
     return f"{len(data)}:{hashlib.sha256(data).hexdigest()}"
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+_OTHER_FORMATS = {
+    b"\x28\xb5\x2f\xfd": "zstd-compressed",
+    b"BZh": "bzip2-compressed",
+    b"\xfd7zXZ\x00": "xz-compressed",
+    b"PK\x03\x04": "a zip archive",
+}
+
+
 def check_file(path: Path) -> Path:
-    """The resolved path of a readable regular file, or an :class:`InputError` naming it."""
+    """The resolved path of a readable NDJSON (or gzip NDJSON) file, or an :class:`InputError`.
+
+    Pipes, sockets and devices are refused rather than read: a FIFO with no writer would hang,
+    and a stream has no byte offsets to resume from.
+    """
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected an NDJSON file")
+    if not path.is_file():
+        raise InputError(
+            f"{path}: not a regular file (a pipe, socket or device); write the events to a file"
+            " first: exactly-once loading resumes from byte offsets"
+        )
     try:
-        with path.open("rb"):
-            pass
+        with path.open("rb") as handle:
+            head = handle.read(6)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    for magic, kind in _OTHER_FORMATS.items():
+        if head.startswith(magic):
+            raise InputError(
+                f"{path}: {kind}; only NDJSON and gzip-compressed NDJSON (.gz) can be read"
+            )
     return path.resolve()
+
+
+def is_gzip(path: Path) -> bool:
+    """True for a gzip file (by its magic bytes, whatever its name)."""
+    with path.open("rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
+def _open_events(path: Path) -> BinaryIO:
+    """The file's NDJSON bytes: decompressed on the fly for gzip (offsets are of the NDJSON)."""
+    if is_gzip(path):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
 
 
 def _blocks(handle: BinaryIO, start: int, batch_bytes: int) -> Iterator[tuple[int, bytes]]:
@@ -101,10 +139,16 @@ def _blocks(handle: BinaryIO, start: int, batch_bytes: int) -> Iterator[tuple[in
     arrives; until then the stored position stays before it.
     """
     offset = start
-    handle.seek(offset)
     pending = b""
+    try:
+        handle.seek(offset)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise InputError(f"{getattr(handle, 'name', 'file')}: cannot read: {exc}") from None
     while True:
-        data = handle.read(batch_bytes)
+        try:
+            data = handle.read(batch_bytes)
+        except (EOFError, OSError, zlib.error) as exc:  # a truncated or damaged gzip stream
+            raise InputError(f"{getattr(handle, 'name', 'file')}: cannot read: {exc}") from None
         if not data:
             return
         data = pending + data
@@ -297,7 +341,7 @@ def check_resumable(warehouse: Warehouse, path: Path) -> Position | None:
     if stored is None:
         return None
     size = path.stat().st_size
-    if size < stored.next_offset:
+    if size < stored.next_offset and not is_gzip(path):
         raise InputError(
             f"{path}: file is shorter ({size} bytes) than the {stored.next_offset} bytes already"
             " loaded from it; it was truncated or replaced"
@@ -324,7 +368,7 @@ def _ingest_one(
     source = f"file:{path}"
     stored = check_resumable(warehouse, path)
     read = loaded = dead = 0
-    with path.open("rb") as handle:
+    with _open_events(path) as handle:
         offset, line = 0, 1
         if stored is not None:
             offset, line = stored.next_offset, stored.next_line or 1
@@ -357,5 +401,5 @@ def _ingest_one(
             dead += result.dead_lettered
             if progress:
                 progress(end - first.offset)
-        unterminated = int(os.fstat(handle.fileno()).st_size > done)
+        unterminated = int(handle.tell() > done)  # the reader stopped at the end of the file
     return read, loaded, dead, skipped, blank, unterminated
