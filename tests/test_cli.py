@@ -456,3 +456,10 @@ def test_a_directory_as_warehouse_and_a_file_as_output_folder(tmp_path: Path) ->
     for out in (blocker, blocker / "sub"):
         result = cli("generate", "--out", out, "--days", "1", warehouse=folder, cwd=tmp_path)
         one_error_line(result, "is a file, expected a folder")
+
+
+def test_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    lines = ok(cli("--version", warehouse=tmp_path / "wh.duckdb", cwd=tmp_path))
+    assert lines == [f"retail-pipeline {version('retail-pipeline')}"]

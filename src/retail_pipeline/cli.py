@@ -33,6 +33,27 @@ app = typer.Typer(
 console = Console(stderr=True)
 out = Console(soft_wrap=True, markup=False)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"retail-pipeline {version('retail-pipeline')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Retail analytics pipeline: simulate, load and ingest events into a DuckDB warehouse."""
+
+
 WarehouseOpt = Annotated[
     Path | None,
     typer.Option(
