@@ -95,7 +95,7 @@ class _RepeatedKey(ValueError):
     pass
 
 
-def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def strict_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
@@ -162,7 +162,7 @@ def parse_strict(raw: bytes) -> dict[str, Any]:
     try:
         value = json.loads(
             text,
-            object_pairs_hook=_pairs_hook,
+            object_pairs_hook=strict_pairs,
             parse_float=_parse_float,
             parse_int=_parse_int,
             parse_constant=_reject_constant,

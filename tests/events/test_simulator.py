@@ -1,8 +1,8 @@
 """The simulator: determinism, contract validity, fault bookkeeping, reference snapshots, and an
 independent recomputation of every answer from the emitted files that must equal truth.json.
 
-Lines are classified by a plain-Python reading of METRICS.md "What a valid event is" written here
-(``parse_line``), not by the pipeline's validator, so the two can be checked against each other.
+Lines are classified by the plain-Python reference of the contract (``tests/events/reference.py``),
+not by the pipeline's validator, so the two can be checked against each other.
 """
 
 from __future__ import annotations
@@ -25,170 +25,34 @@ from retail_pipeline.events.simulator import (
     GenerationSummary,
     generate,
 )
+from tests.events.reference import (
+    Invalid,
+    check_decimal_amount,
+    check_non_empty_string,
+    check_timestamp,
+    parse_strict,
+    reference_reason,
+    strict_pairs,
+)
 
 HEAVY_FAULTS = FaultRates(duplicate=0.05, out_of_order=0.08, late=0.03, malformed=0.05, orphan=0.02)
 TOPICS = ("orders", "payments", "shipments")
 
-# --- a plain reference for "What a valid event is" (METRICS.md) -------------------------------
-
-EVENT_TYPES = {
-    "orders": ("order_created", "order_updated", "order_canceled"),
-    "payments": ("payment_authorized", "payment_captured", "payment_failed", "payment_refunded"),
-    "shipments": (
-        "shipment_created",
-        "shipment_dispatched",
-        "shipment_delivered",
-        "shipment_failed",
-    ),
-}
-TOPIC_OF = {event_type: topic for topic, types in EVENT_TYPES.items() for event_type in types}
-ENTITY_FIELDS = {
-    "orders": {
-        "order_id": "text",
-        "customer_id": "text",
-        "order_total": "money",
-        "currency": "currency",
-        "order_status": "text",
-    },
-    "payments": {
-        "payment_id": "text",
-        "order_id": "text",
-        "amount": "money",
-        "currency": "currency",
-        "payment_method": "text",
-        "payment_status": "text",
-    },
-    "shipments": {
-        "shipment_id": "text",
-        "order_id": "text",
-        "carrier": "text",
-        "shipment_status": "text",
-    },
-}
-ISO_4217_SAMPLE = frozenset({"USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "SEK", "PLN", "DKK"})
-TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$", re.ASCII)
-EARLIEST = datetime(1970, 1, 1)
-END = datetime(2100, 1, 1)
-MONEY_LIMIT = Decimal(10) ** 16
 CENT = Decimal("0.01")
 
-
-class Invalid(ValueError):
-    """The line breaks a rule; the message names the field."""
-
-
-def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise Invalid(f"repeated key {key}")
-        result[key] = value
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise Invalid(f"non-finite number {name}")
-
-
-def _text(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise Invalid(f"{name}: not a non-empty string")
-    return value
-
-
-def _timestamp(value: Any, name: str) -> datetime:
-    if not isinstance(value, str) or not TIMESTAMP_RE.match(value):
-        raise Invalid(f"{name}: not an ISO-8601 UTC timestamp ending in Z")
-    try:
-        parsed = datetime.fromisoformat(value[:-1])
-    except ValueError as error:
-        raise Invalid(f"{name}: no such date or time") from error
-    if not EARLIEST <= parsed < END:
-        raise Invalid(f"{name}: out of range")
-    return parsed
-
-
-def _decimal(value: Any, name: str, places: int) -> Decimal:
-    """A finite JSON number >= 0, below 10^16, with at most ``places`` decimals (as a value)."""
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-        raise Invalid(f"{name}: not a JSON number")
-    number = Decimal(value)
-    if not number.is_finite() or number < 0 or number >= MONEY_LIMIT:
-        raise Invalid(f"{name}: out of range")
-    if number != number.quantize(Decimal(1).scaleb(-places)):
-        raise Invalid(f"{name}: more than {places} decimals")
-    return number
-
-
-def _quantity(value: Any, name: str) -> int:
-    if type(value) is not int or not 1 <= value <= 10**9:
-        raise Invalid(f"{name}: not an integer in [1, 10^9]")
-    return value
-
-
-def _field(event: dict[str, Any], name: str, kind: str) -> None:
-    if name not in event:
-        raise Invalid(f"{name}: missing")
-    value = event[name]
-    if kind == "text":
-        _text(value, name)
-    elif kind == "money":
-        _decimal(value, name, 2)
-    elif kind == "currency" and value not in ISO_4217_SAMPLE:
-        raise Invalid(f"{name}: not an upper-case ISO 4217 code")
+# Lines are judged by the plain reference in tests/events/reference.py (Python's json and
+# Decimal, no pipeline code), the same one the validator's property tests compare against.
 
 
 def parse_line(raw: bytes, topic: str | None = None) -> dict[str, Any]:
-    """The event of one NDJSON line, numbers as int or Decimal; raises Invalid otherwise."""
-    try:
-        text = raw.decode("utf-8")
-        event = json.loads(
-            text,
-            object_pairs_hook=_no_repeated_keys,
-            parse_float=Decimal,
-            parse_int=int,
-            parse_constant=_no_constants,
-        )
-    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError included
-        raise Invalid(f"not strict UTF-8 JSON: {error}") from error
-    if not isinstance(event, dict):
-        raise Invalid("not a JSON object")
-    event_type = _text(event.get("event_type"), "event_type")
-    if event_type not in TOPIC_OF or (topic is not None and TOPIC_OF[event_type] != topic):
-        raise Invalid("event_type: unknown for the topic")
-    version = event.get("event_version")
-    if type(version) is not int or version != 1:
-        raise Invalid("event_version: not the integer 1")
-    for name in ("event_id", "source_system"):
-        _text(event.get(name), name)
-    for name in ("event_timestamp", "produced_at"):
-        _timestamp(event.get(name), name)
-    for name, kind in ENTITY_FIELDS[TOPIC_OF[event_type]].items():
-        _field(event, name, kind)
-    items = event.get("items")
-    if event_type == "order_created" and not isinstance(items, list):
-        raise Invalid("items: missing")
-    if items is not None:
-        if not isinstance(items, list):
-            raise Invalid("items: not an array")
-        exact = Decimal(0)
-        for item in items:
-            if not isinstance(item, dict):
-                raise Invalid("items: not an object")
-            _text(item.get("product_id"), "product_id")
-            quantity = _quantity(item.get("quantity"), "quantity")
-            exact += quantity * _decimal(item.get("unit_price"), "unit_price", 4)
-        if abs(Decimal(event["order_total"]) - exact) > CENT:
-            raise Invalid("order_total: not the sum of the items")
-    return event
+    """The event of one valid NDJSON line, numbers as int or Decimal."""
+    reason = reference_reason(raw, topic)
+    assert reason is None, reason
+    return parse_strict(raw)
 
 
 def is_valid(raw: bytes, topic: str | None = None) -> bool:
-    try:
-        parse_line(raw, topic)
-    except Invalid:
-        return False
-    return True
+    return reference_reason(raw, topic) is None
 
 
 def cents(value: Decimal) -> Decimal:
@@ -590,11 +454,9 @@ def test_every_malformed_kind_breaks_the_contract(tmp_path: Path) -> None:
 
 def _has_repeated_key(raw: bytes) -> bool:
     try:
-        json.loads(raw, object_pairs_hook=_no_repeated_keys)
-    except Invalid:
-        return True
-    except ValueError:
-        return False
+        parse_strict(raw)
+    except Invalid as exc:
+        return str(exc).startswith("repeated key")
     return False
 
 
@@ -736,16 +598,16 @@ def test_lifecycles_cover_the_interesting_paths(tmp_path: Path) -> None:
 def _check_customer(record: dict[str, Any]) -> None:
     assert set(record) == {"customer_id", "name", "email", "country", "created_at"}
     for name in ("customer_id", "name", "email"):
-        _text(record[name], name)
+        check_non_empty_string(record, name)
     assert re.fullmatch(r"[A-Z]{2}", record["country"])
-    _timestamp(record["created_at"], "created_at")
+    check_timestamp(record, "created_at")
 
 
 def _check_product(record: dict[str, Any]) -> None:
     assert set(record) == {"product_id", "product_name", "category", "price", "active"}
     for name in ("product_id", "product_name", "category"):
-        _text(record[name], name)
-    _decimal(record["price"], "price", 2)  # money: at most 2 decimals
+        check_non_empty_string(record, name)
+    check_decimal_amount(record, "price", CENT, 2)  # money: at most 2 decimals
     assert isinstance(record["active"], bool)
 
 
@@ -760,7 +622,7 @@ def test_reference_snapshots(heavy_run: tuple[Path, GenerationSummary]) -> None:
         products = json.loads(
             (summary.snapshots_dir / day / "products.json").read_text(),
             parse_float=Decimal,
-            object_pairs_hook=_no_repeated_keys,
+            object_pairs_hook=strict_pairs,
         )
         for record in customers:
             _check_customer(record)

@@ -14,20 +14,11 @@ import duckdb
 import pytest
 
 from retail_pipeline.events.simulator import FaultRates, generate
+from tests.ingestion.kills import adapt_window
 
 KILLS = 20
 MIN_EVENTS = 400_000
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]
-
-
-def _adapt(window: float, progress: int, most: int) -> float:
-    """The next kill window: longer after a run that committed nothing, shorter after one that
-    committed more than ``most``, so that kills keep landing mid-load at any loader speed."""
-    if progress <= 0:
-        return min(window * 1.25, 10.0)
-    if progress > most:
-        return max(window * 0.6, 0.1)
-    return window
 
 
 def line_offsets(path: Path) -> list[int]:
@@ -84,7 +75,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
         proc.wait()
         done = loaded_bytes(warehouse)
         assert done >= progress[-1], "a committed position went backwards"
-        window = _adapt(window, done - progress[-1], total_bytes // (2 * KILLS))
+        window = adapt_window(window, done - progress[-1], total_bytes // (2 * KILLS))
         progress.append(done)
         if done < total_bytes:
             kills_mid_load += 1

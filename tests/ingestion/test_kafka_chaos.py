@@ -16,6 +16,7 @@ import pytest
 from retail_pipeline.events.simulator import FaultRates, generate
 from retail_pipeline.ingestion.kafka.producer import Delivered, produce_files
 from tests.ingestion.kafka_fixtures import LocalBroker
+from tests.ingestion.kills import adapt_window
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]
@@ -27,16 +28,6 @@ KEYS_SQL = """
     union all select _topic, _partition, _offset from bronze.shipment_events
     union all select _topic, _partition, _offset from bronze.dead_letter
 """
-
-
-def _adapt(window: float, progress: int, most: int) -> float:
-    """The next kill window: longer after a run that committed nothing, shorter after one that
-    committed more than ``most``, so that kills keep landing mid-load at any loader speed."""
-    if progress <= 0:
-        return min(window * 1.25, 10.0)
-    if progress > most:
-        return max(window * 0.6, 0.1)
-    return window
 
 
 def produce_simulation(sim: Path, bootstrap: str, **size: int) -> list[Delivered]:
@@ -128,7 +119,7 @@ def test_random_sigkills_and_a_broker_restart_lose_and_duplicate_nothing(
         done = loaded(warehouse)
         if 0 <= done < len(delivered):
             kills_mid_load += 1
-        window = _adapt(window, done - before, len(delivered) // (2 * KILLS))
+        window = adapt_window(window, done - before, len(delivered) // (2 * KILLS))
         before = max(before, done)
     assert broker_restarts == 1
 

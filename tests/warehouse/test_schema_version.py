@@ -81,3 +81,38 @@ def test_the_ddl_creates_exactly_those_columns(tmp_path: Path) -> None:
             assert [(row[0], row[2] == "NO") for row in described] == [
                 (name, not_null) for name, _, not_null in columns
             ]
+
+
+def test_the_validator_hands_over_exactly_the_bronze_column_types(tmp_path: Path) -> None:
+    """No silent cast on the way in: Arrow types from the validator equal the DDL's types."""
+    import orjson
+
+    from retail_pipeline.events.validator import validate_events, validate_records
+    from tests.ingestion.messages import BASES
+
+    validated = validate_events([orjson.dumps(event) for event in BASES])
+    assert validated.dead_reasons == []
+    records = {
+        "customers": b'{"customer_id":"C1","name":"A","email":"a@x","country":"DE",'
+        b'"created_at":"2026-01-01T00:00:00Z"}',
+        "products": b'{"product_id":"P1","product_name":"M","category":"c","price":1.5,'
+        b'"active":true}',
+    }
+    tables = {EVENT_TABLES[topic]: table for topic, table in validated.events.items()}
+    for entity, record in records.items():
+        tables[entity] = validate_records(entity, [record]).rows
+    assert set(tables) == set(bronze_tables())
+    with DuckDBWarehouse(tmp_path / "wh.duckdb") as wh:
+        for name, arrow in tables.items():
+            wh.con.register("arrow", arrow)
+            given = {
+                row[0]: row[1] for row in wh.con.execute("describe select * from arrow").fetchall()
+            }
+            wh.con.unregister("arrow")
+            stored = {
+                row[0]: row[1] for row in wh.con.execute(f"describe bronze.{name}").fetchall()
+            }
+            typed = [column for column, _, _ in bronze_tables()[name] if column in given]
+            assert typed, name
+            for column in typed:
+                assert given[column] == stored[column], (name, column)

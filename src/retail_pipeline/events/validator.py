@@ -220,24 +220,17 @@ class _Checks:
     """Reasons for the rows of one group of decoded messages; the first failing check wins."""
 
     def __init__(self, n: int) -> None:
-        self.n = n
         self.reasons: list[str | None] = [None] * n
-        self.bad = 0
 
-    def fail_mask(self, mask: pa.Array, reason: str | list[str]) -> None:
+    def fail_mask(self, mask: pa.Array, reason: str) -> None:
+        """Fail every row where ``mask`` is true (or null) with ``reason``."""
         for index in pc.indices_nonzero(pc.fill_null(mask, True)).to_pylist():
-            self.fail(index, reason if isinstance(reason, str) else reason[index])
+            self.fail(index, reason)
 
     def fail(self, index: int, reason: str, *, first: bool = False) -> None:
         """Record why row ``index`` fails, unless an earlier check did (``first`` overrides)."""
-        if self.reasons[index] is None:
-            self.bad += 1
+        if self.reasons[index] is None or first:
             self.reasons[index] = reason
-        elif first:
-            self.reasons[index] = reason
-
-    def valid_mask(self) -> pa.Array:
-        return pa.array([r is None for r in self.reasons], pa.bool_())
 
 
 def _strings(values: list[Any], name: str, checks: _Checks) -> pa.Array:
@@ -588,22 +581,20 @@ def validate_records(entity: str, records: Sequence[bytes]) -> ValidatedRecords:
     """Check reference records of ``entity`` (customers or products) against the contract."""
     fields = REFERENCE_FIELDS[entity]
     decode = _REFERENCE_DECODERS[entity].decode
-    _, dead = _utf8(records)
+    dead: dict[int, str] = {}
     rows: list[int] = []
     decoded: list[Any] = []
     for index, record in enumerate(records):
-        if index in dead:
-            continue
         try:
             decoded.append(decode(record))
             rows.append(index)
         except msgspec.DecodeError as exc:
-            dead.setdefault(index, _reason(exc))
+            dead[index] = _utf8_reason(record) or _reason(exc)
         except RecursionError:
-            dead.setdefault(index, _TOO_DEEP)
+            dead[index] = _TOO_DEEP
     checks = _Checks(len(decoded))
     columns = {
-        spec.name: _column(spec, "", [getattr(r, spec.name) for r in decoded], checks)
+        spec.name: _column(spec, "", list(map(attrgetter(spec.name), decoded)), checks)
         for spec in fields
     }
     raws = [records[i] for i in rows]

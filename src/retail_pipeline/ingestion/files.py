@@ -198,8 +198,9 @@ def stage_block(block: bytes, block_offset: int, first_line: int, source_file: s
     if block_offset == 0 and parts and parts[0].startswith(BOM):
         parts[0] = parts[0][len(BOM) :]
         starts[0] += len(BOM)
+        lengths[0] -= len(BOM)
     kept = np.fromiter((not line.isspace() for line in parts), dtype=bool, count=count)
-    kept &= np.fromiter(map(len, parts), dtype=np.int64, count=count) > 0
+    kept &= lengths > 0
     filled = np.flatnonzero(kept)
     messages = [parts[i] for i in filled.tolist()] if len(filled) < count else parts
     n = len(messages)
@@ -255,8 +256,8 @@ def ingest_files(
     input is big enough to pay for starting them, else validation runs in a thread).
     """
     files = [check_file(Path(p)) for p in paths]
-    for path in files:  # every input is checked before anything is written
-        check_resumable(warehouse, path)
+    # Every input is checked before anything is written.
+    stored = {path: check_resumable(warehouse, path) for path in files}
     load_id = load_id or new_load_id("ingest")
     summary = IngestSummary()
     remaining = sum(p.stat().st_size for p in files)  # an upper bound: some may be loaded
@@ -264,7 +265,9 @@ def ingest_files(
         workers = default_workers() if remaining >= PROCESS_POOL_BYTES else 0
     with Validators(workers) as validators:
         for path in files:
-            counts = _ingest_one(warehouse, path, load_id, batch_bytes, progress, validators)
+            counts = _ingest_one(
+                warehouse, path, stored[path], load_id, batch_bytes, progress, validators
+            )
             _add(summary, str(path), *counts)
     warehouse.record_load(
         LoadRecord(
@@ -360,13 +363,13 @@ def check_resumable(warehouse: Warehouse, path: Path) -> Position | None:
 def _ingest_one(
     warehouse: Warehouse,
     path: Path,
+    stored: Position | None,
     load_id: str,
     batch_bytes: int,
     progress: Callable[[int], None] | None,
     validators: Validators,
 ) -> tuple[int, int, int, int, int, int]:
     source = f"file:{path}"
-    stored = check_resumable(warehouse, path)
     read = loaded = dead = 0
     with _open_events(path) as handle:
         offset, line = 0, 1

@@ -237,7 +237,8 @@ class KafkaBronzeConsumer:
         if self.buffer:
             messages, self.buffer = self.buffer, []
             n = len(messages)
-            topics = [self.logical[m.topic()] for m in messages]
+            physical = [m.topic() for m in messages]
+            topics = [self.logical[t] for t in physical]
             partitions = [m.partition() for m in messages]
             offsets = [m.offset() for m in messages]
             values = [m.value() or b"" for m in messages]
@@ -255,8 +256,7 @@ class KafkaBronzeConsumer:
             )
             validated = self._validators.submit(stage_events, values, metadata, topics)
             next_offsets: dict[tuple[str, int], int] = {}
-            for m, offset in zip(messages, offsets, strict=True):
-                key = (m.topic(), m.partition())
+            for key, offset in zip(zip(physical, partitions, strict=True), offsets, strict=True):
                 next_offsets[key] = max(next_offsets.get(key, 0), offset + 1)
             expected = {(f"kafka:{t}", p): self.expected.get((t, p)) for (t, p) in next_offsets}
             self.expected.update(next_offsets)
