@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the package with its dev extras
 
-demo: $(STAMP) ## Run the end-to-end demo on embedded defaults (no services needed)
+demo: $(STAMP) ## Run the end-to-end demo in data/demo/, with its own warehouse (no services needed)
 	$(BIN)/retail-pipeline demo
 
 lint: $(STAMP) ## ruff (lint + format check), mypy and sqlfluff (dbt models, duckdb dialect)

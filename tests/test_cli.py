@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -204,7 +205,7 @@ def test_generate_load_ingest_counts(tmp_path: Path) -> None:
     }
     assert printed["bronze.dead_letter"] == dead
     assert printed["bronze.customers"] == len(json.loads(customers.read_bytes()))
-    assert state["_loads"] == 2 + 2, "two snapshots and two ingest runs"
+    assert state["_loads"] == 2 + 1, "two snapshots and one ingest run (the rerun wrote nothing)"
 
 
 def test_schemas_writes_one_file_per_event_type_and_reference_entity(tmp_path: Path) -> None:
@@ -427,17 +428,27 @@ def _sqlite_database(path: Path) -> None:
         pytest.param(_sqlite_database, id="sqlite"),
     ],
 )
+@pytest.mark.parametrize("name", ["warehouse.duckdb", "customers.json"])
 def test_warehouse_is_not_a_duckdb_file(
-    tmp_path: Path, sim: GenerationSummary, make: Callable[[Path], object]
+    tmp_path: Path, sim: GenerationSummary, make: Callable[[Path], object], name: str
 ) -> None:
-    warehouse = tmp_path / "warehouse.duckdb"
+    """Every command that opens the warehouse refuses another file, whatever its extension
+    (DuckDB picks a reader by extension and would misreport a ``.json``)."""
+    warehouse = tmp_path / name
     make(warehouse)
     content = warehouse.read_bytes()
-    for args in (("ingest", sim.topics["orders"].path), ("counts",)):
+    for args in (
+        ("ingest", sim.topics["orders"].path),
+        ("load-batch", "--products", sim.products_path),
+        ("counts",),
+        ("status", "--bootstrap", "127.0.0.1:1"),
+        ("transform",),
+        ("answers",),
+    ):
         result = cli(*args, warehouse=warehouse, cwd=tmp_path)
         one_error_line(result, str(warehouse), "not a DuckDB")
     assert warehouse.read_bytes() == content
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
 def test_counts_on_a_missing_warehouse(tmp_path: Path) -> None:
@@ -463,3 +474,47 @@ def test_version(tmp_path: Path) -> None:
 
     lines = ok(cli("--version", warehouse=tmp_path / "wh.duckdb", cwd=tmp_path))
     assert lines == [f"retail-pipeline {version('retail-pipeline')}"]
+
+
+def _commands() -> dict[str, Any]:
+    """Every leaf command of the CLI by its name, e.g. ``"kafka up"``."""
+    import typer.main
+
+    from retail_pipeline.cli import app
+
+    found: dict[str, Any] = {}
+
+    def walk(command: Any, path: str) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}".strip())
+        if not hasattr(command, "commands"):
+            found[path] = command
+
+    walk(typer.main.get_command(app), "")
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(_commands()))
+def test_help_shows_every_option_with_its_text_default_and_environment(name: str) -> None:
+    from typer.testing import CliRunner
+
+    from retail_pipeline.cli import app
+
+    result = CliRunner().invoke(app, [*name.split(), "--help"], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # undo the wrapping
+    options = text.partition(" Options: ")[2]
+    assert options and "<" not in options, f"a type placeholder such as <bool> in: {options}"
+    for param in _commands()[name].params:
+        if param.param_type_name == "option":
+            assert param.help, f"{name} {param.opts[0]} has no help text"
+            assert " ".join(param.help.split()) in text, f"{param.opts[0]}'s help is mangled"
+            assert all(opt in text for opt in param.opts)
+    if name == "demo":  # the demo keeps a warehouse of its own
+        assert "[default: DIR/warehouse.duckdb; RETAIL_WAREHOUSE is not used]" in text
+    elif "--warehouse" in text:
+        assert "[env var: RETAIL_WAREHOUSE; default: data/warehouse.duckdb]" in text
+    if "--bootstrap" in text:
+        assert "[env var: RETAIL_KAFKA_BOOTSTRAP; default: 127.0.0.1:9092]" in text
+    if "--topic-prefix" in text:
+        assert "[env var: RETAIL_TOPIC_PREFIX]" in text

@@ -29,8 +29,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 console = Console(stderr=True)
+ABORTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
 out = Console(soft_wrap=True, markup=False)
 
 
@@ -59,7 +61,8 @@ WarehouseOpt = Annotated[
     typer.Option(
         "--warehouse",
         "-w",
-        help="DuckDB warehouse file [env: RETAIL_WAREHOUSE; default: data/warehouse.duckdb]",
+        metavar="FILE",
+        help="DuckDB warehouse file  [env var: RETAIL_WAREHOUSE; default: data/warehouse.duckdb]",
         show_default=False,
     ),
 ]
@@ -98,10 +101,16 @@ def _count_progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
 
 @app.command()
 def generate(
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder")] = Path("data/sim"),
-    days: Annotated[int, typer.Option(min=1, help="Days to simulate")] = 7,
-    orders_per_day: Annotated[int, typer.Option(min=1, help="Mean orders per day")] = 500,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same output)")] = 42,
+    out_dir: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder")] = Path(
+        "data/sim"
+    ),
+    days: Annotated[int, typer.Option(min=1, metavar="N", help="Days to simulate")] = 7,
+    orders_per_day: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Mean orders per day")
+    ] = 500,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Random seed (same seed, same output)")
+    ] = 42,
     faults: Annotated[
         bool, typer.Option("--faults/--no-faults", help="Add duplicates, late and bad messages")
     ] = True,
@@ -133,10 +142,10 @@ def generate(
 @app.command("load-batch")
 def load_batch(
     customers: Annotated[
-        Path | None, typer.Option(help="Customers snapshot (JSON array or NDJSON)")
+        Path | None, typer.Option(metavar="FILE", help="Customers snapshot (JSON array or NDJSON)")
     ] = None,
     products: Annotated[
-        Path | None, typer.Option(help="Products snapshot (JSON array or NDJSON)")
+        Path | None, typer.Option(metavar="FILE", help="Products snapshot (JSON array or NDJSON)")
     ] = None,
     warehouse: WarehouseOpt = None,
 ) -> None:
@@ -160,7 +169,8 @@ BootstrapOpt = Annotated[
     str | None,
     typer.Option(
         "--bootstrap",
-        help="Kafka bootstrap servers [env: RETAIL_KAFKA_BOOTSTRAP; default: 127.0.0.1:9092]",
+        metavar="HOST:PORT,...",
+        help="Kafka bootstrap servers  [env var: RETAIL_KAFKA_BOOTSTRAP; default: 127.0.0.1:9092]",
         show_default=False,
     ),
 ]
@@ -171,7 +181,8 @@ TopicPrefixOpt = Annotated[
     typer.Option(
         "--topic-prefix",
         envvar="RETAIL_TOPIC_PREFIX",
-        help="Put before every Kafka topic name, e.g. 'prod.' [env: RETAIL_TOPIC_PREFIX]",
+        metavar="PREFIX",
+        help="Put before every Kafka topic name, e.g. 'prod.'",
     ),
 ]
 
@@ -180,27 +191,42 @@ TopicPrefixOpt = Annotated[
 def ingest(
     from_files: Annotated[
         list[Path] | None,
-        typer.Option("--from-files", help="NDJSON event files (any mix of topics)"),
+        typer.Option(
+            "--from-files", metavar="FILE...", help="NDJSON event files (any mix of topics)"
+        ),
     ] = None,
-    files: Annotated[list[Path] | None, typer.Argument(help="More NDJSON files")] = None,
+    files: Annotated[
+        list[Path] | None, typer.Argument(metavar="FILE", help="More NDJSON files")
+    ] = None,
     kafka: Annotated[bool, typer.Option("--kafka", help="Consume the Kafka topics")] = False,
     until_caught_up: Annotated[
         bool, typer.Option(help="--kafka: stop at the end offsets seen at start")
     ] = False,
     max_seconds: Annotated[
-        float | None, typer.Option(min=0, help="--kafka: stop after this many seconds")
+        float | None,
+        typer.Option(min=0, metavar="SECONDS", help="--kafka: stop after this many seconds"),
     ] = None,
-    batch_mb: Annotated[int, typer.Option(min=1, help="Files: MiB per transaction")] = 64,
-    batch_size: Annotated[int, typer.Option(min=1, help="--kafka: messages per transaction")] = (
-        30_000
-    ),
+    batch_mb: Annotated[
+        int, typer.Option(min=1, metavar="MIB", help="Files: MiB per transaction")
+    ] = 64,
+    batch_size: Annotated[
+        int, typer.Option(min=1, metavar="N", help="--kafka: messages per transaction")
+    ] = (30_000),
     linger_ms: Annotated[
-        int, typer.Option(min=0, help="--kafka: max wait before a partial batch is written")
+        int,
+        typer.Option(
+            min=0, metavar="MS", help="--kafka: max wait before a partial batch is written"
+        ),
     ] = 500,
-    group: Annotated[str, typer.Option(help="--kafka: consumer group")] = "retail-bronze",
+    group: Annotated[
+        str, typer.Option(metavar="NAME", help="--kafka: consumer group")
+    ] = "retail-bronze",
     instance_id: Annotated[
         str | None,
-        typer.Option(help="--kafka: static group member id (fast restarts); unique per consumer"),
+        typer.Option(
+            metavar="ID",
+            help="--kafka: static group member id (fast restarts); unique per consumer",
+        ),
     ] = None,
     shared: Annotated[
         bool,
@@ -261,9 +287,15 @@ def _ingest_kafka(
     from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings, KafkaBronzeConsumer
     from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())  # finish the batch, then stop
+    stop, interrupted = threading.Event(), threading.Event()
+
+    def finish_then_stop(signum: int, _frame: object) -> None:
+        """SIGTERM or a first Ctrl-C: finish the batches in hand, then stop."""
+        if signum == signal.SIGINT:
+            interrupted.set()
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one aborts now
+        stop.set()
+
     settings = ConsumerSettings(
         bootstrap=bootstrap,
         group_id=group,
@@ -273,23 +305,38 @@ def _ingest_kafka(
         topic_prefix=topic_prefix,
     )
     wh = DuckDBWarehouse(warehouse, exclusive=not shared)
-    consumer = KafkaBronzeConsumer(wh, settings)
-    with _count_progress(0, "consuming") as advance:
-        summary = consumer.run(
-            until_caught_up=until_caught_up, max_seconds=max_seconds, stop=stop, progress=advance
-        )
-    wh.close()
+    try:
+        consumer = KafkaBronzeConsumer(wh, settings)  # waits for the broker, bounded
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, finish_then_stop)
+        with _count_progress(0, "consuming") as advance:
+            summary = consumer.run(
+                until_caught_up=until_caught_up,
+                max_seconds=max_seconds,
+                stop=stop,
+                progress=advance,
+            )
+    finally:
+        wh.close()
     out.print(summary.line())
+    if interrupted.is_set():  # stopped cleanly, but by Ctrl-C: say so, exit 130
+        raise KeyboardInterrupt
 
 
 @app.command()
 def produce(
     from_files: Annotated[
-        list[Path] | None, typer.Option("--from-files", help="NDJSON event files to publish")
+        list[Path] | None,
+        typer.Option("--from-files", metavar="FILE...", help="NDJSON event files to publish"),
     ] = None,
-    files: Annotated[list[Path] | None, typer.Argument(help="More NDJSON files")] = None,
+    files: Annotated[
+        list[Path] | None, typer.Argument(metavar="FILE", help="More NDJSON files")
+    ] = None,
     rate: Annotated[
-        float | None, typer.Option(min=1, help="Messages per second (default: as fast as possible)")
+        float | None,
+        typer.Option(
+            min=1, metavar="PER_SECOND", help="Messages per second [default: as fast as possible]"
+        ),
     ] = None,
     skip_invalid: Annotated[
         bool, typer.Option(help="Drop lines that break the contract instead of sending them")
@@ -297,7 +344,12 @@ def produce(
     bootstrap: BootstrapOpt = None,
     topic_prefix: TopicPrefixOpt = "",
 ) -> None:
-    """Publish events to Kafka: topic by event_type, key order_id, idempotent producer."""
+    """Publish events to Kafka: topic by event_type, key order_id, idempotent producer.
+
+    A line Kafka refuses (over the size limit, say) goes to the dead-letter topic with the
+    reason, and the summary names it; the rest of the files are still sent. Waits at most
+    $RETAIL_KAFKA_CONNECT_TIMEOUT seconds (10) for the broker.
+    """
     from retail_pipeline.ingestion.files import check_file
     from retail_pipeline.ingestion.kafka.producer import produce_files
 
@@ -322,8 +374,8 @@ app.add_typer(kafka_app, name="kafka")
 
 @kafka_app.command("up")
 def kafka_up(
-    port: Annotated[int, typer.Option(help="Broker port on 127.0.0.1")] = 9092,
-    partitions: Annotated[int, typer.Option(min=1, help="Partitions per topic")] = 3,
+    port: Annotated[int, typer.Option(metavar="PORT", help="Broker port on 127.0.0.1")] = 9092,
+    partitions: Annotated[int, typer.Option(min=1, metavar="N", help="Partitions per topic")] = 3,
 ) -> None:
     """Start the broker (fetching jars on first use) and create the topics."""
     from retail_pipeline.ingestion.kafka import broker
@@ -364,7 +416,12 @@ def status(
     topic_prefix: TopicPrefixOpt = "",
     warehouse: WarehouseOpt = None,
 ) -> None:
-    """Per topic/partition: warehouse offset, broker end offset and lag; Bronze counts."""
+    """Per topic/partition: warehouse offset, broker end offset and lag; Bronze counts.
+
+    When the broker cannot be asked (it waits $RETAIL_KAFKA_CONNECT_TIMEOUT seconds, 10), the
+    warehouse side is still printed, the broker side shows '?', and one error line says why:
+    exit code 1.
+    """
     from rich.table import Table
 
     from retail_pipeline.events.contract import TOPICS
@@ -384,10 +441,10 @@ def status(
             "?" if lag.lag is None else f"{lag.lag:,}",
         )
     out.print(table)
-    if error:
-        out.print(f"broker unreachable: {error}")
     for name, n in wh.counts().items():
         out.print(f"bronze.{name:<16} {n:>12,}")
+    if error:
+        raise PipelineError(f"broker side unknown ('?'): {error}")
 
 
 @app.command()
@@ -402,9 +459,9 @@ def counts(warehouse: WarehouseOpt = None) -> None:
 
 @app.command()
 def schemas(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the JSON Schema files")] = Path(
-        "schemas"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Folder for the JSON Schema files")
+    ] = Path("schemas"),
 ) -> None:
     """Write the event contract as JSON Schema files (one per event type, plus reference data)."""
     from retail_pipeline.events.schemas import write_schemas
@@ -453,18 +510,40 @@ def answers(
 
 @app.command()
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Where the simulation goes")] = Path("data/demo"),
-    days: Annotated[int, typer.Option(min=1)] = 14,
-    orders_per_day: Annotated[int, typer.Option(min=1)] = 300,
-    seed: Annotated[int, typer.Option()] = 7,
+    workdir: Annotated[
+        Path,
+        typer.Option(metavar="DIR", help="Where the simulation (sim/) and the demo's warehouse go"),
+    ] = Path("data/demo"),
+    days: Annotated[int, typer.Option(min=1, metavar="N", help="Days to simulate")] = 14,
+    orders_per_day: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Mean orders per day")
+    ] = 300,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Random seed (same seed, same simulation)")
+    ] = 7,
     kafka: Annotated[
-        bool, typer.Option("--kafka", help="Go through the local Kafka broker (started if needed)")
+        bool,
+        typer.Option(
+            "--kafka",
+            help="Go through the local Kafka broker (started if needed, and then stopped again)",
+        ),
     ] = False,
-    warehouse: WarehouseOpt = None,
+    warehouse: Annotated[
+        Path | None,
+        typer.Option(
+            "--warehouse",
+            "-w",
+            metavar="FILE",
+            help="The demo's DuckDB warehouse file, refused if it holds anything but this"
+            " simulation  [default: DIR/warehouse.duckdb; RETAIL_WAREHOUSE is not used]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """End to end on embedded defaults: simulate, load, transform, print the six answers."""
+    """End to end on embedded defaults: simulate, load, transform, print the six answers and
+    whether they equal the simulation's truth (exit code 1 if not)."""
     from retail_pipeline.demo import run_demo
-    from retail_pipeline.transform import format_answers
+    from retail_pipeline.transform import format_answers, node_progress
 
     result = run_demo(
         workdir,
@@ -473,15 +552,22 @@ def demo(
         seed=seed,
         kafka=kafka,
         warehouse=warehouse,
+        dbt_progress=lambda: node_progress(console),
         echo=out.print,
     )
-    print(format_answers(result), end="")
+    print(format_answers(result.answers), end="")
+    out.print(result.where())
+    out.print(result.verdict())
+    if not result.matches_truth:
+        raise PipelineError(f"the demo's answers differ from {result.truth_file}")
 
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 1."""
     try:
         code = app(standalone_mode=False)
+        if code == ABORTED:  # typer turns a KeyboardInterrupt into this exit code
+            raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)
     except PipelineError as exc:
@@ -489,7 +575,7 @@ def main() -> None:
         sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
         console.print("[red]aborted[/red]")
-        sys.exit(130)
+        sys.exit(ABORTED)
     except Exception as exc:
         # Usage errors (typer's click) know how to show themselves and their exit code.
         show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 import pytest
 
 from retail_pipeline.events.truth import (
+    ANSWER_NAMES,
+    LEAD_TIME_TOLERANCE_HOURS,
     UNIT_PRICE_SCALE,
     OrderLifecycle,
     ProductInfo,
     TruthAccumulator,
+    compare_with_truth,
     compute_truth,
     percentile_cont,
     round_half_away,
@@ -360,3 +365,103 @@ def test_percentile_cont_rejects_bad_input() -> None:
         percentile_cont([], 0.5)
     with pytest.raises(ValueError):
         percentile_cont([1.0], 1.5)
+
+
+def _changed(answers: dict[str, Any], change: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(answers)
+    change(changed)
+    return changed
+
+
+def test_compare_with_truth_finds_nothing_in_equal_answers() -> None:
+    truth = compute_truth(scenario(), PRODUCTS)
+    assert list(truth) == list(ANSWER_NAMES)
+    assert compare_with_truth(copy.deepcopy(truth), truth) == {}
+    assert compare_with_truth(compute_truth([], PRODUCTS), compute_truth([], PRODUCTS)) == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "detail"),
+    [
+        (
+            lambda a: a["orders_per_day"][1].update(orders=5),
+            "orders_per_day",
+            "orders_per_day[1].orders is 5, truth 4",
+        ),
+        (
+            lambda a: a["revenue"]["by_day"][0].update(net=a["revenue"]["by_day"][0]["net"] + 0.01),
+            "revenue",
+            "revenue.by_day[0].net",
+        ),
+        (
+            lambda a: a["revenue"]["by_day"].pop(),
+            "revenue",
+            "revenue.by_day has 1 entries, truth 2",
+        ),
+        (
+            lambda a: a["conversion_rate"].update(overall=a["conversion_rate"]["overall"] + 1e-12),
+            "conversion_rate",
+            "conversion_rate.overall",
+        ),
+        (
+            lambda a: a["top_products"][0].update(product_id="P9"),
+            "top_products",
+            "top_products[0].product_id is 'P9', truth",
+        ),
+        (
+            lambda a: a["cancel_refund"].update(canceled_rate=0.5),
+            "cancel_refund",
+            "cancel_refund.canceled_rate is 0.5",
+        ),
+        (
+            lambda a: a["lead_times_hours"]["created_to_shipped"].update(count=99),
+            "lead_times_hours",
+            "lead_times_hours.created_to_shipped.count is 99",
+        ),
+        (
+            lambda a: a["lead_times_hours"]["created_to_delivered"].update(
+                p90=a["lead_times_hours"]["created_to_delivered"]["p90"]
+                + 2 * LEAD_TIME_TOLERANCE_HOURS
+            ),
+            "lead_times_hours",
+            "lead_times_hours.created_to_delivered.p90",
+        ),
+        (
+            lambda a: a["lead_times_hours"]["shipped_to_delivered"].update(mean=None),
+            "lead_times_hours",
+            "lead_times_hours.shipped_to_delivered.mean is None",
+        ),
+        (lambda a: a.pop("top_products"), "top_products", "top_products is missing"),
+    ],
+)
+def test_compare_with_truth_names_the_first_difference(change: Any, key: str, detail: str) -> None:
+    """Counts, money and rates must be equal (a cent or 1e-12 of a rate is a difference)."""
+    truth = compute_truth(scenario(), PRODUCTS)
+    differences = compare_with_truth(_changed(truth, change), truth)
+    assert list(differences) == [key]
+    assert differences[key].startswith(detail), differences[key]
+
+
+def test_compare_with_truth_allows_lead_times_within_the_tolerance() -> None:
+    truth = compute_truth(scenario(), PRODUCTS)
+
+    def nudge(answers: dict[str, Any]) -> None:
+        for stats in answers["lead_times_hours"].values():
+            for key in ("mean", "p50", "p90"):
+                if stats[key] is not None:
+                    stats[key] += LEAD_TIME_TOLERANCE_HOURS / 2
+
+    assert compare_with_truth(_changed(truth, nudge), truth) == {}
+
+
+def test_compare_with_truth_reports_each_differing_answer_in_order() -> None:
+    truth = compute_truth(scenario(), PRODUCTS)
+
+    def break_three(answers: dict[str, Any]) -> None:
+        answers["cancel_refund"]["orders"] += 1
+        answers["orders_per_day"][0]["date"] = "2026-01-03"
+        answers["extra"] = 1
+
+    differences = compare_with_truth(_changed(truth, break_three), truth)
+    assert list(differences) == ["orders_per_day", "cancel_refund", "extra"]
+    assert differences["extra"] == "extra is not in the truth"

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from retail_pipeline.events.simulator import FaultRates, generate
-from tests.ingestion.kills import adapt_window
+from tests.ingestion.kills import adapt_window, unaccounted_rows
 
 KILLS = 20
 MIN_EVENTS = 400_000
@@ -83,6 +83,11 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
             break
     assert kills_mid_load >= KILLS, f"only {kills_mid_load} kills landed mid-load"
     assert len(set(progress)) >= 5, "kills must be spread over the load, not all at its start"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        # Every killed run that committed something is recorded with exactly what it wrote.
+        assert unaccounted_rows(con) == []
+        (runs,) = con.execute("select count(*) from bronze._loads").fetchone() or (0,)
+    assert runs >= 5
 
     final = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert final.returncode == 0, final.stderr
@@ -97,6 +102,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
         ) group by all
         """
     ).fetchall()
+    assert unaccounted_rows(con) == []
     con.close()
     duplicated = [(f, o, n) for f, o, n in rows if n != 1]
     assert duplicated == []

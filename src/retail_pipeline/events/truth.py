@@ -11,6 +11,9 @@ Money follows docs/metrics.md: sums are exact (integers, no binary floats), and 
 is rounded to cents once, at the end, half away from zero. Answers are in the reporting currency:
 an order in another currency counts as an order (created, converted, canceled, refunded, lead
 times) but its payments add nothing to revenue and its items nothing to product revenue.
+
+:func:`compare_with_truth` says where answers read from a warehouse differ from the truth (the
+check the demo's verdict and the tests make).
 """
 
 from __future__ import annotations
@@ -280,3 +283,104 @@ def compute_truth(
     for order in orders:
         accumulator.add(order)
     return accumulator.answers(products)
+
+
+ANSWER_NAMES: dict[str, str] = {
+    "orders_per_day": "orders per day",
+    "revenue": "revenue",
+    "conversion_rate": "conversion rate",
+    "top_products": "top products",
+    "cancel_refund": "canceled / refunded share",
+    "lead_times_hours": "lead times",
+}
+"""The six answers by their key in docs/metrics.md's JSON shape, with a name for people."""
+LEAD_TIME_TOLERANCE_HOURS = 1e-3
+"""Lead-time statistics are floating-point hours; they agree to a thousandth of an hour (3.6 s).
+Everything else (counts, money in cents, rates of exact counts) must be equal."""
+_LEAD_TIME_STATISTICS = ("mean", "p50", "p90")
+
+
+def compare_with_truth(answers: Mapping[str, Any], truth: Mapping[str, Any]) -> dict[str, str]:
+    """Where ``answers`` (e.g. read from Gold) differ from ``truth`` (``truth.json``).
+
+    Returns, per differing answer key (in the order of :data:`ANSWER_NAMES`), the first
+    difference found, e.g. ``{"revenue": "revenue.by_day[2].net is 10.5, truth 10.51"}``; an
+    empty dict when all six answers agree. Counts, money and rates must be equal; lead-time
+    statistics may differ by :data:`LEAD_TIME_TOLERANCE_HOURS`.
+    """
+    differences: dict[str, str] = {}
+    keys = [*ANSWER_NAMES, *(k for k in (*truth, *answers) if k not in ANSWER_NAMES)]
+    for key in dict.fromkeys(keys):
+        if key not in answers:
+            found: str | None = f"{key} is missing"
+        elif key not in truth:
+            found = f"{key} is not in the truth"
+        elif key == "lead_times_hours":
+            found = _lead_time_difference(answers[key], truth[key])
+        else:
+            found = _first_difference(answers[key], truth[key], key)
+        if found is not None:
+            differences[key] = found
+    return differences
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _first_difference(got: Any, want: Any, path: str) -> str | None:
+    if isinstance(want, Mapping) and isinstance(got, Mapping):
+        for key in dict.fromkeys((*want, *got)):
+            if key not in got:
+                return f"{path}.{key} is missing"
+            if key not in want:
+                return f"{path}.{key} is not in the truth"
+            found = _first_difference(got[key], want[key], f"{path}.{key}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(want, list) and isinstance(got, list):
+        for index, (a, b) in enumerate(zip(got, want, strict=False)):
+            found = _first_difference(a, b, f"{path}[{index}]")
+            if found is not None:
+                return found
+        if len(got) != len(want):
+            return f"{path} has {len(got)} entries, truth {len(want)}"
+        return None
+    if got != want or isinstance(got, bool) != isinstance(want, bool):
+        return f"{path} is {_shown(got)}, truth {_shown(want)}"
+    return None
+
+
+def _hours_close(got: Any, want: Any) -> bool:
+    if got is None or want is None:
+        return got is None and want is None
+    numbers = (int, float)
+    if not isinstance(got, numbers) or not isinstance(want, numbers):
+        return False
+    return abs(got - want) <= LEAD_TIME_TOLERANCE_HOURS
+
+
+def _lead_time_difference(got: Any, want: Any) -> str | None:
+    path = "lead_times_hours"
+    if not isinstance(got, Mapping) or not isinstance(want, Mapping):
+        return _first_difference(got, want, path)
+    for segment in dict.fromkeys((*want, *got)):
+        if segment not in got or segment not in want:
+            return _first_difference(got, want, path)
+        mine, true = got[segment], want[segment]
+        where = f"{path}.{segment}"
+        if not isinstance(mine, Mapping) or not isinstance(true, Mapping):
+            return _first_difference(mine, true, where)
+        exact = {k: v for k, v in mine.items() if k not in _LEAD_TIME_STATISTICS}
+        found = _first_difference(
+            exact, {k: v for k, v in true.items() if k not in _LEAD_TIME_STATISTICS}, where
+        )
+        if found is not None:
+            return found
+        for statistic in _LEAD_TIME_STATISTICS:
+            a, b = mine.get(statistic), true.get(statistic)
+            if not _hours_close(a, b):
+                return f"{where}.{statistic} is {_shown(a)}, truth {_shown(b)}"
+    return None

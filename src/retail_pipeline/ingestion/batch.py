@@ -21,6 +21,7 @@ from retail_pipeline.errors import InputError
 from retail_pipeline.events.contract import REFERENCE_FIELDS
 from retail_pipeline.events.validator import validate_records
 from retail_pipeline.ingestion.files import new_load_id
+from retail_pipeline.ingestion.staging import payload_text
 from retail_pipeline.warehouse.base import LoadRecord, Warehouse
 
 
@@ -139,9 +140,7 @@ def load_snapshot(warehouse: Warehouse, snapshot: Snapshot) -> BatchSummary:
             "_offset": pa.array([number for number, _, _ in bad], pa.int64()),
             "_source_file": pa.array([source] * len(bad), pa.string()),
             "_source_line": pa.array([line for _, line, _ in bad], pa.int64()),
-            "raw_payload": pa.array(
-                [raw.decode("utf-8", "backslashreplace") for _, _, raw in bad], pa.string()
-            ),
+            "raw_payload": pa.array([payload_text(raw) for _, _, raw in bad], pa.string()),
             "reason": pa.array(verdicts.dead_reasons, pa.string()),
         }
     )

@@ -27,7 +27,7 @@ import pyarrow as pa
 from retail_pipeline.errors import InputError
 from retail_pipeline.ingestion.staging import stage_events
 from retail_pipeline.ingestion.workers import Validators, default_workers
-from retail_pipeline.warehouse.base import EventBatch, LoadRecord, Position, Warehouse
+from retail_pipeline.warehouse.base import EventBatch, Position, Warehouse
 
 DEFAULT_BATCH_BYTES = 64 << 20
 """Bytes of file per transaction (``--batch-mb``)."""
@@ -175,8 +175,8 @@ class StagedBlock:
 
     @property
     def messages(self) -> int:
-        """Non-blank lines: events plus dead letters."""
-        return int(sum(t.num_rows for t in self.events.values()) + self.dead_letters.num_rows)
+        """Non-blank lines, as split from the file (validation must account for each one)."""
+        return self.lines - self.blank
 
 
 BOM = b"\xef\xbb\xbf"
@@ -259,6 +259,7 @@ def ingest_files(
     # Every input is checked before anything is written.
     stored = {path: check_resumable(warehouse, path) for path in files}
     load_id = load_id or new_load_id("ingest")
+    sources = ",".join(str(p) for p in files)
     summary = IngestSummary()
     remaining = sum(p.stat().st_size for p in files)  # an upper bound: some may be loaded
     if workers is None:
@@ -266,20 +267,9 @@ def ingest_files(
     with Validators(workers) as validators:
         for path in files:
             counts = _ingest_one(
-                warehouse, path, stored[path], load_id, batch_bytes, progress, validators
+                warehouse, path, stored[path], load_id, batch_bytes, progress, validators, sources
             )
             _add(summary, str(path), *counts)
-    warehouse.record_load(
-        LoadRecord(
-            load_id,
-            "events",
-            ",".join(str(p) for p in files),
-            None,
-            summary.read,
-            summary.loaded,
-            summary.dead_lettered,
-        )
-    )
     return summary
 
 
@@ -368,6 +358,7 @@ def _ingest_one(
     batch_bytes: int,
     progress: Callable[[int], None] | None,
     validators: Validators,
+    sources: str,
 ) -> tuple[int, int, int, int, int, int]:
     source = f"file:{path}"
     read = loaded = dead = 0
@@ -394,10 +385,12 @@ def _ingest_one(
             position = Position(source, 0, end, line_after, fingerprint)
             expected = {(source, 0): first.offset if first.offset or stored else None}
             events, dead_letters = _combined(group)
-            result = warehouse.write_events(
-                EventBatch(load_id, "file", events, dead_letters, [position], expected)
+            messages = sum(staged.messages for staged in group)
+            batch = EventBatch(
+                load_id, "file", events, dead_letters, [position], expected, messages, sources
             )
-            read += sum(staged.messages for staged in group)
+            result = warehouse.write_events(batch)
+            read += messages
             blank += sum(staged.blank for staged in group)
             done = end
             loaded += result.loaded

@@ -7,6 +7,7 @@ dead letters with the reason.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import pyarrow as pa
@@ -24,6 +25,35 @@ METADATA_SCHEMA = pa.schema(
     ]
 )
 """Where each message came from; one row per message."""
+
+
+def escaped_text(raw: bytes) -> str:
+    """Any bytes as text, losslessly: each backslash written ``\\\\`` and each byte that is not
+    UTF-8 ``\\xNN``; :func:`escaped_bytes` gives the bytes back. Used for Kafka keys
+    (``_key``) and for dead letters that are not UTF-8."""
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+def escaped_bytes(text: str) -> bytes:
+    """The original bytes of a text written by :func:`escaped_text`."""
+    return _ESCAPE.sub(_unescape, text.encode())
+
+
+_ESCAPE = re.compile(rb"\\(\\|x[0-9a-f]{2})")
+
+
+def _unescape(match: re.Match[bytes]) -> bytes:
+    escaped = match[1]
+    return b"\\" if escaped == b"\\" else bytes([int(escaped[1:], 16)])
+
+
+def payload_text(raw: bytes) -> str:
+    """A dead letter's ``raw_payload``: UTF-8 exactly as it came; anything else (its reason
+    then says it is not UTF-8) through :func:`escaped_text`, so no byte is lost."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return escaped_text(raw)
 
 
 def stage_events(
@@ -57,7 +87,7 @@ def stage_events(
     dead = dead.append_column(
         "raw_payload",
         pa.array(
-            [messages[i].decode("utf-8", "backslashreplace") for i in verdicts.dead_rows],
+            [payload_text(messages[i]) for i in verdicts.dead_rows],
             pa.string(),
         ),
     )

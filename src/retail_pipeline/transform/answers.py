@@ -22,7 +22,12 @@ from rich.text import Text
 
 from retail_pipeline.errors import PipelineError, WarehouseError
 from retail_pipeline.events.contract import REPORTING_CURRENCY
-from retail_pipeline.warehouse.duckdb import check_schema_version, open_error, warehouse_path
+from retail_pipeline.warehouse.duckdb import (
+    check_existing,
+    check_schema_version,
+    open_error,
+    warehouse_path,
+)
 
 TOP_PRODUCTS = 10
 LEAD_TIME_SEGMENTS = ("created_to_shipped", "shipped_to_delivered", "created_to_delivered")
@@ -47,10 +52,7 @@ def _money(value: Decimal | None) -> float:
 
 def _open(path: str | os.PathLike[str] | None) -> duckdb.DuckDBPyConnection:
     file = warehouse_path(path).resolve()
-    if file.is_dir():
-        raise WarehouseError(f"warehouse {file} is a directory, expected a DuckDB file")
-    if not file.is_file():
-        raise WarehouseError(f"warehouse {file} does not exist; load and transform first")
+    check_existing(file, "load and transform first")
     try:
         con = duckdb.connect(str(file), read_only=True)
     except duckdb.Error as exc:

@@ -15,7 +15,8 @@ from retail_pipeline.transform.runner import NodeProgress
 def node_progress(console: Console) -> Iterator[Callable[[NodeProgress], None]]:
     """A progress callback drawing one bar over the dbt nodes (transient, terminals only).
 
-    Failing nodes are printed above the bar as they happen.
+    On a terminal, failing nodes are printed above the bar as they happen (the caller
+    reports them all at the end in any case).
     """
     with Progress(
         TextColumn("dbt {task.description}"),
@@ -35,7 +36,7 @@ def node_progress(console: Console) -> Iterator[Callable[[NodeProgress], None]]:
                 total=node.total or None,
                 description=f"{node.resource_type} {node.name}",
             )
-            if node.status in {"error", "fail"}:
+            if node.status in {"error", "fail"} and console.is_terminal:
                 console.print(
                     f"[red]{node.status.upper()}[/red] {node.resource_type} {node.name}",
                     highlight=False,

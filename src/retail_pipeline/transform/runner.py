@@ -195,6 +195,8 @@ def run_dbt(
             outcome = dbtRunner(callbacks=[callback]).invoke(full_args)
         finally:
             _release_duckdb()
+    if isinstance(outcome.exception, KeyboardInterrupt):  # dbt catches Ctrl-C; pass it on
+        raise KeyboardInterrupt from outcome.exception
     if outcome.exception is not None:
         raise _run_error(outcome.exception, path)
     return outcome
@@ -234,10 +236,6 @@ def run_transform(
     Failing nodes are reported in the summary (``success`` false), not raised.
     """
     path = warehouse_path(warehouse).resolve()
-    if path.is_dir():
-        raise WarehouseError(f"warehouse {path} is a directory, expected a DuckDB file")
-    if not path.is_file():
-        raise WarehouseError(f"warehouse {path} does not exist; load something first")
     DuckDBWarehouse(path, read_only=True).close()  # refuses a Bronze it must not read, at once
     args = [command]
     if full_refresh:
@@ -267,4 +265,22 @@ def run_transform(
             summary.failures.append(_failure(result, status))
     if not summary.success and not summary.failures and not results:
         raise TransformError(f"dbt {command} failed on {path} before running any node")
+    cause = _storage_error(summary.failures)
+    if cause:  # one cause behind every failure: say it once instead of listing each node
+        raise WarehouseError(
+            f"dbt {command} could not write {path}: {cause} ({len(summary.failures)} nodes"
+            " failed); free space and run transform again"
+        )
     return summary
+
+
+STORAGE_ERRORS = ("No space left on device", "Disk quota exceeded", "Read-only file system")
+
+
+def _storage_error(failures: Sequence[NodeFailure]) -> str | None:
+    """The storage problem (full disk, quota, read-only mount) behind failing nodes, if any."""
+    for failure in failures:
+        for cause in STORAGE_ERRORS:
+            if cause in failure.message:
+                return cause
+    return None

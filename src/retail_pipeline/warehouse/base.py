@@ -57,6 +57,11 @@ class EventBatch:
     rebalance, a second loader) got there first, and the batch is rejected with
     :class:`PositionConflict` instead of being written twice.
     """
+    read: int | None = None
+    """Messages the reader took from the source for this batch, counted before validation
+    (None: the batch's size). ``bronze._loads`` records it beside what was written."""
+    load_source: str = ""
+    """What the run reads (files, topics), for its ``bronze._loads`` row."""
 
     @property
     def size(self) -> int:
@@ -78,7 +83,7 @@ class PositionConflict(RuntimeError):
 
 @dataclass(frozen=True)
 class LoadRecord:
-    """One run of a loader, as recorded in ``bronze._loads``."""
+    """One run of a reference loader, as recorded in ``bronze._loads``."""
 
     load_id: str
     kind: str
@@ -93,7 +98,7 @@ class Warehouse(Protocol):
     """What loaders need from a warehouse (DuckDB today, Snowflake next)."""
 
     def write_events(self, batch: EventBatch) -> WriteResult:
-        """Write one batch's events, dead letters and positions atomically."""
+        """Write one batch's events, dead letters, positions and load counts atomically."""
         ...
 
     def positions(self, source: str) -> dict[int, Position]:
@@ -112,10 +117,6 @@ class Warehouse(Protocol):
         self, entity: str, rows: pa.Table, dead_letters: pa.Table, load: LoadRecord
     ) -> None:
         """Append one reference snapshot, its dead letters and its load record atomically."""
-        ...
-
-    def record_load(self, load: LoadRecord) -> None:
-        """Record a finished loader run."""
         ...
 
     def counts(self) -> dict[str, int]:

@@ -101,6 +101,21 @@ def _is_other_file(path: Path) -> bool:
     return header[8:12] != b"DUCK"
 
 
+def check_existing(path: Path, hint: str = "load something first") -> None:
+    """Refuse, in one line, a warehouse path that is not an existing DuckDB file.
+
+    Every reader checks this before DuckDB sees the path: DuckDB would answer a directory, a
+    missing file or another format (it picks a reader by the file's extension or header) with
+    a misleading message, or create an empty database.
+    """
+    if path.is_dir():
+        raise WarehouseError(f"warehouse {path} is a directory, expected a DuckDB file")
+    if not path.is_file():
+        raise WarehouseError(f"warehouse {path} does not exist; {hint}")
+    if _is_other_file(path):
+        raise WarehouseError(f"{path} is not a DuckDB warehouse file")
+
+
 class DuckDBWarehouse:
     """The embedded warehouse: one DuckDB file holding the ``bronze`` schema (and dbt's layers)."""
 
@@ -147,8 +162,8 @@ class DuckDBWarehouse:
                 raise WarehouseError(
                     f"cannot write warehouse {self.path}: directory {self.path.parent} is read-only"
                 )
-        elif not self.path.exists():
-            raise WarehouseError(f"warehouse {self.path} does not exist; load something first")
+        else:
+            check_existing(self.path)
         if self.path.is_file() and _is_other_file(self.path):
             raise WarehouseError(f"{self.path} is not a DuckDB warehouse file")
         con = self._connect(wait=not exclusive)
@@ -205,6 +220,31 @@ class DuckDBWarehouse:
         finally:
             con.close()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction: committed when the block ends, rolled back when it raises.
+
+        A failed write reports its own cause: when the commit itself failed (a full disk, say)
+        DuckDB has already ended the transaction, and the rollback's "no transaction is
+        active" must not hide why.
+        """
+        with self._session() as con:
+            try:
+                con.execute("begin")
+                try:
+                    yield con
+                    con.execute("commit")
+                except BaseException:
+                    with contextlib.suppress(duckdb.Error, RuntimeError):
+                        con.execute("rollback")
+                    raise
+            except duckdb.Error as exc:
+                raise WarehouseError(f"writing to {self.path} failed: {exc}") from None
+            except RuntimeError as exc:
+                if "interrupt" in str(exc).lower():  # Ctrl-C inside DuckDB; rolled back
+                    raise KeyboardInterrupt from None
+                raise
+
     def _check_schema(self, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
         version = check_schema_version(con, self.path)
         if version == SCHEMA_VERSION or read_only:
@@ -219,37 +259,29 @@ class DuckDBWarehouse:
         con.execute("commit")
 
     def write_events(self, batch: EventBatch) -> WriteResult:
-        """Write one batch's events, dead letters and positions in one transaction."""
+        """Write one batch's events, dead letters, positions and load counts in one transaction.
+
+        The run's ``bronze._loads`` row grows with every batch it commits, so a run that is
+        killed half way is recorded with exactly the rows it wrote.
+        """
         params: dict[str, Any] = {"load_id": batch.load_id}
         loaded = 0
-        with self._session() as con:
-            try:
-                con.execute("begin")
-                try:
-                    self._check_expected(con, batch.expected)
-                    for topic, rows in batch.events.items():
-                        if rows.num_rows:
-                            self._append(con, f"bronze.{EVENT_TABLES[topic]}", rows, params)
-                            loaded += rows.num_rows
-                    if batch.dead_letters.num_rows:
-                        self._append(
-                            con,
-                            "bronze.dead_letter",
-                            batch.dead_letters,
-                            {**params, "kind": batch.source_kind},
-                            "$kind as _source_kind, ",
-                        )
-                    self._write_positions(con, batch.positions, batch.load_id)
-                    con.execute("commit")
-                except BaseException:
-                    con.execute("rollback")
-                    raise
-            except duckdb.Error as exc:
-                raise WarehouseError(f"writing to {self.path} failed: {exc}") from None
-            except RuntimeError as exc:
-                if "interrupt" in str(exc).lower():  # Ctrl-C inside DuckDB; rolled back
-                    raise KeyboardInterrupt from None
-                raise
+        with self._transaction() as con:
+            self._check_expected(con, batch.expected)
+            for topic, rows in batch.events.items():
+                if rows.num_rows:
+                    self._append(con, f"bronze.{EVENT_TABLES[topic]}", rows, params)
+                    loaded += rows.num_rows
+            if batch.dead_letters.num_rows:
+                self._append(
+                    con,
+                    "bronze.dead_letter",
+                    batch.dead_letters,
+                    {**params, "kind": batch.source_kind},
+                    "$kind as _source_kind, ",
+                )
+            self._write_positions(con, batch.positions, batch.load_id)
+            self._count_load(con, batch, loaded)
         return WriteResult(loaded, batch.dead_letters.num_rows)
 
     @staticmethod
@@ -340,33 +372,18 @@ class DuckDBWarehouse:
         ``_record_number``; ``dead_letters`` the dead-letter columns.
         """
         params = {"load_id": load.load_id, "hash": load.content_hash}
-        with self._session() as con:
-            try:
-                con.execute("begin")
-                try:
-                    if rows.num_rows:
-                        self._append(
-                            con, f"bronze.{entity}", rows, params, "$hash as _content_hash, "
-                        )
-                    if dead_letters.num_rows:
-                        self._append(
-                            con,
-                            "bronze.dead_letter",
-                            dead_letters,
-                            {"load_id": load.load_id},
-                            "'batch' as _source_kind, ",
-                        )
-                    self._insert_load(con, load)
-                    con.execute("commit")
-                except BaseException:
-                    con.execute("rollback")
-                    raise
-            except duckdb.Error as exc:
-                raise WarehouseError(f"writing to {self.path} failed: {exc}") from None
-            except RuntimeError as exc:
-                if "interrupt" in str(exc).lower():  # Ctrl-C inside DuckDB; rolled back
-                    raise KeyboardInterrupt from None
-                raise
+        with self._transaction() as con:
+            if rows.num_rows:
+                self._append(con, f"bronze.{entity}", rows, params, "$hash as _content_hash, ")
+            if dead_letters.num_rows:
+                self._append(
+                    con,
+                    "bronze.dead_letter",
+                    dead_letters,
+                    {"load_id": load.load_id},
+                    "'batch' as _source_kind, ",
+                )
+            self._insert_load(con, load)
 
     @staticmethod
     def _insert_load(con: duckdb.DuckDBPyConnection, load: LoadRecord) -> None:
@@ -383,10 +400,22 @@ class DuckDBWarehouse:
             ],
         )
 
-    def record_load(self, load: LoadRecord) -> None:
-        """Record a finished loader run."""
-        with self._session() as con:
-            self._insert_load(con, load)
+    @staticmethod
+    def _count_load(con: duckdb.DuckDBPyConnection, batch: EventBatch, loaded: int) -> None:
+        """Add one batch to its run's ``bronze._loads`` row (created by the run's first batch)."""
+        dead = batch.dead_letters.num_rows
+        read = batch.size if batch.read is None else batch.read
+        row = con.execute(
+            "update bronze._loads set finished_at = now(), rows_read = rows_read + ?,"
+            " rows_loaded = rows_loaded + ?, rows_dead_lettered = rows_dead_lettered + ?"
+            " where load_id = ?",
+            [read, loaded, dead, batch.load_id],
+        ).fetchone()
+        if not (row and row[0]):
+            source = batch.load_source or batch.source_kind
+            DuckDBWarehouse._insert_load(
+                con, LoadRecord(batch.load_id, "events", source, None, read, loaded, dead)
+            )
 
     def counts(self) -> dict[str, int]:
         """Row counts of every Bronze table."""

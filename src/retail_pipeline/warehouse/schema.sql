@@ -14,11 +14,11 @@ create table if not exists bronze.dead_letter (
     _topic varchar,
     _partition integer,
     _offset bigint,
-    _key varchar,
+    _key varchar,                       -- text, lossless (see ingestion.staging.escaped_text)
     _kafka_ts timestamptz,
     _source_file varchar,
     _source_line bigint,
-    raw_payload varchar,                -- the raw text (non-UTF-8 bytes backslash-escaped)
+    raw_payload varchar,                -- as it came; not UTF-8: escaped_text (lossless)
     reason varchar not null,
     _ingested_at timestamptz not null,
     _load_id varchar not null

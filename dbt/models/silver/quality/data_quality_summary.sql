@@ -9,8 +9,11 @@
                             whose basket would otherwise be product revenue (amount = those
                             baskets), captures and refunds of existing orders (amount = their sum)
       dead_letter           messages rejected by the loaders' contract check, by reason
-      load_mismatch         rows read minus loaded minus dead-lettered, over all load runs
-                            (zero when nothing was lost)
+      load_mismatch         per kind of load: rows read minus loaded minus dead-lettered; rows
+                            and dead letters each run recorded against those Bronze holds under
+                            its load id (absolute difference per run); a Bronze row of a run
+                            with no record counts under kind 'unrecorded' (all zero when
+                            nothing was lost or written unaccounted)
 */
 
 with
@@ -43,6 +46,59 @@ loads as (
         sum(rows_dead_lettered) as rows_dead_lettered
     from {{ ref('stg_bronze__loads') }}
     group by load_kind
+
+),
+
+stored_rows as (
+    {%- set loaded_tables = [
+        'order_events', 'payment_events', 'shipment_events', 'customers', 'products',
+    ] %}
+    {%- for table in loaded_tables %}
+
+    select
+        _load_id as load_id,
+        count(*) as rows_loaded,
+        0 as rows_dead_lettered
+    from {{ source('bronze', table) }}
+    group by _load_id
+
+    union all
+    {%- endfor %}
+
+    select
+        _load_id as load_id,
+        0 as rows_loaded,
+        count(*) as rows_dead_lettered
+    from {{ source('bronze', 'dead_letter') }}
+    group by _load_id
+
+),
+
+stored_by_load as (
+
+    select
+        load_id,
+        sum(rows_loaded) as rows_loaded,
+        sum(rows_dead_lettered) as rows_dead_lettered
+    from stored_rows
+    group by load_id
+
+),
+
+recorded_vs_stored as (
+
+    select
+        coalesce(recorded.load_kind, 'unrecorded') as load_kind,
+        sum(abs(coalesce(recorded.rows_loaded, 0) - coalesce(stored_by_load.rows_loaded, 0)))
+            as loaded_difference,
+        sum(abs(
+            coalesce(recorded.rows_dead_lettered, 0)
+            - coalesce(stored_by_load.rows_dead_lettered, 0)
+        )) as dead_letter_difference
+    from {{ ref('stg_bronze__loads') }} as recorded
+    full outer join stored_by_load
+        on recorded.load_id = stored_by_load.load_id
+    group by coalesce(recorded.load_kind, 'unrecorded')
 
 ),
 
@@ -185,6 +241,26 @@ checks as (
         rows_read - rows_loaded - rows_dead_lettered as row_count,
         null as amount
     from loads
+
+    union all
+
+    select
+        'load_mismatch' as check_name,
+        load_kind as topic,
+        'rows recorded as loaded vs rows in Bronze' as detail,
+        loaded_difference as row_count,
+        null as amount
+    from recorded_vs_stored
+
+    union all
+
+    select
+        'load_mismatch' as check_name,
+        load_kind as topic,
+        'dead letters recorded vs dead letters in Bronze' as detail,
+        dead_letter_difference as row_count,
+        null as amount
+    from recorded_vs_stored
 
 )
 

@@ -1,23 +1,7 @@
 -- Loader runs: what each run read, loaded and dead-lettered (for reconciliation).
-with
-
-bronze_rows as (
-
-    select
-        *,
-        finished_at as _ingested_at
-    from {{ source('bronze', '_loads') }}
-
-),
-
-unstaged as (
-
-    {{ unstaged_rows('bronze_rows', key='load_id', columns=[
-        'load_id', 'kind', 'source', 'content_hash', 'started_at', 'finished_at', 'rows_read',
-        'rows_loaded', 'rows_dead_lettered', '_ingested_at',
-    ]) }}
-
-)
+-- A run's Bronze row grows with every batch it commits, so this small table (one row per run)
+-- is rebuilt from Bronze on every build instead of being appended to.
+{{ config(materialized='table') }}
 
 select
     load_id,
@@ -29,6 +13,5 @@ select
     rows_read,
     rows_loaded,
     rows_dead_lettered,
-    _ingested_at,
-    {{ silver_load_stamp() }} as _silver_loaded_at
-from unstaged
+    finished_at as _ingested_at
+from {{ source('bronze', '_loads') }}

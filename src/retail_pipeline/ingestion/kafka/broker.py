@@ -403,7 +403,14 @@ def _admin(bootstrap_servers: str) -> AdminClient:
         raise BrokerError(
             "confluent-kafka is not installed: pip install 'retail-pipeline[kafka]'"
         ) from exc
-    return AdminClient({"bootstrap.servers": bootstrap_servers, "log.connection.close": False})
+    from retail_pipeline.ingestion.kafka.client import ClientLog
+
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers,
+        "log.connection.close": False,
+        "logger": ClientLog(),  # librdkafka's log one level down, off stderr
+    }
+    return AdminClient(config)
 
 
 def _answers(bootstrap_servers: str, port: int, timeout: float) -> bool:

@@ -26,12 +26,18 @@ import pyarrow as pa
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.events.contract import TOPICS
 from retail_pipeline.ingestion.files import new_load_id
+from retail_pipeline.ingestion.kafka.client import (
+    DLQ_TOPIC,
+    ClientLog,
+    kafka_reason,
+    require_topics,
+    wait_for_broker,
+)
 from retail_pipeline.ingestion.kafka.producer import bootstrap_servers
-from retail_pipeline.ingestion.staging import stage_events
+from retail_pipeline.ingestion.staging import escaped_text, stage_events
 from retail_pipeline.ingestion.workers import Validators
 from retail_pipeline.warehouse.base import (
     EventBatch,
-    LoadRecord,
     Position,
     PositionConflict,
     Warehouse,
@@ -40,7 +46,8 @@ from retail_pipeline.warehouse.base import (
 
 log = logging.getLogger(__name__)
 
-DLQ_TOPIC = "dead_letter"
+__all__ = ["DLQ_TOPIC", "ConsumeSummary", "ConsumerSettings", "KafkaBronzeConsumer"]
+
 MAX_INFLIGHT = 2
 """Batches handed on (being validated or written) and not yet settled."""
 
@@ -80,6 +87,9 @@ class ConsumeSummary:
     batches: int = 0
     conflicts: int = 0
     transient_errors: int = 0
+    dlq_failures: int = 0
+    """Dead letters (kept in Bronze) that could not be republished to the dead-letter topic."""
+    dlq_failure: str = ""
     seconds: float = 0.0
     stopped_by: str = ""
     positions: dict[str, int] = field(default_factory=dict)
@@ -91,6 +101,11 @@ class ConsumeSummary:
             f"read {self.read:,} / loaded {self.loaded:,} / dead-lettered"
             f" {self.dead_lettered:,} in {self.batches:,} batches, {rate:,.0f} msgs/s"
             f" ({self.stopped_by})"
+        ) + (
+            f"; {self.dlq_failures:,} of them not republished to the dead-letter topic:"
+            f" {self.dlq_failure}"
+            if self.dlq_failures
+            else ""
         )
 
 
@@ -99,14 +114,17 @@ def _topic_ids(bootstrap: str, topics: Sequence[str]) -> dict[str, str]:
     from confluent_kafka import TopicCollection
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": ClientLog()}
+    admin = AdminClient(config)
     ids: dict[str, str] = {}
     futures = admin.describe_topics(TopicCollection(list(topics)), request_timeout=30)
     for topic, future in futures.items():
         try:
             description = future.result(timeout=30)
         except Exception as exc:
-            raise PipelineError(f"cannot describe Kafka topic {topic}: {exc}") from None
+            raise PipelineError(
+                f"cannot describe Kafka topic {topic} on {bootstrap}: {kafka_reason(exc)}"
+            ) from None
         ids[topic] = str(description.topic_id)
     return ids
 
@@ -129,6 +147,9 @@ class KafkaBronzeConsumer:
         self.load_id = load_id or new_load_id("kafka")
         self.physical = [self.settings.topic_prefix + t for t in self.settings.topics]
         self.logical = dict(zip(self.physical, self.settings.topics, strict=True))
+        dlq = self.settings.dlq_topic
+        needed = [*self.physical, *([self.settings.topic_prefix + dlq] if dlq else [])]
+        require_topics(wait_for_broker(self.bootstrap), self.bootstrap, needed)
         self.topic_ids = _topic_ids(self.bootstrap, self.physical)
         config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap,
@@ -146,9 +167,12 @@ class KafkaBronzeConsumer:
         }
         if self.settings.instance_id:
             config["group.instance.id"] = self.settings.instance_id
-        self.consumer = Consumer(config, logger=log)
+        self.consumer = Consumer(config, logger=ClientLog())
         self.dlq = (
-            Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True}, logger=log)
+            Producer(
+                {"bootstrap.servers": self.bootstrap, "enable.idempotence": True},
+                logger=ClientLog(),
+            )
             if self.settings.dlq_topic
             else None
         )
@@ -242,11 +266,14 @@ class KafkaBronzeConsumer:
             partitions = [m.partition() for m in messages]
             offsets = [m.offset() for m in messages]
             values = [m.value() or b"" for m in messages]
+            keys = [m.key() for m in messages]
             metadata = pa.table(
                 {
                     "_partition": pa.array(partitions, pa.int32()),
                     "_offset": pa.array(offsets, pa.int64()),
-                    "_key": pa.array([_text(m.key()) for m in messages], pa.string()),
+                    "_key": pa.array(
+                        [None if k is None else escaped_text(k) for k in keys], pa.string()
+                    ),
                     "_kafka_ts": pa.array(
                         [_millis(m.timestamp()) for m in messages], pa.timestamp("ms", tz="UTC")
                     ).cast(pa.timestamp("us", tz="UTC")),
@@ -260,7 +287,7 @@ class KafkaBronzeConsumer:
                 next_offsets[key] = max(next_offsets.get(key, 0), offset + 1)
             expected = {(f"kafka:{t}", p): self.expected.get((t, p)) for (t, p) in next_offsets}
             self.expected.update(next_offsets)
-            originals = (topics, partitions, offsets, values)
+            originals = (topics, partitions, offsets, list(zip(values, keys, strict=True)))
             job = self._writer.submit(self._write, validated, originals, next_offsets, expected)
             self._inflight.append((job, next_offsets, n))
         while self._inflight and (
@@ -271,7 +298,7 @@ class KafkaBronzeConsumer:
     def _write(
         self,
         validated: Future[tuple[dict[str, pa.Table], pa.Table]],
-        originals: tuple[list[str], list[int], list[int], list[bytes]],
+        originals: tuple[list[str], list[int], list[int], list[tuple[bytes, bytes | None]]],
         next_offsets: dict[tuple[str, int], int],
         expected: dict[tuple[str, int], int | None],
     ) -> WriteResult:
@@ -286,12 +313,21 @@ class KafkaBronzeConsumer:
             for (t, p), offset in sorted(next_offsets.items())
         ]
         result = self.warehouse.write_events(
-            EventBatch(self.load_id, "kafka", events, dead, positions, expected)
+            EventBatch(
+                self.load_id,
+                "kafka",
+                events,
+                dead,
+                positions,
+                expected,
+                len(originals[3]),
+                "kafka:" + ",".join(self.physical),
+            )
         )
         if self.dlq is not None and dead.num_rows:
-            topics, partitions, offsets, values = originals
+            topics, partitions, offsets, messages = originals
             where = zip(topics, partitions, offsets, strict=True)
-            self._publish_dead_letters(dead, dict(zip(where, values, strict=True)))
+            self._publish_dead_letters(dead, dict(zip(where, messages, strict=True)))
         return result
 
     def _settle(self) -> None:
@@ -339,9 +375,9 @@ class KafkaBronzeConsumer:
             self.consumer.commit(offsets=offsets, asynchronous=True)
 
     def _publish_dead_letters(
-        self, dead: pa.Table, originals: dict[tuple[str, int, int], bytes | None]
+        self, dead: pa.Table, originals: dict[tuple[str, int, int], tuple[bytes, bytes | None]]
     ) -> None:
-        """Send each dead letter's original bytes to the DLQ topic, with where it came from."""
+        """Send each dead letter's original value and key to the DLQ topic, with its origin."""
         assert self.dlq is not None and self.settings.dlq_topic
         for row in dead.to_pylist():
             headers = [
@@ -350,8 +386,7 @@ class KafkaBronzeConsumer:
                 ("source_offset", str(row["_offset"]).encode()),
                 ("reason", row["reason"].encode()),
             ]
-            value = originals.get((row["_topic"], row["_partition"], row["_offset"]))
-            key = row["_key"].encode() if row["_key"] is not None else None
+            value, key = originals[(row["_topic"], row["_partition"], row["_offset"])]
             while True:
                 try:
                     self.dlq.produce(
@@ -359,11 +394,18 @@ class KafkaBronzeConsumer:
                         value=value,
                         key=key,
                         headers=headers,
+                        on_delivery=self._dead_letter_report,
                     )
                     break
                 except BufferError:
                     self.dlq.poll(0.05)
         self.dlq.poll(0)
+
+    def _dead_letter_report(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.summary.dlq_failures += 1
+            self.summary.dlq_failure = self.summary.dlq_failure or err.str()
+            log.warning("dead letter not republished to the dead-letter topic: %s", err.str())
 
     # -- main loop -----------------------------------------------------------------------
 
@@ -477,17 +519,6 @@ class KafkaBronzeConsumer:
         finally:
             self.summary.seconds = time.monotonic() - started
             self.close()
-        self.warehouse.record_load(
-            LoadRecord(
-                self.load_id,
-                "events",
-                "kafka:" + ",".join(self.physical),
-                None,
-                self.summary.read,
-                self.summary.loaded,
-                self.summary.dead_lettered,
-            )
-        )
         return self.summary
 
     def close(self) -> None:
@@ -497,13 +528,12 @@ class KafkaBronzeConsumer:
         with contextlib.suppress(Exception):
             self.consumer.close()
         if self.dlq is not None:
-            self.dlq.flush(30)
+            left = self.dlq.flush(30)
+            if left:
+                self.summary.dlq_failures += left
+                self.summary.dlq_failure = self.summary.dlq_failure or "timed out after 30 s"
 
 
 def _millis(timestamp: tuple[int, int]) -> int | None:
     """A message's timestamp in ms, None when the broker gave none."""
     return timestamp[1] if timestamp[1] > 0 else None
-
-
-def _text(key: bytes | None) -> str | None:
-    return key.decode("utf-8", "replace") if key is not None else None

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from retail_pipeline.errors import PipelineError
 from retail_pipeline.events.contract import TOPICS
+from retail_pipeline.ingestion.kafka.client import ClientLog, kafka_reason, wait_for_broker
 from retail_pipeline.ingestion.kafka.producer import bootstrap_servers
 from retail_pipeline.warehouse.base import Position
 
@@ -29,7 +32,10 @@ class PartitionLag:
 def partition_lags(
     positions: list[Position], bootstrap: str | None = None, topics: tuple[str, ...] = TOPICS
 ) -> tuple[list[PartitionLag], str | None]:
-    """Lag of every partition of ``topics``; the error text when the broker can't be asked."""
+    """Lag of every partition of ``topics``; the error line when the broker can't be asked.
+
+    Waits at most the connect timeout (``$RETAIL_KAFKA_CONNECT_TIMEOUT``, 10 s) for the broker.
+    """
     stored = {
         (p.source.removeprefix("kafka:"), p.partition): p.next_offset
         for p in positions
@@ -37,25 +43,28 @@ def partition_lags(
     }
     ends: dict[tuple[str, int], int] = {}
     error = None
+    servers = bootstrap_servers(bootstrap)
     try:
-        ends = _end_offsets(bootstrap_servers(bootstrap), topics)
+        ends = _end_offsets(servers, topics)
+    except PipelineError as exc:
+        error = str(exc)
     except Exception as exc:  # status must still show the warehouse side
-        error = str(exc).splitlines()[0]
+        error = f"Kafka broker at {servers} could not be asked for end offsets: {kafka_reason(exc)}"
     keys = sorted(set(stored) | set(ends))
     return [PartitionLag(t, p, stored.get((t, p)), ends.get((t, p))) for t, p in keys], error
 
 
 def _end_offsets(bootstrap: str, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
-    import socket
-
     from confluent_kafka import Consumer, TopicPartition
 
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2):
-        pass  # fail fast (and quietly) when nothing listens
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "retail-status"})
+    metadata = wait_for_broker(bootstrap)
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": "retail-status",
+        "logger": ClientLog(),
+    }
+    consumer = Consumer(config)
     try:
-        metadata = consumer.list_topics(timeout=10)
         ends = {}
         for topic in topics:
             if topic not in metadata.topics:

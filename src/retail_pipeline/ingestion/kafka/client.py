@@ -1,0 +1,123 @@
+"""What every Kafka client of the pipeline shares: a quiet librdkafka log, a bounded wait for
+the broker, and how message keys are kept as text.
+
+librdkafka logs each failed connection attempt (several a second) at error level and retries
+for ever; the pipeline reports every failure itself, in one line. So librdkafka's own log goes
+to the Python logger ``retail_pipeline.kafka.librdkafka`` one level down (its errors and warnings
+at INFO, the rest at DEBUG), and a command that needs the broker first waits at most
+``$RETAIL_KAFKA_CONNECT_TIMEOUT`` seconds (10) for it, then fails with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from typing import Any
+
+from retail_pipeline.errors import PipelineError
+from retail_pipeline.events.contract import TOPICS
+
+CONNECT_TIMEOUT_ENV = "RETAIL_KAFKA_CONNECT_TIMEOUT"
+DEFAULT_CONNECT_TIMEOUT = 10.0
+LIBRDKAFKA_LOGGER = "retail_pipeline.kafka.librdkafka"
+DLQ_TOPIC = "dead_letter"
+"""The dead-letter topic (after the topic prefix): the consumer's poison messages and the
+messages the producer could not deliver."""
+PIPELINE_TOPICS = (*TOPICS, DLQ_TOPIC)
+
+_BROKER_PREFIX = re.compile(r"^\S+/\S+: ")  # "127.0.0.1:9092/bootstrap: "
+_STATE_SUFFIX = re.compile(r" \(after \d+ms in state \w+\)$")
+
+
+class BrokerUnreachable(PipelineError):
+    """No broker answered within the connect timeout."""
+
+
+def connect_timeout() -> float:
+    """Seconds to wait for the broker: ``$RETAIL_KAFKA_CONNECT_TIMEOUT``, else 10."""
+    raw = os.environ.get(CONNECT_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CONNECT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise PipelineError(f"{CONNECT_TIMEOUT_ENV}={raw!r}: expected a number of seconds above 0")
+    return value
+
+
+class ClientLog:
+    """librdkafka's log for one client, one level down, remembering the last error it reported.
+
+    Pass it as a client's ``logger`` (and its :meth:`error` as ``error_cb``).
+    """
+
+    def __init__(self) -> None:
+        self.logger = logging.getLogger(LIBRDKAFKA_LOGGER)
+        self.last_error: str | None = None
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        """Called by confluent-kafka for each librdkafka log line."""
+        self.logger.log(logging.INFO if level >= logging.WARNING else logging.DEBUG, msg, *args)
+
+    def error(self, err: Any) -> None:
+        """``error_cb``: a client-level error (connection refused, all brokers down, ...)."""
+        text = str(err.str())
+        if not text.endswith("brokers are down"):  # keep the more telling reason before it
+            self.last_error = text
+        self.logger.info("%s", text)
+
+    def reason(self) -> str | None:
+        """The last error, without the broker name and librdkafka's state suffix."""
+        if self.last_error is None:
+            return None
+        return _STATE_SUFFIX.sub("", _BROKER_PREFIX.sub("", self.last_error))
+
+
+def kafka_reason(exc: BaseException) -> str:
+    """The text of a KafkaException (its ``str`` is sometimes empty), else of any exception."""
+    from confluent_kafka import KafkaError
+
+    first = exc.args[0] if exc.args else None
+    text = first.str() if isinstance(first, KafkaError) else str(exc)
+    return str(text) or type(exc).__name__
+
+
+def wait_for_broker(bootstrap: str, timeout: float | None = None) -> Any:
+    """The cluster's metadata once a broker of ``bootstrap`` answers.
+
+    Raises :class:`BrokerUnreachable` (``Kafka broker at HOST:PORT unreachable after N s:
+    <reason>``) when none answers within ``timeout`` seconds (default :func:`connect_timeout`).
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    timeout = connect_timeout() if timeout is None else timeout
+    log = ClientLog()
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": log, "error_cb": log.error}
+    try:
+        admin = AdminClient(config)
+    except KafkaException as exc:
+        raise PipelineError(f"Kafka bootstrap {bootstrap!r}: {kafka_reason(exc)}") from None
+    try:
+        return admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        admin.poll(0)  # serves the error callbacks queued meanwhile
+        reason = log.reason() or kafka_reason(exc)
+        raise BrokerUnreachable(
+            f"Kafka broker at {bootstrap} unreachable after {timeout:g} s: {reason}"
+        ) from None
+
+
+def require_topics(metadata: Any, bootstrap: str, topics: list[str]) -> None:
+    """Fail in one line, naming them, when some of ``topics`` do not exist on the cluster."""
+    missing = [t for t in topics if t not in metadata.topics]
+    if missing:
+        raise PipelineError(
+            f"Kafka topic{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing on"
+            f" {bootstrap}: create {'them' if len(missing) > 1 else 'it'} first"
+            " (`retail-pipeline kafka up` does so on the local broker)"
+        )

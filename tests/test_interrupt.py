@@ -1,0 +1,159 @@
+"""Ctrl-C: every command says "aborted" on one line and exits 130, and what it was writing is
+either committed whole or not at all, so running it again finishes the job.
+
+Ctrl-C in a terminal sends SIGINT to the whole foreground process group (validation workers
+included), so the tests start each command in a session of its own and signal the group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from retail_pipeline.events.simulator import FaultRates, GenerationSummary, generate
+from tests.ingestion.kills import unaccounted_rows
+from tests.test_cli import COMMAND, bronze_state, cli, ok
+
+
+def interrupted(*args: str | Path, after: float, warehouse: Path, cwd: Path) -> str:
+    """Run a command, press Ctrl-C after ``after`` seconds; returns its stderr."""
+    env = {**os.environ, "RETAIL_WAREHOUSE": str(warehouse)}
+    proc = subprocess.Popen(
+        [*COMMAND, *map(str, args)],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(after)
+    assert proc.poll() is None, f"finished before Ctrl-C: {proc.communicate()}"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["aborted"], err
+    return err
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> GenerationSummary:
+    return generate(
+        tmp_path_factory.mktemp("interrupt-sim"),
+        days=3,
+        orders_per_day=400,
+        seed=21,
+        faults=FaultRates(),
+    )
+
+
+def test_ctrl_c_during_ingest(sim: GenerationSummary, tmp_path: Path) -> None:
+    # ~100 MB of events (the simulation's lines again and again): several seconds of loading.
+    lines = [sim.topics[t].path.read_bytes() for t in ("orders", "payments", "shipments")]
+    big = tmp_path / "events.ndjson"
+    with big.open("wb") as handle:
+        for _ in range(40):
+            handle.writelines(lines)
+    total = sum(1 for raw in big.read_bytes().split(b"\n") if raw.strip())
+    warehouse = tmp_path / "wh.duckdb"
+
+    interrupted("ingest", "--batch-mb", "4", big, after=2.5, warehouse=warehouse, cwd=tmp_path)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert unaccounted_rows(con) == []  # what was committed is whole and recorded
+
+    ok(cli("ingest", big, warehouse=warehouse, cwd=tmp_path))
+    state = bronze_state(warehouse)
+    assert state is not None
+    stored = sum(state[t] for t in ("order_events", "payment_events", "shipment_events"))
+    assert stored + state["dead_letter"] == total
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert unaccounted_rows(con) == []
+
+
+def test_ctrl_c_during_transform(sim: GenerationSummary, tmp_path: Path) -> None:
+    warehouse = tmp_path / "wh.duckdb"
+    events = [sim.topics[t].path for t in ("orders", "payments", "shipments")]
+    ok(cli("ingest", *events, warehouse=warehouse, cwd=tmp_path))
+    # dbt is importing, parsing or building by now: every stage must end the same way.
+    interrupted("transform", after=3.0, warehouse=warehouse, cwd=tmp_path)
+    lines = ok(cli("transform", warehouse=warehouse, cwd=tmp_path))
+    assert lines[-1].startswith("dbt build ok")
+
+
+def test_ctrl_c_during_generate(tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    interrupted(
+        "generate",
+        "--out",
+        out,
+        "--days",
+        "400",
+        after=2.0,
+        warehouse=tmp_path / "wh",
+        cwd=tmp_path,
+    )
+
+
+@pytest.mark.kafka
+def test_ctrl_c_during_kafka_ingest_finishes_the_batch_then_aborts(
+    kafka_broker: str, sim: GenerationSummary, tmp_path: Path
+) -> None:
+    from retail_pipeline.events.contract import TOPICS
+    from retail_pipeline.ingestion.kafka.broker import ensure_topics
+
+    prefix = f"interrupt-{uuid.uuid4().hex[:8]}."
+    ensure_topics(kafka_broker, [prefix + t for t in (*TOPICS, "dead_letter")])
+    events = [sim.topics[t].path for t in ("orders", "payments", "shipments")]
+    kafka = ("--bootstrap", kafka_broker, "--topic-prefix", prefix)
+    warehouse = tmp_path / "wh.duckdb"
+    sent = ok(cli("produce", *kafka, *events, warehouse=warehouse, cwd=tmp_path))
+    total = sum(1 for p in events for raw in p.read_bytes().split(b"\n") if raw.strip())
+    assert sent[-1].startswith(f"sent {total:,} / delivered {total:,}")
+
+    # A consumer without --until-caught-up runs until stopped: Ctrl-C is how it ends.
+    env = {**os.environ, "RETAIL_WAREHOUSE": str(warehouse)}
+    proc = subprocess.Popen(
+        [*COMMAND, "ingest", "--kafka", *kafka, "--group", prefix],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(8)  # start-up, the group join and the whole (small) backlog
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["aborted"], err
+    assert out.startswith("read ") and "(stopped)" in out, out
+
+    # Whatever it read is in Bronze once; a rerun reads the rest, if any.
+    rest = ok(
+        cli(
+            "ingest",
+            "--kafka",
+            *kafka,
+            "--group",
+            prefix,
+            "--until-caught-up",
+            warehouse=warehouse,
+            cwd=tmp_path,
+        )
+    )
+    assert "caught up" in rest[-1]
+    state = bronze_state(warehouse)
+    assert state is not None
+    stored = sum(state[t] for t in ("order_events", "payment_events", "shipment_events"))
+    assert stored + state["dead_letter"] == total
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert unaccounted_rows(con) == []
