@@ -23,7 +23,8 @@ from tests.test_cli import COMMAND, bronze_state, cli, ok
 
 
 def interrupted(*args: str | Path, after: float, warehouse: Path, cwd: Path) -> str:
-    """Run a command, press Ctrl-C after ``after`` seconds; returns its stderr."""
+    """Run a command on ``warehouse``, press Ctrl-C after ``after`` seconds; check it says
+    "aborted" and exits 130, and return its stdout."""
     env = {**os.environ, "RETAIL_WAREHOUSE": str(warehouse)}
     proc = subprocess.Popen(
         [*COMMAND, *map(str, args)],
@@ -38,10 +39,10 @@ def interrupted(*args: str | Path, after: float, warehouse: Path, cwd: Path) -> 
     time.sleep(after)
     assert proc.poll() is None, f"finished before Ctrl-C: {proc.communicate()}"
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.splitlines() == ["aborted"], err
-    return err
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -118,23 +119,11 @@ def test_ctrl_c_during_kafka_ingest_finishes_the_batch_then_aborts(
     total = sum(1 for p in events for raw in p.read_bytes().split(b"\n") if raw.strip())
     assert sent[-1].startswith(f"sent {total:,} / delivered {total:,}")
 
-    # A consumer without --until-caught-up runs until stopped: Ctrl-C is how it ends.
-    env = {**os.environ, "RETAIL_WAREHOUSE": str(warehouse)}
-    proc = subprocess.Popen(
-        [*COMMAND, "ingest", "--kafka", *kafka, "--group", prefix],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    # A consumer without --until-caught-up runs until stopped: Ctrl-C is how it ends (after
+    # start-up, the group join and the whole small backlog).
+    out = interrupted(
+        "ingest", "--kafka", *kafka, "--group", prefix, after=8, warehouse=warehouse, cwd=tmp_path
     )
-    time.sleep(8)  # start-up, the group join and the whole (small) backlog
-    assert proc.poll() is None, proc.communicate()
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert err.splitlines() == ["aborted"], err
     assert out.startswith("read ") and "(stopped)" in out, out
 
     # Whatever it read is in Bronze once; a rerun reads the rest, if any.

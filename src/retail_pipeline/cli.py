@@ -99,18 +99,19 @@ def _count_progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
         yield lambda n: progress.advance(task, n)
 
 
+DaysOpt = Annotated[int, typer.Option(min=1, metavar="N", help="Days to simulate")]
+OrdersPerDayOpt = Annotated[int, typer.Option(min=1, metavar="N", help="Mean orders per day")]
+SeedOpt = Annotated[int, typer.Option(metavar="N", help="Random seed (same seed, same simulation)")]
+
+
 @app.command()
 def generate(
     out_dir: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder")] = Path(
         "data/sim"
     ),
-    days: Annotated[int, typer.Option(min=1, metavar="N", help="Days to simulate")] = 7,
-    orders_per_day: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Mean orders per day")
-    ] = 500,
-    seed: Annotated[
-        int, typer.Option(metavar="N", help="Random seed (same seed, same output)")
-    ] = 42,
+    days: DaysOpt = 7,
+    orders_per_day: OrdersPerDayOpt = 500,
+    seed: SeedOpt = 42,
     faults: Annotated[
         bool, typer.Option("--faults/--no-faults", help="Add duplicates, late and bad messages")
     ] = True,
@@ -514,13 +515,9 @@ def demo(
         Path,
         typer.Option(metavar="DIR", help="Where the simulation (sim/) and the demo's warehouse go"),
     ] = Path("data/demo"),
-    days: Annotated[int, typer.Option(min=1, metavar="N", help="Days to simulate")] = 14,
-    orders_per_day: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Mean orders per day")
-    ] = 300,
-    seed: Annotated[
-        int, typer.Option(metavar="N", help="Random seed (same seed, same simulation)")
-    ] = 7,
+    days: DaysOpt = 14,
+    orders_per_day: OrdersPerDayOpt = 300,
+    seed: SeedOpt = 7,
     kafka: Annotated[
         bool,
         typer.Option(

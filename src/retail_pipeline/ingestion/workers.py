@@ -20,10 +20,14 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-# fork: the workers start at once with the validator imported, and, unlike spawn and
-# forkserver, never re-run the caller's __main__ (a script without a main guard would load
-# itself again in every worker). The workers only run the validator (msgspec, Arrow).
-_CONTEXT = "fork"
+# forkserver: the workers are forked from a clean single-threaded server process that has the
+# validator imported, never from the loader itself. Forking the loader would copy a process
+# whose other threads (librdkafka's, DuckDB's, Arrow's allocator) may hold locks at that
+# instant; measured here, a Kafka consumer's forked worker crashed in pickle. Like spawn, the
+# workers import the caller's ``__main__`` once, so a script that loads files must keep its
+# work under ``if __name__ == "__main__":``.
+_CONTEXT = "forkserver"
+_PRELOAD = ["retail_pipeline.ingestion.staging"]
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -35,9 +39,14 @@ def _exit_with_parent(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while True:
+            try:
+                os.kill(parent, 0)  # the loader is not our parent: the fork server is
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass  # it exists
             time.sleep(0.5)
-        os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
@@ -54,9 +63,11 @@ class Validators:
     def __init__(self, processes: int) -> None:
         self._executor: Executor
         if processes > 0:
+            context = multiprocessing.get_context(_CONTEXT)
+            context.set_forkserver_preload(_PRELOAD)  # takes effect when the server starts
             self._executor = ProcessPoolExecutor(
                 processes,
-                mp_context=multiprocessing.get_context(_CONTEXT),
+                mp_context=context,
                 initializer=_exit_with_parent,
                 initargs=(os.getpid(),),
             )
