@@ -94,10 +94,10 @@ def _step(spec: dict[str, Any]) -> dict[str, Any]:
     if step == "ingest":
         from retail_pipeline.ingestion.batch import load_reference
         from retail_pipeline.ingestion.files import ingest_files
-        from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+        from retail_pipeline.warehouse import open_warehouse
 
         files = [Path(str(p)) for p in spec["files"]]
-        with DuckDBWarehouse(warehouse) as wh:
+        with open_warehouse(warehouse, target="duckdb") as wh:
             if spec.get("reference", True):
                 for entity in ("customers", "products"):
                     load_reference(wh, entity, files[0].parent.parent / f"{entity}.json")

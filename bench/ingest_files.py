@@ -41,10 +41,10 @@ def simulate(cache: Path, events: int, seed: int) -> list[Path]:
 
 def _ingest(files: list[str], warehouse: str, batch_mb: int) -> dict[str, float]:
     from retail_pipeline.ingestion.files import ingest_files
-    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+    from retail_pipeline.warehouse import open_warehouse
 
     started = time.perf_counter()
-    with DuckDBWarehouse(warehouse) as wh:
+    with open_warehouse(warehouse, target="duckdb") as wh:
         summary = ingest_files(wh, files, batch_bytes=batch_mb << 20)
     seconds = time.perf_counter() - started
     return {"messages": summary.read, "loaded": summary.loaded, "seconds": seconds}

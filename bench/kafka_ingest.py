@@ -63,10 +63,10 @@ def raw_consume(bootstrap: str, prefix: str, total: int) -> float:
 def child_consume(bootstrap: str, prefix: str, warehouse: str) -> None:
     """Kafka → Bronze until caught up; prints JSON with rate and peak RSS."""
     from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings, KafkaBronzeConsumer
-    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+    from retail_pipeline.warehouse import open_warehouse
 
     settings = ConsumerSettings(bootstrap=bootstrap, topic_prefix=prefix, group_id=prefix)
-    consumer = KafkaBronzeConsumer(DuckDBWarehouse(warehouse), settings)
+    consumer = KafkaBronzeConsumer(open_warehouse(warehouse, target="duckdb"), settings)
     summary = consumer.run(until_caught_up=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"messages": summary.read, "seconds": summary.seconds, "peak_rss_mib": peak}))
@@ -77,7 +77,7 @@ def freshness(bootstrap: str, files: list[Path], rate: float, seconds: float) ->
     import pyarrow.compute as pc
 
     from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings, KafkaBronzeConsumer
-    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+    from retail_pipeline.warehouse import open_warehouse
 
     prefix = f"fresh-{uuid.uuid4().hex[:6]}."
     broker.ensure_topics(bootstrap, [prefix + t for t in TOPICS], partitions=3)
@@ -95,7 +95,7 @@ def freshness(bootstrap: str, files: list[Path], rate: float, seconds: float) ->
                 break
     latencies: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        wh = DuckDBWarehouse(Path(tmp) / "wh.duckdb")
+        wh = open_warehouse(Path(tmp) / "wh.duckdb", target="duckdb")
         write = wh.write_events
 
         def timed_write(batch):  # type: ignore[no-untyped-def]

@@ -47,9 +47,11 @@ def _command() -> list[str]:
 COMMAND = _command()
 
 
-def cli(*args: str | Path, warehouse: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run the command with ``RETAIL_WAREHOUSE`` pointing at ``warehouse``."""
-    env = {**os.environ, "RETAIL_WAREHOUSE": str(warehouse)}
+def cli(
+    *args: str | Path, warehouse: Path, cwd: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the command with ``RETAIL_WAREHOUSE`` pointing at ``warehouse`` (and ``env`` set)."""
+    env = {**os.environ, "RETAIL_WAREHOUSE": str(warehouse), **env}
     return subprocess.run(
         [*COMMAND, *map(str, args)],
         env=env,

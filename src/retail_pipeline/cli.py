@@ -68,6 +68,18 @@ WarehouseOpt = Annotated[
 ]
 
 
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        metavar="duckdb|snowflake",
+        help="The warehouse to work on (snowflake: the SNOWFLAKE_* settings)"
+        "  [env var: RETAIL_TARGET; default: duckdb]",
+        show_default=False,
+    ),
+]
+
+
 @contextmanager
 def _bytes_progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
     with Progress(
@@ -149,10 +161,11 @@ def load_batch(
         Path | None, typer.Option(metavar="FILE", help="Products snapshot (JSON array or NDJSON)")
     ] = None,
     warehouse: WarehouseOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Append customer and product snapshots to Bronze (same content twice is a no-op)."""
     from retail_pipeline.ingestion.batch import load_snapshot, read_snapshot
-    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+    from retail_pipeline.warehouse import open_warehouse
 
     if customers is None and products is None:
         raise PipelineError("nothing to load: give --customers FILE and/or --products FILE")
@@ -161,7 +174,7 @@ def load_batch(
         for entity, path in (("customers", customers), ("products", products))
         if path is not None
     ]
-    with DuckDBWarehouse(warehouse) as wh:
+    with open_warehouse(warehouse, target=target) as wh:
         for snapshot in snapshots:
             out.print(load_snapshot(wh, snapshot).line())
 
@@ -178,14 +191,21 @@ BootstrapOpt = Annotated[
 
 
 TopicPrefixOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--topic-prefix",
-        envvar="RETAIL_TOPIC_PREFIX",
         metavar="PREFIX",
-        help="Put before every Kafka topic name, e.g. 'prod.'",
+        help="Put before every Kafka topic name, e.g. 'prod.'  [env var: RETAIL_TOPIC_PREFIX]",
+        show_default=False,
     ),
 ]
+
+
+def _topic_prefix(value: str | None) -> str:
+    """``--topic-prefix`` if given, else ``RETAIL_TOPIC_PREFIX``."""
+    from retail_pipeline.settings import settings
+
+    return settings().topic_prefix if value is None else value
 
 
 @app.command()
@@ -237,18 +257,20 @@ def ingest(
         ),
     ] = False,
     bootstrap: BootstrapOpt = None,
-    topic_prefix: TopicPrefixOpt = "",
+    topic_prefix: TopicPrefixOpt = None,
     warehouse: WarehouseOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Load events into Bronze exactly once, from files or Kafka, resuming where it stopped."""
     from retail_pipeline.ingestion.files import check_file, ingest_files
-    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+    from retail_pipeline.warehouse import open_warehouse
 
     if kafka:
         if from_files or files:
             raise PipelineError("give either --kafka or files to ingest, not both")
         _ingest_kafka(
             warehouse,
+            target,
             bootstrap,
             until_caught_up=until_caught_up,
             max_seconds=max_seconds,
@@ -256,7 +278,7 @@ def ingest(
             linger_ms=linger_ms,
             group=group,
             instance_id=instance_id,
-            topic_prefix=topic_prefix,
+            topic_prefix=_topic_prefix(topic_prefix),
             shared=shared,
         )
         return
@@ -264,13 +286,17 @@ def ingest(
     if not paths:
         raise PipelineError("nothing to ingest: give --from-files FILE... or --kafka")
     total = sum(p.stat().st_size for p in paths)
-    with DuckDBWarehouse(warehouse) as wh, _bytes_progress(total, "ingesting") as advance:
+    with (
+        open_warehouse(warehouse, target=target) as wh,
+        _bytes_progress(total, "ingesting") as advance,
+    ):
         summary = ingest_files(wh, paths, batch_bytes=batch_mb << 20, progress=advance)
     out.print(summary.line())
 
 
 def _ingest_kafka(
     warehouse: Path | None,
+    target: str | None,
     bootstrap: str | None,
     *,
     until_caught_up: bool,
@@ -286,7 +312,7 @@ def _ingest_kafka(
     import threading
 
     from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings, KafkaBronzeConsumer
-    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+    from retail_pipeline.warehouse import open_warehouse
 
     stop, interrupted = threading.Event(), threading.Event()
 
@@ -305,7 +331,7 @@ def _ingest_kafka(
         linger_ms=linger_ms,
         topic_prefix=topic_prefix,
     )
-    wh = DuckDBWarehouse(warehouse, exclusive=not shared)
+    wh = open_warehouse(warehouse, target=target, exclusive=not shared)
     try:
         consumer = KafkaBronzeConsumer(wh, settings)  # waits for the broker, bounded
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -343,7 +369,7 @@ def produce(
         bool, typer.Option(help="Drop lines that break the contract instead of sending them")
     ] = False,
     bootstrap: BootstrapOpt = None,
-    topic_prefix: TopicPrefixOpt = "",
+    topic_prefix: TopicPrefixOpt = None,
 ) -> None:
     """Publish events to Kafka: topic by event_type, key order_id, idempotent producer.
 
@@ -364,7 +390,7 @@ def produce(
             rate=rate,
             skip_invalid=skip_invalid,
             progress=advance,
-            topic_prefix=topic_prefix,
+            topic_prefix=_topic_prefix(topic_prefix),
         )
     out.print(summary.line())
 
@@ -414,8 +440,9 @@ def kafka_status() -> None:
 @app.command()
 def status(
     bootstrap: BootstrapOpt = None,
-    topic_prefix: TopicPrefixOpt = "",
+    topic_prefix: TopicPrefixOpt = None,
     warehouse: WarehouseOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Per topic/partition: warehouse offset, broker end offset and lag; Bronze counts.
 
@@ -427,10 +454,10 @@ def status(
 
     from retail_pipeline.events.contract import TOPICS
     from retail_pipeline.ingestion.kafka.status import partition_lags
-    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+    from retail_pipeline.warehouse import open_warehouse
 
-    wh = DuckDBWarehouse(warehouse, read_only=True, exclusive=False)
-    topics = tuple(topic_prefix + t for t in TOPICS)
+    wh = open_warehouse(warehouse, target=target, read_only=True, exclusive=False)
+    topics = tuple(_topic_prefix(topic_prefix) + t for t in TOPICS)
     lags, error = partition_lags(wh.all_positions(), bootstrap, topics)
     table = Table("topic", "partition", "warehouse offset", "end offset", "lag")
     for lag in lags:
@@ -449,11 +476,11 @@ def status(
 
 
 @app.command()
-def counts(warehouse: WarehouseOpt = None) -> None:
+def counts(warehouse: WarehouseOpt = None, target: TargetOpt = None) -> None:
     """Row counts of the Bronze tables."""
-    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+    from retail_pipeline.warehouse import open_warehouse
 
-    with DuckDBWarehouse(warehouse, read_only=True) as wh:
+    with open_warehouse(warehouse, target=target, read_only=True) as wh:
         for table, n in wh.counts().items():
             out.print(f"bronze.{table:<16} {n:>12,}")
 
@@ -477,12 +504,13 @@ def transform(
         bool, typer.Option("--full-refresh", help="Rebuild incremental models from all of Bronze")
     ] = False,
     warehouse: WarehouseOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Build Silver and Gold with dbt (models, tests, unit tests); incremental by default."""
     from retail_pipeline.transform import node_progress, run_transform
 
     with node_progress(console) as progress:
-        summary = run_transform(warehouse, full_refresh, progress)
+        summary = run_transform(warehouse, full_refresh, progress, target=target)
     out.print(summary.line())
     if not summary.success:
         for failure in summary.failures:
@@ -494,12 +522,13 @@ def transform(
 def answers(
     as_json: Annotated[bool, typer.Option("--json", help="docs/metrics.md's JSON shape")] = False,
     warehouse: WarehouseOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """The six business answers, read from Gold (warns on stderr when Gold is stale)."""
     from retail_pipeline.transform import format_answers, gold_status, read_answers
 
-    result = read_answers(warehouse)
-    status = gold_status(warehouse)
+    result = read_answers(warehouse, target=target)
+    status = gold_status(warehouse, target=target)
     warning = status.warning()
     if warning:
         console.print(warning, markup=False, highlight=False, soft_wrap=True)

@@ -30,7 +30,7 @@ from retail_pipeline.events.truth import ANSWER_NAMES, compare_with_truth
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files
 from retail_pipeline.transform import NodeProgress, read_answers, run_transform
-from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+from retail_pipeline.warehouse import Warehouse, open_warehouse
 
 if TYPE_CHECKING:
     from retail_pipeline.ingestion.kafka.broker import BrokerInfo
@@ -154,7 +154,7 @@ def run_demo(
 
     path = warehouse if warehouse is not None else workdir / WAREHOUSE_NAME
     _claim(path, simulation, own=warehouse is None, echo=echo)
-    with DuckDBWarehouse(path) as wh:
+    with open_warehouse(path, target="duckdb") as wh:
         own = " (the demo's own, apart from the default data/warehouse.duckdb)"
         echo(f"warehouse: {path}{own if warehouse is None else ''}")
         for snapshot in snapshots:
@@ -291,7 +291,7 @@ def _kafka_servers(
 
 
 def _through_kafka(
-    wh: DuckDBWarehouse,
+    wh: Warehouse,
     files: list[Path],
     digest: str,
     servers: str,

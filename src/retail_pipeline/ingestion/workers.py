@@ -18,6 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from retail_pipeline.settings import settings
+
 T = TypeVar("T")
 
 # forkserver: the workers are forked from a clean single-threaded server process that has the
@@ -52,9 +54,9 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def default_workers() -> int:
-    """Worker processes for validation: ``$RETAIL_VALIDATION_WORKERS``, else the core count."""
-    value = os.environ.get("RETAIL_VALIDATION_WORKERS")
-    return max(0, int(value)) if value else (os.cpu_count() or 1)
+    """Worker processes for validation: ``RETAIL_VALIDATION_WORKERS``, else the core count."""
+    value = settings().validation_workers
+    return value if value is not None else (os.cpu_count() or 1)
 
 
 class Validators:

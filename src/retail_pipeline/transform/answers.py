@@ -9,25 +9,20 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import duckdb
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from retail_pipeline.errors import PipelineError, WarehouseError
+from retail_pipeline.errors import PipelineError
 from retail_pipeline.events.contract import REPORTING_CURRENCY
-from retail_pipeline.warehouse.duckdb import (
-    check_existing,
-    check_schema_version,
-    open_error,
-    warehouse_path,
-)
+from retail_pipeline.warehouse import Warehouse, open_warehouse
 
 TOP_PRODUCTS = 10
 LEAD_TIME_SEGMENTS = ("created_to_shipped", "shipped_to_delivered", "created_to_delivered")
@@ -50,53 +45,43 @@ def _money(value: Decimal | None) -> float:
     return float(cents)
 
 
-def _open(path: str | os.PathLike[str] | None) -> duckdb.DuckDBPyConnection:
-    file = warehouse_path(path).resolve()
-    check_existing(file, "load and transform first")
-    try:
-        con = duckdb.connect(str(file), read_only=True)
-    except duckdb.Error as exc:
-        raise open_error(file, exc) from None
-    try:
-        check_schema_version(con, file)
-    except WarehouseError:
-        con.close()
-        raise
-    present = {
-        name
-        for (name,) in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'gold'"
-        ).fetchall()
-    }
-    missing = [name for name in GOLD_TABLES if name not in present]
-    if missing:
-        con.close()
-        raise PipelineError(
-            f"warehouse {file} has no Gold answers yet (missing gold.{missing[0]});"
-            " run `retail-pipeline transform` first"
-        )
-    return con
+@contextmanager
+def _gold(warehouse: str | os.PathLike[str] | None, target: str | None) -> Iterator[Warehouse]:
+    """The warehouse, read-only, once it is known to hold the Gold answers."""
+    with open_warehouse(
+        warehouse, target=target, read_only=True, missing_hint="load and transform first"
+    ) as wh:
+        present = wh.tables("gold")
+        missing = [name for name in GOLD_TABLES if name not in present]
+        if missing:
+            raise PipelineError(
+                f"{wh.describe()} has no Gold answers yet (missing gold.{missing[0]});"
+                " run `retail-pipeline transform` first"
+            )
+        yield wh
 
 
-def read_answers(warehouse: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """The six answers from Gold, in docs/metrics.md's JSON shape.
+def read_answers(
+    warehouse: str | os.PathLike[str] | None = None, *, target: str | None = None
+) -> dict[str, Any]:
+    """The six answers from Gold, in docs/metrics.md's JSON shape (``warehouse`` and ``target``
+    as for ``run_transform``).
 
     Lists are sorted by date; money is in the reporting currency (dbt var
     ``reporting_currency``), summed exactly and rounded to cents once; rates are fractions;
     lead-time statistics of an empty segment are ``None``.
     """
-    con = _open(warehouse)
-    try:
+    with _gold(warehouse, target) as gold:
         orders_per_day = [
             {"date": day.isoformat(), "orders": int(orders)}
-            for day, orders in con.execute(
+            for day, orders in gold.query(
                 "select order_date, orders_created from gold.daily_orders order by order_date"
-            ).fetchall()
+            )
         ]
-        revenue_rows = con.execute(
+        revenue_rows = gold.query(
             "select revenue_date, gross_revenue, refunds, net_revenue from gold.daily_revenue"
             " order by revenue_date"
-        ).fetchall()
+        )
         gross = sum((row[1] for row in revenue_rows), Decimal(0))
         refunds = sum((row[2] for row in revenue_rows), Decimal(0))
         conversion_by_day = [
@@ -106,16 +91,18 @@ def read_answers(warehouse: str | os.PathLike[str] | None = None) -> dict[str, A
                 "converted": int(converted),
                 "rate": float(rate),
             }
-            for day, created, converted, rate in con.execute(
+            for day, created, converted, rate in gold.query(
                 "select order_date, orders_created, orders_converted, conversion_rate"
                 " from gold.daily_conversion order by order_date"
-            ).fetchall()
+            )
         ]
-        rates = con.execute(
+        rates = gold.query(
             "select orders_created, conversion_rate, canceled_rate, refunded_rate,"
             " canceled_or_refunded_rate from gold.order_rates"
-        ).fetchone()
-        orders, conversion, canceled, refunded, either = rates or (0, 0.0, 0.0, 0.0, 0.0)
+        )
+        orders, conversion, canceled, refunded, either = (
+            rates[0] if rates else (0, 0.0, 0.0, 0.0, 0.0)
+        )
         top_products = [
             {
                 "product_id": product_id,
@@ -124,21 +111,19 @@ def read_answers(warehouse: str | os.PathLike[str] | None = None) -> dict[str, A
                 "units": int(units),
                 "revenue": _money(revenue),
             }
-            for product_id, name, category, units, revenue in con.execute(
+            for product_id, name, category, units, revenue in gold.query(
                 "select product_id, product_name, category, units_sold, revenue"
                 " from gold.top_products where revenue_rank <= ? order by revenue_rank",
                 [TOP_PRODUCTS],
-            ).fetchall()
+            )
         ]
         lead_rows = {
             segment: (count, mean, p50, p90)
-            for segment, count, mean, p50, p90 in con.execute(
+            for segment, count, mean, p50, p90 in gold.query(
                 "select segment, orders, mean_hours, p50_hours, p90_hours"
                 " from gold.fulfillment_lead_times"
-            ).fetchall()
+            )
         }
-    finally:
-        con.close()
 
     def stats(segment: str) -> dict[str, Any]:
         count, mean, p50, p90 = lead_rows.get(segment, (0, None, None, None))
@@ -234,48 +219,44 @@ def _utc(value: datetime | None) -> str:
     return "?" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _from_epoch_us(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value / 1e6, tz=UTC)
+def _utc_datetime(value: datetime | None) -> datetime | None:
+    """A timestamp from Gold as an aware UTC datetime (a naive one is taken to be UTC)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def gold_status(warehouse: str | os.PathLike[str] | None = None) -> GoldStatus:
+def gold_status(
+    warehouse: str | os.PathLike[str] | None = None, *, target: str | None = None
+) -> GoldStatus:
     """When Gold was last built, and how many Bronze rows were ingested after that build.
 
     Compares the Bronze row counts recorded in ``gold.build_info`` by the last successful
     build with Bronze now (Bronze is append-only, so a larger count means rows the answers do
     not include yet, even rows whose batch was stamped before the build).
     """
-    con = _open(warehouse)
-    try:
-        tables = {
-            name
-            for (name,) in con.execute(
-                "select table_name from information_schema.tables where table_schema = 'gold'"
-            ).fetchall()
-        }
-        if "build_info" not in tables:
+    with _gold(warehouse, target) as gold:
+        if "build_info" not in gold.tables("gold"):
             return GoldStatus(None, None, 0, 0)
-        row = con.execute(
-            "select epoch_us(built_at), epoch_us(events_ingested_through), bronze_event_rows,"
-            " bronze_reference_rows from gold.build_info order by built_at desc limit 1"
-        ).fetchone()
-        if row is None:
+        rows = gold.query(
+            "select built_at, events_ingested_through, bronze_event_rows, bronze_reference_rows"
+            " from gold.build_info order by built_at desc limit 1"
+        )
+        if not rows:
             return GoldStatus(None, None, 0, 0)
-        built_us, through_us, event_rows, reference_rows = row
+        built_at, through, event_rows, reference_rows = rows[0]
 
         def count(tables: tuple[str, ...]) -> int:
             query = " + ".join(f"(select count(*) from bronze.{table})" for table in tables)
-            (total,) = con.execute(f"select {query}").fetchone() or (0,)
+            [(total,)] = gold.query(f"select {query}")
             return int(total)
 
         return GoldStatus(
-            built_at=_from_epoch_us(built_us),
-            events_ingested_through=_from_epoch_us(through_us),
+            built_at=_utc_datetime(built_at),
+            events_ingested_through=_utc_datetime(through),
             events_since=max(0, count(BRONZE_EVENT_TABLES) - int(event_rows)),
             reference_rows_since=max(0, count(BRONZE_REFERENCE_TABLES) - int(reference_rows)),
         )
-    finally:
-        con.close()
 
 
 def _percent(rate: float) -> str:

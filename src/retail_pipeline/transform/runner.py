@@ -1,9 +1,10 @@
-"""Run the dbt project in-process (``dbtRunner``) against a DuckDB warehouse.
+"""Run the dbt project in-process (``dbtRunner``) against the warehouse of a target.
 
-dbt reads the warehouse path from ``RETAIL_WAREHOUSE`` (see ``dbt/profiles.yml``); the runner
-sets it to the absolute path for the duration of the invocation, so the result never depends on
-the caller's working directory. Progress is reported per dbt node (model, test, unit test) from
-dbt's event stream, and the run ends in a :class:`TransformSummary`.
+The runner opens the warehouse through the seam (``open_warehouse``), which checks it, and
+hands dbt the target's name and the environment its profile reads (for DuckDB the absolute
+``RETAIL_WAREHOUSE``, so the result never depends on the caller's working directory; for
+Snowflake the ``SNOWFLAKE_*`` settings). Progress is reported per dbt node (model, test, unit
+test) from dbt's event stream, and the run ends in a :class:`TransformSummary`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from retail_pipeline.errors import PipelineError, WarehouseError
-from retail_pipeline.warehouse.duckdb import DuckDBWarehouse, warehouse_path
+from retail_pipeline.settings import settings
+from retail_pipeline.warehouse import open_warehouse
 
 DBT_PROJECT_ENV = "RETAIL_DBT_PROJECT_DIR"
 """Overrides where the dbt project lives (default: the ``dbt/`` folder of this repository)."""
@@ -61,7 +63,8 @@ class NodeFailure:
 class TransformSummary:
     """What one ``run_transform`` did."""
 
-    warehouse: Path
+    warehouse: str
+    """Where it ran, as the warehouse describes itself."""
     command: str
     full_refresh: bool
     success: bool
@@ -84,10 +87,10 @@ class TransformSummary:
 
 
 def project_dir() -> Path:
-    """The dbt project: ``$RETAIL_DBT_PROJECT_DIR``, else ``dbt/`` of the source checkout."""
-    configured = os.environ.get(DBT_PROJECT_ENV)
+    """The dbt project: ``RETAIL_DBT_PROJECT_DIR``, else ``dbt/`` of the source checkout."""
+    configured = settings().dbt_project_dir
     default = Path(__file__).resolve().parents[3] / "dbt"
-    path = Path(configured).resolve() if configured else default
+    path = configured.resolve() if configured else default
     if not (path / "dbt_project.yml").is_file():
         raise TransformError(
             f"no dbt project at {path} (dbt_project.yml missing); set {DBT_PROJECT_ENV}"
@@ -157,32 +160,56 @@ def _release_duckdb() -> None:
             environment.close()
 
 
-def _run_error(exc: BaseException, warehouse: Path) -> PipelineError:
+def _run_error(exc: BaseException, where: str) -> PipelineError:
     message = str(exc).strip().splitlines()
     text = " ".join(line.strip() for line in message if line.strip())
     lowered = text.lower()
     if "lock" in lowered and ("conflicting" in lowered or "could not set lock" in lowered):
-        return WarehouseError(f"warehouse {warehouse} is locked by another process")
-    return TransformError(f"dbt could not run on {warehouse}: {text}")
+        return WarehouseError(f"{where} is locked by another process")
+    return TransformError(f"dbt could not run on {where}: {text}")
+
+
+@dataclass(frozen=True)
+class _DbtTarget:
+    """What dbt needs to build on one warehouse: its target, environment and a name for it."""
+
+    name: str
+    env: dict[str, str]
+    where: str
+
+
+def _dbt_target(warehouse: str | os.PathLike[str] | None, target: str | None) -> _DbtTarget:
+    """Open the warehouse once (read-only: it refuses a Bronze dbt must not read, at once)."""
+    with open_warehouse(warehouse, target=target, read_only=True) as wh:
+        return _DbtTarget(wh.target, wh.dbt_env(), wh.describe())
 
 
 def run_dbt(
     args: Sequence[str],
     warehouse: str | os.PathLike[str] | None = None,
     *,
+    target: str | None = None,
     progress: Callable[[NodeProgress], None] | None = None,
 ) -> Any:
-    """Invoke dbt in-process with ``args`` (e.g. ``["docs", "generate"]``) on ``warehouse``.
+    """Invoke dbt in-process with ``args`` (e.g. ``["docs", "generate"]``) on a warehouse.
 
-    Returns dbt's result object; raises :class:`TransformError` when dbt itself could not run.
+    ``warehouse`` and ``target`` are as for :func:`run_transform`. Returns dbt's result object;
+    raises :class:`TransformError` when dbt itself could not run.
     """
+    return _invoke(args, _dbt_target(warehouse, target), progress)
+
+
+def _invoke(
+    args: Sequence[str], dbt: _DbtTarget, progress: Callable[[NodeProgress], None] | None
+) -> Any:
     from dbt.cli.main import dbtRunner
 
-    path = warehouse_path(warehouse).resolve()
     project = project_dir()
     callback = _Progress(progress)
     full_args = [
         *args,
+        "--target",
+        dbt.name,
         "--project-dir",
         str(project),
         "--profiles-dir",
@@ -190,7 +217,7 @@ def run_dbt(
         "--log-level",
         "none",
     ]
-    with _environment(RETAIL_WAREHOUSE=str(path)):
+    with _environment(**dbt.env):
         try:
             outcome = dbtRunner(callbacks=[callback]).invoke(full_args)
         finally:
@@ -198,7 +225,7 @@ def run_dbt(
     if isinstance(outcome.exception, KeyboardInterrupt):  # dbt catches Ctrl-C; pass it on
         raise KeyboardInterrupt from outcome.exception
     if outcome.exception is not None:
-        raise _run_error(outcome.exception, path)
+        raise _run_error(outcome.exception, dbt.where)
     return outcome
 
 
@@ -223,20 +250,20 @@ def run_transform(
     full_refresh: bool = False,
     progress: Callable[[NodeProgress], None] | None = None,
     *,
+    target: str | None = None,
     select: Sequence[str] = (),
     command: str = "build",
     extra_vars: dict[str, Any] | None = None,
 ) -> TransformSummary:
-    """Build Silver and Gold with dbt (models, tests, unit tests) on a DuckDB warehouse.
+    """Build Silver and Gold with dbt (models, tests, unit tests) on a warehouse holding Bronze.
 
-    ``warehouse`` defaults like the CLI (``$RETAIL_WAREHOUSE``, else
-    ``data/warehouse.duckdb``) and must already hold Bronze. Incremental models process only
-    what was ingested since the last run; ``full_refresh`` rebuilds them from all of Bronze.
-    ``progress`` is called after every dbt node. ``command`` may be ``run`` (models only).
-    Failing nodes are reported in the summary (``success`` false), not raised.
+    ``target`` is ``duckdb`` or ``snowflake`` (default ``RETAIL_TARGET``); ``warehouse`` is the
+    DuckDB file (default ``RETAIL_WAREHOUSE``, else ``data/warehouse.duckdb``). Incremental
+    models process only what was ingested since the last run; ``full_refresh`` rebuilds them
+    from all of Bronze. ``progress`` is called after every dbt node. ``command`` may be ``run``
+    (models only). Failing nodes are reported in the summary (``success`` false), not raised.
     """
-    path = warehouse_path(warehouse).resolve()
-    DuckDBWarehouse(path, read_only=True).close()  # refuses a Bronze it must not read, at once
+    dbt = _dbt_target(warehouse, target)
     args = [command]
     if full_refresh:
         args.append("--full-refresh")
@@ -247,9 +274,9 @@ def run_transform(
 
         args += ["--vars", json.dumps(extra_vars)]
     started = time.perf_counter()
-    outcome = run_dbt(args, path, progress=progress)
+    outcome = _invoke(args, dbt, progress)
     summary = TransformSummary(
-        warehouse=path,
+        warehouse=dbt.where,
         command=command,
         full_refresh=full_refresh,
         success=bool(outcome.success),
@@ -264,11 +291,11 @@ def run_transform(
         if status in {"error", "fail"}:
             summary.failures.append(_failure(result, status))
     if not summary.success and not summary.failures and not results:
-        raise TransformError(f"dbt {command} failed on {path} before running any node")
+        raise TransformError(f"dbt {command} failed on {dbt.where} before running any node")
     cause = _storage_error(summary.failures)
     if cause:  # one cause behind every failure: say it once instead of listing each node
         raise WarehouseError(
-            f"dbt {command} could not write {path}: {cause} ({len(summary.failures)} nodes"
+            f"dbt {command} could not write {dbt.where}: {cause} ({len(summary.failures)} nodes"
             " failed); free space and run transform again"
         )
     return summary

@@ -9,8 +9,9 @@ exactly-once: a crash either commits a batch with its positions or leaves neithe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -95,7 +96,30 @@ class LoadRecord:
 
 
 class Warehouse(Protocol):
-    """What loaders need from a warehouse (DuckDB today, Snowflake next)."""
+    """What every command needs from a warehouse, DuckDB or Snowflake.
+
+    Open one with :func:`retail_pipeline.warehouse.open_warehouse`; nothing outside this package
+    names an implementation.
+    """
+
+    target: str
+    """The dbt target that builds Silver and Gold on it (``duckdb`` or ``snowflake``)."""
+
+    def describe(self) -> str:
+        """Where it is, for messages: ``warehouse data/x.duckdb``, ``Snowflake RETAIL at acct``."""
+        ...
+
+    def dbt_env(self) -> dict[str, str]:
+        """The environment variables dbt's profile needs to reach this warehouse."""
+        ...
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query (``?`` placeholders), e.g. of Gold for ``answers``."""
+        ...
+
+    def tables(self, schema: str) -> set[str]:
+        """Lower-cased names of the tables and views in ``schema``."""
+        ...
 
     def write_events(self, batch: EventBatch) -> WriteResult:
         """Write one batch's events, dead letters, positions and load counts atomically."""
@@ -126,3 +150,7 @@ class Warehouse(Protocol):
     def close(self) -> None:
         """Release the connection."""
         ...
+
+    def __enter__(self) -> Warehouse: ...
+
+    def __exit__(self, *exc: object) -> None: ...

@@ -6,7 +6,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from retail_pipeline.errors import WarehouseError
+from retail_pipeline.settings import settings
 from retail_pipeline.warehouse.base import (
     EVENT_TABLES,
     SCHEMA_VERSION,
@@ -27,12 +28,10 @@ from retail_pipeline.warehouse.base import (
 )
 from retail_pipeline.warehouse.bronze import create_statements
 
-DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
-
 
 def warehouse_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The warehouse file: ``path``, else ``$RETAIL_WAREHOUSE``, else ``data/warehouse.duckdb``."""
-    return Path(path or os.environ.get("RETAIL_WAREHOUSE") or DEFAULT_WAREHOUSE)
+    """The warehouse file: ``path``, else the settings' (``RETAIL_WAREHOUSE``)."""
+    return Path(path) if path else settings().warehouse
 
 
 def _schema_statements() -> list[str]:
@@ -119,6 +118,8 @@ def check_existing(path: Path, hint: str = "load something first") -> None:
 class DuckDBWarehouse:
     """The embedded warehouse: one DuckDB file holding the ``bronze`` schema (and dbt's layers)."""
 
+    target = "duckdb"
+
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
@@ -202,7 +203,7 @@ class DuckDBWarehouse:
         # rewriting row groups, which is several times faster for streams of small batches.
         con.execute("set checkpoint_threshold = '256MB'")
         # Loaders only append: a bounded buffer pool keeps a long-running consumer's memory flat.
-        con.execute(f"set memory_limit = '{os.environ.get('RETAIL_DUCKDB_MEMORY', '768MB')}'")
+        con.execute(f"set memory_limit = '{settings().duckdb_memory}'")
         # Loaders validate in Python on another core while DuckDB appends: one DuckDB thread
         # per append does the same work with less CPU than two fighting the validator.
         con.execute("set threads = 1")
@@ -416,6 +417,22 @@ class DuckDBWarehouse:
             DuckDBWarehouse._insert_load(
                 con, LoadRecord(batch.load_id, "events", source, None, read, loaded, dead)
             )
+
+    def describe(self) -> str:
+        return f"warehouse {self.path}"
+
+    def dbt_env(self) -> dict[str, str]:
+        return {"RETAIL_WAREHOUSE": str(self.path.resolve())}
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        with self._session() as con:
+            return con.execute(sql, list(params)).fetchall()
+
+    def tables(self, schema: str) -> set[str]:
+        rows = self.query(
+            "select table_name from information_schema.tables where table_schema = ?", [schema]
+        )
+        return {str(name).lower() for (name,) in rows}
 
     def counts(self) -> dict[str, int]:
         """Row counts of every Bronze table."""

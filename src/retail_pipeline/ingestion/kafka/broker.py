@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from retail_pipeline.settings import settings
+
 if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient
 
@@ -148,10 +150,10 @@ def _repo_root() -> Path | None:
 
 
 def default_home() -> Path:
-    """The broker home: ``$RETAIL_KAFKA_HOME``, else ``<repo>/.kafka``, else a user cache dir."""
-    env = os.environ.get(HOME_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
+    """The broker home: ``RETAIL_KAFKA_HOME``, else ``<repo>/.kafka``, else a user cache dir."""
+    configured = settings().kafka_home
+    if configured:
+        return configured.expanduser().resolve()
     root = _repo_root()
     if root is not None:
         return root / ".kafka"
@@ -160,8 +162,9 @@ def default_home() -> Path:
 
 def find_pom(pom: Path | None = None) -> Path:
     """The pom naming the broker's jars: ``pom``, else ``$RETAIL_KAFKA_POM``, else the repo's."""
-    if pom is None and os.environ.get(POM_ENV):
-        pom = Path(os.environ[POM_ENV]).expanduser()
+    configured = settings().kafka_pom
+    if pom is None and configured:
+        pom = configured.expanduser()
     if pom is None:
         root = _repo_root()
         if root is None:

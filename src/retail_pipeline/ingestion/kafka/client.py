@@ -11,16 +11,13 @@ at INFO, the rest at DEBUG), and a command that needs the broker first waits at 
 from __future__ import annotations
 
 import logging
-import math
-import os
 import re
 from typing import Any
 
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.events.contract import TOPICS
+from retail_pipeline.settings import settings
 
-CONNECT_TIMEOUT_ENV = "RETAIL_KAFKA_CONNECT_TIMEOUT"
-DEFAULT_CONNECT_TIMEOUT = 10.0
 LIBRDKAFKA_LOGGER = "retail_pipeline.kafka.librdkafka"
 DLQ_TOPIC = "dead_letter"
 """The dead-letter topic (after the topic prefix): the consumer's poison messages and the
@@ -36,17 +33,8 @@ class BrokerUnreachable(PipelineError):
 
 
 def connect_timeout() -> float:
-    """Seconds to wait for the broker: ``$RETAIL_KAFKA_CONNECT_TIMEOUT``, else 10."""
-    raw = os.environ.get(CONNECT_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_CONNECT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise PipelineError(f"{CONNECT_TIMEOUT_ENV}={raw!r}: expected a number of seconds above 0")
-    return value
+    """Seconds to wait for the broker: ``RETAIL_KAFKA_CONNECT_TIMEOUT``, else 10."""
+    return settings().kafka_connect_timeout
 
 
 class ClientLog:

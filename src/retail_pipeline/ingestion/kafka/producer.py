@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -40,6 +39,7 @@ from retail_pipeline.ingestion.kafka.client import (
     require_topics,
     wait_for_broker,
 )
+from retail_pipeline.settings import settings
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 MESSAGE_MAX_BYTES = 1_000_000
@@ -50,8 +50,8 @@ log = logging.getLogger(__name__)
 
 
 def bootstrap_servers(value: str | None = None) -> str:
-    """``value``, else ``$RETAIL_KAFKA_BOOTSTRAP``, else the local broker."""
-    return value or os.environ.get("RETAIL_KAFKA_BOOTSTRAP") or DEFAULT_BOOTSTRAP
+    """``value``, else the settings' (``RETAIL_KAFKA_BOOTSTRAP``, default the local broker)."""
+    return value or settings().kafka_bootstrap
 
 
 @dataclass(frozen=True)
