@@ -28,4 +28,4 @@ def warehouse(tmp_path: Path) -> Iterator[DuckDBWarehouse]:
     wh.close()
 
 
-pytest_plugins = ["tests.ingestion.kafka_fixtures"]
+pytest_plugins = ["tests.ingestion.kafka_fixtures", "tests.snowflake_fixtures"]

@@ -1,0 +1,650 @@
+"""Bronze on Snowflake: the same tables, transactions and exactly-once rules as the DuckDB file.
+
+The tables are generated from the same definitions as DuckDB's: the contract-derived event and
+reference tables of :mod:`retail_pipeline.warehouse.bronze` and the bookkeeping tables of
+``schema.sql``, with each type spelt the Snowflake way (:func:`snowflake_type`).
+
+A batch is bulk-loaded, never row by row: each Bronze table's Arrow rows are written to a Parquet
+file, the files are PUT to a temporary stage of the session, and one explicit transaction then
+takes the Bronze writer lock, checks the expected positions, runs one ``COPY INTO ... FROM
+(SELECT $1:col::TYPE ...)`` per table, upserts ``_positions`` and grows the run's ``_loads`` row.
+A failure anywhere rolls all of it back. Every row, position and load record of a batch carries
+one ``_ingested_at``, the server's clock when the batch is staged (DuckDB stamps the start of its
+transaction; Silver's lookback covers either). Errors reach the caller as one-line
+:class:`~retail_pipeline.errors.WarehouseError` s, never as connector tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import threading
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from retail_pipeline.errors import WarehouseError
+from retail_pipeline.warehouse.base import (
+    EVENT_TABLES,
+    SCHEMA_VERSION,
+    EventBatch,
+    LoadRecord,
+    Position,
+    PositionConflict,
+    WriteResult,
+)
+from retail_pipeline.warehouse.bronze import Column, bronze_tables
+
+SCHEMA = "BRONZE"
+STAGE = "RETAIL_PIPELINE_LOAD"
+"""The session's temporary stage the batches' Parquet files go through (dropped at logout)."""
+CONNECT_DEFAULTS: dict[str, Any] = {
+    "login_timeout": 30,
+    "network_timeout": 60,
+    "session_parameters": {
+        # Another writer holding the Bronze writer lock longer than this is an error, not a hang.
+        "LOCK_TIMEOUT": 120,
+        "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
+    },
+}
+"""Defaults under the caller's ``connect_args``: nothing waits for minutes on a dead endpoint."""
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_SIMPLE_TYPES = {
+    "varchar": "VARCHAR",
+    "timestamptz": "TIMESTAMP_TZ",
+    "bigint": "NUMBER(19,0)",
+    "integer": "NUMBER(10,0)",
+    "boolean": "BOOLEAN",
+    "json": "VARIANT",
+}
+_TYPE_WORDS = re.compile(
+    r"\b(varchar|timestamptz|bigint|integer|boolean|json|decimal\(\d+,\s*\d+\))(?=[\s,)]|$)"
+)
+"""A column type in ``schema.sql`` (comments removed), as DuckDB spells it."""
+
+
+def snowflake_type(sql_type: str) -> str:
+    """The Snowflake spelling of a Bronze column type as DuckDB spells it.
+
+    ``decimal(p, s)`` is ``NUMBER(p,s)`` (exact), ``timestamptz`` ``TIMESTAMP_TZ``, and the list of
+    ``items`` structs an ``ARRAY`` of objects (its ``unit_price`` stays an exact number).
+    """
+    if sql_type.startswith("struct(") and sql_type.endswith("[]"):
+        return "ARRAY"
+    decimal = re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", sql_type)
+    if decimal:
+        return f"NUMBER({decimal[1]},{decimal[2]})"
+    if sql_type not in _SIMPLE_TYPES:
+        raise ValueError(f"no Snowflake type for Bronze column type {sql_type!r}")
+    return _SIMPLE_TYPES[sql_type]
+
+
+def _schema_sql() -> list[str]:
+    """``schema.sql``'s statements, comments removed (the bookkeeping tables)."""
+    text = resources.files("retail_pipeline.warehouse").joinpath("schema.sql").read_text()
+    text = re.sub(r"--[^\n]*", "", text).replace("{json}", "json")
+    return [" ".join(stmt.split()) for stmt in text.split(";") if stmt.strip()]
+
+
+def _columns(body: str) -> list[Column]:
+    """(name, type, not null) of a ``create table`` body (a primary key is not null); table
+    constraints are skipped."""
+    columns = []
+    for part in re.split(r",(?![^()]*\))", body):
+        column = re.match(r"\s*(\w+)\s+(decimal\(\d+,\s*\d+\)|\w+)", part, re.I)
+        if column and column[1].lower() != "primary":
+            required = "not null" in part.lower() or "primary key" in part.lower()
+            columns.append((column[1], column[2], required))
+    return columns
+
+
+def bookkeeping_tables() -> dict[str, list[Column]]:
+    """``schema.sql``'s tables (``_meta``, ``dead_letter``, ``_positions``, ``_loads``) and their
+    columns, in DuckDB's spelling."""
+    tables = {}
+    for stmt in _schema_sql():
+        match = re.fullmatch(r"create table if not exists bronze\.(\w+) \((.*)\)", stmt, re.I)
+        if match:
+            tables[match[1]] = _columns(match[2])
+    return tables
+
+
+def create_statements(database: str) -> list[str]:
+    """Snowflake DDL for the whole Bronze schema of ``database`` (idempotent)."""
+    qualified = f"{database}.{SCHEMA}"
+    statements = []
+    for stmt in _schema_sql():
+        stmt = re.sub(r"\bbronze\b", qualified, stmt, flags=re.I)
+        statements.append(_TYPE_WORDS.sub(lambda m: snowflake_type(m[1]), stmt))
+    for table, columns in bronze_tables().items():
+        body = ", ".join(
+            f"{name} {snowflake_type(sql_type)}{' not null' if not_null else ''}"
+            for name, sql_type, not_null in columns
+        )
+        statements.append(f"create table if not exists {qualified}.{table} ({body})")
+    return statements
+
+
+def all_tables() -> dict[str, list[Column]]:
+    """Every Bronze table with its columns (DuckDB spelling), as the DDL creates them."""
+    return {**bookkeeping_tables(), **bronze_tables()}
+
+
+def _connector() -> ModuleType:
+    """``snowflake.connector``, imported on first use (it is an optional extra)."""
+    try:
+        with warnings.catch_warnings():
+            # Its vendored requests warns about the urllib3/chardet versions on import.
+            warnings.filterwarnings("ignore", message=r".*doesn't match a supported version")
+            import snowflake.connector
+    except ImportError:
+        raise WarehouseError(
+            "the snowflake target needs the Snowflake connector: pip install"
+            " 'retail-pipeline[snowflake]'"
+        ) from None
+    # Its errors reach the caller as one-line WarehouseErrors; its own log of them (tracebacks
+    # included) would otherwise be printed to stderr by logging's last-resort handler.
+    log = logging.getLogger("snowflake.connector")
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
+    return snowflake.connector
+
+
+_PLACEHOLDERS = re.compile(r"'(?:[^'\\]|\\.)*'|\$\$.*?\$\$|\"[^\"]*\"|[?%]", re.DOTALL)
+
+
+def _pyformat(match: re.Match[str]) -> str:
+    """``?`` outside quotes becomes ``%s``; every ``%`` is doubled (Python formats it all)."""
+    return "%s" if match[0] == "?" else match[0].replace("%", "%%")
+
+
+class _Cursor:
+    """A connector cursor taking ``?`` placeholders, as DuckDB does, on every endpoint.
+
+    The values are bound by the connector on the client (its ``pyformat`` style): snowduck has no
+    server-side binding, and real Snowflake and fakesnow take either.
+    """
+
+    def __init__(self, cursor: Any):
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> None:
+        if params:
+            sql = _PLACEHOLDERS.sub(_pyformat, sql)
+            self._cursor.execute(sql, tuple(params))
+        else:
+            self._cursor.execute(sql)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._cursor.fetchall()]
+
+    def fetchone(self) -> tuple[Any, ...]:
+        """The next row; every query that calls it returns one."""
+        row = self._cursor.fetchone()
+        if row is None:
+            raise WarehouseError("Snowflake returned no row where one was expected")
+        return tuple(row)
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount or 0)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _staged(rows: pa.Table, constants: Mapping[str, pa.Scalar]) -> pa.Table:
+    """``rows`` with the columns every row of the batch shares (load id, time, kind) added."""
+    for name, value in constants.items():
+        rows = rows.append_column(name, pa.repeat(value, rows.num_rows))
+    return rows
+
+
+class SnowflakeWarehouse:
+    """Bronze in the ``BRONZE`` schema of a Snowflake database, written like the DuckDB file.
+
+    ``connect_args`` go to ``snowflake.connector.connect`` (account, user, password or private
+    key, role, warehouse; host, port and protocol for an emulator) over :data:`CONNECT_DEFAULTS`.
+    The schema and its tables are created when missing, unless ``read_only``; the database must
+    exist. Queries use ``?`` placeholders, as DuckDB's do.
+    """
+
+    target = "snowflake"
+
+    def __init__(
+        self,
+        connect_args: Mapping[str, Any],
+        *,
+        database: str = "RETAIL",
+        read_only: bool = False,
+    ):
+        if not _IDENTIFIER.fullmatch(database):
+            raise WarehouseError(
+                f"Snowflake database name {database!r} is not a plain identifier"
+                " (letters, digits, _ and $)"
+            )
+        self.database = database.upper()
+        self.account = str(connect_args.get("account", "?"))
+        self._read_only = read_only
+        self._args = {**CONNECT_DEFAULTS, **connect_args}
+        self._args["session_parameters"] = {
+            **CONNECT_DEFAULTS["session_parameters"],
+            **(connect_args.get("session_parameters") or {}),
+        }
+        self._args |= {"database": self.database, "paramstyle": "pyformat"}
+        self._lock = threading.RLock()
+        self._sf = _connector()
+        try:
+            self._con: Any = self._sf.connect(**self._args)
+        except (self._sf.Error, OSError, ValueError, TypeError) as exc:
+            user = connect_args.get("user", "?")
+            raise WarehouseError(
+                f"cannot connect to Snowflake account {self.account} as {user}: {_one_line(exc)}"
+            ) from None
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def bronze(self) -> str:
+        """The qualified Bronze schema, ``RETAIL.BRONZE``."""
+        return f"{self.database}.{SCHEMA}"
+
+    def describe(self) -> str:
+        """Where it is, for messages."""
+        return f"Snowflake {self.database} at {self.account}"
+
+    def dbt_env(self) -> dict[str, str]:
+        """The ``SNOWFLAKE_*`` variables dbt's ``snowflake`` profile reads, for this warehouse."""
+        names = {
+            "account": "SNOWFLAKE_ACCOUNT",
+            "user": "SNOWFLAKE_USER",
+            "password": "SNOWFLAKE_PASSWORD",
+            "private_key_file": "SNOWFLAKE_PRIVATE_KEY_PATH",
+            "private_key_file_pwd": "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE",
+            "role": "SNOWFLAKE_ROLE",
+            "warehouse": "SNOWFLAKE_WAREHOUSE",
+            "host": "SNOWFLAKE_HOST",
+            "port": "SNOWFLAKE_PORT",
+            "protocol": "SNOWFLAKE_PROTOCOL",
+        }
+        env = {var: str(self._args[key]) for key, var in names.items() if self._args.get(key)}
+        return env | {"SNOWFLAKE_DATABASE": self.database}
+
+    # -- connection and transactions ---------------------------------------------------------
+
+    def _open(self) -> None:
+        with self._cursor("opening") as cur:
+            cur.execute(f"use database {self.database}")
+            version = self._schema_version(cur)
+            if self._read_only:
+                return
+            if version != SCHEMA_VERSION:
+                for stmt in create_statements(self.database):
+                    cur.execute(stmt)
+                cur.execute(
+                    f"insert into {self.bronze}._meta (key, value) select ?, ? where not exists"
+                    f" (select 1 from {self.bronze}._meta where key = ?)",
+                    ["schema_version", str(SCHEMA_VERSION), "schema_version"],
+                )
+            cur.execute(f"use schema {self.bronze}")
+            # DDL commits in Snowflake, so the stage is made here, never inside a batch.
+            cur.execute(f"create temporary stage if not exists {self.bronze}.{STAGE}")
+
+    def _schema_version(self, cur: _Cursor) -> int | None:
+        """The Bronze schema version; refuses one this code must not read (as DuckDB does)."""
+        cur.execute(
+            f"select count(*) from {self.database}.information_schema.tables"
+            " where upper(table_schema) = ? and upper(table_name) = '_META'",
+            [SCHEMA],
+        )
+        if not cur.fetchone()[0]:
+            return None
+        cur.execute(f"select value from {self.bronze}._meta where key = 'schema_version'")
+        rows = cur.fetchall()
+        version = int(rows[0][0]) if rows else None
+        if version is not None and version > SCHEMA_VERSION:
+            raise WarehouseError(
+                f"{self.describe()} has Bronze schema version {version}, newer than the"
+                f" {SCHEMA_VERSION} this retail-pipeline supports; upgrade retail-pipeline"
+            )
+        if version is not None and version < SCHEMA_VERSION:
+            raise WarehouseError(
+                f"{self.describe()} holds Bronze schema version {version} (JSON payloads only);"
+                f" this retail-pipeline writes version {SCHEMA_VERSION} and will not misread the"
+                f" old one. Rebuild it: drop schema {self.bronze}, load your sources again"
+                " (load-batch, ingest) and run transform"
+            )
+        return version
+
+    @contextmanager
+    def _cursor(self, doing: str) -> Iterator[_Cursor]:
+        """A cursor; connector errors become one-line WarehouseErrors saying what failed."""
+        with self._lock:
+            if self._con is None:
+                raise WarehouseError(f"{self.describe()} is closed")
+            try:
+                with self._con.cursor() as cur:
+                    yield _Cursor(cur)
+            except (self._sf.Error, OSError) as exc:
+                raise WarehouseError(
+                    f"{doing} {self.describe()} failed: {_one_line(exc)}"
+                ) from None
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[_Cursor]:
+        """One explicit transaction (``begin``/``commit``; emulators ignore autocommit(False)),
+        rolled back when the block raises, PositionConflict and Ctrl-C included."""
+        if self._read_only:
+            raise WarehouseError(f"{self.describe()} was opened read-only")
+        with self._cursor(doing) as cur:
+            cur.execute("begin")
+            try:
+                yield cur
+                cur.execute("commit")
+            except BaseException:
+                with suppress(self._sf.Error, OSError):
+                    cur.execute("rollback")
+                raise
+
+    def _server_now(self, cur: _Cursor) -> datetime:
+        """The server's clock: one ``_ingested_at`` for every row and record of a batch."""
+        cur.execute("select current_timestamp()")
+        now: datetime = cur.fetchone()[0]
+        return now.astimezone(UTC)
+
+    # -- bulk load ---------------------------------------------------------------------------
+
+    def _put(self, cur: _Cursor, tables: Mapping[str, pa.Table]) -> str:
+        """Write each table's rows to Parquet and PUT them to the stage; returns the folder."""
+        folder = uuid.uuid4().hex
+        with tempfile.TemporaryDirectory(prefix="retail-snowflake-") as tmp:
+            for table, rows in tables.items():
+                pq.write_table(rows, Path(tmp, f"{table}.parquet"))
+            cur.execute(
+                f"put 'file://{Path(tmp).as_posix()}/*.parquet' @{self.bronze}.{STAGE}/{folder}/"
+                " auto_compress = false overwrite = true"
+            )
+            results = cur.fetchall()
+        uploaded = sum(1 for row in results if str(row[6]).upper() == "UPLOADED")
+        if uploaded != len(tables):
+            raise WarehouseError(
+                f"staging a batch in {self.describe()} failed: {uploaded} of {len(tables)}"
+                f" Parquet files uploaded ({results})"
+            )
+        return folder
+
+    def _copy(self, cur: _Cursor, folder: str, table: str, rows: pa.Table) -> None:
+        """``COPY INTO`` one Bronze table from its staged Parquet file, every value cast to the
+        column's type; the file is purged once loaded."""
+        types = {name: sql_type for name, sql_type, _ in all_tables()[table]}
+        unknown = [name for name in rows.column_names if name not in types]
+        if unknown:
+            raise WarehouseError(
+                f"writing to {self.describe()} failed: {self.bronze}.{table} has no column"
+                f" {unknown[0]}"
+            )
+        names = ", ".join(rows.column_names)
+        cast = {name: snowflake_type(sql_type) for name, sql_type in types.items()}
+        select = ", ".join(f"$1:{name}::{cast[name]}" for name in rows.column_names)
+        cur.execute(
+            f"copy into {self.bronze}.{table} ({names})"
+            f" from (select {select} from @{self.bronze}.{STAGE}/{folder}/{table}.parquet)"
+            " file_format = (type = parquet use_logical_type = true)"
+            " on_error = abort_statement purge = true"
+        )
+        results = cur.fetchall()
+        loaded = sum(int(row[3]) for row in results if len(row) > 3)
+        if loaded != rows.num_rows:
+            raise WarehouseError(
+                f"writing to {self.describe()} failed: COPY INTO {self.bronze}.{table} loaded"
+                f" {loaded} of {rows.num_rows} rows ({results})"
+            )
+
+    def _load(
+        self,
+        tables: Mapping[str, pa.Table],
+        check: Callable[[_Cursor], None],
+        record: Callable[[_Cursor], None],
+    ) -> None:
+        """Stage ``tables`` and, in one transaction: take the writer lock, ``check(cur)`` (the
+        expected positions), copy the tables in and ``record(cur)`` (positions, load record)."""
+        with self._cursor("writing to") as cur:
+            folder = self._put(cur, tables) if tables else ""
+        try:
+            with self._transaction("writing to") as cur:
+                # The Bronze writer lock: Snowflake reads at READ COMMITTED and does not enforce
+                # primary keys, so without it two writers could both pass the position check.
+                # An UPDATE holds its table's lock until commit; the next writer waits for it
+                # and then reads the positions this one committed.
+                cur.execute(
+                    f"update {self.bronze}._meta set value = value where key = 'schema_version'"
+                )
+                check(cur)
+                for table, rows in tables.items():
+                    self._copy(cur, folder, table, rows)
+                record(cur)
+        except BaseException:
+            if folder:  # the purge of a failed COPY did not run; best effort, never the cause
+                with suppress(WarehouseError), self._cursor("cleaning up") as cur:
+                    cur.execute(f"remove @{self.bronze}.{STAGE}/{folder}/")
+            raise
+
+    # -- the Warehouse interface -------------------------------------------------------------
+
+    def write_events(self, batch: EventBatch) -> WriteResult:
+        """Write one batch's events, dead letters, positions and load counts in one transaction.
+
+        The run's ``_loads`` row grows with every batch it commits, so a run that is killed half
+        way is recorded with exactly the rows it wrote.
+        """
+        with self._cursor("writing to") as cur:
+            now = self._server_now(cur)
+        constants = {
+            "_ingested_at": pa.scalar(now, pa.timestamp("us", tz="UTC")),
+            "_load_id": pa.scalar(batch.load_id, pa.string()),
+        }
+        tables = {
+            EVENT_TABLES[topic]: _staged(rows, constants)
+            for topic, rows in batch.events.items()
+            if rows.num_rows
+        }
+        if batch.dead_letters.num_rows:
+            kind = {"_source_kind": pa.scalar(batch.source_kind, pa.string())}
+            tables["dead_letter"] = _staged(batch.dead_letters, kind | constants)
+        loaded = sum(rows.num_rows for table, rows in tables.items() if table != "dead_letter")
+
+        def record(cur: _Cursor) -> None:
+            self._write_positions(cur, batch.positions, batch.load_id, now)
+            self._count_load(cur, batch, loaded, now)
+
+        self._load(tables, lambda cur: self._check_expected(cur, batch.expected), record)
+        return WriteResult(loaded, batch.dead_letters.num_rows)
+
+    def _check_expected(self, cur: _Cursor, expected: dict[tuple[str, int], int | None]) -> None:
+        if not expected:
+            return
+        sources = sorted({source for source, _ in expected})
+        cur.execute(
+            f"select source, partition, next_offset from {self.bronze}._positions"
+            f" where source in ({', '.join('?' * len(sources))})",
+            sources,
+        )
+        stored = {(source, int(part)): int(offset) for source, part, offset in cur.fetchall()}
+        for (source, partition), offset in expected.items():
+            found = stored.get((source, partition))
+            if found != offset:
+                raise PositionConflict(
+                    f"{source} partition {partition}: stored position is {found}, expected"
+                    f" {offset}; another writer loaded these messages"
+                )
+
+    def _write_positions(
+        self, cur: _Cursor, positions: list[Position], load_id: str, now: datetime
+    ) -> None:
+        latest = {(p.source, p.partition): p for p in positions}  # as insert-or-replace would
+        if not latest:
+            return
+        # Insert or replace, as DuckDB does: delete the rows of these partitions, insert anew
+        # (one statement each; fakesnow cannot MERGE inside a transaction).
+        where = " or ".join(["(source = ? and partition = ?)"] * len(latest))
+        cur.execute(
+            f"delete from {self.bronze}._positions where {where}",
+            [value for key in latest for value in key],
+        )
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(latest))
+        params: list[object] = []
+        for p in latest.values():
+            params += [p.source, p.partition, p.next_offset, p.next_line, p.fingerprint]
+            params += [now.isoformat(), load_id]
+        cur.execute(
+            f"insert into {self.bronze}._positions"
+            " (source, partition, next_offset, next_line, fingerprint, updated_at, load_id)"
+            " select column1::varchar, column2::number(10,0), column3::number(19,0),"
+            " column4::number(19,0), column5::varchar, column6::timestamp_tz, column7::varchar"
+            f" from values {values}",
+            params,
+        )
+
+    def _insert_load(self, cur: _Cursor, load: LoadRecord, now: datetime) -> None:
+        cur.execute(
+            f"insert into {self.bronze}._loads (load_id, kind, source, content_hash, started_at,"
+            " finished_at, rows_read, rows_loaded, rows_dead_lettered)"
+            " select ?, ?, ?, ?, cast(? as timestamp_tz), cast(? as timestamp_tz), ?, ?, ?",
+            [
+                load.load_id,
+                load.kind,
+                load.source,
+                load.content_hash,
+                now.isoformat(),
+                now.isoformat(),
+                load.rows_read,
+                load.rows_loaded,
+                load.rows_dead_lettered,
+            ],
+        )
+
+    def _count_load(self, cur: _Cursor, batch: EventBatch, loaded: int, now: datetime) -> None:
+        """Add one batch to its run's ``_loads`` row (created by the run's first batch)."""
+        dead = batch.dead_letters.num_rows
+        read = batch.size if batch.read is None else batch.read
+        cur.execute(
+            f"update {self.bronze}._loads set finished_at = cast(? as timestamp_tz),"
+            " rows_read = rows_read + ?, rows_loaded = rows_loaded + ?,"
+            " rows_dead_lettered = rows_dead_lettered + ? where load_id = ?",
+            [now.isoformat(), read, loaded, dead, batch.load_id],
+        )
+        if not cur.rowcount:
+            source = batch.load_source or batch.source_kind
+            load = LoadRecord(batch.load_id, "events", source, None, read, loaded, dead)
+            self._insert_load(cur, load, now)
+
+    def positions(self, source: str) -> dict[int, Position]:
+        """Stored positions of ``source`` by partition."""
+        rows = self.query(
+            f"select partition, next_offset, next_line, fingerprint from {self.bronze}._positions"
+            " where source = ?",
+            [source],
+        )
+        return {
+            int(part): Position(source, int(part), int(offset), _int(line), fingerprint)
+            for part, offset, line, fingerprint in rows
+        }
+
+    def all_positions(self) -> list[Position]:
+        """Every stored position, ordered by source and partition."""
+        rows = self.query(
+            f"select source, partition, next_offset, next_line, fingerprint"
+            f" from {self.bronze}._positions order by source, partition"
+        )
+        return [
+            Position(source, int(part), int(offset), _int(line), fingerprint)
+            for source, part, offset, line, fingerprint in rows
+        ]
+
+    def has_reference_load(self, entity: str, content_hash: str) -> bool:
+        """True when a snapshot with this content was already loaded for ``entity``."""
+        [(count,)] = self.query(
+            f"select count(*) from {self.bronze}._loads where kind = ? and content_hash = ?",
+            [entity, content_hash],
+        )
+        return bool(count)
+
+    def write_reference(
+        self, entity: str, rows: pa.Table, dead_letters: pa.Table, load: LoadRecord
+    ) -> None:
+        """Append one reference snapshot, its dead letters and its load record atomically."""
+        with self._cursor("writing to") as cur:
+            now = self._server_now(cur)
+        constants = {
+            "_ingested_at": pa.scalar(now, pa.timestamp("us", tz="UTC")),
+            "_load_id": pa.scalar(load.load_id, pa.string()),
+        }
+        tables = {}
+        if rows.num_rows:
+            content_hash = {"_content_hash": pa.scalar(load.content_hash, pa.string())}
+            tables[entity] = _staged(rows, content_hash | constants)
+        if dead_letters.num_rows:
+            kind = {"_source_kind": pa.scalar("batch", pa.string())}
+            tables["dead_letter"] = _staged(dead_letters, kind | constants)
+
+        self._load(tables, lambda cur: None, lambda cur: self._insert_load(cur, load, now))
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a query with ``?`` placeholders (read Gold, Bronze counts, positions).
+
+        The emulators (fakesnow, snowduck 0.3.0) return a NULL timestamp as 1970-01-01; compare
+        such columns with ``is null`` in the query.
+        """
+        with self._cursor("reading") as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def tables(self, schema: str) -> set[str]:
+        """Lower-cased names of the tables and views in ``schema`` of the database."""
+        rows = self.query(
+            f"select table_name from {self.database}.information_schema.tables"
+            " where upper(table_schema) = upper(?)",
+            [schema],
+        )
+        return {str(name).lower() for (name,) in rows}
+
+    def counts(self) -> dict[str, int]:
+        """Row counts of every Bronze table."""
+        tables = [*EVENT_TABLES.values(), "customers", "products", "dead_letter"]
+        sql = " union all ".join(f"select '{t}', count(*) from {self.bronze}.{t}" for t in tables)
+        return {str(name): int(n) for name, n in self.query(sql)}
+
+    def close(self) -> None:
+        """Log out (the session's stage goes with it)."""
+        with self._lock:
+            if self._con is not None:
+                with suppress(Exception):
+                    self._con.close()
+                self._con = None
+
+    def __enter__(self) -> SnowflakeWarehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
