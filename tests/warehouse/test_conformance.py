@@ -1,0 +1,176 @@
+"""One suite, every warehouse: what the loaders and the readers rely on, run against DuckDB and
+against Snowflake (the fakesnow emulator), both opened through the seam (``open_warehouse``)
+exactly as the commands open them.
+
+Covers exactly-once loading and resuming, positions, fencing of a stale writer, the load
+records reconciliation reads, reference snapshots and the read methods ``answers`` uses.
+Implementation details (DDL, Parquet staging, DuckDB's file handling) have suites of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from retail_pipeline.events.simulator import FaultRates, GenerationSummary, generate
+from retail_pipeline.ingestion.batch import load_reference
+from retail_pipeline.ingestion.files import ingest_files
+from retail_pipeline.warehouse import Warehouse, open_warehouse
+from retail_pipeline.warehouse.base import EventBatch, Position, PositionConflict
+
+TARGETS = ["duckdb", "snowflake"]
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> GenerationSummary:
+    return generate(
+        tmp_path_factory.mktemp("conformance-sim"),
+        days=1,
+        orders_per_day=40,
+        seed=8,
+        faults=FaultRates(),
+    )
+
+
+@pytest.fixture(params=TARGETS)
+def target(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings_env(
+    target: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The environment that makes ``open_warehouse()`` open a fresh warehouse of ``target``."""
+    monkeypatch.setenv("RETAIL_TARGET", target)
+    if target == "duckdb":
+        monkeypatch.setenv("RETAIL_WAREHOUSE", str(tmp_path / "wh.duckdb"))
+        return
+    args: dict[str, Any] = request.getfixturevalue("snowflake_args")
+    for name in ("account", "user", "password", "host", "port", "protocol", "database"):
+        monkeypatch.setenv(f"SNOWFLAKE_{name.upper()}", str(args[name]))
+    monkeypatch.setenv("SNOWFLAKE_LOGIN_TIMEOUT", str(args["network_timeout"]))
+
+
+@pytest.fixture
+def warehouse(settings_env: None) -> Iterator[Warehouse]:
+    with open_warehouse() as wh:
+        yield wh
+
+
+def event_lines(sim: GenerationSummary) -> int:
+    return sum(
+        1
+        for topic in ("orders", "payments", "shipments")
+        for line in sim.topics[topic].path.read_bytes().split(b"\n")
+        if line.strip()
+    )
+
+
+def loads_match_bronze(wh: Warehouse) -> list[tuple[Any, ...]]:
+    """Runs whose record differs from the rows Bronze holds under their load id (none, when
+    every run recorded exactly what it wrote)."""
+    stored = " union all ".join(
+        f"select _load_id, 1 as loaded, 0 as dead from bronze.{table}"
+        for table in ("order_events", "payment_events", "shipment_events")
+    )
+    return wh.query(
+        f"""
+        select recorded.load_id, recorded.rows_loaded, stored.loaded,
+            recorded.rows_dead_lettered, stored.dead
+        from bronze._loads as recorded
+        full outer join (
+            select _load_id, sum(loaded) as loaded, sum(dead) as dead
+            from ({stored} union all select _load_id, 0, 1 from bronze.dead_letter) as rows_
+            group by _load_id
+        ) as stored
+            on recorded.load_id = stored._load_id
+        where (recorded.kind = 'events' or recorded.load_id is null)
+            and (
+                recorded.rows_loaded is distinct from stored.loaded
+                or recorded.rows_dead_lettered is distinct from stored.dead
+                or recorded.rows_read is distinct from stored.loaded + stored.dead
+            )
+        """
+    )
+
+
+def test_ingest_loads_every_line_once_and_resumes(
+    warehouse: Warehouse, sim: GenerationSummary
+) -> None:
+    files = [sim.topics[t].path for t in ("orders", "payments", "shipments")]
+    first = ingest_files(warehouse, files, batch_bytes=16 << 10)
+    lines = event_lines(sim)
+    assert (first.read, first.loaded + first.dead_lettered) == (lines, lines)
+    assert first.dead_lettered > 0, "the faults include malformed lines"
+
+    again = ingest_files(warehouse, files)
+    assert (again.read, again.loaded, again.skipped) == (0, 0, lines)
+
+    counts = warehouse.counts()
+    events = counts["order_events"] + counts["payment_events"] + counts["shipment_events"]
+    assert (events, counts["dead_letter"]) == (first.loaded, first.dead_lettered)
+    assert loads_match_bronze(warehouse) == []
+    [(runs, read)] = warehouse.query(
+        "select count(*), sum(rows_read) from bronze._loads where kind = 'events'"
+    )
+    assert (runs, int(read)) == (1, lines), "one run, recorded batch by batch"
+    for path in files:
+        [position] = warehouse.positions(f"file:{path}").values()
+        assert position.next_offset == path.stat().st_size
+
+
+def test_a_stale_writer_is_fenced_off(warehouse: Warehouse) -> None:
+    empty = pa.table({})
+    source = "kafka:orders"
+    warehouse.write_events(
+        EventBatch("run-a", "kafka", {}, empty, [Position(source, 0, 10)], {(source, 0): None})
+    )
+    before = (warehouse.all_positions(), warehouse.counts())
+    # A zombie that still believes the partition is unread.
+    with pytest.raises(PositionConflict):
+        warehouse.write_events(
+            EventBatch("run-z", "kafka", {}, empty, [Position(source, 0, 20)], {(source, 0): None})
+        )
+    assert (warehouse.all_positions(), warehouse.counts()) == before
+    warehouse.write_events(
+        EventBatch("run-a", "kafka", {}, empty, [Position(source, 0, 20)], {(source, 0): 10})
+    )
+    assert warehouse.positions(source) == {0: Position(source, 0, 20)}
+
+
+def test_positions_round_trip(warehouse: Warehouse) -> None:
+    empty = pa.table({})
+    kafka = [Position("kafka:payments", p, 7 * p, None, None) for p in range(3)]
+    files = [Position("file:/data/x y.ndjson", 0, 4096, 33, "4096:abcd")]
+    warehouse.write_events(EventBatch("run-p", "kafka", {}, empty, kafka + files, {}))
+    assert warehouse.positions("kafka:payments") == {p.partition: p for p in kafka}
+    assert warehouse.all_positions() == files + kafka
+    assert warehouse.positions("kafka:nothing") == {}
+
+
+def test_a_reference_snapshot_loads_once(warehouse: Warehouse, sim: GenerationSummary) -> None:
+    first = load_reference(warehouse, "products", sim.products_path)
+    again = load_reference(warehouse, "products", sim.products_path)
+    assert first.loaded > 0
+    assert again.skipped
+    assert warehouse.counts()["products"] == first.loaded
+    [(kind, rows)] = warehouse.query(
+        "select kind, rows_loaded from bronze._loads where kind = ?", ["products"]
+    )
+    assert (kind, rows) == ("products", first.loaded)
+
+
+def test_read_methods(warehouse: Warehouse, target: str) -> None:
+    assert warehouse.target == target
+    assert {"order_events", "dead_letter", "_positions", "_loads"} <= warehouse.tables("bronze")
+    assert warehouse.tables("no_such_schema") == set()
+    [(answer,)] = warehouse.query("select ? + 1", [41])
+    assert answer == 42
+    assert warehouse.describe()
+    env = warehouse.dbt_env()
+    assert env and all(isinstance(v, str) for v in env.values())
