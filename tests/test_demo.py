@@ -124,6 +124,19 @@ def test_rerunning_the_same_demo_loads_nothing_twice(
     assert answers == demo_run.run.result.answers
 
 
+def test_demo_json_prints_only_the_answers_on_stdout(
+    demo_run: ModuleRun, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(demo_run.root)
+    command(monkeypatch, "--workdir", "demo", "--json")
+    cli.main()
+    captured = capsys.readouterr()
+    answers = json.loads(captured.out)  # stdout is the JSON and nothing else
+    assert compare_with_truth(answers, truth_of(demo_run.root / "demo")) == {}
+    assert answers == demo_run.run.result.answers
+    assert "verdict: all six answers equal the simulation's truth" in captured.err
+
+
 def bronze_orders(warehouse: Path) -> int:
     with DuckDBWarehouse(warehouse, read_only=True) as wh:
         (orders,) = wh.con.execute(
@@ -258,7 +271,15 @@ def test_every_demo_option_has_help() -> None:
         for param in group.commands["demo"].params
         if param.param_type_name == "option" and param.name != "help"
     }
-    assert options.keys() == {"workdir", "days", "orders_per_day", "seed", "kafka", "warehouse"}
+    assert options.keys() == {
+        "workdir",
+        "days",
+        "orders_per_day",
+        "seed",
+        "kafka",
+        "warehouse",
+        "as_json",
+    }
     assert all(options.values()), options
     assert "RETAIL_WAREHOUSE is not used" in (options["warehouse"] or "")
 

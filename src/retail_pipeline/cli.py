@@ -565,6 +565,12 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the answers as docs/metrics.md's JSON (the rest goes to stderr)"
+        ),
+    ] = False,
 ) -> None:
     """End to end on embedded defaults: simulate, load, transform, print the six answers and
     whether they equal the simulation's truth (exit code 1 if not)."""
@@ -579,13 +585,22 @@ def demo(
         kafka=kafka,
         warehouse=warehouse,
         dbt_progress=lambda: node_progress(console),
-        echo=out.print,
+        echo=_to_stderr if as_json else out.print,
     )
-    print(format_answers(result.answers), end="")
-    out.print(result.where())
-    out.print(result.verdict())
+    if as_json:  # stdout is the JSON alone, for tools; the story goes to stderr
+        print(json.dumps(result.answers, indent=2))
+        _to_stderr(result.where())
+        _to_stderr(result.verdict())
+    else:
+        print(format_answers(result.answers), end="")
+        out.print(result.where())
+        out.print(result.verdict())
     if not result.matches_truth:
         raise PipelineError(f"the demo's answers differ from {result.truth_file}")
+
+
+def _to_stderr(text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:
