@@ -18,6 +18,7 @@ where a COPY costs a warehouse round trip of a second or more whatever the batch
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -64,10 +65,14 @@ def batch_of(path: Path) -> EventBatch:
 
 
 def time_snowflake(args: dict[str, object], batch: EventBatch) -> float:
-    from retail_pipeline.warehouse.snowflake import SnowflakeWarehouse
+    """One write_events to a fresh database of the emulator, opened as the commands open it."""
+    from retail_pipeline.warehouse import open_warehouse
 
-    database = f"BENCH_{uuid.uuid4().hex[:8].upper()}"
-    with SnowflakeWarehouse(args, database=database) as wh:
+    names = ("account", "user", "password", "host", "port", "protocol")
+    os.environ.update({f"SNOWFLAKE_{name.upper()}": str(args[name]) for name in names})
+    os.environ["SNOWFLAKE_DATABASE"] = f"BENCH_{uuid.uuid4().hex[:8].upper()}"
+    os.environ["SNOWFLAKE_LOGIN_TIMEOUT"] = str(args.get("network_timeout", 30))
+    with open_warehouse(target="snowflake") as wh:
         started = time.perf_counter()
         wh.write_events(batch)
         seconds = time.perf_counter() - started
@@ -76,9 +81,12 @@ def time_snowflake(args: dict[str, object], batch: EventBatch) -> float:
 
 
 def time_duckdb(batch: EventBatch) -> float:
-    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+    from retail_pipeline.warehouse import open_warehouse
 
-    with tempfile.TemporaryDirectory() as tmp, DuckDBWarehouse(Path(tmp) / "wh.duckdb") as wh:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        open_warehouse(Path(tmp) / "wh.duckdb", target="duckdb") as wh,
+    ):
         started = time.perf_counter()
         wh.write_events(batch)
         return time.perf_counter() - started
