@@ -14,7 +14,7 @@
 
 {% macro ingestion_window(column='_ingested_at', relation_alias=none) -%}
     {{ relation_alias ~ '.' if relation_alias }}{{ column }} > (
-        select coalesce(max({{ column }}), '-infinity'::timestamptz)
+        select coalesce(max({{ column }}), {{ earliest_timestamp() }})
         from {{ this }}
     ) - interval '{{ var("lookback_minutes") | int }} minutes'
 {%- endmacro %}
@@ -27,7 +27,7 @@
 
 {% macro newly_staged(column='_silver_loaded_at', relation_alias=none) -%}
     {{ relation_alias ~ '.' if relation_alias }}{{ column }} > (
-        select coalesce(max({{ column }}), '-infinity'::timestamptz)
+        select coalesce(max({{ column }}), {{ earliest_timestamp() }})
         from {{ this }}
     )
 {%- endmacro %}

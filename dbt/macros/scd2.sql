@@ -73,7 +73,7 @@ validity as (
 )
 
 select
-    md5({{ key }} || '|' || cast(valid_from as varchar)) as {{ version_id }},
+    md5({{ key }} || '|' || {{ timestamp_key('valid_from') }}) as {{ version_id }},
     {{ key }},
     {%- for attribute in attributes %}
     {{ attribute }},

@@ -73,17 +73,10 @@
 
 {#
     A money figure as reported: the exact decimal rounded to cents once, half away from zero
-    (DuckDB's round() on a DECIMAL rounds half away from zero; on a DOUBLE it would not be exact).
+    (round() on a DuckDB DECIMAL or a Snowflake NUMBER rounds half away from zero; on a DOUBLE it
+    would not be exact).
 #}
 {% macro cents(expression) -%}
     cast(round({{ expression }}, 2) as decimal(38, 2))
 {%- endmacro %}
 
-
-{#
-    The UTC calendar date of a timestamptz, whatever the session time zone (computed from the
-    epoch: several times cheaper than a time-zone conversion).
-#}
-{% macro utc_date(column) -%}
-    (date '1970-01-01' + cast(floor(epoch_ms({{ column }}) / 86400000) as integer))
-{%- endmacro %}

@@ -8,7 +8,7 @@ ranked as (
     select
         sum(revenue_exact) as revenue,
         sum(units_sold) as units,
-        count(*) filter (where revenue != round(revenue_exact, 2)) as misrounded
+        count(case when revenue != round(revenue_exact, 2) then 1 end) as misrounded
     from {{ ref('top_products') }}
 
 ),

@@ -11,13 +11,13 @@ rates as (
     union all
     select
         'order_rates' as gold_model,
-        unpivoted.rate_name as row_key,
-        unpivoted.rate
-    from (
-        unpivot {{ ref('order_rates') }}
-        on conversion_rate, canceled_rate, refunded_rate, canceled_or_refunded_rate
-        into name rate_name value rate
-    ) as unpivoted
+        rate_name as row_key,
+        rate
+    -- Standard UNPIVOT (DuckDB and Snowflake), not DuckDB's simplified form.
+    from {{ ref('order_rates') }}
+    unpivot (rate for rate_name in (
+        conversion_rate, canceled_rate, refunded_rate, canceled_or_refunded_rate
+    )) as unpivoted
     union all
     select
         'orders_by_status' as gold_model,

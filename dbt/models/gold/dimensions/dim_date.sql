@@ -20,9 +20,7 @@ bounds as (
 
 days as (
 
-    select cast(unnest(generate_series(first_day, last_day, interval 1 day)) as date) as date_day
-    from bounds
-    where first_day is not null
+    {{ calendar_days('bounds', 'first_day', 'last_day') }}
 
 )
 
@@ -31,9 +29,23 @@ select
     cast(year(date_day) as integer) as calendar_year,
     cast(quarter(date_day) as integer) as calendar_quarter,
     cast(month(date_day) as integer) as calendar_month,
-    monthname(date_day) as month_name,
-    cast(isodow(date_day) as integer) as iso_day_of_week,
-    dayname(date_day) as day_name,
-    cast(weekofyear(date_day) as integer) as iso_week,
-    isodow(date_day) >= 6 as is_weekend
+    -- English names spelled out: Snowflake's monthname() and dayname() abbreviate (Jan, Thu).
+    case month(date_day)
+        {%- for name in [
+            'January', 'February', 'March', 'April', 'May', 'June', 'July', 'August',
+            'September', 'October', 'November', 'December',
+        ] %}
+        when {{ loop.index }} then '{{ name }}'
+        {%- endfor %}
+    end as month_name,
+    cast({{ iso_day_of_week('date_day') }} as integer) as iso_day_of_week,
+    case {{ iso_day_of_week('date_day') }}
+        {%- for name in [
+            'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday',
+        ] %}
+        when {{ loop.index }} then '{{ name }}'
+        {%- endfor %}
+    end as day_name,
+    cast({{ iso_week('date_day') }} as integer) as iso_week,
+    {{ iso_day_of_week('date_day') }} >= 6 as is_weekend
 from days

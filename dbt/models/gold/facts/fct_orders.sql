@@ -29,11 +29,16 @@ lead_times as (
 
     select
         order_id,
-        (epoch_us(first_dispatched_at) - epoch_us(created_at)) / 3600e6 as hours_created_to_shipped,
-        (epoch_us(first_delivered_at) - epoch_us(first_dispatched_at))
-        / 3600e6 as hours_shipped_to_delivered,
-        (epoch_us(first_delivered_at) - epoch_us(created_at))
-        / 3600e6 as hours_created_to_delivered
+        (
+            {{ epoch_microseconds('first_dispatched_at') }} - {{ epoch_microseconds('created_at') }}
+        ) / 3600e6 as hours_created_to_shipped,
+        (
+            {{ epoch_microseconds('first_delivered_at') }}
+            - {{ epoch_microseconds('first_dispatched_at') }}
+        ) / 3600e6 as hours_shipped_to_delivered,
+        (
+            {{ epoch_microseconds('first_delivered_at') }} - {{ epoch_microseconds('created_at') }}
+        ) / 3600e6 as hours_created_to_delivered
     from orders
 
 )
@@ -69,12 +74,12 @@ select
     lead_times.hours_shipped_to_delivered,
     lead_times.hours_created_to_delivered,
     -- A milestone stamped before the one it follows: a producer clock problem, kept and flagged.
+    -- (Any of them below zero, nulls skipped: not least(), which is null if any argument is on
+    -- Snowflake.)
     coalesce(
-        least(
-            lead_times.hours_created_to_shipped,
-            lead_times.hours_shipped_to_delivered,
-            lead_times.hours_created_to_delivered
-        ) < 0,
+        lead_times.hours_created_to_shipped < 0
+        or lead_times.hours_shipped_to_delivered < 0
+        or lead_times.hours_created_to_delivered < 0,
         false
     ) as has_negative_lead_time,
     orders._silver_loaded_at

@@ -3,5 +3,6 @@ select
     order_date,
     orders_created,
     orders_converted,
-    orders_converted / orders_created as conversion_rate
+    -- As a double on every target (Snowflake's integer division keeps only a few decimals).
+    cast(orders_converted as double) / orders_created as conversion_rate
 from {{ ref('daily_orders') }}

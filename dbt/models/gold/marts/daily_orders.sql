@@ -3,9 +3,9 @@
 select
     order_date,
     count(*) as orders_created,
-    count(*) filter (where is_converted) as orders_converted,
-    count(*) filter (where is_canceled) as orders_canceled,
-    count(*) filter (where is_refunded) as orders_refunded,
-    count(*) filter (where is_canceled_or_refunded) as orders_canceled_or_refunded
+    count(case when is_converted then 1 end) as orders_converted,
+    count(case when is_canceled then 1 end) as orders_canceled,
+    count(case when is_refunded then 1 end) as orders_refunded,
+    count(case when is_canceled_or_refunded then 1 end) as orders_canceled_or_refunded
 from {{ ref('fct_orders') }}
 group by order_date

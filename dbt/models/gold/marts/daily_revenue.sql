@@ -21,10 +21,10 @@ sums as (
 
     select
         movement_date,
-        coalesce(sum(amount) filter (where movement_type = 'capture'), 0) as gross,
-        coalesce(sum(amount) filter (where movement_type = 'refund'), 0) as refunded,
-        count(*) filter (where movement_type = 'capture') as captures,
-        count(*) filter (where movement_type = 'refund') as refund_count
+        coalesce(sum(case when movement_type = 'capture' then amount end), 0) as gross,
+        coalesce(sum(case when movement_type = 'refund' then amount end), 0) as refunded,
+        count(case when movement_type = 'capture' then 1 end) as captures,
+        count(case when movement_type = 'refund' then 1 end) as refund_count
     from movements
     group by movement_date
 

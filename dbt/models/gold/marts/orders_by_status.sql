@@ -36,6 +36,9 @@ select
     statuses.order_status,
     cast(statuses.status_order as integer) as status_order,
     coalesce(counts.orders, 0) as orders,
-    coalesce(counts.orders / nullif(sum(counts.orders) over (), 0), 0) as share_of_orders
+    -- A double on every target (Snowflake's integer division keeps only a few decimals).
+    coalesce(
+        cast(counts.orders as double) / nullif(sum(counts.orders) over (), 0), 0
+    ) as share_of_orders
 from statuses
 left join counts on statuses.order_status = counts.order_status

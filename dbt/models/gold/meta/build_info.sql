@@ -29,14 +29,16 @@ watermarks as (
 )
 
 select
-    current_timestamp as built_at,
+    -- current_timestamp is a TIMESTAMP_LTZ on Snowflake; the contract says with time zone.
+    cast(current_timestamp as timestamptz) as built_at,
     {{ silver_load_stamp() }} as build_started_at,
     '{{ invocation_id }}' as dbt_invocation_id,
     {{ reporting_currency() }} as reporting_currency,
-    cast(coalesce(sum(bronze_rows) filter (where bronze_kind = 'events'), 0) as bigint)
+    cast(coalesce(sum(case when bronze_kind = 'events' then bronze_rows end), 0) as bigint)
         as bronze_event_rows,
-    max(max_ingested_at) filter (where bronze_kind = 'events') as events_ingested_through,
-    cast(coalesce(sum(bronze_rows) filter (where bronze_kind = 'reference'), 0) as bigint)
+    max(case when bronze_kind = 'events' then max_ingested_at end) as events_ingested_through,
+    cast(coalesce(sum(case when bronze_kind = 'reference' then bronze_rows end), 0) as bigint)
         as bronze_reference_rows,
-    max(max_ingested_at) filter (where bronze_kind = 'reference') as reference_ingested_through
+    max(case when bronze_kind = 'reference' then max_ingested_at end)
+        as reference_ingested_through
 from watermarks

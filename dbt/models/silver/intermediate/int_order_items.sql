@@ -39,23 +39,7 @@ order_events as (
 
 latest_baskets as (
 
-    select
-        order_id,
-        -- Ties on event time (not seen in practice) go to the update, then to the larger
-        -- event_id, so the choice never depends on arrival order.
-        arg_max(
-            event_id, (event_at, event_type = 'order_updated', event_id)
-        ) filter (
-            where has_items and event_type in ('order_created', 'order_updated')
-        ) as basket_event_id,
-        max(event_at) filter (
-            where has_items and event_type in ('order_created', 'order_updated')
-        ) as basket_at,
-        -- Stamped with the order's newest event, basket or not, so that an order touched by an
-        -- event without items is not selected again by the next run.
-        max(_silver_loaded_at) as _silver_loaded_at
-    from order_events
-    group by order_id
+    {{ latest_baskets('order_events') }}
 
 ),
 
@@ -84,25 +68,18 @@ baskets as (
 
 lines as (
 
-    select
-        order_id,
-        basket_event_id,
-        basket_at,
-        _silver_loaded_at,
-        unnest(items) as item,
-        generate_subscripts(items, 1) as line_number
-    from baskets
+    {{ basket_lines('baskets', ['order_id', 'basket_event_id', 'basket_at', '_silver_loaded_at']) }}
 
 )
 
 select
     order_id,
     line_number,
-    item.product_id,
-    item.quantity,
-    item.unit_price,
+    product_id,
+    quantity,
+    unit_price,
     -- Exact: quantity x unit_price (4 decimals) is never rounded here; only reported sums are.
-    cast(item.quantity * item.unit_price as decimal(38, 4)) as line_amount,
+    cast(quantity * unit_price as decimal(38, 4)) as line_amount,
     basket_event_id,
     basket_at,
     _silver_loaded_at

@@ -48,11 +48,12 @@ order_milestones as (
 
     select
         order_id,
-        min(event_at) filter (where event_type = 'order_created') as created_at,
-        arg_min(customer_id, event_at) filter (where event_type = 'order_created') as customer_id,
-        arg_min(currency, event_at) filter (where event_type = 'order_created') as currency,
-        min(event_at) filter (where event_type = 'order_canceled') as first_canceled_at,
-        count(*) filter (where event_type = 'order_updated') as order_updates,
+        min(case when event_type = 'order_created' then event_at end) as created_at,
+        min_by(customer_id, case when event_type = 'order_created' then event_at end)
+            as customer_id,
+        min_by(currency, case when event_type = 'order_created' then event_at end) as currency,
+        min(case when event_type = 'order_canceled' then event_at end) as first_canceled_at,
+        count(case when event_type = 'order_updated' then 1 end) as order_updates,
         max(_silver_loaded_at) as _silver_loaded_at
     from order_events
     group by order_id
@@ -63,32 +64,47 @@ payment_milestones as (
 
     select
         order_id,
-        min(event_at) filter (where event_type = 'payment_authorized') as first_authorized_at,
-        min(event_at) filter (where event_type = 'payment_captured') as first_captured_at,
-        min(event_at) filter (where event_type = 'payment_refunded') as first_refunded_at,
-        count(*) filter (where event_type = 'payment_failed') as failed_payments,
+        min(case when event_type = 'payment_authorized' then event_at end) as first_authorized_at,
+        min(case when event_type = 'payment_captured' then event_at end) as first_captured_at,
+        min(case when event_type = 'payment_refunded' then event_at end) as first_refunded_at,
+        count(case when event_type = 'payment_failed' then 1 end) as failed_payments,
         -- Money in the reporting currency only: a payment in another currency is not converted.
         coalesce(
-            sum(amount) filter (
-                where event_type = 'payment_captured' and currency = {{ reporting_currency() }}
+            sum(
+                case
+                    when
+                        event_type = 'payment_captured'
+                        and currency = {{ reporting_currency() }}
+                        then amount
+                end
             ),
             0
         ) as captured_amount,
         coalesce(
-            sum(amount) filter (
-                where event_type = 'payment_refunded' and currency = {{ reporting_currency() }}
+            sum(
+                case
+                    when
+                        event_type = 'payment_refunded'
+                        and currency = {{ reporting_currency() }}
+                        then amount
+                end
             ),
             0
         ) as refunded_amount,
-        count(*) filter (
-            where
-            event_type in ('payment_captured', 'payment_refunded')
-            and currency != {{ reporting_currency() }}
+        count(
+            case
+                when
+                    event_type in ('payment_captured', 'payment_refunded')
+                    and currency != {{ reporting_currency() }}
+                    then 1
+            end
         ) as other_currency_payments,
         -- The method that paid, else the one last tried.
         coalesce(
-            arg_min(payment_method, event_at) filter (where event_type = 'payment_captured'),
-            arg_max(payment_method, event_at)
+            min_by(
+                payment_method, case when event_type = 'payment_captured' then event_at end
+            ),
+            max_by(payment_method, event_at)
         ) as payment_method,
         max(_silver_loaded_at) as _silver_loaded_at
     from payment_events
@@ -100,10 +116,11 @@ shipment_milestones as (
 
     select
         order_id,
-        min(event_at) filter (where event_type = 'shipment_dispatched') as first_dispatched_at,
-        min(event_at) filter (where event_type = 'shipment_delivered') as first_delivered_at,
-        count(*) filter (where event_type = 'shipment_failed') as failed_deliveries,
-        arg_min(carrier, event_at) as carrier,
+        min(case when event_type = 'shipment_dispatched' then event_at end)
+            as first_dispatched_at,
+        min(case when event_type = 'shipment_delivered' then event_at end) as first_delivered_at,
+        count(case when event_type = 'shipment_failed' then 1 end) as failed_deliveries,
+        min_by(carrier, event_at) as carrier,
         max(_silver_loaded_at) as _silver_loaded_at
     from shipment_events
     group by order_id
@@ -132,10 +149,12 @@ joined as (
         coalesce(payment_milestones.captured_amount, 0) as captured_amount,
         coalesce(payment_milestones.refunded_amount, 0) as refunded_amount,
         coalesce(payment_milestones.other_currency_payments, 0) as other_currency_payments,
+        -- An order without payments or shipments has no stamp of theirs: coalesced, since
+        -- greatest() is null if any argument is (Snowflake), where DuckDB skips nulls.
         greatest(
             order_milestones._silver_loaded_at,
-            payment_milestones._silver_loaded_at,
-            shipment_milestones._silver_loaded_at
+            coalesce(payment_milestones._silver_loaded_at, order_milestones._silver_loaded_at),
+            coalesce(shipment_milestones._silver_loaded_at, order_milestones._silver_loaded_at)
         ) as _silver_loaded_at
     from order_milestones
     left join payment_milestones on order_milestones.order_id = payment_milestones.order_id

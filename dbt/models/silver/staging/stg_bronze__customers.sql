@@ -28,7 +28,7 @@ select
     created_at as signed_up_at,
     md5(
         concat_ws(
-            '|', name, email, country, cast(epoch_us(created_at) as varchar)
+            '|', name, email, country, cast({{ epoch_microseconds('created_at') }} as varchar)
         )
     ) as attributes_hash,
     _source_file,

@@ -39,7 +39,7 @@ select
     reason,
     -- Reasons embed values ("order_total 12.5 != sum of items 17.5"); standalone numbers are
     -- masked so that they group.
-    regexp_replace(reason, '(^|\s)-?[0-9]+(\.[0-9]+)?', '\1N', 'g') as reason_group,
+    {{ mask_numbers('reason') }} as reason_group,
     _ingested_at,
     _load_id,
     {{ silver_load_stamp() }} as _silver_loaded_at
