@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import pyarrow as pa
 
@@ -93,6 +93,19 @@ class LoadRecord:
     rows_read: int
     rows_loaded: int
     rows_dead_lettered: int
+
+
+class Closing:
+    """``with`` support for a warehouse implementation: leaving the block closes it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Warehouse(Protocol):

@@ -9,6 +9,8 @@ column lists.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from retail_pipeline.events.contract import (
     REFERENCE_FIELDS,
     TOPICS,
@@ -53,12 +55,13 @@ def bronze_tables() -> dict[str, list[Column]]:
     return tables
 
 
-def create_statements(schema: str = "bronze") -> list[str]:
-    """``create table if not exists`` for every contract-derived Bronze table."""
+def create_statements(schema: str = "bronze", type_name: Callable[[str], str] = str) -> list[str]:
+    """``create table if not exists`` for every contract-derived Bronze table; ``type_name``
+    turns each column's DuckDB type into the target's (Snowflake's, say)."""
     statements = []
     for table, columns in bronze_tables().items():
         body = ",\n    ".join(
-            f"{name} {sql_type}{' not null' if not_null else ''}"
+            f"{name} {type_name(sql_type)}{' not null' if not_null else ''}"
             for name, sql_type, not_null in columns
         )
         statements.append(f"create table if not exists {schema}.{table} (\n    {body}\n)")

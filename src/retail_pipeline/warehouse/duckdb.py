@@ -20,6 +20,7 @@ from retail_pipeline.settings import settings
 from retail_pipeline.warehouse.base import (
     EVENT_TABLES,
     SCHEMA_VERSION,
+    Closing,
     EventBatch,
     LoadRecord,
     Position,
@@ -115,7 +116,7 @@ def check_existing(path: Path, hint: str = "load something first") -> None:
         raise WarehouseError(f"{path} is not a DuckDB warehouse file")
 
 
-class DuckDBWarehouse:
+class DuckDBWarehouse(Closing):
     """The embedded warehouse: one DuckDB file holding the ``bronze`` schema (and dbt's layers)."""
 
     target = "duckdb"
@@ -448,9 +449,3 @@ class DuckDBWarehouse:
                 self._con.execute(f"set threads = {os.cpu_count() or 1}")
             self._con.close()
             self._con = None
-
-    def __enter__(self) -> DuckDBWarehouse:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -37,6 +37,7 @@ from retail_pipeline.errors import WarehouseError
 from retail_pipeline.warehouse.base import (
     EVENT_TABLES,
     SCHEMA_VERSION,
+    Closing,
     EventBatch,
     LoadRecord,
     Position,
@@ -44,6 +45,7 @@ from retail_pipeline.warehouse.base import (
     WriteResult,
 )
 from retail_pipeline.warehouse.bronze import Column, bronze_tables
+from retail_pipeline.warehouse.bronze import create_statements as bronze_create_statements
 
 SCHEMA = "BRONZE"
 STAGE = "RETAIL_PIPELINE_LOAD"
@@ -127,13 +129,7 @@ def create_statements(database: str) -> list[str]:
     for stmt in _schema_sql():
         stmt = re.sub(r"\bbronze\b", qualified, stmt, flags=re.I)
         statements.append(_TYPE_WORDS.sub(lambda m: snowflake_type(m[1]), stmt))
-    for table, columns in bronze_tables().items():
-        body = ", ".join(
-            f"{name} {snowflake_type(sql_type)}{' not null' if not_null else ''}"
-            for name, sql_type, not_null in columns
-        )
-        statements.append(f"create table if not exists {qualified}.{table} ({body})")
-    return statements
+    return statements + bronze_create_statements(qualified, snowflake_type)
 
 
 def all_tables() -> dict[str, list[Column]]:
@@ -214,7 +210,7 @@ def _staged(rows: pa.Table, constants: Mapping[str, pa.Scalar]) -> pa.Table:
     return rows
 
 
-class SnowflakeWarehouse:
+class SnowflakeWarehouse(Closing):
     """Bronze in the ``BRONZE`` schema of a Snowflake database, written like the DuckDB file.
 
     ``connect_args`` go to ``snowflake.connector.connect`` (account, user, password or private
@@ -638,12 +634,6 @@ class SnowflakeWarehouse:
                 with suppress(Exception):
                     self._con.close()
                 self._con = None
-
-    def __enter__(self) -> SnowflakeWarehouse:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _int(value: Any) -> int | None:
