@@ -26,6 +26,7 @@ from retail_pipeline.events.simulator import FaultRates, GenerationSummary, gene
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+from tests.accounting import message_lines
 
 INGEST_LINE = re.compile(
     r"^read (?P<read>[\d,]+) / loaded (?P<loaded>[\d,]+) / dead-lettered (?P<dead>[\d,]+)"
@@ -168,9 +169,7 @@ def test_generate_load_ingest_counts(tmp_path: Path) -> None:
     lines = ok(cli("load-batch", "--customers", customers, warehouse=warehouse, cwd=tmp_path))
     assert lines == [f"customers: {customers} already loaded (same content), skipped"]
 
-    event_lines = sum(
-        1 for path in events for line in path.read_bytes().split(b"\n") if line.strip()
-    )
+    event_lines = message_lines(events)
     lines = ok(
         cli("ingest", "--from-files", events[0], *events[1:], warehouse=warehouse, cwd=tmp_path)
     )

@@ -14,7 +14,8 @@ import duckdb
 import pytest
 
 from retail_pipeline.events.simulator import FaultRates, generate
-from tests.ingestion.kills import adapt_window, unaccounted_rows
+from tests.accounting import unaccounted_rows
+from tests.ingestion.kills import adapt_window
 
 KILLS = 20
 MIN_EVENTS = 400_000

@@ -15,8 +15,9 @@ import pytest
 
 from retail_pipeline.events.simulator import FaultRates, generate
 from retail_pipeline.ingestion.kafka.producer import Delivered, produce_files
+from tests.accounting import unaccounted_rows
 from tests.ingestion.kafka_fixtures import LocalBroker
-from tests.ingestion.kills import adapt_window, unaccounted_rows
+from tests.ingestion.kills import adapt_window
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]

@@ -21,6 +21,7 @@ from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files
 from retail_pipeline.warehouse import Warehouse, open_warehouse
 from retail_pipeline.warehouse.base import EventBatch, Position, PositionConflict
+from tests.accounting import message_lines, unaccounted_rows
 
 TARGETS = ["duckdb", "snowflake"]
 
@@ -62,49 +63,12 @@ def warehouse(settings_env: None) -> Iterator[Warehouse]:
         yield wh
 
 
-def event_lines(sim: GenerationSummary) -> int:
-    return sum(
-        1
-        for topic in ("orders", "payments", "shipments")
-        for line in sim.topics[topic].path.read_bytes().split(b"\n")
-        if line.strip()
-    )
-
-
-def loads_match_bronze(wh: Warehouse) -> list[tuple[Any, ...]]:
-    """Runs whose record differs from the rows Bronze holds under their load id (none, when
-    every run recorded exactly what it wrote)."""
-    stored = " union all ".join(
-        f"select _load_id, 1 as loaded, 0 as dead from bronze.{table}"
-        for table in ("order_events", "payment_events", "shipment_events")
-    )
-    return wh.query(
-        f"""
-        select recorded.load_id, recorded.rows_loaded, stored.loaded,
-            recorded.rows_dead_lettered, stored.dead
-        from bronze._loads as recorded
-        full outer join (
-            select _load_id, sum(loaded) as loaded, sum(dead) as dead
-            from ({stored} union all select _load_id, 0, 1 from bronze.dead_letter) as rows_
-            group by _load_id
-        ) as stored
-            on recorded.load_id = stored._load_id
-        where (recorded.kind = 'events' or recorded.load_id is null)
-            and (
-                recorded.rows_loaded is distinct from stored.loaded
-                or recorded.rows_dead_lettered is distinct from stored.dead
-                or recorded.rows_read is distinct from stored.loaded + stored.dead
-            )
-        """
-    )
-
-
 def test_ingest_loads_every_line_once_and_resumes(
     warehouse: Warehouse, sim: GenerationSummary
 ) -> None:
     files = [sim.topics[t].path for t in ("orders", "payments", "shipments")]
     first = ingest_files(warehouse, files, batch_bytes=16 << 10)
-    lines = event_lines(sim)
+    lines = message_lines(files)
     assert (first.read, first.loaded + first.dead_lettered) == (lines, lines)
     assert first.dead_lettered > 0, "the faults include malformed lines"
 
@@ -114,7 +78,7 @@ def test_ingest_loads_every_line_once_and_resumes(
     counts = warehouse.counts()
     events = counts["order_events"] + counts["payment_events"] + counts["shipment_events"]
     assert (events, counts["dead_letter"]) == (first.loaded, first.dead_lettered)
-    assert loads_match_bronze(warehouse) == []
+    assert unaccounted_rows(warehouse) == []
     [(runs, read)] = warehouse.query(
         "select count(*), sum(rows_read) from bronze._loads where kind = 'events'"
     )

@@ -53,8 +53,8 @@ def open_warehouse(
             connect_args, database=config.database, read_only=read_only
         )
         return warehouse
-    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse, check_existing, warehouse_path
+    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 
-    if read_only:
-        check_existing(warehouse_path(path).resolve(), missing_hint)
-    return DuckDBWarehouse(path, read_only=read_only, exclusive=exclusive)
+    return DuckDBWarehouse(
+        path, read_only=read_only, exclusive=exclusive, missing_hint=missing_hint
+    )

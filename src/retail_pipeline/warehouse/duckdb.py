@@ -128,6 +128,7 @@ class DuckDBWarehouse(Closing):
         read_only: bool = False,
         exclusive: bool = True,
         lock_timeout: float = 60.0,
+        missing_hint: str = "load something first",
     ):
         """Open (creating if needed) the warehouse file.
 
@@ -165,7 +166,7 @@ class DuckDBWarehouse(Closing):
                     f"cannot write warehouse {self.path}: directory {self.path.parent} is read-only"
                 )
         else:
-            check_existing(self.path)
+            check_existing(self.path, missing_hint)
         if self.path.is_file() and _is_other_file(self.path):
             raise WarehouseError(f"{self.path} is not a DuckDB warehouse file")
         con = self._connect(wait=not exclusive)
