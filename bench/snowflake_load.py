@@ -6,9 +6,11 @@ Prints figures, asserts nothing. Simulates a shop (cached under ``--cache``) unt
 
 1. ``SnowflakeWarehouse`` against a fakesnow server process on this machine (Parquet, PUT to
    the session's stage, and one transaction with COPY INTO, positions and the load record);
-2. ``DuckDBWarehouse`` on a new file (Arrow insert, positions, load record, one transaction).
+2. the same against the package's local Snowflake (snowduck in a thread, as ``demo --target
+   snowflake`` runs it);
+3. ``DuckDBWarehouse`` on a new file (Arrow insert, positions, load record, one transaction).
 
-fakesnow runs every statement on DuckDB after transpiling it with sqlglot, so its figure is a
+Both emulators run every statement on DuckDB after transpiling it with sqlglot, so its figure is a
 floor for the client side (Parquet and PUT) plus an emulator, not a forecast for a real account,
 where a COPY costs a warehouse round trip of a second or more whatever the batch size.
 
@@ -67,11 +69,15 @@ def batch_of(path: Path) -> EventBatch:
 def time_snowflake(args: dict[str, object], batch: EventBatch) -> float:
     """One write_events to a fresh database of the emulator, opened as the commands open it."""
     from retail_pipeline.warehouse import open_warehouse
+    from retail_pipeline.warehouse.snowflake import connector
 
     names = ("account", "user", "password", "host", "port", "protocol")
     os.environ.update({f"SNOWFLAKE_{name.upper()}": str(args[name]) for name in names})
-    os.environ["SNOWFLAKE_DATABASE"] = f"BENCH_{uuid.uuid4().hex[:8].upper()}"
+    database = f"BENCH_{uuid.uuid4().hex[:8].upper()}"
+    os.environ["SNOWFLAKE_DATABASE"] = database
     os.environ["SNOWFLAKE_LOGIN_TIMEOUT"] = str(args.get("network_timeout", 30))
+    with connector().connect(**args) as con, con.cursor() as cur:
+        cur.execute(f"create database if not exists {database}")
     with open_warehouse(target="snowflake") as wh:
         started = time.perf_counter()
         wh.write_events(batch)
@@ -102,13 +108,22 @@ def main() -> None:
 
     from tests.snowflake_fixtures import fakesnow_process
 
+    from retail_pipeline.warehouse.emulator import snowduck_server
+
     batch = batch_of(order_events(args.cache, args.events, args.seed))
     rows = batch.events["orders"].num_rows
     print(f"batch: {rows:,} order events, {batch.dead_letters.num_rows:,} dead letters")
     with tempfile.TemporaryDirectory() as tmp, fakesnow_process(Path(tmp) / "fakesnow.log") as sf:
-        snowflake = [time_snowflake(sf, batch) for _ in range(args.repeat)]
+        fakesnow = [time_snowflake(sf, batch) for _ in range(args.repeat)]
+    with tempfile.TemporaryDirectory() as tmp, snowduck_server(Path(tmp)) as local:
+        snowduck = [time_snowflake(local.connect_args, batch) for _ in range(args.repeat)]
     duck = [time_duckdb(batch) for _ in range(args.repeat)]
-    for name, seconds in (("Snowflake (fakesnow server)", snowflake), ("DuckDB file", duck)):
+    figures = (
+        ("Snowflake (fakesnow server)", fakesnow),
+        ("Snowflake (local, snowduck)", snowduck),
+        ("DuckDB file", duck),
+    )
+    for name, seconds in figures:
         best, median = min(seconds), statistics.median(seconds)
         print(
             f"{name:28} write_events: median {median:6.2f} s = {rows / median:9,.0f} rows/s"

@@ -3,8 +3,9 @@
 ``fakesnow_server`` (session) runs fakesnow in server mode, a separate process speaking the
 Snowflake wire protocol, and yields ``snowflake.connector.connect`` keyword arguments; it is what
 the Snowflake loader's tests use (PUT, COPY INTO from Parquet, transactions). ``snowflake_args``
-gives a test those arguments with a database of its own. :func:`snowduck_server` runs snowduck,
-the emulator dbt-snowflake builds on, in a thread, with its NULL-timestamp bug patched.
+gives a test those arguments with a database of its own. ``snowduck_emulator`` runs the
+package's local Snowflake (:mod:`retail_pipeline.warehouse.emulator`: snowduck, patched), the
+emulator dbt-snowflake builds on and the demo uses.
 
 When an emulator cannot start, the tests are skipped with the reason, except under ``CI=true``,
 where they fail: CI must never skip the Snowflake tests silently.
@@ -16,13 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -140,71 +139,24 @@ def snowflake_args(fakesnow_server: dict[str, Any]) -> dict[str, Any]:
     return {**fakesnow_server, "database": f"T_{uuid.uuid4().hex[:12].upper()}"}
 
 
-def _patch_snowduck_null_timestamps() -> None:
-    """snowduck 0.3.0 builds its wire timestamps without a validity mask, so every NULL
-    TIMESTAMP_NTZ/LTZ/TZ reaches the client as 1970-01-01; keep the NULLs."""
-    import pyarrow as pa
-    from snowduck.server import arrow
-
-    original = arrow.timestamp_to_sf_struct
-    if getattr(original, "keeps_nulls", False):
-        return
-
-    def timestamp_to_sf_struct(ts: Any) -> Any:
-        if isinstance(ts, pa.ChunkedArray):
-            ts = ts.combine_chunks()
-        out = original(ts.fill_null(0) if ts.null_count else ts)
-        if not ts.null_count:
-            return out
-        fields = [out.type.field(i) for i in range(out.type.num_fields)]
-        children = [out.field(i) for i in range(out.type.num_fields)]
-        return pa.StructArray.from_arrays(children, fields=fields, mask=ts.is_null())
-
-    timestamp_to_sf_struct.keeps_nulls = True  # type: ignore[attr-defined]
-    arrow.timestamp_to_sf_struct = timestamp_to_sf_struct
-
-
-@contextlib.contextmanager
-def snowduck_server(db_path: str = ":memory:") -> Iterator[tuple[dict[str, Any], Any]]:
-    """snowduck's Snowflake-wire server in a thread of this process, NULL timestamps fixed.
-
-    Yields (connect arguments, snowduck's DuckDB connection). The connection is a back door for
-    seeding Bronze fast from Arrow (``duck.register('rows', table)``, then ``insert into
-    RETAIL.BRONZE.ORDER_EVENTS select ... from rows``, ``to_json(items)`` for the ARRAY column);
-    the connector and dbt see the rows at once. Every session shares that one DuckDB connection,
-    so run one writer at a time (dbt with ``threads: 1``). snowduck reads its database path once
-    per process, when first imported: later calls get the first call's database.
-    """
-    os.environ.setdefault("SNOWDUCK_DB_PATH", db_path)
-    import uvicorn
-    from snowduck.server import shared
-    from snowduck.server.server import app
-
-    _patch_snowduck_null_timestamps()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="snowduck", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT
-    while thread.is_alive() and not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        if not server.started:
-            raise RuntimeError(f"snowduck did not start on port {port}")
-        yield connect_args(port), shared.shared_connector._duck_conn
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.fixture(scope="session")
-def snowduck_emulator() -> Iterator[tuple[dict[str, Any], Any]]:
-    """A snowduck server shared by the session: (connect arguments, its DuckDB connection)."""
-    if not _installed("snowduck"):
-        emulator_unavailable("snowduck is not installed: pip install -e '.[dev]'")
+def snowduck_emulator(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[dict[str, Any], Any]]:
+    """The package's local Snowflake (snowduck, patched), shared by the session: (connect
+    arguments, its DuckDB connection, a back door for seeding rows from Arrow). Every session
+    shares that one DuckDB connection: one writer at a time (dbt with ``threads: 1``)."""
+    from retail_pipeline.errors import PipelineError
+    from retail_pipeline.warehouse import emulator
+
+    reason = emulator.available()
+    if reason:
+        emulator_unavailable(reason)
     with contextlib.ExitStack() as stack:
         try:
-            server = stack.enter_context(snowduck_server())
-        except RuntimeError as exc:
+            server = stack.enter_context(
+                emulator.snowduck_server(tmp_path_factory.mktemp("snowduck-stage"))
+            )
+        except PipelineError as exc:
             emulator_unavailable(str(exc))
-        yield server
+        yield server.connect_args, server.duck

@@ -278,10 +278,67 @@ def test_every_demo_option_has_help() -> None:
         "seed",
         "kafka",
         "warehouse",
+        "target",
         "as_json",
     }
     assert all(options.values()), options
     assert "RETAIL_WAREHOUSE is not used" in (options["warehouse"] or "")
+    assert "RETAIL_TARGET and SNOWFLAKE_* are not used" in (options["target"] or "")
+
+
+# -- 4. the Snowflake target: the same demo on a local Snowflake it starts and stops -------------
+
+
+def test_demo_on_snowflake_prints_the_same_answers_as_on_duckdb(
+    demo_run: ModuleRun, tmp_path: Path
+) -> None:
+    """``demo --target snowflake --json`` in a process of its own (the emulator's database
+    lives as long as the process): same seed, same answers JSON as the DuckDB demo, equal to
+    the truth; settings naming a real account are ignored, and the emulator is stopped."""
+    from retail_pipeline.warehouse import emulator
+
+    from .snowflake_fixtures import emulator_unavailable
+
+    reason = emulator.available()
+    if reason:
+        emulator_unavailable(reason)
+    script = shutil.which("retail-pipeline", path=str(Path(sys.executable).parent))
+    assert script is not None
+    small = [f"--{option.replace('_', '-')}={value}" for option, value in SMALL.items()]
+    account = {  # a deployment's settings: the demo must not touch them
+        "RETAIL_TARGET": "duckdb",
+        "SNOWFLAKE_ACCOUNT": "real-account",
+        "SNOWFLAKE_HOST": "192.0.2.1",
+        "SNOWFLAKE_DATABASE": "PRODUCTION",
+    }
+    done = subprocess.run(
+        [script, "demo", *small, "--target", "snowflake", "--json", "--workdir", "demo"],
+        cwd=tmp_path,
+        env={**os.environ, **account, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout)  # stdout is the JSON and nothing else
+    assert answers == demo_run.run.result.answers
+    assert compare_with_truth(answers, truth_of(tmp_path / "demo")) == {}
+    log = done.stderr
+    assert (
+        "warehouse: database RETAIL on a local Snowflake emulator (snowduck) at 127.0.0.1:" in log
+    )
+    assert "warehouse: stopped the local Snowflake emulator" in log
+    assert "verdict: all six answers equal the simulation's truth" in log
+    assert "Warning" not in log
+    assert not (tmp_path / "demo" / "warehouse.duckdb").exists()
+    assert not (tmp_path / "demo" / "snowflake" / "stage").exists()
+
+
+def test_the_snowflake_demo_takes_no_duckdb_file(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="--warehouse names a DuckDB file"):
+        run_demo(tmp_path, target="snowflake", warehouse=tmp_path / "x.duckdb", **SMALL)
+    with pytest.raises(PipelineError, match="unknown target 'oracle'"):
+        run_demo(tmp_path, target="oracle", **SMALL)
 
 
 # -- 2. through Kafka: stop the broker the demo started, leave alone one that was running -------

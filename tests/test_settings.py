@@ -161,8 +161,8 @@ def _calls(path: Path) -> list[str]:
 def test_only_the_settings_module_reads_the_environment() -> None:
     allowed = {
         "src/retail_pipeline/settings.py",
-        # sets the variables dbt's profile reads for the length of one invocation
-        "src/retail_pipeline/transform/runner.py",
+        # snowduck's own SNOWDUCK_DB_PATH, set before it is imported
+        "src/retail_pipeline/warehouse/emulator.py",
         # JAVA_HOME, not a setting of ours
         "src/retail_pipeline/ingestion/kafka/broker.py",
     }
@@ -174,10 +174,9 @@ def test_only_the_settings_module_reads_the_environment() -> None:
         text = path.read_text()
         if str(path.relative_to(ROOT)) != "src/retail_pipeline/settings.py":
             assert not re.search(r"\benvvar=", text), path
-    runner = (ROOT / "src/retail_pipeline/transform/runner.py").read_text()
-    assert "os.environ.get(" not in runner.replace(
-        "saved = {name: os.environ.get(name) for name in values}", ""
-    )
+    emulator = (ROOT / "src/retail_pipeline/warehouse/emulator.py").read_text()
+    assert len(_calls(ROOT / "src/retail_pipeline/warehouse/emulator.py")) == 1
+    assert 'os.environ.setdefault("SNOWDUCK_DB_PATH", db_path)' in emulator
 
 
 def _implementation_uses(path: Path) -> list[str]:

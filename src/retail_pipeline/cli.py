@@ -565,6 +565,16 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target",
+            metavar="duckdb|snowflake",
+            help="duckdb: the DuckDB file; snowflake: a local Snowflake emulator the demo starts"
+            " and stops (needs the snowflake and emulator extras). RETAIL_TARGET and"
+            " SNOWFLAKE_* are not used: the demo never touches a real account",
+        ),
+    ] = "duckdb",
     as_json: Annotated[
         bool,
         typer.Option(
@@ -584,6 +594,7 @@ def demo(
         seed=seed,
         kafka=kafka,
         warehouse=warehouse,
+        target=target,
         dbt_progress=lambda: node_progress(console),
         echo=_to_stderr if as_json else out.print,
     )

@@ -17,7 +17,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -50,7 +50,8 @@ class DemoResult:
 
     answers: dict[str, Any]
     """docs/metrics.md's JSON shape, read from Gold."""
-    warehouse: Path
+    warehouse: Path | None
+    """The DuckDB warehouse; None for the local Snowflake, gone with the emulator."""
     truth_file: Path
     differences: dict[str, str]
     """Per answer that differs from the truth, the first difference (empty: all equal)."""
@@ -74,6 +75,11 @@ class DemoResult:
 
     def where(self) -> str:
         """Where the demo's warehouse is, and how to read it again."""
+        if self.warehouse is None:
+            return (
+                "the local Snowflake was stopped and its data with it; docs/snowflake.md says"
+                " how to run the pipeline on a real account"
+            )
         return (
             f"the demo's warehouse is {self.warehouse} (read it again with"
             f" `retail-pipeline answers --warehouse {self.warehouse}`)"
@@ -124,6 +130,7 @@ def run_demo(
     kafka: bool = False,
     bootstrap: str | None = None,
     warehouse: Path | None = None,
+    target: str = "duckdb",
     start_broker: Callable[[], BrokerInfo] | None = None,
     dbt_progress: DbtProgress | None = None,
     echo: Callable[[str], None] = print,
@@ -142,7 +149,16 @@ def run_demo(
     are in, also on errors and Ctrl-C; one that was already running is left running.
     ``dbt_progress`` wraps the dbt build and reports its nodes (e.g.
     ``lambda: node_progress(console)``).
+
+    ``target`` ``"snowflake"`` loads, builds and reads a local Snowflake emulator instead (see
+    :mod:`retail_pipeline.warehouse.emulator`), started empty and stopped at the end; it takes no
+    ``warehouse``. ``RETAIL_TARGET`` and the ``SNOWFLAKE_*`` settings are not used: the demo never
+    touches a real account.
     """
+    if target not in ("duckdb", "snowflake"):
+        raise PipelineError(f"unknown target {target!r}: expected duckdb or snowflake")
+    if target == "snowflake" and warehouse is not None:
+        raise PipelineError("--warehouse names a DuckDB file; the snowflake demo has none")
     sim = workdir / "sim"
     echo(f"simulating {days} days x {orders_per_day} orders/day into {sim} (seed {seed})")
     summary = generate(
@@ -152,32 +168,52 @@ def run_demo(
     simulation = _Simulation(seed, days, orders_per_day, _digest(sim, snapshots))
     files = sorted((sim / "events").glob("*.ndjson"))
 
-    path = warehouse if warehouse is not None else workdir / WAREHOUSE_NAME
-    _claim(path, simulation, own=warehouse is None, echo=echo)
-    with open_warehouse(path, target="duckdb") as wh:
-        own = " (the demo's own, apart from the default data/warehouse.duckdb)"
-        echo(f"warehouse: {path}{own if warehouse is None else ''}")
-        for snapshot in snapshots:
-            for entity in ("customers", "products"):
-                load_reference(wh, entity, snapshot / f"{entity}.json")
-        echo(f"reference data: {len(snapshots)} daily snapshots")
-        if kafka:
-            with _kafka_servers(bootstrap, start_broker, echo) as servers:
-                _through_kafka(wh, files, simulation.digest, servers, echo)
+    with ExitStack() as stack:
+        path: Path | None = None
+        if target == "snowflake":
+            stack.enter_context(_local_snowflake(workdir, echo))
         else:
-            echo(f"events: {ingest_files(wh, files).line()}")
+            path = warehouse if warehouse is not None else workdir / WAREHOUSE_NAME
+            _claim(path, simulation, own=warehouse is None, echo=echo)
+            own = " (the demo's own, apart from the default data/warehouse.duckdb)"
+            echo(f"warehouse: {path}{own if warehouse is None else ''}")
+        with open_warehouse(path, target=target) as wh:
+            for snapshot in snapshots:
+                for entity in ("customers", "products"):
+                    load_reference(wh, entity, snapshot / f"{entity}.json")
+            echo(f"reference data: {len(snapshots)} daily snapshots")
+            if kafka:
+                with _kafka_servers(bootstrap, start_broker, echo) as servers:
+                    _through_kafka(wh, files, simulation.digest, servers, echo)
+            else:
+                echo(f"events: {ingest_files(wh, files).line()}")
 
-    echo("dbt: building Silver and Gold (models, data tests, unit tests)")
-    with dbt_progress() if dbt_progress is not None else nullcontext(None) as progress:
-        built = run_transform(path, progress=progress)
-    echo(built.line())
-    if not built.success:
-        for failure in built.failures:
-            echo(f"failed: {failure.unique_id}: {failure.message}")
-        raise PipelineError(f"dbt build failed ({len(built.failures)} failing nodes)")
-    answers = read_answers(path)
+        echo("dbt: building Silver and Gold (models, data tests, unit tests)")
+        with dbt_progress() if dbt_progress is not None else nullcontext(None) as progress:
+            built = run_transform(path, progress=progress, target=target)
+        echo(built.line())
+        if not built.success:
+            for failure in built.failures:
+                echo(f"failed: {failure.unique_id}: {failure.message}")
+            raise PipelineError(f"dbt build failed ({len(built.failures)} failing nodes)")
+        answers = read_answers(path, target=target)
     truth = json.loads(summary.truth_path.read_text())
     return DemoResult(answers, path, summary.truth_path, compare_with_truth(answers, truth))
+
+
+@contextmanager
+def _local_snowflake(workdir: Path, echo: Callable[[str], None]) -> Iterator[None]:
+    """The local Snowflake emulator for the length of the demo, announced and then stopped."""
+    from retail_pipeline.warehouse.emulator import DATABASE, local_snowflake
+
+    with local_snowflake(workdir / "snowflake") as emulator:
+        where = f"{emulator.connect_args['host']}:{emulator.connect_args['port']}"
+        echo(
+            f"warehouse: database {DATABASE} on a local Snowflake emulator (snowduck) at {where};"
+            " the demo stops it at the end"
+        )
+        yield
+    echo("warehouse: stopped the local Snowflake emulator")
 
 
 def _snapshot_days(snapshots_dir: Path, first_day: date, days: int) -> list[Path]:

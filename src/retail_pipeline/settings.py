@@ -11,6 +11,9 @@ from a file in the repository; ``.env.example`` lists the variables.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -120,3 +123,19 @@ def _one_line(exc: ValidationError) -> str:
     field = str(error["loc"][0]) if error["loc"] else "?"
     name = field if field.startswith(prefix) else prefix + field.upper()
     return f"{name}={error.get('input')!r}: {error['msg']}"
+
+
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the length of the block, then restore them: how a child
+    (dbt's profile, a local emulator's settings) is given its configuration."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

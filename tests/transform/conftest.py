@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import shutil
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from retail_pipeline.events.simulator import FaultRates, generate
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files
 from retail_pipeline.transform import TransformSummary, run_transform
+from retail_pipeline.warehouse import Warehouse
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 
 DAYS = 4
@@ -53,13 +55,16 @@ def simulate(root: Path, seed: int, faults: FaultRates = HEAVY_FAULTS) -> Simula
 
 
 def load(
-    warehouse: Path,
+    warehouse: Path | Warehouse,
     *,
     snapshots: Iterable[Path] = (),
     events: Sequence[Path] = (),
 ) -> None:
-    """Append reference snapshot folders and event files to Bronze, then release the file."""
-    with DuckDBWarehouse(warehouse) as wh:
+    """Append reference snapshot folders and event files to Bronze (a DuckDB file is released
+    again after; an open warehouse stays open)."""
+    with (
+        DuckDBWarehouse(warehouse) if isinstance(warehouse, Path) else nullcontext(warehouse)
+    ) as wh:
         for folder in snapshots:
             for entity in ("customers", "products"):
                 load_reference(wh, entity, folder / f"{entity}.json")

@@ -1,11 +1,8 @@
-"""The Snowflake path end to end on the snowduck emulator: Bronze created by the Snowflake
-warehouse, dbt built with ``--target snowflake`` (first and incremental), the answers read
-through the seam, equal to DuckDB's on the same data and to the simulation's truth.
-
-snowduck cannot ``COPY`` from a stage (fakesnow, which can, runs the loader's own tests), so
-Bronze rows are copied from a DuckDB warehouse the real loaders filled, through the emulator's
-DuckDB connection: the rows are the same, the DDL and everything after it is the Snowflake
-path.
+"""The Snowflake path end to end on the package's local Snowflake (snowduck, patched): the real
+loaders write Bronze through the Snowflake warehouse (Parquet, PUT, COPY INTO, positions),
+dbt builds with ``--target snowflake`` (first run, then incremental with SCD2 snapshots), and
+the answers, read through the seam, equal DuckDB's on the same input and the simulation's truth.
+Then the whole demo on both targets: ``demo --json`` prints the same answers.
 """
 
 from __future__ import annotations
@@ -16,37 +13,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from retail_pipeline.events.simulator import FaultRates, generate
 from retail_pipeline.events.truth import compare_with_truth
 from retail_pipeline.transform import read_answers, run_transform
 from retail_pipeline.warehouse import open_warehouse
+from tests.accounting import stored_messages, unaccounted_rows
 
 from .conftest import load, split_lines
-
-BRONZE = [
-    "order_events",
-    "payment_events",
-    "shipment_events",
-    "customers",
-    "products",
-    "dead_letter",
-    "_positions",
-    "_loads",
-]
 
 
 @pytest.fixture
 def snowflake_env(
     snowduck_emulator: tuple[dict[str, Any], Any], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[str, Any]]:
+) -> Iterator[str]:
     """The settings that point ``--target snowflake`` and dbt at a fresh emulator database."""
 
     import snowflake.connector
 
-    args, duck = snowduck_emulator
+    args, _ = snowduck_emulator
     database = f"DBT_{uuid.uuid4().hex[:8].upper()}"
     with snowflake.connector.connect(**args) as con:
         con.cursor().execute(f"create database {database}")
@@ -58,37 +44,12 @@ def snowflake_env(
     # snowduck cannot parse `create table t (columns) as select` (an enforced contract)
     monkeypatch.setenv("RETAIL_DBT_ENFORCE_CONTRACTS", "false")
     monkeypatch.setenv("RETAIL_TARGET", "snowflake")
-    yield database, duck
-
-
-def copy_bronze(source: Path, database: str, duck: Any) -> None:
-    """Make the emulator's Bronze equal the DuckDB warehouse's (rows replaced, not appended)."""
-    con = duckdb.connect(str(source), read_only=True)
-    try:
-        for table in BRONZE:
-            rows = con.execute(f"select * from bronze.{table}").to_arrow_table()
-            columns = [
-                "to_json(items) as items" if name == "items" else f'"{name}"'
-                for name in rows.column_names
-            ]
-            target = f"{database}.BRONZE.{table}"
-            duck.register("bronze_rows", rows)
-            try:
-                duck.execute(f"delete from {target}")
-                duck.execute(
-                    f"insert into {target} ({', '.join(rows.column_names)})"
-                    f" select {', '.join(columns)} from bronze_rows"
-                )
-            finally:
-                duck.unregister("bronze_rows")
-    finally:
-        con.close()
+    yield database
 
 
 def test_snowflake_target_builds_incrementally_and_answers_like_duckdb(
-    snowflake_env: tuple[str, Any], tmp_path: Path
+    snowflake_env: str, tmp_path: Path
 ) -> None:
-    database, duck = snowflake_env
     sim = tmp_path / "sim"
     generate(sim, days=2, orders_per_day=60, seed=13, faults=FaultRates())
     first, later = split_lines(
@@ -97,13 +58,12 @@ def test_snowflake_target_builds_incrementally_and_answers_like_duckdb(
     snapshots = sorted((sim / "snapshots").iterdir())
     local = tmp_path / "wh.duckdb"
 
-    with open_warehouse() as wh:  # the Snowflake warehouse creates Bronze (schema v2)
-        assert wh.target == "snowflake"
-        assert "order_events" in wh.tables("bronze")
-
     for events, days in ((first, snapshots[:1]), (later, snapshots[1:])):
         load(local, snapshots=days, events=events)
-        copy_bronze(local, database, duck)
+        with open_warehouse() as wh:  # RETAIL_TARGET=snowflake: the emulator
+            assert wh.target == "snowflake"
+            load(wh, snapshots=days, events=events)
+            assert unaccounted_rows(wh) == []
         summary = run_transform(local, target="duckdb")
         assert summary.success, summary.failures
         summary = run_transform()
@@ -111,5 +71,7 @@ def test_snowflake_target_builds_incrementally_and_answers_like_duckdb(
         assert summary.success, failures
         assert read_answers() == read_answers(local, target="duckdb")
 
+    with open_warehouse(read_only=True) as wh:
+        assert stored_messages(wh) == stored_messages(local)
     truth: dict[str, Any] = json.loads((sim / "truth.json").read_text())
     assert compare_with_truth(read_answers(), truth) == {}

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from retail_pipeline.errors import PipelineError, WarehouseError
-from retail_pipeline.settings import settings
+from retail_pipeline.settings import environment, settings
 from retail_pipeline.warehouse import open_warehouse
 
 DBT_PROJECT_ENV = "RETAIL_DBT_PROJECT_DIR"
@@ -96,20 +95,6 @@ def project_dir() -> Path:
             f"no dbt project at {path} (dbt_project.yml missing); set {DBT_PROJECT_ENV}"
         )
     return path
-
-
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 class _Progress:
@@ -217,7 +202,7 @@ def _invoke(
         "--log-level",
         "none",
     ]
-    with _environment(**dbt.env):
+    with environment(**dbt.env):
         try:
             outcome = dbtRunner(callbacks=[callback]).invoke(full_args)
         finally:

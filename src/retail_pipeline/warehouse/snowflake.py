@@ -137,7 +137,7 @@ def all_tables() -> dict[str, list[Column]]:
     return {**bookkeeping_tables(), **bronze_tables()}
 
 
-def _connector() -> ModuleType:
+def connector() -> ModuleType:
     """``snowflake.connector``, imported on first use (it is an optional extra)."""
     try:
         with warnings.catch_warnings():
@@ -243,7 +243,7 @@ class SnowflakeWarehouse(Closing):
         }
         self._args |= {"database": self.database, "paramstyle": "pyformat"}
         self._lock = threading.RLock()
-        self._sf = _connector()
+        self._sf = connector()
         try:
             self._con: Any = self._sf.connect(**self._args)
         except (self._sf.Error, OSError, ValueError, TypeError) as exc:
@@ -387,23 +387,23 @@ class SnowflakeWarehouse(Closing):
         return folder
 
     def _copy(self, cur: _Cursor, folder: str, table: str, rows: pa.Table) -> None:
-        """``COPY INTO`` one Bronze table from its staged Parquet file, every value cast to the
-        column's type; the file is purged once loaded."""
-        types = {name: sql_type for name, sql_type, _ in all_tables()[table]}
-        unknown = [name for name in rows.column_names if name not in types]
+        """``COPY INTO`` one Bronze table from its staged Parquet file, columns matched by name
+        (Snowflake converts each Parquet type to the column's); the file is purged once loaded.
+
+        The plain form, without a transforming ``SELECT``, is the one every endpoint runs:
+        Snowflake, fakesnow and (through :mod:`retail_pipeline.warehouse.emulator`) snowduck.
+        """
+        columns = {name for name, _, _ in all_tables()[table]}
+        unknown = [name for name in rows.column_names if name not in columns]
         if unknown:
             raise WarehouseError(
                 f"writing to {self.describe()} failed: {self.bronze}.{table} has no column"
                 f" {unknown[0]}"
             )
-        names = ", ".join(rows.column_names)
-        cast = {name: snowflake_type(sql_type) for name, sql_type in types.items()}
-        select = ", ".join(f"$1:{name}::{cast[name]}" for name in rows.column_names)
         cur.execute(
-            f"copy into {self.bronze}.{table} ({names})"
-            f" from (select {select} from @{self.bronze}.{STAGE}/{folder}/{table}.parquet)"
+            f"copy into {self.bronze}.{table} from @{self.bronze}.{STAGE}/{folder}/{table}.parquet"
             " file_format = (type = parquet use_logical_type = true)"
-            " on_error = abort_statement purge = true"
+            " match_by_column_name = case_insensitive on_error = abort_statement purge = true"
         )
         results = cur.fetchall()
         loaded = sum(int(row[3]) for row in results if len(row) > 3)
@@ -504,7 +504,7 @@ class SnowflakeWarehouse(Closing):
             f"delete from {self.bronze}._positions where {where}",
             [value for key in latest for value in key],
         )
-        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(latest))
+        values = ", ".join(["(?, ?, ?, ?, ?, cast(? as timestamp_tz), ?)"] * len(latest))
         params: list[object] = []
         for p in latest.values():
             params += [p.source, p.partition, p.next_offset, p.next_line, p.fingerprint]
@@ -512,9 +512,7 @@ class SnowflakeWarehouse(Closing):
         cur.execute(
             f"insert into {self.bronze}._positions"
             " (source, partition, next_offset, next_line, fingerprint, updated_at, load_id)"
-            " select column1::varchar, column2::number(10,0), column3::number(19,0),"
-            " column4::number(19,0), column5::varchar, column6::timestamp_tz, column7::varchar"
-            f" from values {values}",
+            f" values {values}",
             params,
         )
 
