@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,18 +67,20 @@ def batch_of(path: Path) -> EventBatch:
     )
 
 
-def time_snowflake(args: dict[str, object], batch: EventBatch) -> float:
-    """One write_events to a fresh database of the emulator, opened as the commands open it."""
+def time_snowflake(
+    args: dict[str, object], batch: EventBatch, create: Callable[[str], None] | None = None
+) -> float:
+    """One write_events to a fresh database of the emulator (made by ``create`` where the
+    emulator does not make it on first use), opened as the commands open it."""
     from retail_pipeline.warehouse import open_warehouse
-    from retail_pipeline.warehouse.snowflake import connector
 
     names = ("account", "user", "password", "host", "port", "protocol")
     os.environ.update({f"SNOWFLAKE_{name.upper()}": str(args[name]) for name in names})
     database = f"BENCH_{uuid.uuid4().hex[:8].upper()}"
     os.environ["SNOWFLAKE_DATABASE"] = database
     os.environ["SNOWFLAKE_LOGIN_TIMEOUT"] = str(args.get("network_timeout", 30))
-    with connector().connect(**args) as con, con.cursor() as cur:
-        cur.execute(f"create database if not exists {database}")
+    if create is not None:
+        create(database)
     with open_warehouse(target="snowflake") as wh:
         started = time.perf_counter()
         wh.write_events(batch)
@@ -116,7 +119,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, fakesnow_process(Path(tmp) / "fakesnow.log") as sf:
         fakesnow = [time_snowflake(sf, batch) for _ in range(args.repeat)]
     with tempfile.TemporaryDirectory() as tmp, snowduck_server(Path(tmp)) as local:
-        snowduck = [time_snowflake(local.connect_args, batch) for _ in range(args.repeat)]
+        snowduck = [
+            time_snowflake(local.connect_args, batch, local.create_database)
+            for _ in range(args.repeat)
+        ]
     duck = [time_duckdb(batch) for _ in range(args.repeat)]
     figures = (
         ("Snowflake (fakesnow server)", fakesnow),

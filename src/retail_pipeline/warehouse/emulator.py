@@ -63,6 +63,17 @@ class Emulator:
     duck: Any
     """snowduck's DuckDB connection: a back door for seeding tables fast from Arrow."""
 
+    def create_database(self, name: str) -> None:
+        """Create database ``name`` if missing, through the wire as a deployment's Terraform
+        would."""
+        sf = connector()
+        try:
+            with sf.connect(**self.connect_args) as con, con.cursor() as cur:
+                cur.execute(f"create database if not exists {name}")
+        except sf.Error as exc:
+            message = " ".join(str(exc).split())
+            raise PipelineError(f"the local Snowflake refused database {name}: {message}") from None
+
     def environment(self, database: str = DATABASE) -> dict[str, str]:
         """The ``SNOWFLAKE_*`` settings (and dbt's) that point the pipeline at it."""
         args = self.connect_args
@@ -161,22 +172,11 @@ def local_snowflake(workdir: Path) -> Iterator[Emulator]:
     shutil.rmtree(stage_dir, ignore_errors=True)
     try:
         with snowduck_server(stage_dir) as emulator:
-            _create_database(emulator)
+            emulator.create_database(DATABASE)
             with environment(**emulator.environment()):
                 yield emulator
     finally:
         shutil.rmtree(stage_dir, ignore_errors=True)
-
-
-def _create_database(emulator: Emulator) -> None:
-    """The ``RETAIL`` database, created through the wire as a deployment's Terraform would."""
-    sf = connector()
-    try:
-        with sf.connect(**emulator.connect_args) as con, con.cursor() as cur:
-            cur.execute(f"create database if not exists {DATABASE}")
-    except sf.Error as exc:
-        message = " ".join(str(exc).split())
-        raise PipelineError(f"the local Snowflake refused its database: {message}") from None
 
 
 # -- patches ---------------------------------------------------------------------------------
