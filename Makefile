@@ -54,7 +54,13 @@ kafka-down: $(STAMP) ## Stop the local Kafka broker
 schemas: $(STAMP) ## Regenerate the JSON Schema files of the event contract
 	$(BIN)/retail-pipeline schemas --out schemas
 
+tf-columns: $(STAMP) ## Regenerate the Bronze table columns Terraform creates, from the contract
+	$(BIN)/python -m retail_pipeline.warehouse.terraform_columns
+
+tf-validate: $(STAMP) ## Terraform fmt -check, init, validate and mock-plan tests of dev and prod, offline
+	$(BIN)/python scripts/tf_validate.py
+
 clean: ## Remove generated data (keeps .venv)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo lint test bench bench-dbt transform answers bench-kafka kafka-up kafka-down schemas clean
+.PHONY: help install demo lint test bench bench-dbt transform answers bench-kafka kafka-up kafka-down schemas tf-columns tf-validate clean

@@ -1,0 +1,28 @@
+# terraform test: a plan against a mock provider (no account, no network), so the whole
+# configuration is evaluated: every module input, for_each and the generated Bronze columns.
+mock_provider "snowflake" {}
+
+variables {
+  loader_rsa_public_key      = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAmockloader"
+  transformer_rsa_public_key = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAmocktransformer"
+  reporting_rsa_public_key   = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAmockreporting"
+}
+
+run "plan" {
+  command = plan
+
+  assert {
+    condition     = output.bronze_tables == sort(keys(jsondecode(file("../../modules/bronze_tables/tables.json")).tables))
+    error_message = "Terraform must create exactly the Bronze tables of tables.json."
+  }
+
+  assert {
+    condition     = output.roles == { loader = "LOADER_DEV", transformer = "TRANSFORMER_DEV", reporting = "REPORTER_DEV" }
+    error_message = "Unexpected role names."
+  }
+
+  assert {
+    condition     = output.service_users.loader == "RETAIL_LOADER_DEV" && output.warehouses.loader == "LOADING_DEV"
+    error_message = "The loader's user and warehouse are misnamed."
+  }
+}

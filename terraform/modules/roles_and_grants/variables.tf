@@ -1,0 +1,77 @@
+variable "database" {
+  type        = string
+  description = "Name of the pipeline's database."
+}
+
+variable "bronze_schema" {
+  type        = string
+  description = "Fully qualified name of the Bronze schema (\"DB\".\"BRONZE\"): the loader writes it, the transformer reads it."
+}
+
+variable "silver_schema" {
+  type        = string
+  description = "Fully qualified name of the Silver schema: the transformer builds it."
+}
+
+variable "gold_schema" {
+  type        = string
+  description = "Fully qualified name of the Gold schema: the transformer builds it, reporting reads it."
+}
+
+variable "test_failures_schema" {
+  type        = string
+  description = "Fully qualified name of the schema dbt keeps failing test rows in (store_failures views)."
+}
+
+variable "roles" {
+  type = object({
+    loader      = string
+    transformer = string
+    reporting   = string
+  })
+  description = "Names of the three account roles."
+}
+
+variable "warehouses" {
+  type = object({
+    loader      = string
+    transformer = string
+    reporting   = string
+  })
+  description = "Name of the warehouse each role runs on (it gets USAGE on that one only)."
+}
+
+variable "service_users" {
+  type = object({
+    loader = object({
+      name             = string
+      rsa_public_key   = string
+      rsa_public_key_2 = optional(string)
+    })
+    transformer = object({
+      name             = string
+      rsa_public_key   = string
+      rsa_public_key_2 = optional(string)
+    })
+    reporting = object({
+      name             = string
+      rsa_public_key   = string
+      rsa_public_key_2 = optional(string)
+    })
+  })
+  description = "The service user of each role: its name and key-pair public key(s) (the base64 body of the PEM, one line; rsa_public_key_2 for rotation). Private keys never come here."
+
+  validation {
+    condition = alltrue([
+      for user in values(var.service_users) :
+      length(user.rsa_public_key) > 0 && !can(regex("-----|\\s", user.rsa_public_key)) && !can(regex("-----|\\s", coalesce(user.rsa_public_key_2, "x")))
+    ])
+    error_message = "Public keys are the one-line base64 body of the PEM, without the BEGIN/END lines (and not empty)."
+  }
+}
+
+variable "parent_role" {
+  type        = string
+  description = "Role the three roles are granted to, so administrators inherit them."
+  default     = "SYSADMIN"
+}

@@ -1,0 +1,297 @@
+"""The least-privilege rules of the Snowflake roles, checked on the Terraform configuration.
+
+:func:`violations` reads every ``.tf`` file under a configuration root (python-hcl2, no
+Terraform, no account) and returns one line per grant that goes beyond the role model of
+docs/terraform.md:
+
+- loader: USAGE and CREATE STAGE on Bronze; SELECT and INSERT on Bronze tables; UPDATE or DELETE
+  only on single named bookkeeping tables (``_META``, ``_LOADS``, ``_POSITIONS``), never
+  schema-wide (Bronze is append-only). Nothing in any other schema.
+- transformer: USAGE on Bronze and SELECT on its tables and views; USAGE, CREATE TABLE and CREATE
+  VIEW on Silver, Gold and the test-failure schema (plus DML on their tables).
+- reporting: USAGE on Gold and SELECT on its tables and views. Nothing else.
+- every role: USAGE on the database and on warehouses; nothing on the account.
+- nobody: OWNERSHIP, ALL, MANAGE GRANTS, ``all_privileges``, ``with_grant_option``, database-wide
+  or all-schemas grants, one pipeline role granted to another, a role granted to another role's
+  user, ownership transfers, database roles, or GRANT/REVOKE in ``snowflake_execute``.
+
+It fails closed: a grant whose role, schema or privileges it cannot work out is a violation too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hcl2
+
+ROLES = ("loader", "transformer", "reporting")
+LAYER_VARIABLES = {
+    "bronze_schema": "bronze",
+    "silver_schema": "silver",
+    "gold_schema": "gold",
+    "test_failures_schema": "test_failures",
+}
+"""The roles_and_grants module's variable for each layer's schema."""
+APPEND_ONLY_EXEMPT = frozenset({"_META", "_LOADS", "_POSITIONS"})
+"""The bookkeeping tables the loader updates or deletes from; every other Bronze table (the
+event and reference tables, DEAD_LETTER) is append-only."""
+
+READ = frozenset({"SELECT"})
+DML = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE"})
+BUILD = frozenset({"USAGE", "CREATE TABLE", "CREATE VIEW"})
+
+# (role, layer) -> scope -> the most that role may hold there. Scopes: "schema" (on_schema),
+# "objects" (all/future objects in the schema), "object" (one named object).
+ALLOWED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
+    ("loader", "bronze"): {
+        "schema": frozenset({"USAGE", "CREATE STAGE"}),
+        "objects": frozenset({"SELECT", "INSERT"}),
+        "object": frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"}),
+    },
+    ("transformer", "bronze"): {"schema": frozenset({"USAGE"}), "objects": READ, "object": READ},
+    **{
+        ("transformer", layer): {"schema": BUILD, "objects": DML, "object": DML}
+        for layer in ("silver", "gold", "test_failures")
+    },
+    ("reporting", "gold"): {"schema": frozenset({"USAGE"}), "objects": READ, "object": READ},
+}
+ACCOUNT_OBJECTS = {"WAREHOUSE": frozenset({"USAGE"}), "DATABASE": frozenset({"USAGE"})}
+OBJECT_TYPES = {"TABLES", "VIEWS", "TABLE", "VIEW"}
+NEVER = frozenset({"OWNERSHIP", "ALL", "ALL PRIVILEGES", "MANAGE GRANTS"})
+
+_OPTIONS = hcl2.SerializationOptions(
+    with_comments=False, strip_string_quotes=True, explicit_blocks=False
+)
+_ROLE = re.compile(r'\$\{snowflake_account_role\.this\[(?:"(\w+)"|each\.key)\]\.name\}')
+_USER = re.compile(r'\$\{snowflake_service_user\.this\[(?:"(\w+)"|each\.key)\]\.name\}')
+_LOCAL = re.compile(r"\$\{local\.(\w+)\}")
+_INNER = re.compile(r"^\$\{(.*)\}$", re.S)
+
+
+class Unclear(Exception):
+    """The checker cannot tell what a grant gives (a violation: it fails closed)."""
+
+
+def load(path: Path) -> dict[str, Any]:
+    """One ``.tf`` file, parsed (string quotes stripped, expressions as ``${...}``)."""
+    with path.open() as file:
+        parsed: dict[str, Any] = hcl2.load(file, serialization_options=_OPTIONS)
+    return parsed
+
+
+def _resources(parsed: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for block in parsed.get("resource", []):
+        for kind, named in block.items():
+            for name, body in named.items():
+                yield kind, name, body
+
+
+def _locals(parsed: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for block in parsed.get("locals", []):
+        values.update(block)
+    return values
+
+
+def _instances(body: dict[str, Any], locals_: dict[str, Any]) -> list[tuple[str | None, Any]]:
+    """(each.key, each.value) of every instance of a resource: one (None, None) without
+    ``for_each``; ``for_each`` must be a local map of this file."""
+    for_each = body.get("for_each")
+    if for_each is None:
+        return [(None, None)]
+    match = _LOCAL.fullmatch(str(for_each))
+    if not match or not isinstance(locals_.get(match[1]), dict):
+        raise Unclear(f"for_each {for_each} is not a local map of the module")
+    return list(locals_[match[1]].items())
+
+
+def _each(text: str, key: str | None, value: Any) -> str:
+    """``text`` with ``each.key``/``each.value`` (a string value) substituted."""
+    if key is not None:
+        text = text.replace("each.key", f'"{key}"')
+    if isinstance(value, str):
+        inner = _INNER.match(value)
+        text = text.replace("each.value", inner[1] if inner else f'"{value}"')
+    return text
+
+
+def _role(body: dict[str, Any], field: str, key: str | None) -> str:
+    text = str(body.get(field, ""))
+    match = _ROLE.fullmatch(text)
+    role = match and (match[1] or key)
+    if not role or role not in ROLES:
+        raise Unclear(f"{field} {text or '(none)'} is not one of the pipeline roles {ROLES}")
+    return role
+
+
+def _privileges(body: dict[str, Any], value: Any) -> frozenset[str]:
+    privileges = body.get("privileges")
+    if privileges == "${each.value}":
+        privileges = value
+    if not isinstance(privileges, list) or not all(isinstance(p, str) for p in privileges):
+        raise Unclear(f"privileges {privileges} are not a literal list")
+    return frozenset(p.upper() for p in privileges)
+
+
+def _layers(text: str) -> set[str]:
+    """The layers whose schema variable ``text`` names (every one it names)."""
+    names = set(re.findall(r"\bvar\.(\w+)", text))
+    layers = {LAYER_VARIABLES[name] for name in names if name in LAYER_VARIABLES}
+    if not layers or names - set(LAYER_VARIABLES):
+        raise Unclear(f"cannot tell which layer's schema {text} is")
+    return layers
+
+
+def _one(blocks: Any, what: str) -> dict[str, Any]:
+    if not isinstance(blocks, list) or len(blocks) != 1 or not isinstance(blocks[0], dict):
+        raise Unclear(f"{what} is not one plain block")
+    block: dict[str, Any] = blocks[0]
+    return block
+
+
+def _grant(body: dict[str, Any], key: str | None, value: Any) -> list[str]:
+    """What is wrong with one instance of a ``snowflake_grant_privileges_to_account_role``."""
+    role = _role(body, "account_role_name", key)
+    for flag in ("all_privileges", "with_grant_option", "on_account"):
+        if str(body.get(flag, "false")).lower() != "false":
+            return [f"{role} gets {flag}"]
+    scopes = [s for s in ("on_account_object", "on_schema", "on_schema_object") if s in body]
+    if len(scopes) != 1:
+        raise Unclear(f"grant has scopes {scopes}, expected exactly one")
+    privileges = _privileges(body, value)
+    never = privileges & NEVER
+    if never:
+        return [f"{role} gets {sorted(never)}"]
+    scope = scopes[0]
+    block = _one(body[scope], scope)
+    if scope == "on_account_object":
+        object_type = str(block.get("object_type", "")).upper()
+        allowed = ACCOUNT_OBJECTS.get(object_type, frozenset())
+        extra = privileges - allowed
+        return [f"{role} gets {sorted(extra)} on a {object_type or '?'}"] if extra else []
+    on_type: str | None = None
+    if scope == "on_schema":
+        if set(block) != {"schema_name"}:
+            return [f"{role} gets {sorted(privileges)} on {sorted(set(block))} (not one schema)"]
+        where, text = "schema", _each(str(block["schema_name"]), key, value)
+    elif {"all", "future"} & set(block):
+        if len(block) != 1:
+            raise Unclear(f"on_schema_object has {sorted(block)}")
+        kind = next(iter(block))
+        inner = _one(block[kind], kind)
+        if set(inner) != {"object_type_plural", "in_schema"}:
+            return [f"{role} gets {sorted(privileges)} on {kind} objects of a database"]
+        where, text = "objects", _each(str(inner["in_schema"]), key, value)
+        on_type = str(inner["object_type_plural"]).upper()
+    elif set(block) == {"object_type", "object_name"}:
+        where, text = "object", _each(str(block["object_name"]), key, value)
+        on_type = str(block["object_type"]).upper()
+    else:
+        raise Unclear(f"on_schema_object has {sorted(block)}")
+    problems = []
+    if on_type is not None and on_type not in OBJECT_TYPES:
+        problems.append(f"{role} gets {sorted(privileges)} on {on_type}")
+    for layer in sorted(_layers(text)):
+        extra = privileges - ALLOWED.get((role, layer), {}).get(where, frozenset())
+        if extra:
+            problems.append(f"{role} gets {sorted(extra)} on {layer} ({where})")
+    changes = privileges & {"UPDATE", "DELETE", "TRUNCATE"}
+    if role == "loader" and changes and where == "object":
+        table = re.findall(r"\w+", text)[-1].upper()
+        if table not in APPEND_ONLY_EXEMPT:
+            problems.append(f"loader gets {sorted(changes)} on append-only {table}")
+    return problems
+
+
+def _role_grant(body: dict[str, Any], key: str | None) -> list[str]:
+    """What is wrong with one instance of a ``snowflake_grant_account_role``."""
+    role = _role(body, "role_name", key)
+    if "parent_role_name" in body:
+        parent = str(body["parent_role_name"])
+        if "snowflake_account_role" in parent or parent != "${var.parent_role}":
+            return [f"{role} is granted to role {parent} (only to var.parent_role)"]
+        return []
+    match = _USER.fullmatch(str(body.get("user_name", "")))
+    user = match and (match[1] or key)
+    if user != role:
+        return [f"{role} is granted to user {body.get('user_name')} (only to its own user)"]
+    return []
+
+
+def check_file(path: Path) -> list[str]:
+    """Violations in one ``.tf`` file, each prefixed with the resource address."""
+    parsed = load(path)
+    locals_ = _locals(parsed)
+    problems = []
+    for kind, name, body in _resources(parsed):
+        address = f"{path}: {kind}.{name}"
+        if kind == "snowflake_execute":
+            sql = " ".join(str(body.get(field, "")) for field in ("execute", "revert", "query"))
+            if statement := _grants_in_sql(sql):
+                problems.append(f"{address}: runs {statement} in SQL")
+            continue
+        if kind not in (
+            "snowflake_grant_privileges_to_account_role",
+            "snowflake_grant_account_role",
+        ):
+            if kind.startswith("snowflake_grant") or "database_role" in kind:
+                problems.append(f"{address}: {kind} is outside the role model")
+            continue
+        try:
+            for key, value in _instances(body, locals_):
+                label = f"{address}[{key}]" if key is not None else address
+                if kind == "snowflake_grant_account_role":
+                    found = _role_grant(body, key)
+                else:
+                    found = _grant(body, key, value)
+                problems += [f"{label}: {problem}" for problem in found]
+        except Unclear as exc:
+            problems.append(f"{address}: cannot be checked ({exc})")
+    return problems
+
+
+def _grants_in_sql(sql: str) -> str:
+    match = re.search(r"\b(grant|revoke)\b", sql, re.I)
+    return match[1].upper() if match else ""
+
+
+def violations(root: Path) -> list[str]:
+    """Every violation of the role model in the configuration under ``root``."""
+    problems = []
+    for path in sorted(root.rglob("*.tf")):
+        if ".terraform" not in path.parts:
+            problems += check_file(path)
+    return problems
+
+
+def wiring(environment: Path) -> list[str]:
+    """What is wrong with how an environment's ``main.tf`` feeds the roles_and_grants module:
+    each layer's schema variable must be that layer's schema (``module.schema["<layer>"]``), and
+    the parent role must not be one of the pipeline roles."""
+    parsed = load(environment / "main.tf")
+    locals_ = _locals(parsed)
+    modules = {name: body for block in parsed.get("module", []) for name, body in block.items()}
+    calls = [
+        body
+        for body in modules.values()
+        if str(body.get("source", "")).endswith("modules/roles_and_grants")
+    ]
+    if len(calls) != 1:
+        return [f"{environment}: expected one roles_and_grants module, found {len(calls)}"]
+    call = calls[0]
+    problems = []
+    for variable, layer in LAYER_VARIABLES.items():
+        expected = f'${{module.schema["{layer}"].fully_qualified_name}}'
+        if call.get(variable) != expected:
+            problems.append(f"{environment}: {variable} = {call.get(variable)}, not {expected}")
+    if modules.get("schema", {}).get("for_each") != "${local.schemas}":
+        problems.append(f"{environment}: module.schema is not made from local.schemas")
+    roles = locals_.get("roles", {})
+    if call.get("roles") != "${local.roles}" or set(roles) != set(ROLES):
+        problems.append(f"{environment}: roles are not local.roles with keys {ROLES}")
+    if call.get("parent_role") in set(roles.values()):
+        problems.append(f"{environment}: parent_role {call['parent_role']} is a pipeline role")
+    return problems
