@@ -15,7 +15,15 @@ docs/terraform.md:
   or all-schemas grants, one pipeline role granted to another, a role granted to another role's
   user, ownership transfers, database roles, or GRANT/REVOKE in ``snowflake_execute``.
 
-It fails closed: a grant whose role, schema or privileges it cannot work out is a violation too.
+Grants may be written one a resource or as ``for_each`` over a local map of the same file whose
+entries spell out the role, schema and privileges (``each.value.role``, ``each.value.schema``,
+...): every entry is checked as its own grant. It fails closed: a grant whose role, schema or
+privileges it cannot work out (a computed ``for_each``, an entry without a literal role, ...) is a
+violation too.
+
+:func:`wiring` checks what feeds the roles_and_grants module: the composition module
+(``modules/retail_platform``) must pass each layer's own schema, and every environment must call
+it with three distinct role names.
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ LAYER_VARIABLES = {
     "test_failures_schema": "test_failures",
 }
 """The roles_and_grants module's variable for each layer's schema."""
+COMPOSITION = "modules/retail_platform"
+"""The module that wires the others together; every environment calls it once."""
+SYSTEM_ROLES = frozenset({"ACCOUNTADMIN", "SECURITYADMIN", "USERADMIN", "SYSADMIN", "PUBLIC"})
 APPEND_ONLY_EXEMPT = frozenset({"_META", "_LOADS", "_POSITIONS"})
 """The bookkeeping tables the loader updates or deletes from; every other Bronze table (the
 event and reference tables, DEAD_LETTER) is append-only."""
@@ -65,8 +76,10 @@ NEVER = frozenset({"OWNERSHIP", "ALL", "ALL PRIVILEGES", "MANAGE GRANTS"})
 _OPTIONS = hcl2.SerializationOptions(
     with_comments=False, strip_string_quotes=True, explicit_blocks=False
 )
-_ROLE = re.compile(r'\$\{snowflake_account_role\.this\[(?:"(\w+)"|each\.key)\]\.name\}')
-_USER = re.compile(r'\$\{snowflake_service_user\.this\[(?:"(\w+)"|each\.key)\]\.name\}')
+_ROLE = re.compile(r"\$\{snowflake_account_role\.this\[([^\]]+)\]\.name\}")
+_USER = re.compile(r"\$\{snowflake_service_user\.this\[([^\]]+)\]\.name\}")
+_EACH = re.compile(r"\beach\.(key|value)(?:\.(\w+))?")
+_QUOTED = re.compile(r'"(\w+)"')
 _LOCAL = re.compile(r"\$\{local\.(\w+)\}")
 _INNER = re.compile(r"^\$\{(.*)\}$", re.S)
 
@@ -108,31 +121,69 @@ def _instances(body: dict[str, Any], locals_: dict[str, Any]) -> list[tuple[str 
     return list(locals_[match[1]].items())
 
 
-def _each(text: str, key: str | None, value: Any) -> str:
-    """``text`` with ``each.key``/``each.value`` (a string value) substituted."""
-    if key is not None:
-        text = text.replace("each.key", f'"{key}"')
-    if isinstance(value, str):
-        inner = _INNER.match(value)
-        text = text.replace("each.value", inner[1] if inner else f'"{value}"')
-    return text
+def _each_value(match: re.Match[str], key: str | None, value: Any) -> Any:
+    """What ``each.key``, ``each.value`` or ``each.value.<attribute>`` stands for."""
+    if key is None:
+        raise Unclear(f"{match[0]} without for_each")
+    if match[1] == "key":
+        return key
+    if match[2] is None:
+        return value
+    if not isinstance(value, dict) or match[2] not in value:
+        raise Unclear(f"{match[0]}: the for_each entry {key} has no {match[2]}")
+    return value[match[2]]
 
 
-def _role(body: dict[str, Any], field: str, key: str | None) -> str:
+def _field(body: dict[str, Any], field: str, key: str | None, value: Any) -> Any:
+    """Argument ``field`` of one instance of a resource, ``each.*`` resolved: what a lone
+    ``${each...}`` stands for (a literal, a list, or another ``${...}``), or the text with each
+    ``each...`` inside it replaced by its (string) value."""
+    raw = body.get(field)
+    if not isinstance(raw, str):
+        return raw
+    whole = _INNER.fullmatch(raw)
+    alone = whole and _EACH.fullmatch(whole[1].strip())
+    if alone:
+        return _each_value(alone, key, value)
+
+    def substitute(match: re.Match[str]) -> str:
+        found = _each_value(match, key, value)
+        if not isinstance(found, str):
+            raise Unclear(f"{match[0]} in {raw} is not a string")
+        inner = _INNER.fullmatch(found)
+        return inner[1] if inner else f'"{found}"'
+
+    return _EACH.sub(substitute, raw)
+
+
+def _index(pattern: re.Pattern[str], text: str, key: str | None, value: Any) -> str | None:
+    """The literal key ``text`` indexes a resource with (``this["loader"]``,
+    ``this[each.key]``, ``this[each.value.role]``), or None."""
+    match = pattern.fullmatch(text)
+    if not match:
+        return None
+    index = match[1].strip()
+    if quoted := _QUOTED.fullmatch(index):
+        return quoted[1]
+    each = _EACH.fullmatch(index)
+    found = each and _each_value(each, key, value)
+    return found if isinstance(found, str) and not found.startswith("${") else None
+
+
+def _role(body: dict[str, Any], field: str, key: str | None, value: Any) -> str:
     text = str(body.get(field, ""))
-    match = _ROLE.fullmatch(text)
-    role = match and (match[1] or key)
+    role = _index(_ROLE, text, key, value)
     if not role or role not in ROLES:
         raise Unclear(f"{field} {text or '(none)'} is not one of the pipeline roles {ROLES}")
     return role
 
 
-def _privileges(body: dict[str, Any], value: Any) -> frozenset[str]:
-    privileges = body.get("privileges")
-    if privileges == "${each.value}":
-        privileges = value
+def _privileges(body: dict[str, Any], key: str | None, value: Any) -> frozenset[str]:
+    privileges = _field(body, "privileges", key, value)
     if not isinstance(privileges, list) or not all(isinstance(p, str) for p in privileges):
         raise Unclear(f"privileges {privileges} are not a literal list")
+    if any(p.startswith("${") for p in privileges):
+        raise Unclear(f"privileges {privileges} are not all literals")
     return frozenset(p.upper() for p in privileges)
 
 
@@ -154,21 +205,21 @@ def _one(blocks: Any, what: str) -> dict[str, Any]:
 
 def _grant(body: dict[str, Any], key: str | None, value: Any) -> list[str]:
     """What is wrong with one instance of a ``snowflake_grant_privileges_to_account_role``."""
-    role = _role(body, "account_role_name", key)
+    role = _role(body, "account_role_name", key, value)
     for flag in ("all_privileges", "with_grant_option", "on_account"):
-        if str(body.get(flag, "false")).lower() != "false":
+        if str(_field(body, flag, key, value)).lower() not in ("false", "none"):
             return [f"{role} gets {flag}"]
     scopes = [s for s in ("on_account_object", "on_schema", "on_schema_object") if s in body]
     if len(scopes) != 1:
         raise Unclear(f"grant has scopes {scopes}, expected exactly one")
-    privileges = _privileges(body, value)
+    privileges = _privileges(body, key, value)
     never = privileges & NEVER
     if never:
         return [f"{role} gets {sorted(never)}"]
     scope = scopes[0]
     block = _one(body[scope], scope)
     if scope == "on_account_object":
-        object_type = str(block.get("object_type", "")).upper()
+        object_type = str(_field(block, "object_type", key, value) or "").upper()
         allowed = ACCOUNT_OBJECTS.get(object_type, frozenset())
         extra = privileges - allowed
         return [f"{role} gets {sorted(extra)} on a {object_type or '?'}"] if extra else []
@@ -176,7 +227,7 @@ def _grant(body: dict[str, Any], key: str | None, value: Any) -> list[str]:
     if scope == "on_schema":
         if set(block) != {"schema_name"}:
             return [f"{role} gets {sorted(privileges)} on {sorted(set(block))} (not one schema)"]
-        where, text = "schema", _each(str(block["schema_name"]), key, value)
+        where, text = "schema", str(_field(block, "schema_name", key, value))
     elif {"all", "future"} & set(block):
         if len(block) != 1:
             raise Unclear(f"on_schema_object has {sorted(block)}")
@@ -184,11 +235,11 @@ def _grant(body: dict[str, Any], key: str | None, value: Any) -> list[str]:
         inner = _one(block[kind], kind)
         if set(inner) != {"object_type_plural", "in_schema"}:
             return [f"{role} gets {sorted(privileges)} on {kind} objects of a database"]
-        where, text = "objects", _each(str(inner["in_schema"]), key, value)
-        on_type = str(inner["object_type_plural"]).upper()
+        where, text = "objects", str(_field(inner, "in_schema", key, value))
+        on_type = str(_field(inner, "object_type_plural", key, value)).upper()
     elif set(block) == {"object_type", "object_name"}:
-        where, text = "object", _each(str(block["object_name"]), key, value)
-        on_type = str(block["object_type"]).upper()
+        where, text = "object", str(_field(block, "object_name", key, value))
+        on_type = str(_field(block, "object_type", key, value)).upper()
     else:
         raise Unclear(f"on_schema_object has {sorted(block)}")
     problems = []
@@ -206,16 +257,15 @@ def _grant(body: dict[str, Any], key: str | None, value: Any) -> list[str]:
     return problems
 
 
-def _role_grant(body: dict[str, Any], key: str | None) -> list[str]:
+def _role_grant(body: dict[str, Any], key: str | None, value: Any) -> list[str]:
     """What is wrong with one instance of a ``snowflake_grant_account_role``."""
-    role = _role(body, "role_name", key)
+    role = _role(body, "role_name", key, value)
     if "parent_role_name" in body:
         parent = str(body["parent_role_name"])
         if "snowflake_account_role" in parent or parent != "${var.parent_role}":
             return [f"{role} is granted to role {parent} (only to var.parent_role)"]
         return []
-    match = _USER.fullmatch(str(body.get("user_name", "")))
-    user = match and (match[1] or key)
+    user = _index(_USER, str(body.get("user_name", "")), key, value)
     if user != role:
         return [f"{role} is granted to user {body.get('user_name')} (only to its own user)"]
     return []
@@ -244,7 +294,7 @@ def check_file(path: Path) -> list[str]:
             for key, value in _instances(body, locals_):
                 label = f"{address}[{key}]" if key is not None else address
                 if kind == "snowflake_grant_account_role":
-                    found = _role_grant(body, key)
+                    found = _role_grant(body, key, value)
                 else:
                     found = _grant(body, key, value)
                 problems += [f"{label}: {problem}" for problem in found]
@@ -267,31 +317,78 @@ def violations(root: Path) -> list[str]:
     return problems
 
 
-def wiring(environment: Path) -> list[str]:
-    """What is wrong with how an environment's ``main.tf`` feeds the roles_and_grants module:
-    each layer's schema variable must be that layer's schema (``module.schema["<layer>"]``), and
-    the parent role must not be one of the pipeline roles."""
-    parsed = load(environment / "main.tf")
-    locals_ = _locals(parsed)
-    modules = {name: body for block in parsed.get("module", []) for name, body in block.items()}
+def _modules(parsed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: body for block in parsed.get("module", []) for name, body in block.items()}
+
+
+def _calls(path: Path, module: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``path`` parsed, and its calls of the module whose source ends in ``module``."""
+    parsed = load(path)
     calls = [
         body
-        for body in modules.values()
-        if str(body.get("source", "")).endswith("modules/roles_and_grants")
+        for body in _modules(parsed).values()
+        if str(body.get("source", "")).rstrip("/").endswith(module)
     ]
+    return parsed, calls
+
+
+def _composition(path: Path, role_names: set[str]) -> list[str]:
+    """The composition module feeds roles_and_grants each layer's own schema, made from its
+    ``local.schemas`` (one a layer), the roles the environment names, and as the parent role
+    (when it sets one) a literal that is none of ``role_names``."""
+    parsed, calls = _calls(path, "roles_and_grants")
     if len(calls) != 1:
-        return [f"{environment}: expected one roles_and_grants module, found {len(calls)}"]
+        return [f"{path}: expected one roles_and_grants module, found {len(calls)}"]
     call = calls[0]
     problems = []
     for variable, layer in LAYER_VARIABLES.items():
         expected = f'${{module.schema["{layer}"].fully_qualified_name}}'
         if call.get(variable) != expected:
-            problems.append(f"{environment}: {variable} = {call.get(variable)}, not {expected}")
-    if modules.get("schema", {}).get("for_each") != "${local.schemas}":
-        problems.append(f"{environment}: module.schema is not made from local.schemas")
-    roles = locals_.get("roles", {})
-    if call.get("roles") != "${local.roles}" or set(roles) != set(ROLES):
-        problems.append(f"{environment}: roles are not local.roles with keys {ROLES}")
-    if call.get("parent_role") in set(roles.values()):
-        problems.append(f"{environment}: parent_role {call['parent_role']} is a pipeline role")
+            problems.append(f"{path}: {variable} = {call.get(variable)}, not {expected}")
+    schemas = _locals(parsed).get("schemas")
+    if _modules(parsed).get("schema", {}).get("for_each") != "${local.schemas}" or (
+        not isinstance(schemas, dict) or set(schemas) != set(LAYER_VARIABLES.values())
+    ):
+        problems.append(f"{path}: module.schema is not made from local.schemas, one a layer")
+    if call.get("roles") != "${var.roles}":
+        problems.append(f"{path}: roles = {call.get('roles')}, not the environment's var.roles")
+    parent = call.get("parent_role")
+    if parent is not None and (str(parent).startswith("${") or str(parent).upper() in role_names):
+        problems.append(f"{path}: parent_role {parent} is not a literal outside the pipeline")
     return problems
+
+
+def _environment(environment: Path) -> tuple[list[str], set[str]]:
+    """What is wrong with an environment, and its role names (upper case). It calls the
+    composition module once, with three distinct literal role names (two pipeline roles sharing
+    a name would be one role holding both's grants), none of them a system role."""
+    path = environment / "main.tf"
+    _, calls = _calls(path, COMPOSITION)
+    if len(calls) != 1:
+        return [f"{path}: expected one {COMPOSITION} module, found {len(calls)}"], set()
+    roles = calls[0].get("roles")
+    if not isinstance(roles, dict) or set(roles) != set(ROLES):
+        return [f"{path}: roles {roles} are not a literal map with keys {ROLES}"], set()
+    names = [str(name) for name in roles.values()]
+    if any(name.startswith("${") for name in names):
+        return [f"{path}: role names {names} are not all literals"], set()
+    upper = {name.upper() for name in names}
+    problems = []
+    if len(upper) != len(ROLES):
+        problems.append(f"{path}: two roles share a name ({roles})")
+    if upper & SYSTEM_ROLES:
+        problems.append(f"{path}: a pipeline role is a system role ({roles})")
+    return problems, upper
+
+
+def wiring(root: Path) -> list[str]:
+    """What is wrong with how the configuration under ``root`` feeds the roles_and_grants
+    module: in every environment, and in the composition module."""
+    problems: list[str] = []
+    role_names: set[str] = set()
+    for environment in sorted((root / "environments").iterdir()):
+        if environment.is_dir():
+            found, names = _environment(environment)
+            problems += found
+            role_names |= names
+    return problems + _composition(root / COMPOSITION / "main.tf", role_names)

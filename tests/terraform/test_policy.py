@@ -14,20 +14,20 @@ from tests.terraform.policy import APPEND_ONLY_EXEMPT, load, violations, wiring
 
 ENVIRONMENTS = ("dev", "prod")
 ROLES_TF = "modules/roles_and_grants/main.tf"
+PLATFORM_TF = "modules/retail_platform/main.tf"
 
 
 def test_configuration_keeps_the_role_model() -> None:
     assert violations(TERRAFORM) == []
 
 
-@pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_environment_feeds_each_layer_its_own_schema(env: str) -> None:
-    assert wiring(TERRAFORM / "environments" / env) == []
+def test_each_layer_gets_its_own_schema_in_every_environment() -> None:
+    assert wiring(TERRAFORM) == []
 
 
-@pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_schema_names_are_the_ones_the_code_uses(env: str) -> None:
-    """BRONZE is where the loader writes; dbt's custom schemas land under their own names."""
+def test_schema_names_are_the_ones_the_code_uses() -> None:
+    """BRONZE is where the loader writes; dbt's custom schemas land under their own names. The
+    composition module names them for every environment."""
     project = yaml.safe_load((REPO / "dbt" / "dbt_project.yml").read_text())
     models = project["models"]["retail"]
     expected = {
@@ -36,7 +36,7 @@ def test_schema_names_are_the_ones_the_code_uses(env: str) -> None:
         "gold": models["gold"]["+schema"].upper(),
         "test_failures": project["data_tests"]["retail"]["+schema"].upper(),
     }
-    [locals_] = load(TERRAFORM / "environments" / env / "main.tf")["locals"]
+    [locals_] = load(TERRAFORM / PLATFORM_TF)["locals"]
     assert {layer: schema["name"] for layer, schema in locals_["schemas"].items()} == expected
 
 
@@ -193,12 +193,53 @@ def test_planted_over_grant_is_caught(config_copy: Path, planted: tuple[str, str
     assert any(message in problem for problem in found), found
 
 
+def entry(name: str) -> str:
+    """The start of the line of entry ``name`` of a grants map in roles_and_grants."""
+    return f"    {name:<25} = {{ role = "
+
+
+# The grants as they are written now: an entry of a local map, edited or added (planted text:
+# name, file, text, its replacement, what the policy says).
 EDITS = {
     "transformer builds in bronze": (
         ROLES_TF,
-        "    silver        = var.silver_schema",
-        "    bronze        = var.bronze_schema\n    silver        = var.silver_schema",
+        entry("transformer_bronze") + '"transformer", schema = var.bronze_schema, '
+        'privileges = ["USAGE"] }',
+        entry("transformer_bronze") + '"transformer", schema = var.bronze_schema, '
+        'privileges = ["USAGE", "CREATE TABLE", "CREATE VIEW"] }',
         "transformer gets ['CREATE TABLE', 'CREATE VIEW'] on bronze (schema)",
+    ),
+    "reporting on the wrong layer": (
+        ROLES_TF,
+        entry("reporting_gold") + '"reporting", schema = var.gold_schema,',
+        entry("reporting_gold") + '"reporting", schema = var.silver_schema,',
+        "reporting gets ['USAGE'] on silver (schema)",
+    ),
+    "reporting reads bronze": (
+        ROLES_TF,
+        entry("reporting_gold_tables"),
+        entry("reporting_bronze_tables")
+        + '"reporting", schema = var.bronze_schema, objects = "TABLES", privileges = ["SELECT"] }\n'
+        + entry("reporting_gold_tables"),
+        "reporting gets ['SELECT'] on bronze (objects)",
+    ),
+    "loader reads gold": (
+        ROLES_TF,
+        entry("reporting_gold_views") + '"reporting"',
+        entry("reporting_gold_views") + '"loader"',
+        "loader gets ['SELECT'] on gold (objects)",
+    ),
+    "loader rewrites bronze": (
+        ROLES_TF,
+        'objects = "TABLES", privileges = ["SELECT", "INSERT"] }',
+        'objects = "TABLES", privileges = ["SELECT", "INSERT", "UPDATE"] }',
+        "loader gets ['UPDATE'] on bronze (objects)",
+    ),
+    "ownership in an entry": (
+        ROLES_TF,
+        'schema = var.gold_schema, privileges = ["USAGE"] }',
+        'schema = var.gold_schema, privileges = ["OWNERSHIP"] }',
+        "reporting gets ['OWNERSHIP']",
     ),
     "loader deletes events": (
         ROLES_TF,
@@ -206,11 +247,18 @@ EDITS = {
         '    _POSITIONS = ["DELETE"]\n    ORDER_EVENTS = ["DELETE"]',
         "loader gets ['DELETE'] on append-only ORDER_EVENTS",
     ),
-    "reporting on the wrong layer": (
+    # fails closed
+    "role the checker cannot resolve": (
         ROLES_TF,
-        "    schema_name = var.gold_schema",
-        "    schema_name = var.silver_schema",
-        "reporting gets ['USAGE'] on silver (schema)",
+        entry("reporting_gold") + '"reporting"',
+        entry("reporting_gold") + "var.roles.reporting",
+        "cannot be checked",
+    ),
+    "computed for_each": (
+        ROLES_TF,
+        "  for_each = local.object_grants\n",
+        "  for_each = { for key, grant in local.object_grants : key => grant }\n",
+        "cannot be checked",
     ),
 }
 
@@ -223,23 +271,53 @@ def test_edited_grant_is_caught(config_copy: Path, edit: tuple[str, str, str, st
     assert any(message in problem for problem in found), found
 
 
-@pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_swapped_layers_in_an_environment_are_caught(config_copy: Path, env: str) -> None:
-    """Reporting reads whatever the environment passes as Gold: passing Bronze is caught."""
-    where = config_copy / "environments" / env
+def test_object_grant_entry_is_caught_on_all_and_future_objects(config_copy: Path) -> None:
+    """One entry of ``object_grants`` makes two grants; the policy checks both."""
+    _, old, new, message = EDITS["reporting reads bronze"]
+    plant(config_copy / ROLES_TF, old, new)
+    found = [problem for problem in violations(config_copy) if message in problem]
+    assert len(found) == 2, found
+    assert any("all_objects[reporting_bronze_tables]" in problem for problem in found), found
+    assert any("future_objects[reporting_bronze_tables]" in problem for problem in found), found
+
+
+def test_swapped_layers_are_caught(config_copy: Path) -> None:
+    """Reporting reads whatever the composition module passes as Gold: passing Bronze is
+    caught."""
     plant(
-        where / "main.tf",
+        config_copy / PLATFORM_TF,
         'gold_schema          = module.schema["gold"]',
         'gold_schema          = module.schema["bronze"]',
     )
-    assert any("gold_schema" in problem for problem in wiring(where))
+    assert any("gold_schema" in problem for problem in wiring(config_copy))
+
+
+# env: (its reporting role's line, the loader's role name)
+REPORTING_ROLES = {
+    "dev": ('    reporting   = "REPORTER_DEV"', "LOADER_DEV"),
+    "prod": ('    reporting   = "REPORTER"', "LOADER"),
+}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_roles_sharing_a_name_are_caught(config_copy: Path, env: str) -> None:
+    """Reporting named like the loader would be one role holding the loader's grants."""
+    line, loader = REPORTING_ROLES[env]
+    plant(config_copy / "environments" / env / "main.tf", line, line.split('"')[0] + f'"{loader}"')
+    assert any("two roles share a name" in problem for problem in wiring(config_copy))
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_system_role_as_a_pipeline_role_is_caught(config_copy: Path, env: str) -> None:
+    line, _ = REPORTING_ROLES[env]
+    plant(config_copy / "environments" / env / "main.tf", line, line.split('"')[0] + '"SYSADMIN"')
+    assert any("is a system role" in problem for problem in wiring(config_copy))
 
 
 def test_over_grant_that_terraform_accepts(provider_mirror: Path, config_copy: Path) -> None:
     """The policy catches what validate cannot: a valid configuration that over-grants."""
-    resource, message = OVER_GRANTS["reporting reads bronze"]
-    path = config_copy / ROLES_TF
-    path.write_text(path.read_text() + resource)
+    path, old, new, message = EDITS["reporting reads bronze"]
+    plant(config_copy / path, old, new)
     result = validate(config_copy)
     assert result.returncode == 0, result.stdout + result.stderr
     assert any(message in problem for problem in violations(config_copy))

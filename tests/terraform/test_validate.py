@@ -29,8 +29,8 @@ MISTAKES = {
     ),
     "misspelt nested argument": (
         "modules/roles_and_grants/main.tf",
-        'object_type_plural = "TABLES"',
-        'object_type_plurel = "TABLES"',
+        "object_type_plural = each.value.objects",
+        "object_type_plurel = each.value.objects",
         "validate dev",
         'An argument named "object_type_plurel" is not expected here',
     ),
@@ -43,8 +43,8 @@ MISTAKES = {
     ),
     "wrong variable type": (
         "environments/prod/main.tf",
-        "data_retention_time_in_days = 7",
-        'data_retention_time_in_days = "seven"',
+        '{ name = "RETAIL", retention_days = 7 }',
+        '{ name = "RETAIL", retention_days = "seven" }',
         "validate prod",
         "Invalid value for input variable",
     ),
@@ -55,13 +55,20 @@ MISTAKES = {
         "fmt -check",
         "modules/snowflake_database/main.tf",
     ),
-    # validate passes these; only evaluating the plan (mock provider) finds them
     "role without a warehouse": (
         "environments/dev/main.tf",
         '    reporting   = { name = "REPORTING_DEV"',
         '    reports     = { name = "REPORTING_DEV"',
+        "validate dev",
+        "One warehouse for each role: loader, transformer and reporting.",
+    ),
+    # validate passes these; only evaluating the plan (mock provider) finds them
+    "bronze schema the loader does not write": (
+        "modules/retail_platform/main.tf",
+        '{ name = "BRONZE",',
+        '{ name = "RAW",',
         "test dev",
-        'attribute "reporting" is required',
+        "The loader writes to BRONZE",
     ),
     "column type Snowflake lacks": (
         "modules/bronze_tables/tables.json",

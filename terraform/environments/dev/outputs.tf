@@ -1,24 +1,4 @@
-output "database" {
-  description = "The pipeline's database (SNOWFLAKE_DATABASE)."
-  value       = module.database.name
-}
-
-output "warehouses" {
-  description = "Warehouse of each role (SNOWFLAKE_WAREHOUSE)."
-  value       = { for key, warehouse in module.warehouse : key => warehouse.name }
-}
-
-output "roles" {
-  description = "Account role of each purpose (SNOWFLAKE_ROLE)."
-  value       = module.roles_and_grants.roles
-}
-
-output "service_users" {
-  description = "Service user of each purpose (SNOWFLAKE_USER)."
-  value       = module.roles_and_grants.service_users
-}
-
-output "bronze_tables" {
-  description = "The Bronze tables Terraform created."
-  value       = module.bronze_tables.table_names
+output "platform" {
+  description = "The retail_platform module's outputs: database, and warehouses, roles and service_users by role (the pipeline's SNOWFLAKE_* settings); bronze_tables."
+  value       = module.retail_platform
 }

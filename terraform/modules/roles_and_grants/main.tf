@@ -26,11 +26,25 @@ locals {
     }
   }
 
-  # The schemas dbt builds in (models/silver, models/gold, store_failures views).
-  transformer_schemas = {
-    silver        = var.silver_schema
-    gold          = var.gold_schema
-    test_failures = var.test_failures_schema
+  # Privileges on a schema itself, one entry a role and schema. The transformer creates (and so
+  # owns) every table and view dbt builds; owning them is all it needs on them. CREATE STAGE: each
+  # loader session stages its Parquet files in a temporary stage of its own.
+  schema_grants = {
+    loader_bronze             = { role = "loader", schema = var.bronze_schema, privileges = ["USAGE", "CREATE STAGE"] }
+    transformer_bronze        = { role = "transformer", schema = var.bronze_schema, privileges = ["USAGE"] }
+    transformer_silver        = { role = "transformer", schema = var.silver_schema, privileges = ["USAGE", "CREATE TABLE", "CREATE VIEW"] }
+    transformer_gold          = { role = "transformer", schema = var.gold_schema, privileges = ["USAGE", "CREATE TABLE", "CREATE VIEW"] }
+    transformer_test_failures = { role = "transformer", schema = var.test_failures_schema, privileges = ["USAGE", "CREATE TABLE", "CREATE VIEW"] }
+    reporting_gold            = { role = "reporting", schema = var.gold_schema, privileges = ["USAGE"] }
+  }
+
+  # Privileges on the tables (or views) of a schema: each is granted on all of them and on future
+  # ones, so a new Bronze table or a table dbt recreates keeps it.
+  object_grants = {
+    loader_bronze_tables      = { role = "loader", schema = var.bronze_schema, objects = "TABLES", privileges = ["SELECT", "INSERT"] }
+    transformer_bronze_tables = { role = "transformer", schema = var.bronze_schema, objects = "TABLES", privileges = ["SELECT"] }
+    reporting_gold_tables     = { role = "reporting", schema = var.gold_schema, objects = "TABLES", privileges = ["SELECT"] }
+    reporting_gold_views      = { role = "reporting", schema = var.gold_schema, objects = "VIEWS", privileges = ["SELECT"] }
   }
 
   # Beyond appending, the loader changes only these rows (retail_pipeline.warehouse.snowflake):
@@ -102,42 +116,46 @@ resource "snowflake_grant_privileges_to_account_role" "database" {
   }
 }
 
-# -- loader: Bronze only ------------------------------------------------------------------------
+resource "snowflake_grant_privileges_to_account_role" "schema" {
+  for_each = local.schema_grants
 
-# CREATE STAGE: each loader session stages its Parquet files in a temporary stage of its own.
-resource "snowflake_grant_privileges_to_account_role" "loader_bronze_schema" {
-  account_role_name = snowflake_account_role.this["loader"].name
-  privileges        = ["USAGE", "CREATE STAGE"]
+  account_role_name = snowflake_account_role.this[each.value.role].name
+  privileges        = each.value.privileges
 
   on_schema {
-    schema_name = var.bronze_schema
+    schema_name = each.value.schema
   }
 }
 
-resource "snowflake_grant_privileges_to_account_role" "loader_bronze_tables" {
-  account_role_name = snowflake_account_role.this["loader"].name
-  privileges        = ["SELECT", "INSERT"]
+resource "snowflake_grant_privileges_to_account_role" "all_objects" {
+  for_each = local.object_grants
+
+  account_role_name = snowflake_account_role.this[each.value.role].name
+  privileges        = each.value.privileges
 
   on_schema_object {
     all {
-      object_type_plural = "TABLES"
-      in_schema          = var.bronze_schema
+      object_type_plural = each.value.objects
+      in_schema          = each.value.schema
     }
   }
 }
 
-resource "snowflake_grant_privileges_to_account_role" "loader_bronze_future_tables" {
-  account_role_name = snowflake_account_role.this["loader"].name
-  privileges        = ["SELECT", "INSERT"]
+resource "snowflake_grant_privileges_to_account_role" "future_objects" {
+  for_each = local.object_grants
+
+  account_role_name = snowflake_account_role.this[each.value.role].name
+  privileges        = each.value.privileges
 
   on_schema_object {
     future {
-      object_type_plural = "TABLES"
-      in_schema          = var.bronze_schema
+      object_type_plural = each.value.objects
+      in_schema          = each.value.schema
     }
   }
 }
 
+# Bronze is append-only for everything else: the loader updates or deletes only these tables.
 resource "snowflake_grant_privileges_to_account_role" "loader_bookkeeping" {
   for_each = local.loader_bookkeeping
 
@@ -147,111 +165,5 @@ resource "snowflake_grant_privileges_to_account_role" "loader_bookkeeping" {
   on_schema_object {
     object_type = "TABLE"
     object_name = "${var.bronze_schema}.\"${each.key}\""
-  }
-}
-
-# -- transformer: reads Bronze, builds Silver and Gold -----------------------------------------
-
-resource "snowflake_grant_privileges_to_account_role" "transformer_bronze_schema" {
-  account_role_name = snowflake_account_role.this["transformer"].name
-  privileges        = ["USAGE"]
-
-  on_schema {
-    schema_name = var.bronze_schema
-  }
-}
-
-resource "snowflake_grant_privileges_to_account_role" "transformer_bronze_tables" {
-  account_role_name = snowflake_account_role.this["transformer"].name
-  privileges        = ["SELECT"]
-
-  on_schema_object {
-    all {
-      object_type_plural = "TABLES"
-      in_schema          = var.bronze_schema
-    }
-  }
-}
-
-resource "snowflake_grant_privileges_to_account_role" "transformer_bronze_future_tables" {
-  account_role_name = snowflake_account_role.this["transformer"].name
-  privileges        = ["SELECT"]
-
-  on_schema_object {
-    future {
-      object_type_plural = "TABLES"
-      in_schema          = var.bronze_schema
-    }
-  }
-}
-
-# dbt creates (and so owns) every table and view it builds; owning them is all it needs on them.
-resource "snowflake_grant_privileges_to_account_role" "transformer_schemas" {
-  for_each = local.transformer_schemas
-
-  account_role_name = snowflake_account_role.this["transformer"].name
-  privileges        = ["USAGE", "CREATE TABLE", "CREATE VIEW"]
-
-  on_schema {
-    schema_name = each.value
-  }
-}
-
-# -- reporting: reads Gold only -----------------------------------------------------------------
-
-resource "snowflake_grant_privileges_to_account_role" "reporting_gold_schema" {
-  account_role_name = snowflake_account_role.this["reporting"].name
-  privileges        = ["USAGE"]
-
-  on_schema {
-    schema_name = var.gold_schema
-  }
-}
-
-resource "snowflake_grant_privileges_to_account_role" "reporting_gold_tables" {
-  account_role_name = snowflake_account_role.this["reporting"].name
-  privileges        = ["SELECT"]
-
-  on_schema_object {
-    all {
-      object_type_plural = "TABLES"
-      in_schema          = var.gold_schema
-    }
-  }
-}
-
-resource "snowflake_grant_privileges_to_account_role" "reporting_gold_future_tables" {
-  account_role_name = snowflake_account_role.this["reporting"].name
-  privileges        = ["SELECT"]
-
-  on_schema_object {
-    future {
-      object_type_plural = "TABLES"
-      in_schema          = var.gold_schema
-    }
-  }
-}
-
-resource "snowflake_grant_privileges_to_account_role" "reporting_gold_views" {
-  account_role_name = snowflake_account_role.this["reporting"].name
-  privileges        = ["SELECT"]
-
-  on_schema_object {
-    all {
-      object_type_plural = "VIEWS"
-      in_schema          = var.gold_schema
-    }
-  }
-}
-
-resource "snowflake_grant_privileges_to_account_role" "reporting_gold_future_views" {
-  account_role_name = snowflake_account_role.this["reporting"].name
-  privileges        = ["SELECT"]
-
-  on_schema_object {
-    future {
-      object_type_plural = "VIEWS"
-      in_schema          = var.gold_schema
-    }
   }
 }

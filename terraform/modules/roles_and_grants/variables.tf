@@ -42,23 +42,11 @@ variable "warehouses" {
 }
 
 variable "service_users" {
-  type = object({
-    loader = object({
-      name             = string
-      rsa_public_key   = string
-      rsa_public_key_2 = optional(string)
-    })
-    transformer = object({
-      name             = string
-      rsa_public_key   = string
-      rsa_public_key_2 = optional(string)
-    })
-    reporting = object({
-      name             = string
-      rsa_public_key   = string
-      rsa_public_key_2 = optional(string)
-    })
-  })
+  type = map(object({
+    name             = string
+    rsa_public_key   = string
+    rsa_public_key_2 = optional(string)
+  }))
   description = "The service user of each role: its name and key-pair public key(s) (the base64 body of the PEM, one line; rsa_public_key_2 for rotation). Private keys never come here."
 
   validation {
@@ -67,6 +55,11 @@ variable "service_users" {
       length(user.rsa_public_key) > 0 && !can(regex("-----|\\s", user.rsa_public_key)) && !can(regex("-----|\\s", coalesce(user.rsa_public_key_2, "x")))
     ])
     error_message = "Public keys are the one-line base64 body of the PEM, without the BEGIN/END lines (and not empty)."
+  }
+
+  validation {
+    condition     = toset(keys(var.service_users)) == toset(["loader", "transformer", "reporting"])
+    error_message = "One service user for each role: loader, transformer and reporting."
   }
 }
 

@@ -12,17 +12,22 @@ run "plan" {
   command = plan
 
   assert {
-    condition     = output.bronze_tables == sort(keys(jsondecode(file("../../modules/bronze_tables/tables.json")).tables))
+    condition     = output.platform.bronze_tables == sort(keys(jsondecode(file("../../modules/bronze_tables/tables.json")).tables))
     error_message = "Terraform must create exactly the Bronze tables of tables.json."
   }
 
   assert {
-    condition     = output.roles == { loader = "LOADER_DEV", transformer = "TRANSFORMER_DEV", reporting = "REPORTER_DEV" }
-    error_message = "Unexpected role names."
+    condition     = output.platform.database == "RETAIL_DEV" && output.platform.roles == { loader = "LOADER_DEV", transformer = "TRANSFORMER_DEV", reporting = "REPORTER_DEV" }
+    error_message = "Unexpected database or role names."
   }
 
   assert {
-    condition     = output.service_users.loader == "RETAIL_LOADER_DEV" && output.warehouses.loader == "LOADING_DEV"
-    error_message = "The loader's user and warehouse are misnamed."
+    condition     = output.platform.service_users == { loader = "RETAIL_LOADER_DEV", transformer = "RETAIL_TRANSFORMER_DEV", reporting = "RETAIL_REPORTER_DEV" }
+    error_message = "Unexpected service user names."
+  }
+
+  assert {
+    condition     = output.platform.warehouses == { loader = "LOADING_DEV", transformer = "TRANSFORMING_DEV", reporting = "REPORTING_DEV" }
+    error_message = "Unexpected warehouse names."
   }
 }

@@ -12,17 +12,22 @@ run "plan" {
   command = plan
 
   assert {
-    condition     = output.bronze_tables == sort(keys(jsondecode(file("../../modules/bronze_tables/tables.json")).tables))
+    condition     = output.platform.bronze_tables == sort(keys(jsondecode(file("../../modules/bronze_tables/tables.json")).tables))
     error_message = "Terraform must create exactly the Bronze tables of tables.json."
   }
 
   assert {
-    condition     = output.roles == { loader = "LOADER", transformer = "TRANSFORMER", reporting = "REPORTER" }
-    error_message = "Unexpected role names."
+    condition     = output.platform.database == "RETAIL" && output.platform.roles == { loader = "LOADER", transformer = "TRANSFORMER", reporting = "REPORTER" }
+    error_message = "Unexpected database or role names."
   }
 
   assert {
-    condition     = output.service_users.loader == "RETAIL_LOADER" && output.warehouses.loader == "LOADING"
-    error_message = "The loader's user and warehouse are misnamed."
+    condition     = output.platform.service_users == { loader = "RETAIL_LOADER", transformer = "RETAIL_TRANSFORMER", reporting = "RETAIL_REPORTER" }
+    error_message = "Unexpected service user names."
+  }
+
+  assert {
+    condition     = output.platform.warehouses == { loader = "LOADING", transformer = "TRANSFORMING", reporting = "REPORTING" }
+    error_message = "Unexpected warehouse names."
   }
 }

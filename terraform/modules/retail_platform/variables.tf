@@ -1,0 +1,45 @@
+variable "database" {
+  type = object({
+    name           = string
+    retention_days = number
+  })
+  description = "The pipeline's database (SNOWFLAKE_DATABASE) and its Time Travel retention in days."
+}
+
+variable "schema_retention_days" {
+  type = object({
+    bronze        = number
+    silver        = number
+    gold          = number
+    test_failures = number
+  })
+  description = "Time Travel retention in days of each layer's schema (the names are fixed: BRONZE, SILVER, GOLD, TEST_FAILURES)."
+}
+
+variable "warehouses" {
+  type = map(object({
+    name         = string
+    size         = string
+    auto_suspend = number
+  }))
+  description = "The warehouse of each role (loader, transformer, reporting): its name, size and seconds before it suspends."
+
+  validation {
+    condition     = toset(keys(var.warehouses)) == toset(["loader", "transformer", "reporting"])
+    error_message = "One warehouse for each role: loader, transformer and reporting."
+  }
+}
+
+variable "roles" {
+  type        = map(string)
+  description = "Name of each role's account role, by role: loader, transformer, reporting (roles_and_grants requires all three)."
+}
+
+variable "service_users" {
+  type = map(object({
+    name             = string
+    rsa_public_key   = string
+    rsa_public_key_2 = optional(string)
+  }))
+  description = "The service user of each role (loader, transformer, reporting): its name and public key(s), as roles_and_grants takes them."
+}
