@@ -88,7 +88,8 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
         # Every killed run that committed something is recorded with exactly what it wrote.
         assert unaccounted_rows(con) == []
         (runs,) = con.execute("select count(*) from bronze._loads").fetchone() or (0,)
-    assert runs >= 5
+    # every step the committed position took was a run that committed, and is recorded
+    assert runs >= len(set(progress) - {0})
 
     final = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert final.returncode == 0, final.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,10 +71,31 @@ def _end_offsets(bootstrap: str, topics: tuple[str, ...]) -> dict[tuple[str, int
             if topic not in metadata.topics:
                 continue
             for partition in metadata.topics[topic].partitions:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10, cached=False
+                ends[(topic, partition)] = _high_watermark(
+                    consumer, TopicPartition(topic, partition)
                 )
-                ends[(topic, partition)] = high
         return ends
     finally:
         consumer.close()
+
+
+def _high_watermark(consumer: Any, partition: Any, patience: float = 10.0) -> int:
+    """The partition's end offset. A partition whose leader is moving or still being elected (a
+    topic created a moment ago, a broker restarting) answers "not leader" for a while: ask
+    again for up to ``patience`` seconds before giving up."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    moving = {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            _, high = consumer.get_watermark_offsets(partition, timeout=10, cached=False)
+            return int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in moving or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
