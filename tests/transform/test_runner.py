@@ -156,3 +156,41 @@ def test_data_is_never_markup() -> None:
     }
     text = format_answers(answers)
     assert "[/red]" in text and "[bold]x[/bold]" in text and "[/]" in text
+
+
+def test_a_build_waits_for_a_lock_held_for_a_moment(
+    built: Callable[[int], Path], copy_of: Callable[[Path], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader (the dashboard's snapshot, say) that takes the file between the runner's check
+    and dbt's own open makes dbt wait for it, as the loaders do, instead of failing."""
+    from retail_pipeline.transform import runner
+
+    warehouse = copy_of(built(SEED))
+    holders: list[subprocess.Popen[str]] = []
+    checked = runner._dbt_target
+
+    def then_lock(*args: object) -> object:
+        target = checked(*args)  # type: ignore[arg-type]
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True);"
+                " print('locked', flush=True); time.sleep(8)",
+                str(warehouse),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        holders.append(holder)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        return target
+
+    monkeypatch.setattr(runner, "_dbt_target", then_lock)
+    try:
+        summary = run_transform(warehouse, command="run", select=["daily_orders"])
+    finally:
+        for holder in holders:
+            holder.wait()
+    assert summary.success, summary.failures
+    assert holders and holders[0].returncode == 0

@@ -145,13 +145,25 @@ def _release_duckdb() -> None:
             environment.close()
 
 
+LOCK_WAIT = 60.0
+"""Seconds a DuckDB build waits for another process's lock (a loader's batch, a dashboard's
+read) before it gives up, as the loaders do."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+
+
+def _locked(exc: BaseException | None) -> bool:
+    """Whether dbt could not open the DuckDB file because another process holds its lock."""
+    lowered = _one_line(exc).lower() if exc is not None else ""
+    return "lock" in lowered and ("conflicting" in lowered or "could not set lock" in lowered)
+
+
 def _run_error(exc: BaseException, where: str) -> PipelineError:
-    message = str(exc).strip().splitlines()
-    text = " ".join(line.strip() for line in message if line.strip())
-    lowered = text.lower()
-    if "lock" in lowered and ("conflicting" in lowered or "could not set lock" in lowered):
+    if _locked(exc):
         return WarehouseError(f"{where} is locked by another process")
-    return TransformError(f"dbt could not run on {where}: {text}")
+    return TransformError(f"dbt could not run on {where}: {_one_line(exc)}")
 
 
 @dataclass(frozen=True)
@@ -202,11 +214,20 @@ def _invoke(
         "--log-level",
         "none",
     ]
-    with environment(**dbt.env):
-        try:
-            outcome = dbtRunner(callbacks=[callback]).invoke(full_args)
-        finally:
-            _release_duckdb()
+    deadline = time.monotonic() + LOCK_WAIT
+    delay = 0.05
+    while True:
+        with environment(**dbt.env):
+            try:
+                outcome = dbtRunner(callbacks=[callback]).invoke(full_args)
+            finally:
+                _release_duckdb()
+        # dbt-duckdb opens the file once, before any node runs, and does not wait for a lock a
+        # reader or loader holds for a moment: wait as the loaders do, then build.
+        if not (_locked(outcome.exception) and time.monotonic() < deadline):
+            break
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
     if isinstance(outcome.exception, KeyboardInterrupt):  # dbt catches Ctrl-C; pass it on
         raise KeyboardInterrupt from outcome.exception
     if outcome.exception is not None:
