@@ -55,12 +55,17 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> GenerationSummary:
     )
 
 
-def test_ctrl_c_during_ingest(sim: GenerationSummary, tmp_path: Path) -> None:
-    # ~100 MB of events (the simulation's lines again and again): several seconds of loading.
+def test_ctrl_c_during_ingest(
+    sim: GenerationSummary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ~200 MB of events (the simulation's lines again and again) validated by one worker: many
+    # seconds of loading, so the Ctrl-C lands mid-load even when start-up is quick (with less,
+    # a fast run had finished loading and was exiting when the signal came).
+    monkeypatch.setenv("RETAIL_VALIDATION_WORKERS", "1")
     lines = [sim.topics[t].path.read_bytes() for t in ("orders", "payments", "shipments")]
     big = tmp_path / "events.ndjson"
     with big.open("wb") as handle:
-        for _ in range(40):
+        for _ in range(80):
             handle.writelines(lines)
     total = message_lines([big])
     warehouse = tmp_path / "wh.duckdb"
