@@ -10,8 +10,11 @@ test) from dbt's event stream, and the run ends in a :class:`TransformSummary`.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +153,28 @@ LOCK_WAIT = 60.0
 read) before it gives up, as the loaders do."""
 
 
+@contextmanager
+def _interrupts() -> Iterator[Callable[[], bool]]:
+    """Remember a Ctrl-C (SIGINT) for the length of the block, whatever dbt makes of the
+    KeyboardInterrupt it raises: the block yields whether one came. Outside the main thread
+    (an orchestrator's worker) signals are not ours to handle, and nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    seen: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield lambda: bool(seen)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
 
@@ -216,19 +241,21 @@ def _invoke(
     ]
     deadline = time.monotonic() + LOCK_WAIT
     delay = 0.05
-    while True:
-        with environment(**dbt.env):
-            try:
-                outcome = dbtRunner(callbacks=[callback]).invoke(full_args)
-            finally:
-                _release_duckdb()
-        # dbt-duckdb opens the file once, before any node runs, and does not wait for a lock a
-        # reader or loader holds for a moment: wait as the loaders do, then build.
-        if not (_locked(outcome.exception) and time.monotonic() < deadline):
-            break
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)
-    if isinstance(outcome.exception, KeyboardInterrupt):  # dbt catches Ctrl-C; pass it on
+    with _interrupts() as interrupted:
+        while True:
+            with environment(**dbt.env):
+                try:
+                    outcome = dbtRunner(callbacks=[callback]).invoke(full_args)
+                finally:
+                    _release_duckdb()
+            # dbt-duckdb opens the file once, before any node runs, and does not wait for a
+            # lock a reader or loader holds for a moment: wait as the loaders do, then build.
+            if interrupted() or not (_locked(outcome.exception) and time.monotonic() < deadline):
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    # dbt catches Ctrl-C: as an error of its own, or (in some phases of parsing) not at all
+    if interrupted() or isinstance(outcome.exception, KeyboardInterrupt):
         raise KeyboardInterrupt from outcome.exception
     if outcome.exception is not None:
         raise _run_error(outcome.exception, dbt.where)
