@@ -42,6 +42,13 @@ transform: $(STAMP) ## dbt build of Silver and Gold on data/warehouse.duckdb
 answers: $(STAMP) ## Print the six answers from Gold
 	$(BIN)/retail-pipeline answers
 
+dashboard: $(STAMP) ## Serve the dashboard of the six answers on http://127.0.0.1:8050/ (Gold, read-only)
+	$(BIN)/retail-pipeline dashboard
+
+powerbi: $(STAMP) ## Regenerate the Power BI project (powerbi/) from the Gold models and check it
+	$(BIN)/python -m retail_pipeline.dashboard.powerbi powerbi
+	$(BIN)/python -m retail_pipeline.dashboard.powerbi_check powerbi
+
 bench-kafka: $(STAMP) ## Kafka -> Bronze benchmark with its own broker (prints figures)
 	$(BIN)/python bench/kafka_ingest.py
 
@@ -50,6 +57,15 @@ kafka-up: $(STAMP) ## Start the local Kafka broker (127.0.0.1:9092) and create t
 
 kafka-down: $(STAMP) ## Stop the local Kafka broker
 	$(BIN)/retail-pipeline kafka down
+
+airflow: $(STAMP) ## Start a local Airflow 3 (127.0.0.1:8080) with the three DAGs; prints the login
+	$(BIN)/retail-pipeline airflow up
+
+airflow-down: $(STAMP) ## Stop the local Airflow
+	$(BIN)/retail-pipeline airflow down
+
+bench-airflow: $(STAMP) ## dbt DAG under Airflow: Cosmos LOCAL vs WATCHER with dag.test() (prints figures)
+	$(BIN)/python bench/airflow_dbt.py
 
 schemas: $(STAMP) ## Regenerate the JSON Schema files of the event contract
 	$(BIN)/retail-pipeline schemas --out schemas
@@ -63,4 +79,4 @@ tf-validate: $(STAMP) ## Terraform fmt -check, init, validate and mock-plan test
 clean: ## Remove generated data (keeps .venv)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo lint test bench bench-dbt transform answers bench-kafka kafka-up kafka-down schemas tf-columns tf-validate clean
+.PHONY: help install demo lint test bench bench-dbt transform answers dashboard powerbi bench-kafka kafka-up kafka-down airflow airflow-down bench-airflow schemas tf-columns tf-validate clean

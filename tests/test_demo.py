@@ -101,7 +101,8 @@ def test_demo_keeps_a_warehouse_of_its_own_and_says_where(demo_run: ModuleRun) -
     assert "warehouse: demo/warehouse.duckdb (the demo's own" in "\n".join(demo_run.run.lines)
     assert result.where() == (
         "the demo's warehouse is demo/warehouse.duckdb (read it again with"
-        " `retail-pipeline answers --warehouse demo/warehouse.duckdb`)"
+        " `retail-pipeline answers --warehouse demo/warehouse.duckdb`, or see it in a browser"
+        " with `retail-pipeline dashboard --warehouse demo/warehouse.duckdb`)"
     )
 
 

@@ -437,6 +437,32 @@ def kafka_status() -> None:
     out.print(f"Kafka pid {info.pid} at {info.bootstrap_servers}: {answering}")
 
 
+airflow_app = typer.Typer(help="Run a local Airflow 3 (standalone) with the project's DAGs.")
+app.add_typer(airflow_app, name="airflow")
+
+
+@airflow_app.command("up")
+def airflow_up(
+    port: Annotated[int, typer.Option(metavar="PORT", help="API server port on 127.0.0.1")] = 8080,
+) -> None:
+    """Start Airflow (home: $AIRFLOW_HOME or data/airflow) and print the URL and the login."""
+    from retail_pipeline.orchestration import local
+
+    info = local.start(port=port)
+    state = "already running" if info.reused else "started"
+    out.print(f"Airflow {state} at {info.url} (pid {info.pid}, log {info.log_file})")
+    out.print(f"login: {info.username} / {info.password}")
+    out.print("DAGs start paused: unpause them in the UI (docs/airflow.md)")
+
+
+@airflow_app.command("down")
+def airflow_down() -> None:
+    """Stop the local Airflow and its processes."""
+    from retail_pipeline.orchestration import local
+
+    out.print("Airflow stopped" if local.stop() else "Airflow was not running")
+
+
 @app.command()
 def status(
     bootstrap: BootstrapOpt = None,
@@ -536,6 +562,33 @@ def answers(
         print(json.dumps(result, indent=2))
     else:
         print(format_answers(result, status=status), end="")
+
+
+@app.command()
+def dashboard(
+    port: Annotated[
+        int, typer.Option(min=0, metavar="N", help="Port on 127.0.0.1 (0: any free)")
+    ] = 8050,
+    refresh: Annotated[
+        float,
+        typer.Option(min=1, metavar="SECONDS", help="How often to look for a new Gold build"),
+    ] = 5.0,
+    warehouse: WarehouseOpt = None,
+    target: TargetOpt = None,
+) -> None:
+    """Serve a dashboard of the six answers on 127.0.0.1 (Gold, read-only; Ctrl-C stops it)."""
+    from retail_pipeline.dashboard import serve_dashboard
+
+    def announce(url: str) -> None:
+        out.print(f"dashboard: {url}  (Ctrl-C to stop)")
+        sys.stdout.flush()
+
+    try:
+        serve_dashboard(
+            warehouse, target=target, port=port, refresh_seconds=refresh, announce=announce
+        )
+    except KeyboardInterrupt:
+        out.print("dashboard stopped")
 
 
 @app.command()

@@ -82,7 +82,8 @@ class DemoResult:
             )
         return (
             f"the demo's warehouse is {self.warehouse} (read it again with"
-            f" `retail-pipeline answers --warehouse {self.warehouse}`)"
+            f" `retail-pipeline answers --warehouse {self.warehouse}`, or see it in a browser"
+            f" with `retail-pipeline dashboard --warehouse {self.warehouse}`)"
         )
 
 

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     """The pom naming the local broker's jars (default: the checkout's ``kafka/pom.xml``)."""
     dbt_project_dir: Path | None = None
     """The dbt project (default: ``dbt/`` of the checkout)."""
+    landing_dir: Path = Path("data/landing")
+    """Where the batch DAG finds files to load: ``snapshots/<date>/{customers,products}.json``
+    and ``events/*.ndjson``, the simulator's layout (docs/airflow.md)."""
+    chromium: str | None = None
+    """The browser the dashboard's screenshots and tests drive (default: the first Chromium
+    on ``PATH``)."""
     snowflake: SnowflakeSettings = Field(default_factory=SnowflakeSettings)
 
 

@@ -236,27 +236,32 @@ def gold_status(
     not include yet, even rows whose batch was stamped before the build).
     """
     with _gold(warehouse, target) as gold:
-        if "build_info" not in gold.tables("gold"):
-            return GoldStatus(None, None, 0, 0)
-        rows = gold.query(
-            "select built_at, events_ingested_through, bronze_event_rows, bronze_reference_rows"
-            " from gold.build_info order by built_at desc limit 1"
-        )
-        if not rows:
-            return GoldStatus(None, None, 0, 0)
-        built_at, through, event_rows, reference_rows = rows[0]
+        return status_of(gold)
 
-        def count(tables: tuple[str, ...]) -> int:
-            query = " + ".join(f"(select count(*) from bronze.{table})" for table in tables)
-            [(total,)] = gold.query(f"select {query}")
-            return int(total)
 
-        return GoldStatus(
-            built_at=_utc_datetime(built_at),
-            events_ingested_through=_utc_datetime(through),
-            events_since=max(0, count(BRONZE_EVENT_TABLES) - int(event_rows)),
-            reference_rows_since=max(0, count(BRONZE_REFERENCE_TABLES) - int(reference_rows)),
-        )
+def status_of(gold: Warehouse) -> GoldStatus:
+    """:func:`gold_status` of a warehouse already open (e.g. by the dashboard's snapshot)."""
+    if "build_info" not in gold.tables("gold"):
+        return GoldStatus(None, None, 0, 0)
+    rows = gold.query(
+        "select built_at, events_ingested_through, bronze_event_rows, bronze_reference_rows"
+        " from gold.build_info order by built_at desc limit 1"
+    )
+    if not rows:
+        return GoldStatus(None, None, 0, 0)
+    built_at, through, event_rows, reference_rows = rows[0]
+
+    def count(tables: tuple[str, ...]) -> int:
+        query = " + ".join(f"(select count(*) from bronze.{table})" for table in tables)
+        [(total,)] = gold.query(f"select {query}")
+        return int(total)
+
+    return GoldStatus(
+        built_at=_utc_datetime(built_at),
+        events_ingested_through=_utc_datetime(through),
+        events_since=max(0, count(BRONZE_EVENT_TABLES) - int(event_rows)),
+        reference_rows_since=max(0, count(BRONZE_REFERENCE_TABLES) - int(reference_rows)),
+    )
 
 
 def _percent(rate: float) -> str:

@@ -1,0 +1,472 @@
+"""What the dashboard shows: a snapshot of the Gold star schema and the queries on it.
+
+A :class:`Snapshot` copies the few Gold columns the dashboard needs (facts and dimensions)
+through the warehouse seam into an in-memory DuckDB, in one short read-only session, and then
+answers every request from that copy: the live warehouse is never held open between refreshes,
+so the loaders and ``transform`` keep writing. The same code reads DuckDB and Snowflake.
+
+Every figure is computed from the facts with the definitions of docs/metrics.md, so with no
+filter the numbers equal ``retail-pipeline answers`` (the tests check it), and a filter narrows
+the orders counted (see docs/dashboard.md for what each filter means).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from retail_pipeline.errors import PipelineError
+from retail_pipeline.transform.answers import (
+    LEAD_TIME_SEGMENTS,
+    TOP_PRODUCTS,
+    GoldStatus,
+    status_of,
+)
+from retail_pipeline.warehouse import Warehouse, open_warehouse
+
+STATUSES = ("CREATED", "PAYMENT_FAILED", "PAID", "SHIPPED", "DELIVERED", "REFUNDED", "CANCELED")
+HISTOGRAM_BINS = 30
+
+_TEXT = pa.string()
+_FLAG = pa.bool_()
+_HOURS = pa.float64()
+SNAPSHOT_COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
+    "fct_orders": (
+        ("order_id", _TEXT),
+        ("customer_id", _TEXT),
+        ("order_date", pa.date32()),
+        ("order_status", _TEXT),
+        ("payment_method", _TEXT),
+        ("carrier", _TEXT),
+        ("is_converted", _FLAG),
+        ("is_canceled", _FLAG),
+        ("is_refunded", _FLAG),
+        ("is_canceled_or_refunded", _FLAG),
+        ("hours_created_to_shipped", _HOURS),
+        ("hours_shipped_to_delivered", _HOURS),
+        ("hours_created_to_delivered", _HOURS),
+    ),
+    "fct_order_items": (
+        ("order_id", _TEXT),
+        ("product_id", _TEXT),
+        ("quantity", pa.int64()),
+        ("line_amount", pa.decimal128(38, 4)),
+        ("is_revenue_eligible", _FLAG),
+    ),
+    "fct_payments": (
+        ("order_id", _TEXT),
+        ("movement_type", _TEXT),
+        ("movement_date", pa.date32()),
+        ("amount", pa.decimal128(18, 2)),
+        ("is_reporting_currency", _FLAG),
+    ),
+    "dim_customers": (("customer_id", _TEXT), ("country_code", _TEXT)),
+    "dim_products": (("product_id", _TEXT), ("product_name", _TEXT), ("category", _TEXT)),
+}
+"""The Gold columns the dashboard reads, by table (tests check them against dbt's YAML)."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The dashboard's filters; None means "all"."""
+
+    date_from: date | None = None
+    date_to: date | None = None
+    category: str | None = None
+    country: str | None = None
+    payment_method: str | None = None
+    carrier: str | None = None
+
+    @classmethod
+    def parse(cls, params: dict[str, str]) -> Filters:
+        """Filters from query parameters (empty values mean "all"); a bad date is an error."""
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            raw = params.get(spec.name, "").strip()
+            if not raw:
+                continue
+            if spec.name.startswith("date_"):
+                try:
+                    values[spec.name] = date.fromisoformat(raw)
+                except ValueError:
+                    raise PipelineError(f"{spec.name}={raw!r} is not a YYYY-MM-DD date") from None
+            else:
+                values[spec.name] = raw
+        return cls(**values)
+
+
+@dataclass
+class Snapshot:
+    """The Gold tables the dashboard reads, copied into an in-memory DuckDB."""
+
+    con: duckdb.DuckDBPyConnection
+    status: GoldStatus
+    currency: str
+    taken_at: datetime
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def take(cls, warehouse: Warehouse) -> Snapshot:
+        """Copy Gold from an open (read-only) warehouse."""
+        present = warehouse.tables("gold")
+        missing = [name for name in (*SNAPSHOT_COLUMNS, "build_info") if name not in present]
+        if missing:
+            raise PipelineError(
+                f"{warehouse.describe()} has no Gold star schema yet (missing gold.{missing[0]});"
+                " run `retail-pipeline transform` first"
+            )
+        status = status_of(warehouse)
+        rows = warehouse.query("select reporting_currency from gold.build_info limit 1")
+        currency = str(rows[0][0]) if rows else "USD"
+        con = duckdb.connect(":memory:")
+        con.execute("set timezone = 'UTC'")
+        for table, columns in SNAPSHOT_COLUMNS.items():
+            names = [name for name, _ in columns]
+            data = warehouse.query(f"select {', '.join(names)} from gold.{table}")
+            schema = pa.schema(list(columns))
+            arrow = pa.Table.from_arrays(
+                [
+                    pa.array([row[i] for row in data], type=kind)
+                    for i, (_, kind) in enumerate(columns)
+                ],
+                schema=schema,
+            )
+            con.register("_snapshot", arrow)
+            con.execute(f"create table {table} as select * from _snapshot")
+            con.unregister("_snapshot")
+        return cls(con, status, currency, datetime.now(UTC), warehouse.describe())
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of its own for one request (DuckDB connections are not shared by threads)."""
+        cur = self.con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def options(self) -> dict[str, Any]:
+        """The values each filter offers, and the range of dates."""
+        with self.cursor() as cur:
+
+            def values(sql: str) -> list[str]:
+                return [str(value) for (value,) in cur.execute(sql).fetchall()]
+
+            bounds = cur.execute(
+                "select min(day), max(day) from (select order_date as day from fct_orders"
+                " union all select movement_date from fct_payments)"
+            ).fetchone()
+            first, last = bounds if bounds else (None, None)
+            return {
+                "date_min": first.isoformat() if first else None,
+                "date_max": last.isoformat() if last else None,
+                "category": values(
+                    "select distinct category from dim_products where category is not null"
+                    " order by 1"
+                ),
+                "country": values(
+                    "select distinct country_code from dim_customers"
+                    " where country_code is not null order by 1"
+                ),
+                "payment_method": values(
+                    "select distinct payment_method from fct_orders"
+                    " where payment_method is not null order by 1"
+                ),
+                "carrier": values(
+                    "select distinct carrier from fct_orders where carrier is not null order by 1"
+                ),
+            }
+
+    def figures(self, filters: Filters) -> dict[str, Any]:
+        """Everything the page draws, for the orders the filters select.
+
+        Order figures (orders, conversion, cancel/refund, status, lead times, product revenue)
+        count the selected orders by order date; revenue counts their captures and refunds by
+        the date of the money movement (cash basis), as docs/metrics.md defines.
+        """
+        with self.cursor() as cur:
+            _scope(cur, filters)
+            return {
+                **_orders(cur),
+                "revenue": _revenue(cur),
+                "top_products": _top_products(cur, filters),
+                "status_funnel": _status(cur),
+                "lead_times_hours": _lead_times(cur),
+                "lead_time_histogram": _histogram(cur),
+            }
+
+    def meta(self) -> dict[str, Any]:
+        """Where the numbers come from and how fresh they are."""
+        status = self.status
+        return {
+            "source": self.source,
+            "currency": self.currency,
+            "snapshot_taken_at": _iso(self.taken_at),
+            "gold_built_at": _iso(status.built_at),
+            "events_ingested_through": _iso(status.events_ingested_through),
+            "events_since_build": status.events_since,
+            "reference_rows_since_build": status.reference_rows_since,
+            "stale_warning": status.warning(),
+            "notes": list(self.notes),
+        }
+
+    def close(self) -> None:
+        """Drop the in-memory copy."""
+        self.con.close()
+
+
+def take_snapshot(
+    warehouse: str | os.PathLike[str] | None = None, *, target: str | None = None
+) -> Snapshot:
+    """Open the warehouse read-only just long enough to copy Gold (never waits for a lock)."""
+    with open_warehouse(
+        warehouse, target=target, read_only=True, missing_hint="load and transform first"
+    ) as wh:
+        return Snapshot.take(wh)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _scope(cur: duckdb.DuckDBPyConnection, filters: Filters) -> None:
+    """Temp views ``scoped_orders`` (the orders the attribute filters select, any date) and
+    ``dated_orders`` (those of them with an order date in the range)."""
+    params: list[object] = []
+    where: list[str] = []
+    if filters.country is not None:
+        where.append("customers.country_code = ?")
+        params.append(filters.country)
+    if filters.payment_method is not None:
+        where.append("orders.payment_method = ?")
+        params.append(filters.payment_method)
+    if filters.carrier is not None:
+        where.append("orders.carrier = ?")
+        params.append(filters.carrier)
+    if filters.category is not None:
+        where.append(
+            "exists (select 1 from fct_order_items as items"
+            " join dim_products as products on items.product_id = products.product_id"
+            " where items.order_id = orders.order_id and products.category = ?)"
+        )
+        params.append(filters.category)
+    condition = " and ".join(where) or "true"
+    # Views cannot take parameters: the values are inlined as SQL string literals.
+    inlined = condition
+    for value in params:
+        inlined = inlined.replace("?", _literal(str(value)), 1)
+    cur.execute(
+        "create or replace temp view scoped_orders as select orders.* from fct_orders as orders"
+        " left join dim_customers as customers on orders.customer_id = customers.customer_id"
+        f" where {inlined}"
+    )
+    cur.execute(
+        "create or replace temp view dated_orders as select * from scoped_orders"
+        f" where {_date_range('order_date', filters)}"
+    )
+    cur.execute(
+        "create or replace temp view dated_payments as select payments.* from fct_payments"
+        " as payments where payments.is_reporting_currency"
+        " and payments.order_id in (select order_id from scoped_orders)"
+        f" and {_date_range('payments.movement_date', filters)}"
+    )
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _date_range(column: str, filters: Filters) -> str:
+    parts = ["true"]
+    if filters.date_from is not None:
+        parts.append(f"{column} >= date '{filters.date_from.isoformat()}'")
+    if filters.date_to is not None:
+        parts.append(f"{column} <= date '{filters.date_to.isoformat()}'")
+    return " and ".join(parts)
+
+
+def _money(value: Decimal | None) -> float:
+    return float(value or 0)
+
+
+def _rate(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def _orders(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    by_day = cur.execute(
+        "select order_date, count(*), count(case when is_converted then 1 end)"
+        " from dated_orders group by order_date order by order_date"
+    ).fetchall()
+    totals = cur.execute(
+        "select count(*), count(case when is_converted then 1 end),"
+        " count(case when is_canceled then 1 end), count(case when is_refunded then 1 end),"
+        " count(case when is_canceled_or_refunded then 1 end) from dated_orders"
+    ).fetchone()
+    created, converted, canceled, refunded, either = totals or (0, 0, 0, 0, 0)
+    return {
+        "orders_per_day": [
+            {"date": day.isoformat(), "orders": int(orders)} for day, orders, _ in by_day
+        ],
+        "conversion_rate": {
+            "overall": _rate(converted, created),
+            "by_day": [
+                {
+                    "date": day.isoformat(),
+                    "created": int(orders),
+                    "converted": int(conv),
+                    "rate": _rate(conv, orders),
+                }
+                for day, orders, conv in by_day
+            ],
+        },
+        "cancel_refund": {
+            "orders": int(created),
+            "canceled_rate": _rate(canceled, created),
+            "refunded_rate": _rate(refunded, created),
+            "canceled_or_refunded_rate": _rate(either, created),
+        },
+    }
+
+
+def _revenue(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    # Amounts have cents at most: the exact sums are already cents (no rounding needed).
+    by_day = cur.execute(
+        "select movement_date,"
+        " coalesce(sum(case when movement_type = 'capture' then amount end), 0),"
+        " coalesce(sum(case when movement_type = 'refund' then amount end), 0)"
+        " from dated_payments group by movement_date order by movement_date"
+    ).fetchall()
+    gross = sum((row[1] for row in by_day), Decimal(0))
+    refunds = sum((row[2] for row in by_day), Decimal(0))
+    return {
+        "gross": _money(gross),
+        "refunds": _money(refunds),
+        "net": _money(gross - refunds),
+        "by_day": [
+            {
+                "date": day.isoformat(),
+                "gross": _money(day_gross),
+                "refunds": _money(day_refunds),
+                "net": _money(day_gross - day_refunds),
+            }
+            for day, day_gross, day_refunds in by_day
+        ],
+    }
+
+
+def _top_products(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str, Any]]:
+    category = (
+        "" if filters.category is None else f" and products.category = {_literal(filters.category)}"
+    )
+    rows = cur.execute(
+        "with revenue as ("
+        " select items.product_id, sum(items.quantity) as units, sum(items.line_amount) as exact"
+        " from fct_order_items as items"
+        " join dated_orders on items.order_id = dated_orders.order_id"
+        " left join dim_products as products on items.product_id = products.product_id"
+        f" where items.is_revenue_eligible{category}"
+        " group by items.product_id)"
+        " select revenue.product_id, products.product_name, products.category, revenue.units,"
+        " cast(round(revenue.exact, 2) as decimal(38, 2))"
+        " from revenue left join dim_products as products"
+        " on revenue.product_id = products.product_id"
+        " order by revenue.exact desc, revenue.product_id limit ?",
+        [TOP_PRODUCTS],
+    ).fetchall()
+    return [
+        {
+            "product_id": product_id,
+            "product_name": name,
+            "category": category_name,
+            "units": int(units),
+            "revenue": _money(revenue),
+        }
+        for product_id, name, category_name, units, revenue in rows
+    ]
+
+
+def _status(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    counts = dict(
+        cur.execute("select order_status, count(*) from dated_orders group by 1").fetchall()
+    )
+    total = sum(counts.values())
+    return [
+        {
+            "status": status,
+            "orders": int(counts.get(status, 0)),
+            "share": _rate(counts.get(status, 0), total),
+        }
+        for status in STATUSES
+    ]
+
+
+def _segments_sql() -> str:
+    return " union all ".join(
+        f"select {index} as segment_order, '{segment}' as segment, hours_{segment} as hours"
+        " from dated_orders"
+        for index, segment in enumerate(LEAD_TIME_SEGMENTS, start=1)
+    )
+
+
+def _lead_times(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    # The same statistics as gold.fulfillment_lead_times (the mean over whole microseconds).
+    rows = cur.execute(
+        f"with segments as ({_segments_sql()})"
+        " select segment, count(hours), avg(cast(round(hours * 3600e6) as bigint)) / 3600e6,"
+        " percentile_cont(0.5) within group (order by hours),"
+        " percentile_cont(0.9) within group (order by hours)"
+        " from segments where hours is not null group by segment"
+    ).fetchall()
+    found: dict[str, tuple[Any, ...]] = {segment: tuple(rest) for segment, *rest in rows}
+
+    def stats(segment: str) -> dict[str, Any]:
+        count, mean, p50, p90 = found.get(segment, (0, None, None, None))
+        if not count:
+            return {"count": 0, "mean": None, "p50": None, "p90": None}
+        return {"count": int(count), "mean": float(mean), "p50": float(p50), "p90": float(p90)}
+
+    return {segment: stats(segment) for segment in LEAD_TIME_SEGMENTS}
+
+
+def _histogram(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Orders per lead-time bin and segment; one bin width (whole hours) for all segments."""
+    top = cur.execute(
+        f"with segments as ({_segments_sql()})"
+        " select quantile_disc(hours, 0.99) from segments where hours is not null"
+    ).fetchone()
+    high = float(top[0]) if top is not None and top[0] is not None else 0.0
+    width = max(1, -(-int(high) // HISTOGRAM_BINS))
+    rows = cur.execute(
+        f"with segments as ({_segments_sql()})"
+        " select segment_order, segment, least(floor(hours / ?), ?) as bin, count(*)"
+        " from segments where hours is not null group by all order by 1, 3",
+        [width, HISTOGRAM_BINS],
+    ).fetchall()
+    return {
+        "bin_hours": width,
+        "bins": [
+            {
+                "segment": segment,
+                "from_hours": int(bin_index) * width,
+                "to_hours": (int(bin_index) + 1) * width,
+                "is_overflow": int(bin_index) >= HISTOGRAM_BINS,
+                "orders": int(orders),
+            }
+            for _, segment, bin_index, orders in rows
+        ],
+    }
+
+
+def snapshot_columns(tables: Sequence[str] = tuple(SNAPSHOT_COLUMNS)) -> dict[str, list[str]]:
+    """The column names the snapshot reads, by Gold table."""
+    return {table: [name for name, _ in SNAPSHOT_COLUMNS[table]] for table in tables}

@@ -1,0 +1,163 @@
+"""The dbt project as Cosmos sees it: the one place the DAG's dbt configuration comes from.
+
+Cosmos renders one Airflow task per model, each followed by a task running that model's tests
+(``TestBehavior.AFTER_EACH``), from dbt's ``manifest.json`` (``LoadMode.DBT_MANIFEST``: no dbt
+call while Airflow parses the DAG file) and runs them in the worker's process with dbt's
+in-process runner (``ExecutionMode.LOCAL`` + ``InvocationMode.DBT_RUNNER``). The profile is the
+project's own ``dbt/profiles.yml``, which reads the same settings the CLI does: the target
+(``RETAIL_TARGET``), the DuckDB file (``RETAIL_WAREHOUSE``, handed over as an absolute path)
+or the Snowflake account (``SNOWFLAKE_*``).
+
+The manifest is generated, never committed: :func:`ensure_manifest` runs ``dbt parse`` into
+``<dbt project>/target/cosmos/<target>-<digest>/`` when no manifest exists for the project's
+current sources and target, so an edited model gets a fresh manifest the next time the DAG file
+is parsed (about 5 s, once), and an unchanged project costs a hash of its files (milliseconds).
+``retail-pipeline airflow up`` makes it before the scheduler starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from retail_pipeline.errors import PipelineError
+from retail_pipeline.settings import environment, settings
+from retail_pipeline.warehouse import resolve_target
+
+PROFILE_NAME = "retail"
+PROJECT_NAME = "retail"
+SOURCE_DIRS = ("models", "macros", "tests", "snapshots", "seeds", "analyses")
+SOURCE_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "selectors.yml")
+
+# Cosmos reports usage to Astronomer unless told not to; a deployment may still set it to True.
+os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
+
+
+def project_dir() -> Path:
+    """The dbt project (``RETAIL_DBT_PROJECT_DIR``, else ``dbt/`` of the checkout)."""
+    from retail_pipeline.transform.runner import project_dir as runner_project_dir
+
+    return runner_project_dir()
+
+
+def dbt_env(target: str | None = None) -> dict[str, str]:
+    """The variables the profile reads that must not depend on dbt's working directory.
+
+    Cosmos runs dbt in a temporary copy of the project, so a relative ``RETAIL_WAREHOUSE``
+    (which the profile would read relative to the project) is made absolute here; the
+    Snowflake target reads ``SNOWFLAKE_*`` from the worker's environment as it is.
+    """
+    if resolve_target(target) == "duckdb":
+        return {"RETAIL_WAREHOUSE": str(settings().warehouse.resolve())}
+    return {}
+
+
+def project_digest(project: Path, target: str) -> str:
+    """A digest of the project's sources (models, macros, tests, config) and the target."""
+    digest = hashlib.sha256(target.encode() + b"\0")
+    files = [project / name for name in SOURCE_FILES if (project / name).is_file()]
+    for folder in SOURCE_DIRS:
+        if (project / folder).is_dir():
+            files += sorted(p for p in (project / folder).rglob("*") if p.is_file())
+    for file in files:
+        digest.update(file.relative_to(project).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def manifest_path(target: str | None = None, project: Path | None = None) -> Path:
+    """Where the manifest of the project's current sources for ``target`` is (or will be)."""
+    project = project or project_dir()
+    chosen = resolve_target(target)
+    return (
+        project
+        / "target"
+        / "cosmos"
+        / f"{chosen}-{project_digest(project, chosen)}"
+        / ("manifest.json")
+    )
+
+
+def ensure_manifest(target: str | None = None) -> Path:
+    """The manifest for the current project and target, made with ``dbt parse`` if missing.
+
+    Written to a temporary folder and renamed into place, so a DAG file parsed twice at once
+    (scheduler and worker) never reads half a manifest; older manifests of the target are
+    removed.
+    """
+    project = project_dir()
+    chosen = resolve_target(target)
+    path = manifest_path(chosen, project)
+    if path.is_file():
+        return path
+    cache = path.parent.parent
+    cache.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.parent.name}-", dir=cache))
+    try:
+        _parse(project, chosen, scratch)
+        try:
+            scratch.rename(path.parent)
+        except OSError:  # another process made it first
+            if not path.is_file():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    for stale in cache.glob(f"{chosen}-*"):
+        if stale != path.parent:
+            shutil.rmtree(stale, ignore_errors=True)
+    return path
+
+
+def _parse(project: Path, target: str, out: Path) -> None:
+    from dbt.cli.main import dbtRunner
+
+    from retail_pipeline.transform.runner import _release_duckdb
+
+    args = ["parse", "--project-dir", str(project), "--profiles-dir", str(project)]
+    args += ["--target", target, "--target-path", str(out), "--log-path", str(out)]
+    args += ["--no-partial-parse", "--log-level", "none"]
+    with environment(**dbt_env(target)):
+        try:
+            outcome = dbtRunner().invoke(args)
+        finally:
+            _release_duckdb()
+    if not outcome.success or not (out / "manifest.json").is_file():
+        raise PipelineError(f"dbt parse of {project} failed: {outcome.exception}")
+
+
+def task_group_args(target: str | None = None) -> dict[str, Any]:
+    """Keyword arguments of Cosmos's ``DbtTaskGroup`` for the project on ``target``."""
+    from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+
+    chosen = resolve_target(target)
+    project = project_dir()
+    env = dbt_env(chosen)
+    return {
+        "project_config": ProjectConfig(
+            dbt_project_path=project,
+            manifest_path=ensure_manifest(chosen),
+            project_name=PROJECT_NAME,
+            install_dbt_deps=False,  # the project has no packages
+            env_vars=env,
+        ),
+        "profile_config": ProfileConfig(
+            profile_name=PROFILE_NAME,
+            target_name=chosen,
+            profiles_yml_filepath=project / "profiles.yml",
+        ),
+        "execution_config": ExecutionConfig(
+            execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER
+        ),
+        "render_config": RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.BUILD,
+            # a test of two models (relationships) runs once both are built, as a task of its own
+            should_detach_multiple_parents_tests=True,
+            emit_datasets=False,
+        ),
+    }

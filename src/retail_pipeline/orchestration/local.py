@@ -1,0 +1,296 @@
+"""A local Airflow 3 with the project's DAGs: ``retail-pipeline airflow up`` / ``down``.
+
+:func:`start` runs ``airflow standalone`` (metadata in SQLite, LocalExecutor, API server and UI
+on 127.0.0.1) in the background with its home in ``data/airflow`` (``AIRFLOW_HOME`` if set),
+the DAGs of ``airflow/dags/``, the pipeline's settings made absolute, and a parallelism a laptop
+can carry. It waits until the API server reports every component healthy, creates the
+``retail_warehouse`` pool, and returns the URL and the login. :func:`stop` ends it (the whole
+process group) from the pid file, so another process can stop what one started.
+
+No Airflow import here: this module only starts processes and speaks HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from retail_pipeline.errors import PipelineError
+from retail_pipeline.orchestration import WAREHOUSE_POOL, WAREHOUSE_POOL_SLOTS
+from retail_pipeline.settings import environment, settings
+
+DEFAULT_HOME = Path("data/airflow")
+DEFAULT_PORT = 8080
+PARALLELISM = 4
+"""Task processes at once: each is about 135 MB, and the default (32) swamps two cores."""
+USERNAME = "admin"
+PID_FILE = "standalone.pid"
+LOG_FILE = "standalone.log"
+PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+
+
+class AirflowError(PipelineError):
+    """The local Airflow could not be started, reached or stopped."""
+
+
+@dataclass(frozen=True)
+class LocalAirflow:
+    """A running local Airflow: where it answers and how to log in."""
+
+    home: Path
+    url: str
+    pid: int
+    username: str
+    password: str
+    log_file: Path
+    reused: bool = False
+
+
+def default_home() -> Path:
+    """``AIRFLOW_HOME`` if set, else ``data/airflow`` under the current directory."""
+    configured = os.environ.get("AIRFLOW_HOME")
+    return Path(configured).resolve() if configured else DEFAULT_HOME.resolve()
+
+
+def dags_folder() -> Path:
+    """The checkout's ``airflow/dags`` folder."""
+    folder = Path(__file__).resolve().parents[3] / "airflow" / "dags"
+    if not folder.is_dir():
+        raise AirflowError(f"no DAG folder at {folder}: run from a checkout of the repository")
+    return folder
+
+
+def airflow_env(home: Path, port: int) -> dict[str, str]:
+    """The environment of the local Airflow's processes (on top of the caller's)."""
+    config = settings()
+    bin_dir = str(Path(sys.executable).parent)
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(PARALLELISM),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": url,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        # the tasks' own settings, made absolute: they run with another working directory
+        "RETAIL_WAREHOUSE": str(config.warehouse.resolve()),
+        "RETAIL_LANDING_DIR": str(config.landing_dir.resolve()),
+        "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
+    }
+    return env
+
+
+def start(
+    home: Path | None = None,
+    *,
+    port: int = DEFAULT_PORT,
+    timeout: float = 240.0,
+    extra_env: dict[str, str] | None = None,
+) -> LocalAirflow:
+    """Start ``airflow standalone`` in the background and wait until it is healthy.
+
+    An Airflow already running from ``home`` is reused. ``extra_env`` adds variables for its
+    processes (e.g. another ``RETAIL_WAREHOUSE``). Raises :class:`AirflowError` with the end of
+    its log when it does not come up within ``timeout`` seconds.
+    """
+    home = (home or default_home()).resolve()
+    running = status(home)
+    if running is not None:
+        return running
+    from retail_pipeline.orchestration.dbt import ensure_manifest
+
+    ours = {**airflow_env(home, port), **(extra_env or {})}
+    with environment(**ours):
+        ensure_manifest()  # before the scheduler parses the dbt DAG (dbt parse, a few seconds)
+    home.mkdir(parents=True, exist_ok=True)
+    log_file = home / LOG_FILE
+    airflow = Path(sys.executable).parent / "airflow"
+    if not airflow.is_file():
+        raise AirflowError(f"{airflow} not found: pip install -e '.[airflow]'")
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [str(airflow), "standalone"],
+            env={**os.environ, **ours},
+            cwd=home,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    (home / PID_FILE).write_text(f"{process.pid}\n{port}\n")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, log_file, timeout)
+        password = _password(home)
+        _ensure_pool(url, _token(url, password))
+    except BaseException:
+        stop(home)
+        raise
+    return LocalAirflow(home, url, process.pid, USERNAME, password, log_file)
+
+
+def status(home: Path | None = None) -> LocalAirflow | None:
+    """The local Airflow running from ``home``, or None."""
+    home = (home or default_home()).resolve()
+    recorded = _recorded(home)
+    if recorded is None:
+        return None
+    pid, port = recorded
+    url = f"http://127.0.0.1:{port}"
+    try:
+        password = _password(home)
+    except AirflowError:
+        password = "?"
+    return LocalAirflow(home, url, pid, USERNAME, password, home / LOG_FILE, reused=True)
+
+
+def stop(home: Path | None = None, *, timeout: float = 60.0) -> bool:
+    """Stop the local Airflow of ``home`` and its children; False when none was running."""
+    home = (home or default_home()).resolve()
+    recorded = _recorded(home)
+    (home / PID_FILE).unlink(missing_ok=True)
+    if recorded is None:
+        return False
+    pid = recorded[0]
+    _kill_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _group_alive(pid):
+        _reap(pid)
+        time.sleep(0.2)
+    if _group_alive(pid):
+        _kill_group(pid, signal.SIGKILL)
+    _reap(pid)
+    return True
+
+
+def health(url: str) -> dict[str, Any]:
+    """The API server's health report (``/api/v2/monitor/health``)."""
+    with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as response:
+        report: dict[str, Any] = json.load(response)
+    return report
+
+
+def api(url: str, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """One call of the REST API (``/api/v2/...``) with a bearer token; the JSON answer."""
+    request = urllib.request.Request(
+        f"{url}{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def login(airflow: LocalAirflow) -> str:
+    """A bearer token for the REST API."""
+    return _token(airflow.url, airflow.password)
+
+
+def _token(url: str, password: str) -> str:
+    request = urllib.request.Request(
+        f"{url}/auth/token",
+        method="POST",
+        data=json.dumps({"username": USERNAME, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        token: str = json.load(response)["access_token"]
+    return token
+
+
+def _ensure_pool(url: str, token: str) -> None:
+    body = {
+        "name": WAREHOUSE_POOL,
+        "slots": WAREHOUSE_POOL_SLOTS,
+        "description": "writers of the warehouse: one at a time for a DuckDB file",
+    }
+    try:
+        api(url, token, "GET", f"/api/v2/pools/{WAREHOUSE_POOL}")
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            raise
+        api(url, token, "POST", "/api/v2/pools", body)
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    components = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AirflowError(f"airflow standalone exited ({process.returncode}): {_tail(log)}")
+        try:
+            report = health(url)
+        except (OSError, ValueError) as exc:
+            last = str(exc)
+        else:
+            states = {name: (report.get(name) or {}).get("status") for name in components}
+            if all(state == "healthy" for state in states.values()):
+                return
+            last = ", ".join(f"{name} {state}" for name, state in states.items())
+        time.sleep(1)
+    raise AirflowError(f"Airflow at {url} not healthy within {timeout:.0f}s ({last}): {_tail(log)}")
+
+
+def _password(home: Path) -> str:
+    try:
+        passwords: dict[str, str] = json.loads((home / PASSWORDS_FILE).read_text())
+        return passwords[USERNAME]
+    except (OSError, ValueError, KeyError):
+        raise AirflowError(f"no password for {USERNAME} in {home / PASSWORDS_FILE}") from None
+
+
+def _recorded(home: Path) -> tuple[int, int] | None:
+    try:
+        pid_text, port_text = (home / PID_FILE).read_text().split()[:2]
+        pid, port = int(pid_text), int(port_text)
+    except (OSError, ValueError):
+        return None
+    return (pid, port) if _group_alive(pid) else None
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of a child this process started (no zombie left behind)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return f"(no log at {log})"
+    return f"last lines of {log}:\n" + "\n".join(text)

@@ -1,0 +1,172 @@
+"""The Power BI project: generated from dbt's Gold models, and structurally sound.
+
+No TMDL or PBIR validator installs here, so powerbi_check checks the structure the project
+relies on; these tests show it catches each kind of mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from retail_pipeline.dashboard.powerbi import MEASURES, NAME, project_files
+from retail_pipeline.dashboard.powerbi_check import check_project
+from retail_pipeline.transform import project_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+POWERBI = ROOT / "powerbi"
+MODEL = f"{NAME}.SemanticModel/definition"
+REPORT = f"{NAME}.Report/definition"
+
+
+def test_the_committed_project_is_what_gold_generates() -> None:
+    expected = project_files(project_dir())
+    committed = {
+        path.relative_to(POWERBI).as_posix(): path.read_text()
+        for path in POWERBI.rglob("*")
+        if path.is_file() and ".pbi" not in path.parts
+    }
+    assert committed.keys() == expected.keys(), "run `make powerbi`"
+    for name, text in expected.items():
+        assert committed[name] == text, f"{name} differs: run `make powerbi`"
+
+
+def test_the_committed_project_passes_the_structural_check() -> None:
+    assert check_project(POWERBI, project_dir()) == []
+
+
+def test_every_answer_has_its_measures() -> None:
+    names = {measure.name for measure in MEASURES}
+    for wanted in (
+        "Orders",
+        "Gross Revenue",
+        "Refunds",
+        "Net Revenue",
+        "Conversion Rate",
+        "Product Revenue",
+        "Canceled Rate",
+        "Refunded Rate",
+        "Canceled or Refunded Rate",
+        "Created to Shipped P50 Hours",
+        "Shipped to Delivered P90 Hours",
+        "Created to Delivered Mean Hours",
+    ):
+        assert wanted in names
+    pages = json.loads((POWERBI / REPORT / "pages" / "pages.json").read_text())["pageOrder"]
+    assert len(pages) == 6  # one page per question
+
+
+def _replace(path: str, old: str, new: str) -> Callable[[Path], None]:
+    def edit(root: Path) -> None:
+        target = root / path
+        text = target.read_text()
+        assert old in text, (path, old)
+        target.write_text(text.replace(old, new, 1))
+
+    return edit
+
+
+PLANTED = {
+    "column renamed": (
+        _replace(f"{MODEL}/tables/fct_orders.tmdl", "column order_status", "column status"),
+        "fct_orders[status]: no such column in Gold",
+    ),
+    "wrong data type": (
+        _replace(
+            f"{MODEL}/tables/dim_date.tmdl",
+            "column calendar_year\n\t\tdataType: int64",
+            "column calendar_year\n\t\tdataType: string",
+        ),
+        "dim_date[calendar_year]: dataType string but Gold's integer is int64",
+    ),
+    "spaces for tabs": (
+        _replace(f"{MODEL}/tables/dim_carriers.tmdl", "\tcolumn carrier", "    column carrier"),
+        "indented with spaces",
+    ),
+    "unknown keyword": (
+        _replace(f"{MODEL}/tables/dim_carriers.tmdl", "\tcolumn carrier", "\tcolum carrier"),
+        "unexpected 'colum' in table dim_carriers",
+    ),
+    "bad enumeration": (
+        _replace(f"{MODEL}/tables/fct_payments.tmdl", "mode: directQuery", "mode: direct"),
+        "mode: 'direct' is not one of",
+    ),
+    "DAX column": (
+        _replace(
+            f"{MODEL}/tables/fct_payments.tmdl",
+            "SUM(fct_payments[amount])",
+            "SUM(fct_payments[amt])",
+        ),
+        "fct_payments[amt] does not resolve",
+    ),
+    "DAX measure": (
+        _replace(
+            f"{MODEL}/tables/fct_payments.tmdl",
+            "[Gross Revenue] - [Refunds]",
+            "[Gross] - [Refunds]",
+        ),
+        "[Gross] is not a measure",
+    ),
+    "relationship": (
+        _replace(
+            f"{MODEL}/relationships.tmdl", "toColumn: dim_date.date_day", "toColumn: dim_date.day"
+        ),
+        "toColumn dim_date.day does not resolve",
+    ),
+    "table not referenced": (
+        _replace(f"{MODEL}/model.tmdl", "ref table dim_carriers\n", ""),
+        "model.tmdl and tables/ disagree on table 'dim_carriers'",
+    ),
+    "report measure": (
+        _replace(
+            f"{REPORT}/pages/revenue/visuals/revenue_card2/visual.json",
+            '"Property": "Net Revenue"',
+            '"Property": "Net"',
+        ),
+        "measure fct_payments[Net] is not in the model",
+    ),
+    "visual without a position": (
+        _replace(
+            f"{REPORT}/pages/orders_per_day/visuals/orders_line/visual.json",
+            '"position"',
+            '"place"',
+        ),
+        "'position' is a required property",
+    ),
+    "page display option": (
+        _replace(f"{REPORT}/pages/conversion/page.json", '"FitToPage"', '"Fit"'),
+        "'Fit' is not one of",
+    ),
+    "page order": (
+        _replace(f"{REPORT}/pages/pages.json", '"lead_times"', '"lead"'),
+        "does not list the pages",
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(PLANTED))
+def test_the_check_catches(mistake: str, tmp_path: Path) -> None:
+    edit, message = PLANTED[mistake]
+    copy = tmp_path / "powerbi"
+    shutil.copytree(POWERBI, copy)
+    edit(copy)
+    problems = check_project(copy, project_dir())
+    assert any(message in line for line in problems), problems
+
+
+def test_the_check_catches_a_new_gold_column(tmp_path: Path) -> None:
+    dbt = tmp_path / "dbt"
+    shutil.copytree(project_dir() / "models" / "gold", dbt / "models" / "gold")
+    yml = dbt / "models" / "gold" / "dimensions" / "_dimensions__models.yml"
+    yml.write_text(
+        yml.read_text().replace(
+            "      - name: carrier\n",
+            "      - name: carrier_name\n        data_type: varchar\n      - name: carrier\n",
+        )
+    )
+    problems = check_project(POWERBI, dbt)
+    assert "dim_carriers[carrier_name]: Gold column missing from the model" in problems

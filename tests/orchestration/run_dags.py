@@ -1,0 +1,74 @@
+"""Parse ``airflow/dags`` and run DAGs with ``dag.test()``, in a fresh interpreter.
+
+The tests run this as a subprocess (``python -m tests.orchestration.run_dags SPEC_JSON``) with
+the Airflow environment of the session, so that Airflow's logging and settings never enter
+the pytest process. It prints one line ``RESULT <json>``: the DagBag's import errors, each
+DAG's attributes, and per run its state, wall time and task states and durations.
+
+SPEC: ``{"dags_folder": ..., "runs": [{"dag_id": ..., "conf": {...}, "retries": 0}]}``
+(``retries`` overrides every task's retries for that run; ``mark_success`` is a regex of task
+ids marked successful instead of run).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+
+def describe(dag: Any) -> dict[str, Any]:
+    """What the DagBag test checks of one DAG."""
+    condition = getattr(dag.timetable, "asset_condition", None)
+    return {
+        "fileloc": dag.fileloc,
+        "tags": sorted(dag.tags),
+        "doc_md": bool(dag.doc_md),
+        "max_active_runs": dag.max_active_runs,
+        "schedule": type(dag.timetable).__name__,
+        "schedule_assets": sorted(a.uri for a in getattr(condition, "objects", ())),
+        "tasks": {
+            task.task_id: {
+                "retries": task.retries,
+                "pool": task.pool,
+                "outlets": sorted(getattr(o, "uri", str(o)) for o in task.outlets),
+            }
+            for task in dag.tasks
+        },
+    }
+
+
+def main(spec: dict[str, Any]) -> dict[str, Any]:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=spec["dags_folder"])
+    result: dict[str, Any] = {
+        "import_errors": bag.import_errors,
+        "dags": {dag_id: describe(dag) for dag_id, dag in bag.dags.items()},
+        "runs": [],
+    }
+    for step in spec.get("runs", []):
+        dag = bag.dags[step["dag_id"]]
+        if "retries" in step:
+            for task in dag.tasks:
+                task.retries = step["retries"]
+        started = time.perf_counter()
+        run = dag.test(run_conf=step.get("conf"), mark_success_pattern=step.get("mark_success"))
+        seconds = time.perf_counter() - started
+        tasks = {
+            ti.task_id: {
+                "state": str(ti.state),
+                "seconds": ti.duration,
+            }
+            for ti in run.get_task_instances()
+        }
+        result["runs"].append(
+            {"dag_id": dag.dag_id, "state": str(run.state), "seconds": seconds, "tasks": tasks}
+        )
+    return result
+
+
+if __name__ == "__main__":
+    outcome = main(json.loads(sys.argv[1]))
+    print("RESULT " + json.dumps(outcome, default=str), flush=True)

@@ -1,0 +1,78 @@
+"""The orchestration helpers that need no Airflow: landing folder, manifest digest, local env."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from retail_pipeline.errors import PipelineError
+from retail_pipeline.orchestration import dbt, local, tasks
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_snapshot_folders_oldest_first_and_bad_names_refused(tmp_path: Path) -> None:
+    for day in ("2026-01-03", "2026-01-01", "2026-01-02"):
+        (tmp_path / "snapshots" / day).mkdir(parents=True)
+    assert [p.name for p in tasks.snapshot_folders(tmp_path)] == [
+        "2026-01-01",
+        "2026-01-02",
+        "2026-01-03",
+    ]
+    (tmp_path / "snapshots" / "latest").mkdir()
+    with pytest.raises(PipelineError, match="named YYYY-MM-DD"):
+        tasks.snapshot_folders(tmp_path)
+    assert tasks.snapshot_folders(tmp_path / "snapshots" / "2026-01-01") == []
+
+
+def test_missing_landing_folder_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETAIL_LANDING_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(PipelineError, match=r"landing folder .*nowhere does not exist"):
+        tasks.landing_dir()
+    assert tasks.landing_dir(tmp_path) == tmp_path.resolve()
+
+
+def test_manifest_path_follows_the_project_sources_and_target(tmp_path: Path) -> None:
+    project = tmp_path / "dbt"
+    shutil.copytree(REPO / "dbt", project, ignore=shutil.ignore_patterns("target", "logs"))
+    duckdb_path = dbt.manifest_path("duckdb", project)
+    assert duckdb_path.parent.parent == project / "target" / "cosmos"
+    assert dbt.manifest_path("duckdb", project) == duckdb_path
+    assert dbt.manifest_path("snowflake", project) != duckdb_path
+    (project / "target" / "run").mkdir(parents=True)
+    (project / "target" / "run" / "x.sql").write_text("select 1")  # build output: ignored
+    assert dbt.manifest_path("duckdb", project) == duckdb_path
+    model = project / "models" / "gold" / "marts" / "daily_orders.sql"
+    model.write_text(model.read_text() + "\n-- edited\n")
+    assert dbt.manifest_path("duckdb", project) != duckdb_path
+
+
+def test_dbt_env_hands_over_an_absolute_warehouse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RETAIL_WAREHOUSE", "data/wh.duckdb")
+    assert dbt.dbt_env("duckdb") == {"RETAIL_WAREHOUSE": str(tmp_path / "data" / "wh.duckdb")}
+    assert dbt.dbt_env("snowflake") == {}
+
+
+def test_local_airflow_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AIRFLOW_HOME", raising=False)
+    monkeypatch.delenv("RETAIL_WAREHOUSE", raising=False)
+    assert local.default_home() == tmp_path / "data" / "airflow"
+    env = local.airflow_env(tmp_path / "home", 18080)
+    assert env["AIRFLOW_HOME"] == str(tmp_path / "home")
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO / "airflow" / "dags")
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert int(env["AIRFLOW__CORE__PARALLELISM"]) <= 4
+    assert env["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] == "False"
+    assert env["RETAIL_WAREHOUSE"] == str(tmp_path / "data" / "warehouse.duckdb")
+    assert env["PATH"].split(":")[0].endswith("bin")
+    assert local.status(tmp_path / "home") is None
+    assert local.stop(tmp_path / "home") is False
