@@ -28,6 +28,7 @@ from retail_pipeline.transform.answers import (
     LEAD_TIME_SEGMENTS,
     TOP_PRODUCTS,
     GoldStatus,
+    revenue_answer,
     status_of,
 )
 from retail_pipeline.warehouse import Warehouse, open_warehouse
@@ -346,22 +347,9 @@ def _revenue(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         " coalesce(sum(case when movement_type = 'refund' then amount end), 0)"
         " from dated_payments group by movement_date order by movement_date"
     ).fetchall()
-    gross = sum((row[1] for row in by_day), Decimal(0))
-    refunds = sum((row[2] for row in by_day), Decimal(0))
-    return {
-        "gross": _money(gross),
-        "refunds": _money(refunds),
-        "net": _money(gross - refunds),
-        "by_day": [
-            {
-                "date": day.isoformat(),
-                "gross": _money(day_gross),
-                "refunds": _money(day_refunds),
-                "net": _money(day_gross - day_refunds),
-            }
-            for day, day_gross, day_refunds in by_day
-        ],
-    }
+    return revenue_answer(
+        [(day, gross, refunds, gross - refunds) for day, gross, refunds in by_day]
+    )
 
 
 def _top_products(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str, Any]]:

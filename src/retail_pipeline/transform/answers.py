@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +43,28 @@ def _money(value: Decimal | None) -> float:
     if cents != cents.quantize(Decimal("0.01")):
         raise PipelineError(f"Gold holds a money figure that is not in cents: {cents}")
     return float(cents)
+
+
+def revenue_answer(by_day: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """docs/metrics.md's revenue answer from (day, gross, refunds, net) rows, one per day:
+    totals summed exactly, each figure rounded to cents once. ``answers`` reads the rows from
+    Gold; the dashboard computes them for its filters."""
+    gross = sum((row[1] for row in by_day), Decimal(0))
+    refunds = sum((row[2] for row in by_day), Decimal(0))
+    return {
+        "gross": _money(gross),
+        "refunds": _money(refunds),
+        "net": _money(gross - refunds),
+        "by_day": [
+            {
+                "date": day.isoformat(),
+                "gross": _money(day_gross),
+                "refunds": _money(day_refunds),
+                "net": _money(day_net),
+            }
+            for day, day_gross, day_refunds, day_net in by_day
+        ],
+    }
 
 
 @contextmanager
@@ -82,8 +104,6 @@ def read_answers(
             "select revenue_date, gross_revenue, refunds, net_revenue from gold.daily_revenue"
             " order by revenue_date"
         )
-        gross = sum((row[1] for row in revenue_rows), Decimal(0))
-        refunds = sum((row[2] for row in revenue_rows), Decimal(0))
         conversion_by_day = [
             {
                 "date": day.isoformat(),
@@ -133,20 +153,7 @@ def read_answers(
 
     return {
         "orders_per_day": orders_per_day,
-        "revenue": {
-            "gross": _money(gross),
-            "refunds": _money(refunds),
-            "net": _money(gross - refunds),
-            "by_day": [
-                {
-                    "date": day.isoformat(),
-                    "gross": _money(day_gross),
-                    "refunds": _money(day_refunds),
-                    "net": _money(day_net),
-                }
-                for day, day_gross, day_refunds, day_net in revenue_rows
-            ],
-        },
+        "revenue": revenue_answer(revenue_rows),
         "conversion_rate": {"overall": float(conversion), "by_day": conversion_by_day},
         "top_products": top_products,
         "cancel_refund": {
