@@ -109,6 +109,17 @@ class Settings(BaseSettings):
     landing_dir: Path = Path("data/landing")
     """Where the batch DAG finds files to load: ``snapshots/<date>/{customers,products}.json``
     and ``events/*.ndjson``, the simulator's layout (docs/airflow.md)."""
+    api_url: str | None = None
+    """The reference-data HTTP API ``load-batch --api`` reads (docs/batch-sources.md), e.g.
+    ``http://127.0.0.1:8765``."""
+    api_token: SecretStr | None = None
+    """Bearer token sent to the API (and required by ``retail-pipeline api-server`` when set)."""
+    postgres_dsn: SecretStr | None = None
+    """The PostgreSQL database ``load-batch --postgres`` reads, e.g.
+    ``postgresql://postgres@127.0.0.1:5433/retail`` (a password belongs here, not in a file)."""
+    batch_lag: float = Field(5.0, ge=0)
+    """Seconds an incremental read stays behind the source's clock, so that a change committed
+    late (a long transaction, a skewed clock) still falls in a later window."""
     chromium: str | None = None
     """The browser the dashboard's screenshots and tests drive (default: the first Chromium
     on ``PATH``)."""
