@@ -45,6 +45,9 @@ answers: $(STAMP) ## Print the six answers from Gold
 dashboard: $(STAMP) ## Serve the dashboard of the six answers on http://127.0.0.1:8050/ (Gold, read-only)
 	$(BIN)/retail-pipeline dashboard
 
+api-server: $(STAMP) ## Serve the reference customers/products API on http://127.0.0.1:8765/
+	$(BIN)/retail-pipeline api-server
+
 powerbi: $(STAMP) ## Regenerate the Power BI project (powerbi/) from the Gold models and check it
 	$(BIN)/python -m retail_pipeline.dashboard.powerbi powerbi
 	$(BIN)/python -m retail_pipeline.dashboard.powerbi_check powerbi
@@ -57,6 +60,12 @@ kafka-up: $(STAMP) ## Start the local Kafka broker (127.0.0.1:9092) and create t
 
 kafka-down: $(STAMP) ## Stop the local Kafka broker
 	$(BIN)/retail-pipeline kafka down
+
+postgres-up: $(STAMP) ## Start the local PostgreSQL source (127.0.0.1:5433), seeded with the demo shop
+	$(BIN)/retail-pipeline postgres up
+
+postgres-down: $(STAMP) ## Stop the local PostgreSQL source
+	$(BIN)/retail-pipeline postgres down
 
 airflow: $(STAMP) ## Start a local Airflow 3 (127.0.0.1:8080) with the three DAGs; prints the login
 	$(BIN)/retail-pipeline airflow up
@@ -79,4 +88,4 @@ tf-validate: $(STAMP) ## Terraform fmt -check, init, validate and mock-plan test
 clean: ## Remove generated data (keeps .venv)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo lint test bench bench-dbt transform answers dashboard powerbi bench-kafka kafka-up kafka-down airflow airflow-down bench-airflow schemas tf-columns tf-validate clean
+.PHONY: help install demo lint test bench bench-dbt transform answers dashboard api-server powerbi bench-kafka kafka-up kafka-down postgres-up postgres-down airflow airflow-down bench-airflow schemas tf-columns tf-validate clean

@@ -44,19 +44,20 @@ def stored_messages(where: Warehouse | duckdb.DuckDBPyConnection | Path) -> int:
 def unaccounted_rows(
     where: Warehouse | duckdb.DuckDBPyConnection | Path,
 ) -> list[tuple[Any, ...]]:
-    """Event loader runs whose ``bronze._loads`` record differs from the Bronze rows under
-    their load id, or Bronze rows of a run with no record: (load_id, recorded loaded, stored,
-    recorded dead letters, stored). Empty when every run, a killed one too, is recorded with
-    exactly what it wrote."""
+    """Loader runs (events and reference data) whose ``bronze._loads`` record differs from the
+    Bronze rows under their load id, or Bronze rows of a run with no record: (load_id, recorded
+    loaded, stored, recorded dead letters, stored). Empty when every run, a killed one too, is
+    recorded with exactly what it wrote."""
     stored = " union all ".join(
-        f"select _load_id, 1 as loaded, 0 as dead from bronze.{t}" for t in EVENT_TABLES
+        f"select _load_id, 1 as loaded, 0 as dead from bronze.{t}"
+        for t in (*EVENT_TABLES, "customers", "products")
     )
     return _rows(
         where,
         f"""
         select coalesce(recorded.load_id, stored.load_id), recorded.rows_loaded, stored.loaded,
             recorded.rows_dead_lettered, stored.dead
-        from (select * from bronze._loads where kind = 'events') as recorded
+        from bronze._loads as recorded
         full outer join (
             select _load_id as load_id, sum(loaded) as loaded, sum(dead) as dead
             from ({stored} union all select _load_id, 0, 1 from bronze.dead_letter) as rows_

@@ -28,4 +28,8 @@ def warehouse(tmp_path: Path) -> Iterator[DuckDBWarehouse]:
     wh.close()
 
 
-pytest_plugins = ["tests.ingestion.kafka_fixtures", "tests.snowflake_fixtures"]
+pytest_plugins = [
+    "tests.ingestion.kafka_fixtures",
+    "tests.snowflake_fixtures",
+    "tests.sources.postgres_fixtures",
+]

@@ -1,13 +1,15 @@
 """
-### Landing folder -> Bronze: reference snapshots and event files
+### Batch sources -> Bronze: reference snapshots, the API and Postgres, and event files
 
-Loads what arrived in the landing folder (`RETAIL_LANDING_DIR`, default `data/landing`, or the
-run's `source_dir`): the daily customer and product snapshots under `snapshots/<YYYY-MM-DD>/`,
-oldest first, and the NDJSON event files under `events/`. Both loaders are idempotent (a snapshot
-loaded before is skipped by its content hash; event files resume from the byte offset stored in
-the warehouse), so reruns and retries load nothing twice. A task that found nothing new is
-skipped and announces no Bronze asset (the event files still load after a skipped snapshot
-task: `none_failed`). See docs/airflow.md.
+Loads the customer and product snapshots that arrived in the landing folder
+(`RETAIL_LANDING_DIR`, default `data/landing`, or the run's `source_dir`) under
+`snapshots/<YYYY-MM-DD>/`, oldest first; then the customers and products that changed since the
+last run in the HTTP API (`RETAIL_API_URL`) and Postgres (`RETAIL_POSTGRES_DSN`), when set; then
+the NDJSON event files under `events/`. Every loader is idempotent (a snapshot loaded before is
+skipped by its content hash; the API and Postgres resume from the window, and event files from
+the byte offset, stored in the warehouse with the rows), so reruns and retries load nothing
+twice. A task that found nothing new is skipped and announces no Bronze asset (the next still
+runs: `none_failed`). See docs/airflow.md and docs/batch-sources.md.
 """
 
 from datetime import datetime, timedelta
@@ -17,7 +19,11 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from retail_pipeline.orchestration import DEFAULT_ARGS, TAGS
 from retail_pipeline.orchestration.assets import EVENT_ASSETS, REFERENCE_ASSETS
-from retail_pipeline.orchestration.tasks import ingest_event_files, load_reference_snapshots
+from retail_pipeline.orchestration.tasks import (
+    ingest_event_files,
+    load_reference_snapshots,
+    load_source_changes,
+)
 
 
 def _loaded_something(summary: dict) -> dict:
@@ -41,11 +47,19 @@ def retail_batch_ingestion_dag():
     def load_snapshots(params=None) -> dict:
         return _loaded_something(load_reference_snapshots(params["source_dir"] or None))
 
+    @task(
+        outlets=REFERENCE_ASSETS,
+        execution_timeout=timedelta(minutes=30),
+        trigger_rule="none_failed",
+    )
+    def load_api_and_postgres() -> dict:
+        return _loaded_something(load_source_changes())
+
     @task(outlets=EVENT_ASSETS, execution_timeout=timedelta(minutes=30), trigger_rule="none_failed")
     def load_event_files(params=None) -> dict:
         return _loaded_something(ingest_event_files(params["source_dir"] or None))
 
-    load_snapshots() >> load_event_files()
+    load_snapshots() >> load_api_and_postgres() >> load_event_files()
 
 
 retail_batch_ingestion_dag()

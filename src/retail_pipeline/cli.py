@@ -160,23 +160,67 @@ def load_batch(
     products: Annotated[
         Path | None, typer.Option(metavar="FILE", help="Products snapshot (JSON array or NDJSON)")
     ] = None,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Read changed customers and products from this HTTP API (bearer token:"
+            " RETAIL_API_TOKEN)",
+        ),
+    ] = None,
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DSN",
+            help="Read changed customers and products from these PostgreSQL tables (a password"
+            " is best left to PGPASSWORD or ~/.pgpass)",
+        ),
+    ] = None,
+    entity: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME", help="Only this entity (customers or products) from the API or Postgres"
+        ),
+    ] = None,
+    lag: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            metavar="SECONDS",
+            help="Stay this far behind the source's clock  [env var: RETAIL_BATCH_LAG; default: 5]",
+            show_default=False,
+        ),
+    ] = None,
     warehouse: WarehouseOpt = None,
     target: TargetOpt = None,
 ) -> None:
-    """Append customer and product snapshots to Bronze (same content twice is a no-op)."""
+    """Load customers and products: snapshot files (same content twice is a no-op), or the
+    changes since the last run from an HTTP API or Postgres. With no option, the sources that
+    RETAIL_API_URL and RETAIL_POSTGRES_DSN name."""
     from retail_pipeline.ingestion.batch import load_snapshot, read_snapshot
+    from retail_pipeline.ingestion.sources import change_sources, load_sources
     from retail_pipeline.warehouse import open_warehouse
 
-    if customers is None and products is None:
-        raise PipelineError("nothing to load: give --customers FILE and/or --products FILE")
+    sources = change_sources(
+        api=api,
+        postgres=postgres,
+        configured=customers is None and products is None and api is None and postgres is None,
+    )
+    if customers is None and products is None and not sources:
+        raise PipelineError(
+            "nothing to load: give --customers FILE, --products FILE, --api URL or --postgres"
+            " DSN (or set RETAIL_API_URL / RETAIL_POSTGRES_DSN)"
+        )
     snapshots = [
-        read_snapshot(entity, path)
-        for entity, path in (("customers", customers), ("products", products))
+        read_snapshot(name, path)
+        for name, path in (("customers", customers), ("products", products))
         if path is not None
     ]
     with open_warehouse(warehouse, target=target) as wh:
         for snapshot in snapshots:
             out.print(load_snapshot(wh, snapshot).line())
+        for summary in load_sources(wh, sources, entities=entity, lag_seconds=lag):
+            out.print(summary.line())
 
 
 BootstrapOpt = Annotated[
@@ -437,6 +481,77 @@ def kafka_status() -> None:
     out.print(f"Kafka pid {info.pid} at {info.bootstrap_servers}: {answering}")
 
 
+postgres_app = typer.Typer(
+    help="Run a local PostgreSQL (127.0.0.1, trusted) as the customers/products batch source."
+)
+app.add_typer(postgres_app, name="postgres")
+
+PostgresHomeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        metavar="DIR",
+        help="The cluster's directory  [default: .postgres in the checkout]",
+        show_default=False,
+    ),
+]
+
+
+@postgres_app.command("up")
+def postgres_up(
+    port: Annotated[int, typer.Option(min=1, metavar="PORT", help="Port on 127.0.0.1")] = 5433,
+    seed: Annotated[
+        bool | None,
+        typer.Option(
+            "--seed/--no-seed",
+            help="Load the demo shop's customers and products  [default: only into empty tables]",
+            show_default=False,
+        ),
+    ] = None,
+    home: PostgresHomeOpt = None,
+) -> None:
+    """Start PostgreSQL (initialising it on first use), create the retail database and tables."""
+    from retail_pipeline.sources import postgres
+
+    server = postgres.LocalPostgres(home or postgres.default_home(), port=port)
+    state = "already running" if server.running() else "started"
+    dsn = server.start()
+    out.print(f"PostgreSQL {state} at {dsn} (log {server.log_file})")
+    if seed is None:
+        seed = not any(postgres.row_counts(dsn).values())
+    if seed:
+        customers, products = postgres.seed_simulated(dsn)
+        out.print(f"seeded {customers:,} customers and {products:,} products (the demo's shop)")
+    out.print(f"export RETAIL_POSTGRES_DSN={dsn}")
+
+
+@postgres_app.command("down")
+def postgres_down(home: PostgresHomeOpt = None) -> None:
+    """Stop PostgreSQL (its data stays)."""
+    from retail_pipeline.sources import postgres
+
+    server = postgres.LocalPostgres(home or postgres.default_home())
+    running = server.running()
+    server.stop()
+    out.print("PostgreSQL stopped" if running else "PostgreSQL was not running")
+
+
+@postgres_app.command("status")
+def postgres_status(home: PostgresHomeOpt = None) -> None:
+    """Whether PostgreSQL runs and accepts connections, and its rows per table."""
+    from retail_pipeline.sources import postgres
+
+    info = postgres.LocalPostgres(home or postgres.default_home()).status()
+    if info is None:
+        out.print("PostgreSQL is not running")
+        raise typer.Exit(1)
+    if not info.accepting:
+        out.print(f"PostgreSQL pid {info.pid} at {info.dsn}: NOT accepting connections")
+        raise typer.Exit(1)
+    counts = ", ".join(f"{n:,} {entity}" for entity, n in postgres.row_counts(info.dsn).items())
+    out.print(f"PostgreSQL pid {info.pid} at {info.dsn}: accepting ({counts})")
+
+
 airflow_app = typer.Typer(help="Run a local Airflow 3 (standalone) with the project's DAGs.")
 app.add_typer(airflow_app, name="airflow")
 
@@ -566,8 +681,15 @@ def answers(
 
 @app.command()
 def dashboard(
+    host: Annotated[
+        str,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Address to listen on (0.0.0.0: every interface, e.g. in a container)",
+        ),
+    ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(min=0, metavar="N", help="Port on 127.0.0.1 (0: any free)")
+        int, typer.Option(min=0, metavar="N", help="Port to listen on (0: any free)")
     ] = 8050,
     refresh: Annotated[
         float,
@@ -576,7 +698,7 @@ def dashboard(
     warehouse: WarehouseOpt = None,
     target: TargetOpt = None,
 ) -> None:
-    """Serve a dashboard of the six answers on 127.0.0.1 (Gold, read-only; Ctrl-C stops it)."""
+    """Serve a dashboard of the six answers on 127.0.0.1 or --host (Gold, read-only; Ctrl-C)."""
     from retail_pipeline.dashboard import serve_dashboard
 
     def announce(url: str) -> None:
@@ -585,10 +707,54 @@ def dashboard(
 
     try:
         serve_dashboard(
-            warehouse, target=target, port=port, refresh_seconds=refresh, announce=announce
+            warehouse,
+            target=target,
+            host=host,
+            port=port,
+            refresh_seconds=refresh,
+            announce=announce,
         )
     except KeyboardInterrupt:
         out.print("dashboard stopped")
+
+
+@app.command("api-server")
+def api_server(
+    host: Annotated[str, typer.Option(metavar="HOST", help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, metavar="N", help="Port (0: any free)")] = 8765,
+    customers: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Customers to serve (JSON array or NDJSON)  [default: the simulator's]",
+            show_default=False,
+        ),
+    ] = None,
+    products: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Products to serve (JSON array or NDJSON)  [default: the simulator's]",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Serve the reference customers/products HTTP API (docs/batch-sources.md; Ctrl-C stops it).
+
+    With RETAIL_API_TOKEN set, requests need 'Authorization: Bearer <token>'. Without files it
+    serves the customers and products of 'retail-pipeline generate' with its defaults.
+    """
+    from retail_pipeline.sources.api_server import serve_reference_api
+
+    def announce(url: str, what: str) -> None:
+        out.print(f"api: {url}  (Ctrl-C to stop)")
+        out.print(f"serving {what}")
+        sys.stdout.flush()
+
+    try:
+        serve_reference_api(host, port, customers=customers, products=products, announce=announce)
+    except KeyboardInterrupt:
+        out.print("api-server stopped")
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """The three seed DAGs: a DagBag test, and ``dag.test()`` runs end to end on a fresh warehouse.
 
 The end-to-end run feeds one warehouse through both ingestion DAGs: the batch DAG loads the
-simulation's daily snapshots and its order events from a landing folder, the Kafka DAG the
+simulation's daily snapshots and its order events from a landing folder, its customers from the
+reference API and its products from Postgres, the Kafka DAG the
 payment and shipment events from a real broker (topics of the test's own), then the dbt DAG
 builds Silver and Gold through Cosmos, and the six answers must equal the simulation's truth.
 Running both ingestion DAGs again loads nothing (their tasks are skipped): exactly once.
@@ -13,6 +14,7 @@ import json
 import re
 import shutil
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from retail_pipeline.events.simulator import generate
 from retail_pipeline.events.truth import compare_with_truth
 from retail_pipeline.ingestion.kafka import broker
 from retail_pipeline.ingestion.kafka.producer import produce_files
+from retail_pipeline.sources.api_server import ReferenceApi
+from retail_pipeline.sources.postgres import upsert
 from retail_pipeline.transform import read_answers
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.accounting import _rows, message_lines, stored_messages, unaccounted_rows
@@ -76,11 +80,19 @@ def test_dagbag(airflow_env: dict[str, str]) -> None:
 
 
 @pytest.mark.kafka
-def test_dags_end_to_end(airflow_env: dict[str, str], kafka_broker: str, tmp_path: Path) -> None:
+def test_dags_end_to_end(
+    airflow_env: dict[str, str], kafka_broker: str, postgres_db: str, tmp_path: Path
+) -> None:
     sim = tmp_path / "sim"
     generate(sim, days=2, orders_per_day=60, seed=23)
     landing = tmp_path / "landing"
     shutil.copytree(sim / "snapshots", landing / "snapshots")
+    # The final reference data from the other two batch sources: customers from the API,
+    # products from Postgres (the same records: no new versions, the same answers).
+    api = ReferenceApi(token="dag-token").start()
+    api.load_snapshot("customers", sim / "customers.json")
+    products = json.loads((sim / "products.json").read_text(), parse_float=Decimal)
+    upsert(postgres_db, "products", products)
     (landing / "events").mkdir()
     shutil.copy(sim / "events" / "orders.ndjson", landing / "events")
     prefix = f"af{uuid.uuid4().hex[:8]}."
@@ -97,18 +109,25 @@ def test_dags_end_to_end(airflow_env: dict[str, str], kafka_broker: str, tmp_pat
         "RETAIL_LANDING_DIR": str(landing),
         "RETAIL_KAFKA_BOOTSTRAP": kafka_broker,
         "RETAIL_TOPIC_PREFIX": prefix,
+        "RETAIL_API_URL": api.url,
+        "RETAIL_API_TOKEN": "dag-token",
+        "RETAIL_POSTGRES_DSN": postgres_db,
+        "RETAIL_BATCH_LAG": "0",
     }
     kafka_conf = {"max_seconds": 60, "group": f"{prefix}bronze"}
-    result = run_dags(
-        env,
-        [
-            {"dag_id": "retail_batch_ingestion_dag"},
-            {"dag_id": "retail_kafka_ingestion_dag", "conf": kafka_conf},
-            {"dag_id": "retail_dbt_dag"},
-            {"dag_id": "retail_batch_ingestion_dag"},
-            {"dag_id": "retail_kafka_ingestion_dag", "conf": kafka_conf},
-        ],
-    )
+    try:
+        result = run_dags(
+            env,
+            [
+                {"dag_id": "retail_batch_ingestion_dag"},
+                {"dag_id": "retail_kafka_ingestion_dag", "conf": kafka_conf},
+                {"dag_id": "retail_dbt_dag"},
+                {"dag_id": "retail_batch_ingestion_dag"},
+                {"dag_id": "retail_kafka_ingestion_dag", "conf": kafka_conf},
+            ],
+        )
+    finally:
+        api.stop()
     batch, kafka, dbt, batch_again, kafka_again = result["runs"]
     for run in result["runs"]:
         print(
@@ -127,7 +146,13 @@ def test_dags_end_to_end(airflow_env: dict[str, str], kafka_broker: str, tmp_pat
     answers = read_answers(warehouse)
     truth = json.loads((sim / "truth.json").read_text())
     assert compare_with_truth(answers, truth) == {}
-    dead_batch = "select count(*) from bronze.dead_letter where _source_kind = 'batch'"
+    from_sources = "select count(*) from bronze.{} where _source_file like '{}%'"
+    customers = len(json.loads((sim / "customers.json").read_text()))
+    assert _rows(warehouse, from_sources.format("customers", api.url)) == [(customers,)]
+    assert _rows(warehouse, from_sources.format("products", "postgresql://")) == [(len(products),)]
+    dead_batch = (
+        "select count(*) from bronze.dead_letter where _source_kind in ('batch', 'api', 'postgres')"
+    )
     stored = stored_messages(warehouse) - _rows(warehouse, dead_batch)[0][0]
     assert stored == message_lines((sim / "events").glob("*.ndjson"))  # each line once
     assert unaccounted_rows(warehouse) == []

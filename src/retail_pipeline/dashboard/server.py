@@ -1,4 +1,4 @@
-"""The dashboard's local web server: a static page plus a JSON endpoint, on 127.0.0.1 only.
+"""The dashboard's local web server: a static page plus a JSON endpoint, on 127.0.0.1 by default.
 
 ``GET /`` is the page (HTML, CSS, JS and the vendored Vega-Lite, all served from the package:
 nothing comes from a CDN); ``GET /api/data?date_from=&date_to=&category=&country=&
@@ -30,6 +30,7 @@ from retail_pipeline.settings import settings
 from retail_pipeline.transform.answers import status_of
 from retail_pipeline.warehouse import open_warehouse, resolve_target
 
+DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8050
 DEFAULT_REFRESH_SECONDS = 5.0
 STATIC = resources.files("retail_pipeline.dashboard").joinpath("static")
@@ -211,17 +212,22 @@ def create_dashboard(
     warehouse: str | os.PathLike[str] | None = None,
     *,
     target: str | None = None,
+    host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
 ) -> Dashboard:
-    """Take the first snapshot of Gold and bind the server on 127.0.0.1:``port`` (0: any)."""
+    """Take the first snapshot of Gold and bind the server on ``host``:``port`` (port 0: any).
+
+    ``host`` is 127.0.0.1 unless the page must be reached from elsewhere (``0.0.0.0`` in a
+    container, docs/docker.md).
+    """
     gold = LiveGold(warehouse, target, refresh_seconds)
     try:
-        server = ThreadingHTTPServer(("127.0.0.1", port), _handler(gold))
+        server = ThreadingHTTPServer((host, port), _handler(gold))
     except (OSError, OverflowError) as exc:
         gold.snapshot.close()
         reason = exc.strerror if isinstance(exc, OSError) else "ports go from 0 to 65535"
-        raise PipelineError(f"cannot serve the dashboard on 127.0.0.1:{port}: {reason}") from None
+        raise PipelineError(f"cannot serve the dashboard on {host}:{port}: {reason}") from None
     server.daemon_threads = True
     return Dashboard(server, gold)
 
@@ -230,13 +236,14 @@ def serve_dashboard(
     warehouse: str | os.PathLike[str] | None = None,
     *,
     target: str | None = None,
+    host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
     announce: Callable[[str], None] = print,
 ) -> None:
     """Serve the dashboard until Ctrl-C; ``announce`` gets its URL once it listens."""
     dashboard = create_dashboard(
-        warehouse, target=target, port=port, refresh_seconds=refresh_seconds
+        warehouse, target=target, host=host, port=port, refresh_seconds=refresh_seconds
     )
     announce(dashboard.url)
     dashboard.serve_forever()

@@ -22,7 +22,7 @@ from retail_pipeline.events.contract import REFERENCE_FIELDS
 from retail_pipeline.events.validator import validate_records
 from retail_pipeline.ingestion.files import new_load_id
 from retail_pipeline.ingestion.staging import payload_text
-from retail_pipeline.warehouse.base import LoadRecord, Warehouse
+from retail_pipeline.warehouse.base import LoadRecord, ReferenceBatch, Warehouse
 
 
 @dataclass(frozen=True)
@@ -153,5 +153,5 @@ def load_snapshot(warehouse: Warehouse, snapshot: Snapshot) -> BatchSummary:
         rows.num_rows,
         dead.num_rows,
     )
-    warehouse.write_reference(entity, rows, dead, load)
+    warehouse.write_reference(ReferenceBatch(entity, rows, dead, load, content_hash))
     return BatchSummary(entity, file, len(records), rows.num_rows, dead.num_rows, False)

@@ -95,6 +95,35 @@ class LoadRecord:
     rows_dead_lettered: int
 
 
+@dataclass
+class ReferenceBatch:
+    """One transaction's worth of validated reference records (customers or products).
+
+    A snapshot file is one batch; an incremental source (HTTP API, Postgres) writes a run as
+    several batches under one load id, each with the source's position after it, so a crash
+    between two batches loses and repeats nothing. ``rows`` has the typed record columns,
+    ``payload``, ``_source_file`` and ``_record_number``; ``dead_letters`` the dead-letter
+    columns. The warehouse adds ``_content_hash``, ``_ingested_at`` and ``_load_id``.
+    """
+
+    entity: str
+    rows: pa.Table
+    dead_letters: pa.Table
+    load: LoadRecord
+    """This batch's counts: the run's ``bronze._loads`` row is created by its first batch and
+    grows with every later one."""
+    content_hash: str
+    """The rows' ``_content_hash``: sha256 of the snapshot file, or of the batch's payloads."""
+    source_kind: str = "batch"
+    """The dead letters' ``_source_kind``: ``batch`` (snapshot files), ``api`` or ``postgres``."""
+    positions: list[Position] = field(default_factory=list)
+    expected: dict[tuple[str, int], int | None] = field(default_factory=dict)
+    """As for :attr:`EventBatch.expected`: checked in the transaction, a mismatch is a
+    :class:`PositionConflict`."""
+    record_load: bool = True
+    """False for a run that read nothing: its position moves, ``bronze._loads`` gets no row."""
+
+
 class Closing:
     """``with`` support for a warehouse implementation: leaving the block closes it."""
 
@@ -150,10 +179,9 @@ class Warehouse(Protocol):
         """True when a snapshot with this content was already loaded for ``entity``."""
         ...
 
-    def write_reference(
-        self, entity: str, rows: pa.Table, dead_letters: pa.Table, load: LoadRecord
-    ) -> None:
-        """Append one reference snapshot, its dead letters and its load record atomically."""
+    def write_reference(self, batch: ReferenceBatch) -> None:
+        """Append one batch of reference records, its dead letters, positions and load counts
+        atomically."""
         ...
 
     def counts(self) -> dict[str, int]:

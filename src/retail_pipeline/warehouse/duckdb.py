@@ -25,6 +25,7 @@ from retail_pipeline.warehouse.base import (
     LoadRecord,
     Position,
     PositionConflict,
+    ReferenceBatch,
     WriteResult,
 )
 from retail_pipeline.warehouse.bronze import create_statements
@@ -366,30 +367,40 @@ class DuckDBWarehouse(Closing):
             ).fetchone()
         return bool(row and row[0])
 
-    def write_reference(
-        self, entity: str, rows: pa.Table, dead_letters: pa.Table, load: LoadRecord
-    ) -> None:
-        """Append one reference snapshot, its dead letters and its load record atomically.
-
-        ``rows`` has the typed record columns, ``payload``, ``_source_file`` and
-        ``_record_number``; ``dead_letters`` the dead-letter columns.
-        """
-        params = {"load_id": load.load_id, "hash": load.content_hash}
+    def write_reference(self, batch: ReferenceBatch) -> None:
+        """Append one batch of reference records, its dead letters, positions and load counts
+        in one transaction (a run's ``bronze._loads`` row grows with each of its batches)."""
+        load = batch.load
+        params = {"load_id": load.load_id, "hash": batch.content_hash}
         with self._transaction() as con:
-            if rows.num_rows:
-                self._append(con, f"bronze.{entity}", rows, params, "$hash as _content_hash, ")
-            if dead_letters.num_rows:
+            self._check_expected(con, batch.expected)
+            if batch.rows.num_rows:
+                self._append(
+                    con, f"bronze.{batch.entity}", batch.rows, params, "$hash as _content_hash, "
+                )
+            if batch.dead_letters.num_rows:
                 self._append(
                     con,
                     "bronze.dead_letter",
-                    dead_letters,
-                    {"load_id": load.load_id},
-                    "'batch' as _source_kind, ",
+                    batch.dead_letters,
+                    {"load_id": load.load_id, "kind": batch.source_kind},
+                    "$kind as _source_kind, ",
                 )
-            self._insert_load(con, load)
+            self._write_positions(con, batch.positions, load.load_id)
+            if batch.record_load:
+                self._add_load(con, load)
 
     @staticmethod
-    def _insert_load(con: duckdb.DuckDBPyConnection, load: LoadRecord) -> None:
+    def _add_load(con: duckdb.DuckDBPyConnection, load: LoadRecord) -> None:
+        """Add one batch's counts to its run's ``bronze._loads`` row, created by the first."""
+        row = con.execute(
+            "update bronze._loads set finished_at = now(), rows_read = rows_read + ?,"
+            " rows_loaded = rows_loaded + ?, rows_dead_lettered = rows_dead_lettered + ?"
+            " where load_id = ?",
+            [load.rows_read, load.rows_loaded, load.rows_dead_lettered, load.load_id],
+        ).fetchone()
+        if row and row[0]:
+            return
         con.execute(
             "insert into bronze._loads values (?, ?, ?, ?, now(), now(), ?, ?, ?)",
             [
@@ -408,17 +419,10 @@ class DuckDBWarehouse(Closing):
         """Add one batch to its run's ``bronze._loads`` row (created by the run's first batch)."""
         dead = batch.dead_letters.num_rows
         read = batch.size if batch.read is None else batch.read
-        row = con.execute(
-            "update bronze._loads set finished_at = now(), rows_read = rows_read + ?,"
-            " rows_loaded = rows_loaded + ?, rows_dead_lettered = rows_dead_lettered + ?"
-            " where load_id = ?",
-            [read, loaded, dead, batch.load_id],
-        ).fetchone()
-        if not (row and row[0]):
-            source = batch.load_source or batch.source_kind
-            DuckDBWarehouse._insert_load(
-                con, LoadRecord(batch.load_id, "events", source, None, read, loaded, dead)
-            )
+        source = batch.load_source or batch.source_kind
+        DuckDBWarehouse._add_load(
+            con, LoadRecord(batch.load_id, "events", source, None, read, loaded, dead)
+        )
 
     def describe(self) -> str:
         return f"warehouse {self.path}"

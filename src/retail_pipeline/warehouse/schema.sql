@@ -10,11 +10,11 @@ create table if not exists bronze._meta (
 
 -- Every message that broke the contract, with the reason and where it came from.
 create table if not exists bronze.dead_letter (
-    _source_kind varchar not null,      -- file | kafka | batch
+    _source_kind varchar not null,      -- file | kafka | batch (snapshot files) | api | postgres
     _topic varchar,
     _partition integer,
     _offset bigint,
-    _key varchar,                       -- text, lossless (see ingestion.staging.escaped_text)
+    _key varchar,                       -- Kafka key or record key; text, lossless (staging.escaped_text)
     _kafka_ts timestamptz,
     _source_file varchar,
     _source_line bigint,
@@ -26,11 +26,12 @@ create table if not exists bronze.dead_letter (
 
 -- Where each source resumes; written in the same transaction as the rows it covers.
 create table if not exists bronze._positions (
-    source varchar not null,            -- file:<absolute path> or kafka:<topic>
-    partition integer not null,         -- Kafka partition, 0 for files
-    next_offset bigint not null,        -- byte offset / Kafka offset of the next message
+    source varchar not null,            -- file:<path>, kafka:<topic>, api:<url>, postgres:<url>
+    partition integer not null,         -- Kafka partition, 0 for files, API and Postgres
+    next_offset bigint not null,        -- byte offset / Kafka offset / records taken (API, Postgres)
     next_line bigint,                   -- files: line number of the next line
-    fingerprint varchar,                -- files: <n>:<sha256 of the first n bytes>
+    fingerprint varchar,                -- files: <n>:<sha256 of the first n bytes>; API and
+                                        -- Postgres: the window, JSON (docs/batch-sources.md)
     updated_at timestamptz not null,
     load_id varchar not null,
     primary key (source, partition)

@@ -42,6 +42,7 @@ from retail_pipeline.warehouse.base import (
     LoadRecord,
     Position,
     PositionConflict,
+    ReferenceBatch,
     WriteResult,
 )
 from retail_pipeline.warehouse.bronze import Column, bronze_tables
@@ -538,15 +539,25 @@ class SnowflakeWarehouse(Closing):
         """Add one batch to its run's ``_loads`` row (created by the run's first batch)."""
         dead = batch.dead_letters.num_rows
         read = batch.size if batch.read is None else batch.read
+        source = batch.load_source or batch.source_kind
+        load = LoadRecord(batch.load_id, "events", source, None, read, loaded, dead)
+        self._add_load(cur, load, now)
+
+    def _add_load(self, cur: _Cursor, load: LoadRecord, now: datetime) -> None:
+        """Add one batch's counts to its run's ``_loads`` row, created by the first."""
         cur.execute(
             f"update {self.bronze}._loads set finished_at = cast(? as timestamp_tz),"
             " rows_read = rows_read + ?, rows_loaded = rows_loaded + ?,"
             " rows_dead_lettered = rows_dead_lettered + ? where load_id = ?",
-            [now.isoformat(), read, loaded, dead, batch.load_id],
+            [
+                now.isoformat(),
+                load.rows_read,
+                load.rows_loaded,
+                load.rows_dead_lettered,
+                load.load_id,
+            ],
         )
         if not cur.rowcount:
-            source = batch.load_source or batch.source_kind
-            load = LoadRecord(batch.load_id, "events", source, None, read, loaded, dead)
             self._insert_load(cur, load, now)
 
     def positions(self, source: str) -> dict[int, Position]:
@@ -580,10 +591,10 @@ class SnowflakeWarehouse(Closing):
         )
         return bool(count)
 
-    def write_reference(
-        self, entity: str, rows: pa.Table, dead_letters: pa.Table, load: LoadRecord
-    ) -> None:
-        """Append one reference snapshot, its dead letters and its load record atomically."""
+    def write_reference(self, batch: ReferenceBatch) -> None:
+        """Append one batch of reference records, its dead letters, positions and load counts
+        in one transaction (a run's ``_loads`` row grows with each of its batches)."""
+        load = batch.load
         with self._cursor("writing to") as cur:
             now = self._server_now(cur)
         constants = {
@@ -591,14 +602,19 @@ class SnowflakeWarehouse(Closing):
             "_load_id": pa.scalar(load.load_id, pa.string()),
         }
         tables = {}
-        if rows.num_rows:
-            content_hash = {"_content_hash": pa.scalar(load.content_hash, pa.string())}
-            tables[entity] = _staged(rows, content_hash | constants)
-        if dead_letters.num_rows:
-            kind = {"_source_kind": pa.scalar("batch", pa.string())}
-            tables["dead_letter"] = _staged(dead_letters, kind | constants)
+        if batch.rows.num_rows:
+            content_hash = {"_content_hash": pa.scalar(batch.content_hash, pa.string())}
+            tables[batch.entity] = _staged(batch.rows, content_hash | constants)
+        if batch.dead_letters.num_rows:
+            kind = {"_source_kind": pa.scalar(batch.source_kind, pa.string())}
+            tables["dead_letter"] = _staged(batch.dead_letters, kind | constants)
 
-        self._load(tables, lambda cur: None, lambda cur: self._insert_load(cur, load, now))
+        def record(cur: _Cursor) -> None:
+            self._write_positions(cur, batch.positions, load.load_id, now)
+            if batch.record_load:
+                self._add_load(cur, load, now)
+
+        self._load(tables, lambda cur: self._check_expected(cur, batch.expected), record)
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Rows of a query with ``?`` placeholders (read Gold, Bronze counts, positions).

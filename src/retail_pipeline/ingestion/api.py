@@ -1,0 +1,218 @@
+"""Customers and products from a paginated JSON HTTP API (docs/batch-sources.md has the shape).
+
+``GET {url}/{entity}?updated_since=&updated_before=&limit=&cursor=`` answers
+``{"data": [record, ...], "next_cursor": ...}`` with records in ascending
+``(updated_at, key)`` order. A bearer token (``RETAIL_API_TOKEN``) goes in the
+``Authorization`` header. A 5xx, a 429, a timeout, a dropped connection or a malformed page is
+retried with exponential backoff (honouring ``Retry-After``); any other answer, or the last
+failed attempt, is one error line naming the request. Only the standard library is used.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import random
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from retail_pipeline.errors import InputError, PipelineError
+from retail_pipeline.events.contract import REFERENCE_KEYS
+from retail_pipeline.ingestion.incremental import Change, Window, micros, stamp
+
+PAGE_SIZE = 500
+_TIMESTAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+class _Page(msgspec.Struct):
+    data: list[msgspec.Raw]
+    next_cursor: str | None = None
+
+
+_STAMPS = {
+    entity: msgspec.json.Decoder(
+        msgspec.defstruct(
+            f"_{entity}_stamp",
+            [(key, Any, None), ("updated_at", Any, None)],
+        )
+    )
+    for entity, key in REFERENCE_KEYS.items()
+}
+_PAGE = msgspec.json.Decoder(_Page)
+
+
+class _Retry(Exception):
+    """A failed attempt worth another: why, and how long the server asked us to wait."""
+
+    def __init__(self, reason: str, wait: float | None = None):
+        super().__init__(reason)
+        self.wait = wait
+
+
+def parse_updated_at(value: Any) -> int | None:
+    """The instant of a record's ``updated_at`` (the contract's timestamp text), else None."""
+    if not isinstance(value, str) or not value.endswith("Z"):
+        return None
+    text = value[:-1]
+    if "." in text:
+        whole, fraction = text.split(".", 1)
+        if not (1 <= len(fraction) <= 6 and fraction.isdigit()):
+            return None
+        text = f"{whole}.{fraction.ljust(6, '0')}"
+    else:
+        text += ".000000"
+    try:
+        return micros(datetime.strptime(text, _TIMESTAMP.removesuffix("Z")).replace(tzinfo=UTC))
+    except ValueError:
+        return None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (seconds or an HTTP date)."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class ApiSource:
+    """The HTTP API as a :class:`~retail_pipeline.ingestion.incremental.ChangeSource`."""
+
+    kind = "api"
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        page_size: int = PAGE_SIZE,
+        timeout: float = 30.0,
+        attempts: int = 6,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputError(f"--api {url!r}: expected an http:// or https:// URL")
+        if parts.username or parts.password:
+            raise InputError(
+                f"--api: put no credentials in the URL; set RETAIL_API_TOKEN instead"
+                f" ({parts.scheme}://{parts.hostname}...)"
+            )
+        self.base = urllib.parse.urlunsplit(
+            (parts.scheme, parts.netloc, parts.path.rstrip("/"), "", "")
+        )
+        self.token = token
+        self.page_size = page_size
+        self.timeout = timeout
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.sleep = sleep
+
+    def describe(self, entity: str) -> str:
+        return f"{self.base}/{entity}"
+
+    def close(self) -> None:
+        """Nothing to release: every request has its own connection."""
+
+    def clock(self) -> int:
+        """The loader's clock: the API's must agree within ``RETAIL_BATCH_LAG``."""
+        return micros(datetime.now(UTC))
+
+    def read(self, entity: str, window: Window) -> Iterator[list[Change]]:
+        after = window.after
+        query: dict[str, str] = {
+            "updated_before": stamp(window.until),
+            "limit": str(self.page_size),
+        }
+        start = after[0] if after is not None else window.since
+        if start is not None:
+            query["updated_since"] = stamp(start)
+        page_number = 0
+        while True:
+            page_number += 1
+            page = self._page(entity, query, page_number)
+            changes = [self._change(entity, raw) for raw in page.data]
+            if after is not None:  # resuming: drop what the stopped run already wrote
+                changes = [c for c in changes if c.place is None or c.place > after]
+            if changes:
+                yield changes
+            if not page.next_cursor:
+                return
+            if not page.data:
+                raise InputError(
+                    f"{self.describe(entity)}: page {page_number} is empty but names a next"
+                    " page; the API would loop forever"
+                )
+            query["cursor"] = page.next_cursor
+
+    @staticmethod
+    def _change(entity: str, raw: msgspec.Raw) -> Change:
+        text = bytes(raw)
+        try:
+            found = _STAMPS[entity].decode(text)
+        except msgspec.DecodeError:
+            return Change(None, None, text, "not a JSON object")
+        key_name = REFERENCE_KEYS[entity]
+        key, given = getattr(found, key_name), getattr(found, "updated_at")  # noqa: B009
+        updated_at = parse_updated_at(given)
+        problem = None
+        if updated_at is None:
+            problem = f"updated_at: expected an ISO-8601 UTC timestamp, got {given!r}"
+        if not isinstance(key, str) or not key:
+            key, problem = None, f"{key_name}: expected a non-empty string, got {key!r}"
+        return Change(key, updated_at, text, problem)
+
+    def _page(self, entity: str, query: dict[str, str], number: int) -> _Page:
+        url = f"{self.describe(entity)}?{urllib.parse.urlencode(query)}"
+        last = ""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return _PAGE.decode(self._get(url))
+            except msgspec.DecodeError as exc:
+                last = f"page {number} is malformed ({exc})"
+                wait = None
+            except _Retry as exc:
+                last, wait = str(exc), exc.wait
+            if attempt < self.attempts:
+                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+                self.sleep(wait if wait is not None else delay * (0.5 + random.random() / 2))
+        raise PipelineError(f"{url}: gave up after {self.attempts} attempts: {last}")
+
+    def _get(self, url: str) -> bytes:
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            status = f"{exc.code} {exc.reason}"
+            if exc.code >= 500 or exc.code in (408, 429):
+                raise _Retry(status, _retry_after(exc.headers.get("Retry-After"))) from None
+            hint = {
+                401: " (set RETAIL_API_TOKEN to the API's token)",
+                403: " (the token may not read this)",
+            }.get(exc.code, "")
+            raise PipelineError(f"{url}: {status}{hint}") from None
+        except http.client.HTTPException as exc:  # a body cut short, a bad status line
+            raise _Retry(f"broken answer ({type(exc).__name__})") from None
+        except TimeoutError:
+            raise _Retry(f"no answer within {self.timeout:g} s") from None
+        except (urllib.error.URLError, ConnectionError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise _Retry(f"cannot connect ({reason})") from None
