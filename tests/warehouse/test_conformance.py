@@ -3,13 +3,16 @@ against Snowflake (the fakesnow emulator), both opened through the seam (``open_
 exactly as the commands open them.
 
 Covers exactly-once loading and resuming, positions, fencing of a stale writer, the load
-records reconciliation reads, reference snapshots and the read methods ``answers`` uses.
+records reconciliation reads, reference snapshots, incremental reference loads (API windows)
+and the read methods ``answers`` uses.
 Implementation details (DDL, Parquet staging, DuckDB's file handling) have suites of their own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +20,19 @@ import pyarrow as pa
 import pytest
 
 from retail_pipeline.events.simulator import FaultRates, GenerationSummary, generate
+from retail_pipeline.ingestion.api import ApiSource
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files
+from retail_pipeline.ingestion.incremental import load_changes
+from retail_pipeline.sources.api_server import ReferenceApi
 from retail_pipeline.warehouse import Warehouse, open_warehouse
-from retail_pipeline.warehouse.base import EventBatch, Position, PositionConflict
+from retail_pipeline.warehouse.base import (
+    EventBatch,
+    LoadRecord,
+    Position,
+    PositionConflict,
+    ReferenceBatch,
+)
 from tests.accounting import message_lines, unaccounted_rows
 
 TARGETS = ["duckdb", "snowflake"]
@@ -138,3 +150,47 @@ def test_read_methods(warehouse: Warehouse, target: str) -> None:
     assert warehouse.describe()
     env = warehouse.dbt_env()
     assert env and all(isinstance(v, str) for v in env.values())
+
+
+def test_incremental_reference_loads_resume_and_are_fenced(warehouse: Warehouse) -> None:
+    """The API loader's batches: window positions, a growing load record, a fenced writer."""
+    with ReferenceApi() as api:
+        stamp = datetime(2026, 3, 1, tzinfo=UTC)
+        for i in range(30):
+            record = {
+                "product_id": f"P{i:03d}",
+                "product_name": "Tea",
+                "category": "food",
+                "price": Decimal("4.10") if i else -1,
+                "active": True,
+            }
+            api.upsert("products", record, updated_at=stamp if i < 20 else None)
+        source = ApiSource(api.url, page_size=7)
+        first = load_changes(warehouse, source, "products", lag_seconds=0, batch_size=8)
+        assert (first.read, first.loaded, first.dead_lettered) == (30, 29, 1)
+        assert load_changes(warehouse, source, "products", lag_seconds=0).read == 0
+    name = f"api:{api.url}/products"
+    [position] = warehouse.positions(name).values()
+    assert position.next_offset == 30 and '"until":null' in (position.fingerprint or "")
+    [(runs, read, loaded, dead)] = warehouse.query(
+        "select count(*), sum(rows_read), sum(rows_loaded), sum(rows_dead_lettered)"
+        " from bronze._loads where kind = 'products'"
+    )
+    assert (runs, int(read), int(loaded), int(dead)) == (1, 30, 29, 1)
+    [(kind, key)] = warehouse.query("select _source_kind, _key from bronze.dead_letter")
+    assert (kind, key) == ("api", "P000")
+    assert unaccounted_rows(warehouse) == []
+    before = warehouse.counts()
+    stale = ReferenceBatch(
+        "products",
+        pa.table({}),
+        pa.table({}),
+        LoadRecord("products-stale", "products", name, None, 0, 0, 0),
+        "-",
+        positions=[Position(name, 0, 40, None, "{}")],
+        expected={(name, 0): 20},
+    )
+    with pytest.raises(PositionConflict):
+        warehouse.write_reference(stale)
+    assert warehouse.counts() == before
+    assert warehouse.positions(name) == {0: position}
