@@ -191,6 +191,10 @@ def load_batch(
             show_default=False,
         ),
     ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(min=1, metavar="N", help="Records per transaction from the API or Postgres"),
+    ] = 50_000,  # ingestion.incremental.BATCH_SIZE (a test keeps them equal)
     warehouse: WarehouseOpt = None,
     target: TargetOpt = None,
 ) -> None:
@@ -219,7 +223,8 @@ def load_batch(
     with open_warehouse(warehouse, target=target) as wh:
         for snapshot in snapshots:
             out.print(load_snapshot(wh, snapshot).line())
-        for summary in load_sources(wh, sources, entities=entity, lag_seconds=lag):
+        changes = load_sources(wh, sources, entities=entity, lag_seconds=lag, batch_size=batch_size)
+        for summary in changes:
             out.print(summary.line())
 
 

@@ -6,7 +6,12 @@ from collections.abc import Iterator, Sequence
 
 from retail_pipeline.errors import InputError
 from retail_pipeline.events.contract import REFERENCE_FIELDS
-from retail_pipeline.ingestion.incremental import ChangeSource, IncrementalSummary, load_changes
+from retail_pipeline.ingestion.incremental import (
+    BATCH_SIZE,
+    ChangeSource,
+    IncrementalSummary,
+    load_changes,
+)
 from retail_pipeline.settings import settings
 from retail_pipeline.warehouse.base import Warehouse
 
@@ -39,6 +44,7 @@ def load_sources(
     *,
     entities: Sequence[str] | None = None,
     lag_seconds: float | None = None,
+    batch_size: int = BATCH_SIZE,
 ) -> Iterator[IncrementalSummary]:
     """Load each entity's next window from each source, one summary per (source, entity)."""
     names = list(entities or REFERENCE_FIELDS)
@@ -49,6 +55,8 @@ def load_sources(
     for source in sources:
         try:
             for entity in names:
-                yield load_changes(warehouse, source, entity, lag_seconds=lag)
+                yield load_changes(
+                    warehouse, source, entity, lag_seconds=lag, batch_size=batch_size
+                )
         finally:
             source.close()

@@ -1,0 +1,112 @@
+"""Crash test: SIGKILL `load-batch --api` at random moments; the window stored with the rows
+means nothing is lost or written twice, and the accounts still add up."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+from retail_pipeline.ingestion.incremental import BATCH_SIZE
+from retail_pipeline.sources.api_server import ReferenceApi
+from tests.accounting import unaccounted_rows
+from tests.ingestion.kills import adapt_window
+
+RECORDS = 40_000
+KILLS = 12
+CLI = [sys.executable, "-m", "retail_pipeline.cli"]
+
+
+def taken(warehouse: Path) -> int:
+    """Records the stored position says were taken (0 before the first commit)."""
+    if not warehouse.exists():
+        return 0
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        exists = con.execute(
+            "select count(*) from information_schema.tables where table_name = '_positions'"
+        ).fetchone()
+        if not exists or not exists[0]:
+            return 0
+        row = con.execute(
+            "select coalesce(sum(next_offset), 0) from bronze._positions where source like 'api:%'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_sigkill_mid_window_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    api = ReferenceApi(token="t").start()
+    try:
+        for i in range(RECORDS):
+            api.upsert(
+                "customers",
+                {
+                    "customer_id": f"C{i:06d}",
+                    "name": "N",
+                    "email": "n@example.com",
+                    "country": "US" if i % 500 else "usa",  # some dead letters
+                    "created_at": "2025-01-01T00:00:00Z",
+                },
+            )
+        warehouse = tmp_path / "wh.duckdb"
+        env = {
+            **os.environ,
+            "RETAIL_WAREHOUSE": str(warehouse),
+            "RETAIL_API_TOKEN": "t",
+            "RETAIL_BATCH_LAG": "0",
+        }
+        cmd = [*CLI, "load-batch", "--api", api.url, "--entity", "customers"]
+        cmd += ["--batch-size", "1500"]
+        rng = random.Random(13)
+        started = time.monotonic()
+        subprocess.run([*CLI, "--help"], env=env, capture_output=True, check=False)
+        startup = time.monotonic() - started
+        window, progress, kills_mid_window = 0.5, [0], 0
+        for _ in range(100):
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            time.sleep(rng.uniform(startup, startup + window))
+            if proc.poll() is not None:
+                _, err = proc.communicate()
+                assert proc.returncode == 0, err.decode()
+                break
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            done = taken(warehouse)
+            assert done >= progress[-1], "a committed position went backwards"
+            kills_mid_window += 0 < done < RECORDS
+            window = adapt_window(window, done - progress[-1], RECORDS // (2 * KILLS))
+            progress.append(done)
+            if kills_mid_window >= KILLS:
+                finish = subprocess.run(cmd, env=env, capture_output=True, check=False)
+                assert finish.returncode == 0, finish.stderr.decode()
+                break
+        assert kills_mid_window >= 3, f"too few kills landed mid-window: {progress}"
+        assert taken(warehouse) == RECORDS, progress
+
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            [(rows, keys)] = con.execute(
+                "select count(*), count(distinct customer_id) from bronze.customers"
+            ).fetchall()
+            [(dead, dead_keys)] = con.execute(
+                "select count(*), count(distinct _key) from bronze.dead_letter"
+            ).fetchall()
+            assert (rows, keys) == (RECORDS - RECORDS // 500, RECORDS - RECORDS // 500)
+            assert (dead, dead_keys) == (RECORDS // 500, RECORDS // 500)
+            assert unaccounted_rows(con) == []
+        again = subprocess.run(cmd, env=env, capture_output=True, check=True)
+        assert b"no new changes" in again.stdout
+    finally:
+        api.stop()
+
+
+def test_the_cli_default_batch_size_is_the_loader_default() -> None:
+    from retail_pipeline.cli import load_batch
+
+    default = inspect.signature(load_batch).parameters["batch_size"].default
+    assert default == BATCH_SIZE
