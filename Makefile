@@ -73,6 +73,15 @@ airflow: $(STAMP) ## Start a local Airflow 3 (127.0.0.1:8080) with the three DAG
 airflow-down: $(STAMP) ## Stop the local Airflow
 	$(BIN)/retail-pipeline airflow down
 
+docker-up: ## With Docker: build and start the whole stack (docker/compose.yml; needs .env, docs/docker.md)
+	docker compose -f docker/compose.yml --env-file .env up -d --build
+
+docker-down: ## With Docker: stop the stack (its volumes stay)
+	docker compose -f docker/compose.yml --env-file .env down
+
+bench-batch: $(STAMP) ## Customers from the reference API and a local PostgreSQL into Bronze (prints figures)
+	$(BIN)/python bench/batch_sources.py
+
 bench-airflow: $(STAMP) ## dbt DAG under Airflow: Cosmos LOCAL vs WATCHER with dag.test() (prints figures)
 	$(BIN)/python bench/airflow_dbt.py
 
@@ -88,4 +97,4 @@ tf-validate: $(STAMP) ## Terraform fmt -check, init, validate and mock-plan test
 clean: ## Remove generated data (keeps .venv)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo lint test bench bench-dbt transform answers dashboard api-server powerbi bench-kafka kafka-up kafka-down postgres-up postgres-down airflow airflow-down bench-airflow schemas tf-columns tf-validate clean
+.PHONY: help install demo lint test bench bench-dbt transform answers dashboard api-server powerbi bench-kafka bench-batch kafka-up kafka-down postgres-up postgres-down airflow airflow-down docker-up docker-down bench-airflow schemas tf-columns tf-validate clean
