@@ -246,6 +246,9 @@ class _Scrambled:
     def close(self) -> None:
         pass
 
+    def has_changes_since(self, entity: str, moment: int) -> bool:
+        return False
+
     def read(self, entity: str, window: Window) -> Iterator[list[Change]]:
         def change(key: str, minutes: int) -> Change:
             at = micros(T0 + timedelta(minutes=minutes))
@@ -271,6 +274,10 @@ def test_lag_keeps_fresh_changes_for_the_next_window(
     api.upsert("customers", customer(2))  # now: inside the lag
     first = load_changes(warehouse, source(api), "customers", lag_seconds=60)
     assert (first.read, bronze_keys(warehouse)) == (1, ["C00001"])
+    assert not first.waiting, "the summary only says so when nothing was read"
+    second = load_changes(warehouse, source(api), "customers", lag_seconds=60)
+    assert (second.read, second.waiting) == (0, True)
+    assert "newer changes wait for the next run" in second.line()
     assert load(warehouse, source(api)).read == 1
     assert bronze_keys(warehouse) == ["C00001", "C00002"]
 

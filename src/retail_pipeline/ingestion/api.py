@@ -133,6 +133,10 @@ class ApiSource:
         """The loader's clock: the API's must agree within ``RETAIL_BATCH_LAG``."""
         return micros(datetime.now(UTC))
 
+    def has_changes_since(self, entity: str, moment: int) -> bool:
+        query = {"updated_since": stamp(moment), "limit": "1"}
+        return bool(self._page(entity, query, 1).data)
+
     def read(self, entity: str, window: Window) -> Iterator[list[Change]]:
         after = window.after
         query: dict[str, str] = {

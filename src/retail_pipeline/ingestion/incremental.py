@@ -114,6 +114,11 @@ class ChangeSource(Protocol):
         """Release connections."""
         ...
 
+    def has_changes_since(self, entity: str, moment: int) -> bool:
+        """Whether a record of ``entity`` changed at or after ``moment`` (the summary says
+        when changes newer than the window wait for the next run)."""
+        ...
+
     def read(self, entity: str, window: Window) -> Iterator[list[Change]]:
         """The window's records in ascending ``(updated_at, key)`` order, a page at a time.
 
@@ -135,10 +140,14 @@ class IncrementalSummary:
     dead_lettered: int
     until: int | None
     """The end of the window read (None: nothing to read yet, the source's clock is behind)."""
+    waiting: bool = False
+    """Changes at or after ``until`` exist: the lag keeps them for the next run."""
 
     def line(self) -> str:
         """The one-line summary the CLI prints."""
         upto = f" (changes before {stamp(self.until)})" if self.until is not None else ""
+        if self.waiting:
+            upto += "; newer changes wait for the next run (RETAIL_BATCH_LAG, --lag)"
         if not self.read:
             return f"{self.entity}: no new changes at {self.source}{upto}"
         return (
@@ -198,7 +207,8 @@ def load_changes(
     if state.until is None:  # open the next window
         until = source.clock() - round(lag_seconds * 1_000_000)
         if state.since is not None and until <= state.since:
-            return IncrementalSummary(entity, where, 0, 0, 0, None)
+            waiting = _has_changes_since(source, entity, state.since)
+            return IncrementalSummary(entity, where, 0, 0, 0, None, waiting)
         state = replace(state, until=until)
     assert state.until is not None
     window = Window(state.since, state.until, state.after)
@@ -211,7 +221,16 @@ def load_changes(
             run.write(pending[:batch_size], close=False)
             pending = pending[batch_size:]
     run.write(pending, close=True)
-    return IncrementalSummary(entity, where, run.read, run.loaded, run.dead, window.until)
+    waiting = not run.read and _has_changes_since(source, entity, window.until)
+    return IncrementalSummary(entity, where, run.read, run.loaded, run.dead, window.until, waiting)
+
+
+def _has_changes_since(source: ChangeSource, entity: str, moment: int) -> bool:
+    """For the summary only: a source that fails to say is taken to have nothing waiting."""
+    try:
+        return source.has_changes_since(entity, moment)
+    except PipelineError:
+        return False
 
 
 class _Run:

@@ -123,6 +123,10 @@ class PostgresSource:
         )
         return micros(rows[0][0])
 
+    def has_changes_since(self, entity: str, moment: int) -> bool:
+        sql = f"select exists (select 1 from {entity} where updated_at >= %(moment)s)"
+        return bool(self._query(entity, sql, {"moment": instant(moment)})[0][0])
+
     def read(self, entity: str, window: Window) -> Iterator[list[Change]]:
         key = REFERENCE_KEYS[entity]
         fields = [spec for spec in REFERENCE_FIELDS[entity]]
