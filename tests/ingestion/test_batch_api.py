@@ -12,7 +12,7 @@ import pytest
 
 from retail_pipeline.errors import InputError, PipelineError
 from retail_pipeline.ingestion.api import ApiSource, parse_updated_at
-from retail_pipeline.ingestion.incremental import Change, Window, load_changes, micros
+from retail_pipeline.ingestion.incremental import Change, Retry, Window, load_changes, micros
 from retail_pipeline.sources.api_server import ReferenceApi
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.accounting import unaccounted_rows
@@ -40,7 +40,7 @@ def api() -> Iterator[ReferenceApi]:
 
 
 def source(api: ReferenceApi, **options: Any) -> ApiSource:
-    options = {"page_size": 100, "backoff": 0.001, "timeout": 5.0} | options
+    options = {"page_size": 100, "retry": Retry(backoff=0.001), "timeout": 5.0} | options
     return ApiSource(api.url, TOKEN, **options)
 
 
@@ -185,7 +185,7 @@ def test_a_run_that_gives_up_mid_way_resumes_where_it_stopped(
         api.upsert("customers", customer(i), updated_at=T0 if i % 2 else None)
     api.faults.fail(50, 500, skip=3)  # pages 1-3 pass, then the API stays down
     with pytest.raises(PipelineError, match=r"gave up after 3 attempts: 500"):
-        load(warehouse, source(api, attempts=3), batch_size=200)
+        load(warehouse, source(api, retry=Retry(attempts=3, backoff=0.001)), batch_size=200)
     assert warehouse.counts()["customers"] == 200, "the first batch was committed"
     api.faults.clear()
     # meanwhile a written record and an unwritten one change
@@ -213,7 +213,7 @@ def test_a_malformed_page_that_persists_fails_in_one_line(
         api.upsert("customers", customer(i))
     api.faults.malform(10, skip=1)
     with pytest.raises(PipelineError) as failure:
-        load(warehouse, source(api, attempts=2))
+        load(warehouse, source(api, retry=Retry(attempts=2, backoff=0.001)))
     message = str(failure.value)
     assert "\n" not in message and "page 2 is malformed" in message and api.url in message
     assert warehouse.counts()["customers"] == 0, "the window's one batch was not written"
@@ -229,7 +229,7 @@ def test_wrong_token_and_bad_urls_are_one_line(
     with pytest.raises(InputError, match="no credentials in the URL"):
         ApiSource("http://user:secret@example.com")
     with pytest.raises(PipelineError, match="cannot connect"):
-        load(warehouse, ApiSource("http://127.0.0.1:9", attempts=2, backoff=0.001))
+        load(warehouse, ApiSource("http://127.0.0.1:9", retry=Retry(attempts=2, backoff=0.001)))
 
 
 class _Scrambled:

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from retail_pipeline.errors import InputError, PipelineError
-from retail_pipeline.ingestion.incremental import Change, Window, load_changes
+from retail_pipeline.ingestion.incremental import Change, Retry, Window, load_changes
 from retail_pipeline.ingestion.postgres import PostgresSource
 from retail_pipeline.sources.postgres import LocalPostgres, upsert
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
@@ -150,7 +150,7 @@ def test_a_restart_during_an_extract_loses_and_repeats_nothing(
                 if self.pages == 2:
                     private_postgres.restart()  # the open connection dies
 
-    source = Restarting(dsn, chunk=150, backoff=0.05)
+    source = Restarting(dsn, chunk=150, retry=Retry(backoff=0.05))
     summary = load(warehouse, source, batch_size=400)
     assert summary.read == 1_000
     assert keys(warehouse) == [f"C{i:05d}" for i in range(1_000)]
@@ -170,7 +170,8 @@ def test_a_crash_mid_extract_resumes_after_the_last_batch_written(
                 yield page
 
     with pytest.raises(PipelineError, match=r"gave up after 2 attempts"):
-        load(warehouse, Crashing(dsn, chunk=100, attempts=2, backoff=0.01), batch_size=250)
+        crashing = Crashing(dsn, chunk=100, retry=Retry(attempts=2, backoff=0.01))
+        load(warehouse, crashing, batch_size=250)
     assert warehouse.counts()["customers"] == 250, "one batch was committed before the crash"
     private_postgres.start()
     upsert(dsn, "customers", [customer(5, name="Changed")])  # a written record changes
@@ -189,7 +190,7 @@ def test_the_loader_waits_for_a_server_that_comes_back(
     upsert(dsn, "customers", [customer(i) for i in range(50)])
     private_postgres.stop()
     threading.Timer(1.0, private_postgres.start).start()
-    summary = load(warehouse, PostgresSource(dsn, attempts=8, backoff=0.2))
+    summary = load(warehouse, PostgresSource(dsn, retry=Retry(attempts=8, backoff=0.2)))
     assert summary.read == 50
 
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import email.utils
 import http.client
-import random
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +23,7 @@ import msgspec
 
 from retail_pipeline.errors import InputError, PipelineError
 from retail_pipeline.events.contract import REFERENCE_KEYS
-from retail_pipeline.ingestion.incremental import Change, Window, micros, stamp
+from retail_pipeline.ingestion.incremental import Change, Retry, Window, micros, stamp
 
 PAGE_SIZE = 500
 _TIMESTAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -99,10 +97,7 @@ class ApiSource:
         *,
         page_size: int = PAGE_SIZE,
         timeout: float = 30.0,
-        attempts: int = 6,
-        backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
+        retry: Retry = Retry(),
     ):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -118,10 +113,7 @@ class ApiSource:
         self.token = token
         self.page_size = page_size
         self.timeout = timeout
-        self.attempts = attempts
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.sleep = sleep
+        self.retry = retry
 
     def describe(self, entity: str) -> str:
         return f"{self.base}/{entity}"
@@ -184,7 +176,7 @@ class ApiSource:
     def _page(self, entity: str, query: dict[str, str], number: int) -> _Page:
         url = f"{self.describe(entity)}?{urllib.parse.urlencode(query)}"
         last = ""
-        for attempt in range(1, self.attempts + 1):
+        for attempt in range(1, self.retry.attempts + 1):
             try:
                 return _PAGE.decode(self._get(url))
             except msgspec.DecodeError as exc:
@@ -192,10 +184,9 @@ class ApiSource:
                 wait = None
             except _Retry as exc:
                 last, wait = str(exc), exc.wait
-            if attempt < self.attempts:
-                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-                self.sleep(wait if wait is not None else delay * (0.5 + random.random() / 2))
-        raise PipelineError(f"{url}: gave up after {self.attempts} attempts: {last}")
+            if attempt < self.retry.attempts:
+                self.retry.pause(attempt, wait)
+        raise PipelineError(f"{url}: gave up after {self.retry.attempts} attempts: {last}")
 
     def _get(self, url: str) -> bytes:
         request = urllib.request.Request(url, headers={"Accept": "application/json"})

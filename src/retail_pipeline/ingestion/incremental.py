@@ -22,7 +22,9 @@ source, its key and the reason. Silver's SCD2 history reads these loads like sna
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -62,6 +64,25 @@ def instant(value: int) -> datetime:
 def stamp(value: int) -> str:
     """The contract's timestamp text of an instant: ``2026-01-15T10:00:00.123456Z``."""
     return instant(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How a source retries a transient failure: ``attempts`` tries in all, waiting ``backoff``
+    seconds after the first, doubling up to ``max_backoff``, with jitter (or as long as the
+    server asked)."""
+
+    attempts: int = 6
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def pause(self, attempt: int, asked: float | None = None) -> None:
+        """Wait before try ``attempt + 1``."""
+        if asked is None:
+            delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+            asked = delay * (0.5 + random.random() / 2)
+        self.sleep(asked)
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,7 @@ later window.
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -32,7 +30,7 @@ import orjson
 
 from retail_pipeline.errors import InputError, PipelineError
 from retail_pipeline.events.contract import REFERENCE_FIELDS, REFERENCE_KEYS
-from retail_pipeline.ingestion.incremental import Change, Window, instant, micros
+from retail_pipeline.ingestion.incremental import Change, Retry, Window, instant, micros
 
 if TYPE_CHECKING:
     import psycopg
@@ -81,11 +79,8 @@ class PostgresSource:
         dsn: str,
         *,
         chunk: int = CHUNK,
-        attempts: int = 6,
-        backoff: float = 0.5,
-        max_backoff: float = 30.0,
         connect_timeout: int = 10,
-        sleep: Callable[[float], None] = time.sleep,
+        retry: Retry = Retry(),
     ):
         self._psycopg = _driver()
         try:
@@ -99,11 +94,8 @@ class PostgresSource:
         port = info.get("port") or "5432"
         self.name = f"{host}:{port}/{info.get('dbname') or info.get('user') or 'postgres'}"
         self.chunk = chunk
-        self.attempts = attempts
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.connect_timeout = connect_timeout
-        self.sleep = sleep
+        self.retry = retry
         self._con: psycopg.Connection[Any] | None = None
 
     def describe(self, entity: str) -> str:
@@ -189,7 +181,7 @@ class PostgresSource:
         psycopg = self._psycopg
         where = f"postgresql://{self.name}" + (f"/{entity}" if entity != "source" else "")
         last = ""
-        for attempt in range(1, self.attempts + 1):
+        for attempt in range(1, self.retry.attempts + 1):
             try:
                 with self._connection().cursor() as cur:
                     cur.execute(sql, params)
@@ -212,7 +204,6 @@ class PostgresSource:
                 self.close()
             except psycopg.Error as exc:
                 raise PipelineError(f"{where}: {str(exc).strip().splitlines()[0]}") from None
-            if attempt < self.attempts:
-                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-                self.sleep(delay * (0.5 + random.random() / 2))
-        raise PipelineError(f"{where}: gave up after {self.attempts} attempts: {last}")
+            if attempt < self.retry.attempts:
+                self.retry.pause(attempt)
+        raise PipelineError(f"{where}: gave up after {self.retry.attempts} attempts: {last}")

@@ -46,6 +46,7 @@ from typing import Any
 
 import psutil
 
+from retail_pipeline.checkout import local_home
 from retail_pipeline.errors import InputError, PipelineError
 
 try:
@@ -116,20 +117,9 @@ class PostgresStatus:
 # --------------------------------------------------------------------------- locations
 
 
-def _repo_root() -> Path | None:
-    """The source checkout this (editable) package lives in."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "pyproject.toml").is_file() and (parent / "src" / "retail_pipeline").is_dir():
-            return parent
-    return None
-
-
 def default_home() -> Path:
     """The CLI's cluster home: ``<checkout>/.postgres``, else a user cache directory."""
-    root = _repo_root()
-    if root is not None:
-        return root / ".postgres"
-    return Path.home() / ".cache" / "retail-pipeline" / "postgres"
+    return local_home("postgres", "src/retail_pipeline")
 
 
 def _major(bindir: Path) -> int | None:

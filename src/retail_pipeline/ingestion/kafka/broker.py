@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from retail_pipeline.checkout import checkout_root, local_home
 from retail_pipeline.settings import settings
 
 if TYPE_CHECKING:
@@ -141,23 +142,12 @@ class BrokerStatus:
 # --------------------------------------------------------------------------- locations
 
 
-def _repo_root() -> Path | None:
-    """The source checkout this (editable) package lives in, found by its ``kafka/pom.xml``."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "kafka" / "pom.xml").is_file() and (parent / "pyproject.toml").is_file():
-            return parent
-    return None
-
-
 def default_home() -> Path:
     """The broker home: ``RETAIL_KAFKA_HOME``, else ``<repo>/.kafka``, else a user cache dir."""
     configured = settings().kafka_home
     if configured:
         return configured.expanduser().resolve()
-    root = _repo_root()
-    if root is not None:
-        return root / ".kafka"
-    return Path.home() / ".cache" / "retail-pipeline" / "kafka"
+    return local_home("kafka", "kafka/pom.xml")
 
 
 def find_pom(pom: Path | None = None) -> Path:
@@ -166,7 +156,7 @@ def find_pom(pom: Path | None = None) -> Path:
     if pom is None and configured:
         pom = configured.expanduser()
     if pom is None:
-        root = _repo_root()
+        root = checkout_root("kafka/pom.xml")
         if root is None:
             raise BrokerError(
                 f"cannot find kafka/pom.xml next to the package; set {POM_ENV} to its path"
