@@ -20,7 +20,7 @@ from retail_pipeline.ingestion.incremental import ChangeSource, load_changes
 from retail_pipeline.ingestion.postgres import PostgresSource
 from retail_pipeline.sources.api_server import ReferenceApi
 from retail_pipeline.sources.postgres import LocalPostgres, upsert
-from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+from retail_pipeline.warehouse import open_warehouse
 
 
 def customers(n: int) -> list[dict[str, str]]:
@@ -37,7 +37,7 @@ def customers(n: int) -> list[dict[str, str]]:
 
 
 def measure(name: str, source: ChangeSource, folder: Path, records: int, batch: int) -> None:
-    with DuckDBWarehouse(folder / f"{name}.duckdb") as wh:
+    with open_warehouse(folder / f"{name}.duckdb", target="duckdb") as wh:
         started = time.perf_counter()
         first = load_changes(wh, source, "customers", lag_seconds=0, batch_size=batch)
         full = time.perf_counter() - started

@@ -207,3 +207,22 @@ def test_nothing_outside_the_warehouse_package_names_an_implementation() -> None
         for use in _implementation_uses(path)
     ]
     assert offenders == []
+
+
+def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`source .env` and Docker's env files set a blank line's variable to "": the default."""
+    from retail_pipeline.settings import settings
+
+    for name in (
+        "SNOWFLAKE_PRIVATE_KEY_PATH",
+        "SNOWFLAKE_PORT",
+        "RETAIL_KAFKA_CONNECT_TIMEOUT",
+        "RETAIL_WAREHOUSE",
+        "RETAIL_POSTGRES_DSN",
+        "RETAIL_BATCH_LAG",
+    ):
+        monkeypatch.setenv(name, "")
+    config = settings()
+    assert config.snowflake.private_key_path is None and config.snowflake.port is None
+    assert config.kafka_connect_timeout == 10.0 and config.batch_lag == 5.0
+    assert str(config.warehouse) == "data/warehouse.duckdb" and config.postgres_dsn is None

@@ -530,6 +530,37 @@ def postgres_up(
     out.print(f"export RETAIL_POSTGRES_DSN={dsn}")
 
 
+@postgres_app.command("seed")
+def postgres_seed(
+    dsn: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DSN",
+            help="The database to fill  [env var: RETAIL_POSTGRES_DSN]",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Upsert the records even into tables that have rows")
+    ] = False,
+) -> None:
+    """Create the source tables in any PostgreSQL and fill them with the demo shop's customers
+    and products (tables that already have rows are left alone without --force)."""
+    from retail_pipeline.settings import settings
+    from retail_pipeline.sources import postgres
+
+    configured = settings().postgres_dsn
+    target = dsn or (configured.get_secret_value() if configured else None)
+    if not target:
+        raise PipelineError("no database: give --dsn DSN or set RETAIL_POSTGRES_DSN")
+    postgres.apply_schema(target)
+    if not force and any(postgres.row_counts(target).values()):
+        out.print("the tables already have rows: left alone (--force upserts the demo's records)")
+        return
+    customers, products = postgres.seed_simulated(target)
+    out.print(f"seeded {customers:,} customers and {products:,} products (the demo's shop)")
+
+
 @postgres_app.command("down")
 def postgres_down(home: PostgresHomeOpt = None) -> None:
     """Stop PostgreSQL (its data stays)."""

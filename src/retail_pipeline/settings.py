@@ -2,8 +2,9 @@
 
 ``RETAIL_*`` variables configure the pipeline, ``SNOWFLAKE_*`` the Snowflake account; nothing
 else in the package reads the environment for them. A command-line flag, where there is one,
-wins over its variable. :func:`settings` reads the environment afresh on every call (it is
-cheap), so a changed variable is seen at once, and a bad value is one line naming the variable.
+wins over its variable; a variable set to the empty string counts as unset. :func:`settings`
+reads the environment afresh on every call (it is cheap), so a changed variable is seen at once,
+and a bad value is one line naming the variable.
 
 Secrets (a Snowflake password or private key passphrase) come from the environment only, never
 from a file in the repository; ``.env.example`` lists the variables.
@@ -30,7 +31,9 @@ DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
 class SnowflakeSettings(BaseSettings):
     """The Snowflake account and objects (``SNOWFLAKE_*``), as Terraform provisions them."""
 
-    model_config = SettingsConfigDict(env_prefix="SNOWFLAKE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SNOWFLAKE_", extra="ignore", env_ignore_empty=True
+    )
 
     account: str = ""
     user: str = ""
@@ -86,7 +89,7 @@ class SnowflakeSettings(BaseSettings):
 class Settings(BaseSettings):
     """The pipeline's settings (``RETAIL_*``)."""
 
-    model_config = SettingsConfigDict(env_prefix="RETAIL_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RETAIL_", extra="ignore", env_ignore_empty=True)
 
     target: Target = "duckdb"
     """Which warehouse every command works on."""

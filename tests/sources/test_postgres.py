@@ -385,3 +385,22 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         assert (down.exit_code, down.output) == (0, "PostgreSQL was not running\n")
     finally:
         LocalPostgres(home).destroy()
+
+
+def test_cli_seed_fills_any_database_once(postgres_db: str) -> None:
+    from typer.testing import CliRunner
+
+    from retail_pipeline.cli import app
+    from retail_pipeline.sources.postgres import row_counts
+
+    runner = CliRunner()
+    first = runner.invoke(app, ["postgres", "seed", "--dsn", postgres_db])
+    assert first.exit_code == 0, first.output
+    counts = row_counts(postgres_db)
+    assert counts["customers"] > 0 and counts["products"] > 0
+    assert f"seeded {counts['customers']:,} customers" in first.output
+    again = runner.invoke(app, ["postgres", "seed"], env={"RETAIL_POSTGRES_DSN": postgres_db})
+    assert again.exit_code == 0 and "left alone" in again.output
+    assert row_counts(postgres_db) == counts
+    missing = runner.invoke(app, ["postgres", "seed"], env={"RETAIL_POSTGRES_DSN": ""})
+    assert missing.exit_code == 1 and "RETAIL_POSTGRES_DSN" in str(missing.exception)

@@ -1,0 +1,27 @@
+#!/bin/sh
+# The Airflow container (docs/docker.md): what `retail-pipeline airflow up` does on a laptop
+# (src/retail_pipeline/orchestration/local.py), in the foreground. The AIRFLOW__* settings come
+# from docker/compose.yml; AIRFLOW_HOME (SQLite metadata, logs, the login) is the airflow-home
+# volume.
+set -eu
+
+# The dbt manifest the dbt DAG renders, before the scheduler parses it (dbt parse, a few seconds).
+python -c 'from retail_pipeline.orchestration.dbt import ensure_manifest; ensure_manifest()'
+
+airflow db migrate
+
+# The pool every task of the three DAGs runs in (one writer at a time for a DuckDB file).
+pool=$(python -c 'from retail_pipeline.orchestration import WAREHOUSE_POOL as p; print(p)')
+slots=$(python -c 'from retail_pipeline.orchestration import WAREHOUSE_POOL_SLOTS as s; print(s)')
+airflow pools set "$pool" "$slots" "writers of the warehouse: one at a time for a DuckDB file"
+
+# The login: user admin with AIRFLOW_ADMIN_PASSWORD from the env file when it is set; otherwise
+# Airflow generates a password into $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated.
+if [ -n "${AIRFLOW_ADMIN_PASSWORD:-}" ]; then
+    python -c 'import json, os, sys
+with open(sys.argv[1], "w") as file:
+    json.dump({"admin": os.environ["AIRFLOW_ADMIN_PASSWORD"]}, file)' \
+        "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+fi
+
+exec airflow standalone
