@@ -34,7 +34,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -46,8 +45,8 @@ from typing import Any
 
 import psutil
 
-from retail_pipeline.checkout import local_home
 from retail_pipeline.errors import InputError, PipelineError
+from retail_pipeline.local_services import local_home, port_free
 
 try:
     import psycopg
@@ -242,13 +241,7 @@ def _environment() -> dict[str, str]:
 
 
 def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((_HOST, port))
-        except OSError:
-            return False
-    return True
+    return port_free(_HOST, port)
 
 
 def _quote_conf(value: str) -> str:

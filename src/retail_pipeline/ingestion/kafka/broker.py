@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from retail_pipeline.checkout import checkout_root, local_home
+from retail_pipeline.local_services import checkout_root, local_home, port_free
 from retail_pipeline.settings import settings
 
 if TYPE_CHECKING:
@@ -365,13 +365,7 @@ def _signal(pid: int, sig: signal.Signals) -> None:
 
 
 def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((_HOST, port))
-        except OSError:
-            return False
-    return True
+    return port_free(_HOST, port)
 
 
 def _free_port() -> int:

@@ -1,8 +1,9 @@
-"""The source checkout an editable install lives in: where the local services keep their homes
-(``.kafka/``, ``.postgres/``) and where the broker's pom is."""
+"""What the local services (the Kafka broker, PostgreSQL) share: the source checkout an editable
+install lives in, where they keep their homes (``.kafka/``, ``.postgres/``), and port checks."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 
@@ -23,3 +24,14 @@ def local_home(name: str, *markers: str) -> Path:
     if root is not None:
         return root / f".{name}"
     return Path.home() / ".cache" / "retail-pipeline" / name
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (as the service would, with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
