@@ -267,6 +267,33 @@ def test_records_out_of_order_are_refused_before_their_page_is_written(
     assert warehouse.query("select count(*) from bronze.dead_letter") == [(2,)]
 
 
+class _Unbounded(ApiSource):
+    """A client of an API that has no updated_since / updated_before: every page from the
+    first record on."""
+
+    def _page(self, entity: str, query: dict[str, str], number: int) -> Any:
+        query = {k: v for k, v in query.items() if k not in ("updated_since", "updated_before")}
+        return super()._page(entity, query, number)
+
+
+def test_an_api_that_ignores_the_bounds_still_loads_each_change_once(
+    api: ReferenceApi, warehouse: DuckDBWarehouse
+) -> None:
+    for i in range(250):
+        api.upsert("customers", customer(i), updated_at=T0 + timedelta(seconds=i))
+    unbounded = _Unbounded(api.url, TOKEN, page_size=40)
+    first = load_changes(warehouse, unbounded, "customers", lag_seconds=0)
+    assert first.read == 250
+    # changes: one stamped after a run's window end is left for the next run
+    api.upsert("customers", customer(3, name="Changed"))
+    stamp_after = datetime.now(UTC) + timedelta(hours=1)
+    api.upsert("customers", customer(4, name="Future"), updated_at=stamp_after)
+    second = load_changes(warehouse, unbounded, "customers", lag_seconds=0)
+    assert second.read == 1 and second.waiting is False
+    assert warehouse.counts()["customers"] == 251
+    assert sorted(set(bronze_keys(warehouse))) == [f"C{i:05d}" for i in range(250)]
+
+
 def test_lag_keeps_fresh_changes_for_the_next_window(
     api: ReferenceApi, warehouse: DuckDBWarehouse
 ) -> None:

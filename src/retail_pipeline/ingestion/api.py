@@ -85,6 +85,33 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def _in_window(changes: list[Change], window: Window) -> tuple[list[Change], bool]:
+    """A page's records in the window, and whether the window ended on this page.
+
+    What an API that ignores a bound sends anyway: records before the window (read in an
+    earlier one, or by the stopped run this one resumes) are dropped; records from the first one
+    at or after the window's end on are later still, so they end the read. A page whose records
+    are not in order is passed on whole, for the loader to refuse.
+    """
+    until = window.until
+    cut = next(
+        (i for i, c in enumerate(changes) if c.updated_at is not None and c.updated_at >= until),
+        len(changes),
+    )
+    if any(c.updated_at is not None and c.updated_at < until for c in changes[cut:]):
+        return changes, False
+
+    def earlier(change: Change) -> bool:
+        place = change.place
+        if place is None:
+            return False
+        if window.after is not None and place <= window.after:
+            return True
+        return window.since is not None and place[0] < window.since
+
+    return [c for c in changes[:cut] if not earlier(c)], cut < len(changes)
+
+
 class ApiSource:
     """The HTTP API as a :class:`~retail_pipeline.ingestion.incremental.ChangeSource`."""
 
@@ -142,12 +169,10 @@ class ApiSource:
         while True:
             page_number += 1
             page = self._page(entity, query, page_number)
-            changes = [self._change(entity, raw) for raw in page.data]
-            if after is not None:  # resuming: drop what the stopped run already wrote
-                changes = [c for c in changes if c.place is None or c.place > after]
+            changes, ended = _in_window([self._change(entity, raw) for raw in page.data], window)
             if changes:
                 yield changes
-            if not page.next_cursor:
+            if ended or not page.next_cursor:
                 return
             if not page.data:
                 raise InputError(
