@@ -151,8 +151,13 @@ def test_a_record_without_a_usable_updated_at_is_dead_lettered() -> None:
     assert ApiSource._change("customers", b"[1]").problem == "not a JSON object"
     assert parse_updated_at("2026-03-01T12:00:00.5Z") == micros(T0) + 500_000
     assert parse_updated_at("2026-03-01T12:00:00Z") == micros(T0)
+    assert parse_updated_at("2026-03-01T14:00:00+02:00") == micros(T0)
+    assert parse_updated_at("2026-03-01T12:00:00.000001+00:00") == micros(T0) + 1
     assert parse_updated_at("2026-03-01 12:00:00") is None
+    assert parse_updated_at("2026-03-01T12:00:00") is None, "no offset: which time?"
+    assert parse_updated_at("2026-03-01T12:00:00.1234567Z") is None, "finer than microseconds"
     assert parse_updated_at("2026-02-30T12:00:00Z") is None
+    assert parse_updated_at(1_772_366_400) is None
 
 
 def test_transient_failures_are_retried_without_loss_or_repeat(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import http.client
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,7 +27,6 @@ from retail_pipeline.events.contract import REFERENCE_KEYS
 from retail_pipeline.ingestion.incremental import Change, Retry, Window, micros, stamp
 
 PAGE_SIZE = 500
-_TIMESTAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 class _Page(msgspec.Struct):
@@ -54,20 +54,18 @@ class _Retry(Exception):
         self.wait = wait
 
 
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
 def parse_updated_at(value: Any) -> int | None:
-    """The instant of a record's ``updated_at`` (the contract's timestamp text), else None."""
-    if not isinstance(value, str) or not value.endswith("Z"):
+    """The instant of a record's ``updated_at``, else None: an RFC 3339 timestamp with its
+    offset (``Z`` or ``+02:00``) and at most microseconds, as the API shape allows."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         return None
-    text = value[:-1]
-    if "." in text:
-        whole, fraction = text.split(".", 1)
-        if not (1 <= len(fraction) <= 6 and fraction.isdigit()):
-            return None
-        text = f"{whole}.{fraction.ljust(6, '0')}"
-    else:
-        text += ".000000"
     try:
-        return micros(datetime.strptime(text, _TIMESTAMP.removesuffix("Z")).replace(tzinfo=UTC))
+        return micros(datetime.fromisoformat(value))
     except ValueError:
         return None
 
