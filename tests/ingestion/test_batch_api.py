@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -350,3 +352,111 @@ def test_cli_loads_from_the_api(
     monkeypatch.delenv("RETAIL_API_URL")
     result = runner.invoke(app, ["load-batch", "--warehouse", wh])
     assert result.exit_code != 0 and "nothing to load" in str(result.exception)
+
+
+class _Hostile(BaseHTTPRequestHandler):
+    """Answers every GET with what the test put in ``answers`` (status, headers, body)."""
+
+    answers: ClassVar[list[tuple[int, dict[str, str], bytes]]] = []
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(dict(self.headers))
+        status, headers, body = type(self).answers[
+            min(len(type(self).seen), len(type(self).answers)) - 1
+        ]
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hostile() -> Iterator[type[_Hostile]]:
+    handler = type("Handler", (_Hostile,), {"answers": [], "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    handler.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    yield handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_redirect_is_refused_and_the_token_stays_home(
+    hostile: Any, warehouse: DuckDBWarehouse
+) -> None:
+    hostile.answers = [(302, {"Location": "http://127.0.0.1:9/elsewhere"}, b"")]
+    with pytest.raises(PipelineError, match=r"302 .*redirected to http://127.0.0.1:9/elsewhere"):
+        load(warehouse, ApiSource(hostile.url, TOKEN, retry=Retry(attempts=1)))
+    assert len(hostile.seen) == 1, "the redirect was not followed"
+
+
+def test_a_cursor_that_comes_back_is_refused(hostile: Any, warehouse: DuckDBWarehouse) -> None:
+    page = (
+        b'{"data":[{"customer_id":"C1","updated_at":"2020-01-01T00:00:00Z"}],"next_cursor":"again"}'
+    )
+    empty = b'{"data":[],"next_cursor":null}'
+    hostile.answers = [(200, {}, empty), (200, {}, empty), (200, {}, page)]
+    api = ApiSource(hostile.url, retry=Retry(attempts=1))
+    assert load(warehouse, api).read == 0  # the window now starts after 2020
+    with pytest.raises(InputError, match="a cursor seen before"):
+        load(warehouse, api)  # an API that ignores the bounds, its cursor going round
+    assert len(hostile.seen) == 4
+
+
+def test_retry_after_is_honoured_within_bounds_and_odd_values_do_not_crash(
+    hostile: Any, warehouse: DuckDBWarehouse
+) -> None:
+    waits: list[float] = []
+    retry = Retry(attempts=4, backoff=0.001, max_backoff=2.0, sleep=waits.append)
+    hostile.answers = [
+        (503, {"Retry-After": "86400"}, b"{}"),
+        (503, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 -0000"}, b"{}"),
+        (429, {"Retry-After": "\u00b2"}, b"{}"),
+        (200, {}, b'{"data":[],"next_cursor":null}'),
+    ]
+    assert load(warehouse, ApiSource(hostile.url, retry=retry)).read == 0
+    assert waits[0] == 2.0, "a day is capped at max_backoff"
+    assert waits[1] == 0.0, "a date in the past: at once"
+    assert 0 < waits[2] <= 2.0
+
+
+def test_a_page_nested_too_deeply_is_one_line(hostile: Any, warehouse: DuckDBWarehouse) -> None:
+    hostile.answers = [(200, {}, b'{"data":' + b"[" * 100_000 + b"]" * 100_000 + b"}")]
+    with pytest.raises(PipelineError, match="page 1 is malformed") as failure:
+        load(warehouse, ApiSource(hostile.url, retry=Retry(attempts=1)))
+    assert "\n" not in str(failure.value)
+
+
+def test_the_lag_is_bounded(api: ReferenceApi, warehouse: DuckDBWarehouse) -> None:
+    for lag in (float("inf"), 1e12, -1.0):
+        with pytest.raises(InputError, match="lag"):
+            load_changes(warehouse, source(api), "customers", lag_seconds=lag)
+
+
+def test_a_record_with_a_repeated_key_is_dead_lettered_and_the_window_goes_on(
+    hostile: Any, warehouse: DuckDBWarehouse
+) -> None:
+    def record(key: str, *stamps: str) -> bytes:
+        fields = [f'"customer_id":"{key}","name":"N","email":"e@example.com","country":"DE"']
+        fields += ['"created_at":"2025-06-01T08:00:00Z"']
+        fields += [f'"updated_at":"{stamp}"' for stamp in stamps]
+        return ("{" + ",".join(fields) + "}").encode()
+
+    rows = [
+        record("C1", "2026-01-01T00:00:00Z"),
+        record("C2", "2026-01-01T00:00:01Z", "2099-01-01T00:00:00Z"),  # which one orders it?
+        record("C3", "2026-01-01T00:00:02Z"),
+    ]
+    hostile.answers = [(200, {}, b'{"data":[' + b",".join(rows) + b'],"next_cursor":null}')]
+    summary = load(warehouse, ApiSource(hostile.url))
+    assert (summary.read, summary.loaded, summary.dead_lettered) == (3, 2, 1)
+    assert bronze_keys(warehouse) == ["C1", "C3"]
+    [(reason,)] = warehouse.query("select reason from bronze.dead_letter")
+    assert "repeated key 'updated_at'" in reason

@@ -248,3 +248,101 @@ def test_cli_loads_from_postgres(
     result = CliRunner().invoke(app, ["load-batch", "--warehouse", wh])
     assert result.exit_code == 0, result.output
     assert "customers: no new changes" in result.output
+
+
+def test_a_transaction_that_reads_first_and_writes_late_is_not_lost(
+    postgres_db: str, warehouse: DuckDBWarehouse
+) -> None:
+    """No xid yet when the window is read: its start still holds the window back."""
+    with psycopg.connect(postgres_db) as slow:
+        slow.execute("select count(*) from customers")  # the job reads first...
+        time.sleep(0.2)
+        assert load(warehouse, PostgresSource(postgres_db)).read == 0
+        slow.execute(  # ...and writes later, stamped with its start (now())
+            "insert into customers (customer_id, name, email, country, created_at)"
+            " values ('C00001', 'Late', 'l@example.com', 'DE', '2025-06-01T08:00:00Z')"
+        )
+        slow.commit()
+    assert load(warehouse, PostgresSource(postgres_db)).read == 1
+    assert keys(warehouse) == ["C00001"]
+
+
+def test_a_naive_updated_at_is_utc_whatever_the_database_time_zone(
+    postgres_db: str, warehouse: DuckDBWarehouse
+) -> None:
+    database = postgres_db.rsplit("/", 1)[1]
+    with psycopg.connect(postgres_db, autocommit=True) as con:
+        con.execute(f"alter database {database} set timezone = 'Europe/Berlin'")
+        con.execute("drop table customers")
+        con.execute(
+            "create table customers (customer_id text primary key, name text, email text,"
+            " country text, created_at timestamp, updated_at timestamp not null)"
+        )
+
+    def add(key: str) -> None:
+        with psycopg.connect(postgres_db, autocommit=True) as con:
+            con.execute(
+                "insert into customers values (%s, 'N', 'n@example.com', 'DE',"
+                " '2025-06-01 08:00:00', now() at time zone 'UTC')",
+                [key],
+            )
+
+    add("C00001")
+    assert load(warehouse, PostgresSource(postgres_db)).read == 1
+    time.sleep(0.05)
+    add("C00002")  # a change after the first window, stamped in UTC
+    assert load(warehouse, PostgresSource(postgres_db)).read == 1
+    assert keys(warehouse) == ["C00001", "C00002"]
+    [(created,)] = warehouse.query(
+        "select strftime(created_at, '%Y-%m-%d %H:%M') from bronze.customers limit 1"
+    )
+    assert created == "2025-06-01 08:00"
+
+
+def test_values_python_cannot_hold_dead_letter_their_row_only(
+    postgres_db: str, warehouse: DuckDBWarehouse
+) -> None:
+    upsert(postgres_db, "customers", [customer(i) for i in range(1, 5)])
+    with psycopg.connect(postgres_db, autocommit=True) as con:
+        con.execute("update customers set created_at = 'infinity' where customer_id = 'C00002'")
+        con.execute(
+            "update customers set created_at = '0044-03-15 00:00:00+00 BC'"
+            " where customer_id = 'C00003'"
+        )
+    summary = load(warehouse, PostgresSource(postgres_db, chunk=2))
+    assert (summary.read, summary.loaded, summary.dead_lettered) == (4, 2, 2)
+    dead = warehouse.query("select _key, reason from bronze.dead_letter order by _key")
+    assert [key for key, _ in dead] == ["C00002", "C00003"]
+    assert all(reason.startswith("created_at") for _, reason in dead)
+
+
+def test_rows_without_a_key_are_dead_lettered_once_across_chunks(
+    postgres_db: str, warehouse: DuckDBWarehouse
+) -> None:
+    with psycopg.connect(postgres_db, autocommit=True) as con:
+        con.execute("drop table customers")
+        con.execute(
+            "create table customers (customer_id text, name text, email text, country text,"
+            " created_at timestamptz, updated_at timestamptz not null)"
+        )
+        con.execute(
+            "insert into customers select case when i % 3 = 0 then null when i % 3 = 1 then ''"
+            " else 'C' || i end, 'N', 'n@example.com', 'DE', '2025-06-01T08:00:00Z',"
+            " '2026-03-01T12:00:00Z' from generate_series(1, 30) as i"
+        )
+    summary = load(warehouse, PostgresSource(postgres_db, chunk=4))
+    assert (summary.read, summary.loaded, summary.dead_lettered) == (30, 10, 20)
+    assert load(warehouse, PostgresSource(postgres_db)).read == 0
+
+
+def test_no_password_reaches_an_error_line(warehouse: DuckDBWarehouse) -> None:
+    with pytest.raises(InputError) as bad_uri:
+        PostgresSource("postgresql://app:Sup3rS3cret@[::1:5432/retail")
+    with pytest.raises(PipelineError) as refused:
+        source = PostgresSource(
+            "host=127.0.0.1 port=9 user=app password=Sup3rS3cret dbname=x",
+            retry=Retry(attempts=1),
+        )
+        load(warehouse, source)
+    for failure in (bad_uri, refused):
+        assert "Sup3rS3cret" not in str(failure.value) and "\n" not in str(failure.value)

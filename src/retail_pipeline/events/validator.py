@@ -177,7 +177,7 @@ def _reason(exc: Exception) -> str:
 _TOO_DEEP = "invalid JSON: nested too deeply to check"
 
 
-def _repeated_key(raw: bytes) -> str | None:
+def repeated_key(raw: bytes) -> str | None:
     """The first key that repeats in some object of ``raw`` (exact check, any depth)."""
     found: list[str] = []
 
@@ -389,7 +389,7 @@ def _key_guard(
     suspects = np.nonzero(colons != expected_colons)[0]
     for index in suspects.tolist():
         try:
-            key = _repeated_key(raws[index])
+            key = repeated_key(raws[index])
         except RecursionError:
             checks.fail(index, _TOO_DEEP, first=True)
             continue

@@ -24,6 +24,7 @@ import msgspec
 
 from retail_pipeline.errors import InputError, PipelineError
 from retail_pipeline.events.contract import REFERENCE_KEYS
+from retail_pipeline.events.validator import repeated_key
 from retail_pipeline.ingestion.incremental import Change, Retry, Window, micros, stamp
 
 PAGE_SIZE = 500
@@ -55,32 +56,46 @@ class _Retry(Exception):
 
 
 _RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})",
+    re.IGNORECASE,
 )
+_LAST = micros(datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
 
 
 def parse_updated_at(value: Any) -> int | None:
     """The instant of a record's ``updated_at``, else None: an RFC 3339 timestamp with its
-    offset (``Z`` or ``+02:00``) and at most microseconds, as the API shape allows."""
+    offset (``Z`` or ``+02:00``) and at most microseconds, within years 1-9999 in UTC."""
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         return None
     try:
-        return micros(datetime.fromisoformat(value))
-    except ValueError:
+        instant = micros(datetime.fromisoformat(value.upper()))
+    except (ValueError, OverflowError):
         return None
+    return instant if instant <= _LAST else None
 
 
 def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (seconds or an HTTP date)."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value)
+    """Seconds from a ``Retry-After`` header (seconds or an HTTP date); None if unreadable."""
+    text = (value or "").strip()
+    if text.isascii() and text.isdigit():
+        return float(text)
     try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if when.tzinfo is None:  # "-0000" and zoneless dates: HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are answered, not followed: the token must not travel to another address."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def _in_window(changes: list[Change], window: Window) -> tuple[list[Change], bool]:
@@ -100,12 +115,13 @@ def _in_window(changes: list[Change], window: Window) -> tuple[list[Change], boo
         return changes, False
 
     def earlier(change: Change) -> bool:
-        place = change.place
-        if place is None:
+        at, place = change.updated_at, change.place
+        if at is None:
             return False
-        if window.after is not None and place <= window.after:
+        after = window.after
+        if after is not None and (place <= after if place else at < after[0]):
             return True
-        return window.since is not None and place[0] < window.since
+        return window.since is not None and at < window.since
 
     return [c for c in changes[:cut] if not earlier(c)], cut < len(changes)
 
@@ -127,6 +143,8 @@ class ApiSource:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InputError(f"--api {url!r}: expected an http:// or https:// URL")
+        if parts.query or parts.fragment:
+            raise InputError(f"--api {url!r}: give the API's base URL, without a query or fragment")
         if parts.username or parts.password:
             raise InputError(
                 f"--api: put no credentials in the URL; set RETAIL_API_TOKEN instead"
@@ -164,6 +182,7 @@ class ApiSource:
         if start is not None:
             query["updated_since"] = stamp(start)
         page_number = 0
+        cursors: set[str] = set()
         while True:
             page_number += 1
             page = self._page(entity, query, page_number)
@@ -172,11 +191,13 @@ class ApiSource:
                 yield changes
             if ended or not page.next_cursor:
                 return
-            if not page.data:
+            if not page.data or page.next_cursor in cursors:
                 raise InputError(
-                    f"{self.describe(entity)}: page {page_number} is empty but names a next"
-                    " page; the API would loop forever"
+                    f"{self.describe(entity)}: page {page_number} names a next page"
+                    f" ({'empty page' if not page.data else 'a cursor seen before'}); the API"
+                    " would loop forever"
                 )
+            cursors.add(page.next_cursor)
             query["cursor"] = page.next_cursor
 
     @staticmethod
@@ -184,8 +205,13 @@ class ApiSource:
         text = bytes(raw)
         try:
             found = _STAMPS[entity].decode(text)
+            repeated = repeated_key(text)
         except msgspec.DecodeError:
             return Change(None, None, text, "not a JSON object")
+        except (RecursionError, ValueError):
+            return Change(None, None, text, "nested too deeply, or not UTF-8")
+        if repeated is not None:  # which of the two values orders it? neither, for the loader
+            return Change(None, None, text, f"repeated key {repeated!r}: readers disagree")
         key_name = REFERENCE_KEYS[entity]
         key, given = getattr(found, key_name), getattr(found, "updated_at")  # noqa: B009
         updated_at = parse_updated_at(given)
@@ -202,8 +228,8 @@ class ApiSource:
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 return _PAGE.decode(self._get(url))
-            except msgspec.DecodeError as exc:
-                last = f"page {number} is malformed ({exc})"
+            except (msgspec.DecodeError, RecursionError) as exc:
+                last = f"page {number} is malformed ({str(exc) or 'nested too deeply'})"
                 wait = None
             except _Retry as exc:
                 last, wait = str(exc), exc.wait
@@ -216,10 +242,16 @@ class ApiSource:
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 return bytes(response.read())
         except urllib.error.HTTPError as exc:
             status = f"{exc.code} {exc.reason}"
+            if 300 <= exc.code < 400:
+                where = exc.headers.get("Location", "?")
+                raise PipelineError(
+                    f"{url}: {status}, redirected to {where}; give that address in --api (the"
+                    " token is never sent on to another address)"
+                ) from None
             if exc.code >= 500 or exc.code in (408, 429):
                 raise _Retry(status, _retry_after(exc.headers.get("Retry-After"))) from None
             hint = {

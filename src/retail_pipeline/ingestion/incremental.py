@@ -47,6 +47,8 @@ from retail_pipeline.warehouse.base import (
 
 BATCH_SIZE = 50_000
 """Records per warehouse transaction."""
+MAX_LAG = 7 * 86_400
+"""The longest lag: a week behind the source is already a stalled feed."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -63,7 +65,8 @@ def instant(value: int) -> datetime:
 
 def stamp(value: int) -> str:
     """The contract's timestamp text of an instant: ``2026-01-15T10:00:00.123456Z``."""
-    return instant(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    at = instant(value)
+    return f"{at.year:04d}-" + at.strftime("%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ class Retry:
         if asked is None:
             delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
             asked = delay * (0.5 + random.random() / 2)
-        self.sleep(asked)
+        self.sleep(min(asked, self.max_backoff))  # a server asking for a day gets max_backoff
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,10 @@ def load_changes(
     """Read ``entity``'s next window of changes from ``source`` into Bronze."""
     if entity not in REFERENCE_FIELDS:
         raise InputError(f"unknown reference entity {entity!r}; expected customers or products")
+    if not 0 <= lag_seconds <= MAX_LAG:  # also refuses nan and inf
+        raise InputError(
+            f"--lag / RETAIL_BATCH_LAG {lag_seconds!r}: expected 0 to {MAX_LAG:,} seconds"
+        )
     where = source.describe(entity)
     position_name = f"{source.kind}:{where}"
     stored = warehouse.positions(position_name).get(0)
