@@ -202,9 +202,10 @@ def load_batch(
     changes since the last run from an HTTP API or Postgres. With no option, the sources that
     RETAIL_API_URL and RETAIL_POSTGRES_DSN name."""
     from retail_pipeline.ingestion.batch import load_snapshot, read_snapshot
-    from retail_pipeline.ingestion.sources import change_sources, load_sources
+    from retail_pipeline.ingestion.sources import change_sources, entities, load_sources
     from retail_pipeline.warehouse import open_warehouse
 
+    entities(entity)  # a bad --entity is refused before anything is loaded
     sources = change_sources(
         api=api,
         postgres=postgres,
@@ -223,7 +224,7 @@ def load_batch(
     with open_warehouse(warehouse, target=target) as wh:
         for snapshot in snapshots:
             out.print(load_snapshot(wh, snapshot).line())
-        changes = load_sources(wh, sources, entities=entity, lag_seconds=lag, batch_size=batch_size)
+        changes = load_sources(wh, sources, only=entity, lag_seconds=lag, batch_size=batch_size)
         for summary in changes:
             out.print(summary.line())
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -460,3 +461,18 @@ def test_a_record_with_a_repeated_key_is_dead_lettered_and_the_window_goes_on(
     assert bronze_keys(warehouse) == ["C1", "C3"]
     [(reason,)] = warehouse.query("select reason from bronze.dead_letter")
     assert "repeated key 'updated_at'" in reason
+
+
+def test_a_bad_entity_is_refused_before_anything_is_loaded(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from retail_pipeline.cli import app
+
+    snapshot = tmp_path / "customers.json"
+    snapshot.write_text(json.dumps([customer(1)]))
+    wh = tmp_path / "wh.duckdb"
+    result = CliRunner().invoke(
+        app, ["load-batch", "--customers", str(snapshot), "--entity", "bogus", "-w", str(wh)]
+    )
+    assert result.exit_code == 1 and "--entity bogus" in str(result.exception)
+    assert not wh.exists(), "nothing was loaded"

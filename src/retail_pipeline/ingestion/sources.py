@@ -38,19 +38,24 @@ def change_sources(
     return sources
 
 
+def entities(only: Sequence[str] | None = None) -> list[str]:
+    """The reference entities to load: ``only`` (checked), else all of them."""
+    unknown = [name for name in only or () if name not in REFERENCE_FIELDS]
+    if unknown:
+        raise InputError(f"--entity {unknown[0]}: expected customers or products")
+    return list(only or REFERENCE_FIELDS)
+
+
 def load_sources(
     warehouse: Warehouse,
     sources: Sequence[ChangeSource],
     *,
-    entities: Sequence[str] | None = None,
+    only: Sequence[str] | None = None,
     lag_seconds: float | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> Iterator[IncrementalSummary]:
     """Load each entity's next window from each source, one summary per (source, entity)."""
-    names = list(entities or REFERENCE_FIELDS)
-    unknown = [name for name in names if name not in REFERENCE_FIELDS]
-    if unknown:
-        raise InputError(f"--entity {unknown[0]}: expected customers or products")
+    names = entities(only)
     lag = settings().batch_lag if lag_seconds is None else lag_seconds
     for source in sources:
         try:
