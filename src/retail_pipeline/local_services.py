@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import psutil
+
 
 def checkout_root(*markers: str) -> Path | None:
     """The nearest parent of this package holding ``pyproject.toml`` and every one of
@@ -35,3 +37,14 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def live_command_line(pid: int) -> list[str] | None:
+    """The command line of process ``pid`` while it is alive (not a zombie), else None."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return list(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None

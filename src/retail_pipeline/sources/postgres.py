@@ -43,10 +43,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from retail_pipeline.errors import InputError, PipelineError
-from retail_pipeline.local_services import local_home, port_free
+from retail_pipeline.local_services import live_command_line, local_home, port_free
 
 try:
     import psycopg
@@ -350,13 +348,7 @@ class LocalPostgres:
             pid, port = int(lines[0]), int(lines[3])
         except (OSError, ValueError, IndexError):
             return None
-        try:
-            process = psutil.Process(pid)
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return None
-            cmdline = process.cmdline()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return None
+        cmdline = live_command_line(pid)
         if not cmdline or not Path(cmdline[0]).name.startswith("postgres"):
             return None  # a stale pid file whose pid now belongs to another program
         return pid, port

@@ -40,7 +40,12 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from retail_pipeline.local_services import checkout_root, local_home, port_free
+from retail_pipeline.local_services import (
+    checkout_root,
+    live_command_line,
+    local_home,
+    port_free,
+)
 from retail_pipeline.settings import settings
 
 if TYPE_CHECKING:
@@ -302,13 +307,7 @@ def _is_broker(pid: int, properties: Path) -> bool:
             return True
         del _CHILDREN[pid]
         return False
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        cmdline = process.cmdline()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
+    cmdline = live_command_line(pid) or []
     return KAFKA_MAIN_CLASS in cmdline and str(properties) in cmdline
 
 
