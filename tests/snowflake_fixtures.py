@@ -30,7 +30,8 @@ from typing import Any, NoReturn
 
 import pytest
 
-from tests.ingestion.kafka_fixtures import free_port, in_ci
+from tests.ingestion.kafka_fixtures import free_port
+from tests.services import unavailable
 
 START_TIMEOUT = 60.0
 NETWORK_TIMEOUT = 5
@@ -39,11 +40,8 @@ NETWORK_TIMEOUT = 5
 
 
 def emulator_unavailable(reason: str) -> NoReturn:
-    """Skip the test because the Snowflake emulator cannot run here, or fail it under CI."""
-    message = f"Snowflake emulator unavailable: {reason}"
-    if in_ci():
-        pytest.fail(f"{message} (CI=true: Snowflake tests must not be skipped)", pytrace=False)
-    pytest.skip(message)
+    """Skip the test because Snowflake emulator cannot run here, or fail it under CI."""
+    unavailable("Snowflake emulator", "Snowflake tests", reason)
 
 
 def _installed(module: str) -> bool:

@@ -3,7 +3,10 @@ install lives in, where they keep their homes (``.kafka/``, ``.postgres/``), and
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -48,3 +51,16 @@ def live_command_line(pid: int) -> list[str] | None:
         return list(process.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
+
+
+@contextlib.contextmanager
+def home_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (one start, stop or fetch of a home at a
+    time, across processes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from tests.ingestion.kafka_fixtures import in_ci
+from tests.services import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "airflow" / "dags"
@@ -28,10 +28,7 @@ SEED_DAG_IDS = {"retail_kafka_ingestion_dag", "retail_batch_ingestion_dag", "ret
 
 def airflow_unavailable(reason: str) -> NoReturn:
     """Skip the test because Airflow cannot run here, or fail it under CI."""
-    message = f"Airflow unavailable: {reason}"
-    if in_ci():
-        pytest.fail(f"{message} (CI=true: Airflow tests must not be skipped)", pytrace=False)
-    pytest.skip(message)
+    unavailable("Airflow", "Airflow tests", reason)
 
 
 @pytest.fixture(scope="session")

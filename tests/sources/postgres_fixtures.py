@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, NoReturn
 import pytest
 
 from retail_pipeline.errors import PipelineError
-from tests.ingestion.kafka_fixtures import free_port, in_ci
+from tests.ingestion.kafka_fixtures import free_port
+from tests.services import unavailable
 
 if TYPE_CHECKING:
     from retail_pipeline.sources.postgres import LocalPostgres
@@ -31,10 +32,7 @@ _DATABASES = itertools.count(1)
 
 def postgres_unavailable(reason: str) -> NoReturn:
     """Skip the test because PostgreSQL cannot run here, or fail it under CI."""
-    message = f"PostgreSQL unavailable: {reason}"
-    if in_ci():
-        pytest.fail(f"{message} (CI=true: PostgreSQL tests must not be skipped)", pytrace=False)
-    pytest.skip(message)
+    unavailable("PostgreSQL", "PostgreSQL tests", reason)
 
 
 def start_or_give_up(home: Path) -> LocalPostgres:

@@ -12,19 +12,17 @@ import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-from tests.ingestion.kafka_fixtures import in_ci
+from tests.services import unavailable as service_unavailable
 from tests.terraform.config import PROVIDER, TERRAFORM
 
 
-def unavailable(reason: str) -> None:
-    """Skip the test because Terraform cannot run here, or fail it under CI."""
-    message = f"Terraform validation unavailable: {reason}"
-    if in_ci():
-        pytest.fail(f"{message} (CI=true: the Terraform checks must not be skipped)", pytrace=False)
-    pytest.skip(message)
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test because Terraform validation cannot run here, or fail it under CI."""
+    service_unavailable("Terraform validation", "the Terraform checks", reason)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,6 @@ A home directory holds one cluster::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import glob
 import hashlib
@@ -44,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from retail_pipeline.errors import InputError, PipelineError
-from retail_pipeline.local_services import live_command_line, local_home, port_free
+from retail_pipeline.local_services import home_lock, live_command_line, local_home, port_free
 
 try:
     import psycopg
@@ -189,17 +188,6 @@ def find_bindir(major: int | None = None) -> Path:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``path`` (serialises starts and stops of one home)."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _owner() -> pwd.struct_passwd | None:
@@ -514,7 +502,7 @@ class LocalPostgres:
         """
         owner = _owner()
         self.home.mkdir(parents=True, exist_ok=True)
-        with _locked(self.home / ".lock"):
+        with home_lock(self.home / ".lock"):
             self._place(owner)
             found = self._postmaster()
             if found is not None and found[1] != self.port:
@@ -545,7 +533,7 @@ class LocalPostgres:
             raise ValueError(f"mode must be smart, fast or immediate, got {mode!r}")
         if not self.home.is_dir():
             return
-        with _locked(self.home / ".lock"):
+        with home_lock(self.home / ".lock"):
             if self.running():
                 self._pg_ctl(
                     "stop", "-m", mode, failure=f"postgres of {self.data_dir} did not stop"
@@ -555,7 +543,7 @@ class LocalPostgres:
         """``pg_ctl restart -m fast``: every connection is broken, the data stays."""
         if not (self.data_dir / "PG_VERSION").is_file():
             raise PostgresError(f"no cluster in {self.data_dir} to restart: start it first")
-        with _locked(self.home / ".lock"):
+        with home_lock(self.home / ".lock"):
             self._write_conf(_owner())
             self._pg_ctl(
                 "restart",

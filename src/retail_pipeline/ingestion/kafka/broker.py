@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -33,7 +32,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +41,7 @@ import psutil
 
 from retail_pipeline.local_services import (
     checkout_root,
+    home_lock,
     live_command_line,
     local_home,
     port_free,
@@ -205,18 +205,6 @@ def _java() -> str:
     return java
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``path`` (serialises fetches and starts of one home)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _jars_cached(libs: Path, digest: str) -> bool:
     marker = libs / _MARKER
     return (
@@ -239,7 +227,7 @@ def ensure_jars(home: Path, *, pom: Path | None = None) -> Path:
     libs = home / "libs"
     if _jars_cached(libs, digest):
         return libs
-    with _locked(home / ".fetch.lock"):
+    with home_lock(home / ".fetch.lock"):
         if _jars_cached(libs, digest):
             return libs
         mvn = shutil.which("mvn")
@@ -649,7 +637,7 @@ def start(
     home = home.expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     properties = _properties_file(home)
-    with _locked(home / ".broker.lock"):
+    with home_lock(home / ".broker.lock"):
         state = _running_state(home)
         if state is not None:
             log_file = Path(state["log_file"])
@@ -763,7 +751,7 @@ def stop(home: Path, *, timeout: float = 60.0, graceful: bool = True) -> bool:
     home = home.expanduser().resolve()
     if not home.is_dir():
         return False
-    with _locked(home / ".broker.lock"):
+    with home_lock(home / ".broker.lock"):
         return _stop_locked(home, timeout=timeout, graceful=graceful)
 
 
