@@ -22,7 +22,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from retail_pipeline.errors import InputError, PipelineError
+from retail_pipeline.errors import InputError, PipelineError, one_line
 
 app = typer.Typer(
     help="Retail analytics pipeline: simulate, load and ingest events into a DuckDB warehouse.",
@@ -879,7 +879,9 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except PipelineError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]error:[/red] {escape(one_line(str(exc)))}", highlight=False, soft_wrap=True
+        )
         sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
         console.print("[red]aborted[/red]")
