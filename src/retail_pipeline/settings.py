@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     """DuckDB's memory limit for the loaders' connections."""
     validation_workers: int | None = Field(None, ge=0)
     """Validation processes for big file loads (default: one per core)."""
+    max_record_bytes: int = Field(4 << 20, ge=1024, le=1 << 30)
+    """The largest event line or snapshot record read whole (bytes); a longer one is
+    dead-lettered with its size and position (docs/bronze.md#limits)."""
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = ""
     kafka_connect_timeout: float = Field(10.0, gt=0)
