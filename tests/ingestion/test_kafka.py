@@ -259,3 +259,25 @@ def _any_rows(warehouse: Path) -> bool:
         return False
     finally:
         con.close()
+
+
+def test_a_batch_is_bounded_by_bytes_not_only_by_count(kafka_broker: str, tmp_path: Path) -> None:
+    """Twelve 300 KB messages with a 1 MiB byte budget: at most four to a batch, so at least
+    three batches, where a count-only batch (30,000) takes them all at once."""
+    prefix = fresh_prefix(kafka_broker, partitions=1)
+    producer = Producer({"bootstrap.servers": kafka_broker})
+    big = b'{"event_type": "order_created", "pad": "' + b"x" * 300_000 + b'"}'
+    for _ in range(12):
+        producer.produce(prefix + "orders", value=big, key=b"k")
+    producer.flush(30)
+    wh = DuckDBWarehouse(tmp_path / "wh.duckdb", exclusive=False)
+    config = ConsumerSettings(
+        bootstrap=kafka_broker,
+        topic_prefix=prefix,
+        group_id=f"g-{prefix}",
+        batch_bytes=1 << 20,
+        linger_ms=5_000,
+    )
+    summary = KafkaBronzeConsumer(wh, config).run(until_caught_up=True, max_seconds=120)
+    assert summary.read == 12 and summary.dead_lettered == 12
+    assert summary.batches >= 3

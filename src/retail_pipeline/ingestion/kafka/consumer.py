@@ -70,6 +70,9 @@ class ConsumerSettings:
     topic_prefix: str = ""
     """Put before each topic name on the broker, e.g. ``prod.`` reads ``prod.orders``."""
     batch_size: int = 30_000
+    batch_bytes: int = 64 << 20
+    """A batch is handed on once it holds this many bytes of message values, whatever its
+    count: memory follows the batch, not the size of the messages a topic happens to hold."""
     linger_ms: int = 500
     dlq_topic: str | None = DLQ_TOPIC
     session_timeout_ms: int = 10_000
@@ -177,6 +180,7 @@ class KafkaBronzeConsumer:
             else None
         )
         self.buffer: list[Any] = []
+        self.buffered_bytes = 0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bronze-writer")
         # Validation in a process of its own: beside this process's consuming and writing, it
         # would otherwise take turns with them for the GIL.
@@ -259,7 +263,7 @@ class KafkaBronzeConsumer:
         nothing is written twice.
         """
         if self.buffer:
-            messages, self.buffer = self.buffer, []
+            messages, self.buffer, self.buffered_bytes = self.buffer, [], 0
             n = len(messages)
             physical = [m.topic() for m in messages]
             topics = [self.logical[t] for t in physical]
@@ -487,6 +491,13 @@ class KafkaBronzeConsumer:
                     err = msg.error()
                     if err is None:
                         self.buffer.append(msg)
+                        self.buffered_bytes += len(msg.value() or b"")
+                        if self.buffered_bytes >= self.settings.batch_bytes:
+                            before = self.summary.read
+                            self.flush(wait=False)
+                            batch_started = None
+                            if progress:
+                                progress(self.summary.read - before)
                     elif err.code() == KafkaError._PARTITION_EOF:
                         self.eof[(msg.topic(), msg.partition())] = msg.offset()
                     elif err.fatal():
