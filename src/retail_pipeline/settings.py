@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     postgres_dsn: SecretStr | None = None
     """The PostgreSQL database ``load-batch --postgres`` reads, e.g.
     ``postgresql://postgres@127.0.0.1:5433/retail`` (a password belongs here, not in a file)."""
+    source_timeout: float = Field(60.0, gt=0, le=86_400)
+    """The deadline of one call to an API or Postgres source, retries included: an API page
+    (connect, answer and whole body) or a Postgres statement (``statement_timeout``,
+    ``lock_timeout``); past it the load stops with one line (docs/batch-sources.md#limits)."""
     batch_lag: float = Field(5.0, ge=0)
     """Seconds an incremental read stays behind the source's clock, so that a change committed
     late (a long transaction, a skewed clock) still falls in a later window."""
