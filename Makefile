@@ -10,13 +10,41 @@ STAMP := $(VENV)/.installed
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Every dependency comes from the hashed lock files in requirements/ (docs: README, "Supply
+# chain"): first the installer and build backend (build.lock), then everything `.[dev]` needs
+# (dev.lock; pip refuses a file whose SHA-256 is not listed, or a dependency the lock misses), then
+# the project itself, built by the locked setuptools without fetching anything.
+LOCKS := requirements/build.lock requirements/dev.lock
+
+$(STAMP): pyproject.toml $(LOCKS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements/build.lock
+	$(BIN)/python -m pip install -q --require-hashes -r requirements/dev.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation --no-index -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the package with its dev extras
+install: $(STAMP) ## Create .venv and install the package with its dev extras, from the hashed lock
+
+# `make lock` re-resolves requirements/*.lock from pyproject.toml and requirements/*.in with uv
+# (run from a throwaway venv, never the project's), keeping every pin that still fits;
+# `make lock UPGRADE=1` moves each to the newest version the bounds allow. The image locks are
+# constrained to dev.lock, so all locks agree; their extras are the Dockerfile's EXTRAS.
+LOCK_VENV ?= .venv-lock
+, := ,
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_36
+IMAGE_EXTRAS := $(foreach e,$(subst $(,), ,$(shell sed -n 's/^ARG EXTRAS=//p' Dockerfile)),--extra $(e))
+UV_COMPILE = $(LOCK_VENV)/bin/uv pip compile --quiet --generate-hashes $(LOCK_TARGET) $(if $(UPGRADE),--upgrade)
+
+lock: ## Re-resolve the hashed lock files in requirements/ (UPGRADE=1: newest allowed versions)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --require-hashes -r requirements/tools.lock
+	$(UV_COMPILE) requirements/tools.in -o requirements/tools.lock
+	$(UV_COMPILE) requirements/build.in -o requirements/build.lock
+	$(UV_COMPILE) pyproject.toml --extra dev -c requirements/build.lock -o requirements/dev.lock
+	$(UV_COMPILE) pyproject.toml $(IMAGE_EXTRAS) -c requirements/dev.lock -o requirements/image.lock
+	$(UV_COMPILE) pyproject.toml $(IMAGE_EXTRAS) --extra airflow -c requirements/dev.lock \
+		-o requirements/image-airflow.lock
 
 demo: $(STAMP) ## Run the end-to-end demo in data/demo/, with its own warehouse (no services needed)
 	$(BIN)/retail-pipeline demo
@@ -32,6 +60,9 @@ test: lint ## Lint, type-check and run every test (starts its own services)
 
 bench: $(STAMP) ## File-ingest benchmark (prints figures; nothing is asserted)
 	$(BIN)/python bench/ingest_files.py
+
+bench-memory: $(STAMP) ## Peak RSS of the loaders on huge and hostile inputs (prints figures)
+	$(BIN)/python bench/memory.py
 
 bench-dbt: $(STAMP) ## dbt full and incremental build on simulated events (prints figures)
 	$(BIN)/python bench/dbt_build.py --events 1000000
@@ -97,4 +128,4 @@ tf-validate: $(STAMP) ## Terraform fmt -check, init, validate and mock-plan test
 clean: ## Remove generated data (keeps .venv)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo lint test bench bench-dbt transform answers dashboard api-server powerbi bench-kafka bench-batch kafka-up kafka-down postgres-up postgres-down airflow airflow-down docker-up docker-down bench-airflow schemas tf-columns tf-validate clean
+.PHONY: help install lock demo lint test bench bench-memory bench-dbt transform answers dashboard api-server powerbi bench-kafka bench-batch kafka-up kafka-down postgres-up postgres-down airflow airflow-down docker-up docker-down bench-airflow schemas tf-columns tf-validate clean

@@ -1,0 +1,252 @@
+"""Benchmark: peak RSS of the loaders on hostile and huge inputs (issue 20: memory is bounded by
+the batch, never by the input).
+
+Each case makes its input, then runs one ``retail-pipeline`` command on it in a fresh process
+with a fresh warehouse and prints that process's peak RSS (``ru_maxrss`` from ``wait4``), its
+exit code, the time it took and the last line it printed. Validation worker processes, when a
+load starts them, are separate processes and not counted. Nothing is asserted: the target is
+<= 1 GiB per case; tests/ingestion/test_memory.py asserts smaller versions.
+
+    python bench/memory.py                 # every case
+    python bench/memory.py --list          # the cases
+    python bench/memory.py gzip-bomb json-array-snapshot
+
+Adding a case (an API page, a Postgres table...): write a function that makes the input under
+``tmp`` (and starts what it needs), yields the command's arguments after ``retail-pipeline``
+(without ``--warehouse``, added here), and cleans up after the yield; register it with
+``@case("name", "what it is")``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input and the command that reads it."""
+
+    name: str
+    about: str
+    prepare: Callable[[Path], AbstractContextManager[list[str]]]
+
+
+CASES: dict[str, Case] = {}
+
+
+def case(
+    name: str, about: str
+) -> Callable[[Callable[[Path], Iterator[list[str]]]], Callable[[Path], Iterator[list[str]]]]:
+    """Register a generator function ``(tmp) -> yields argv`` as the case ``name``."""
+
+    def register(
+        make: Callable[[Path], Iterator[list[str]]],
+    ) -> Callable[[Path], Iterator[list[str]]]:
+        CASES[name] = Case(name, about, contextmanager(make))
+        return make
+
+    return register
+
+
+EVENT = {
+    "event_id": "e-1",
+    "event_type": "payment_captured",
+    "event_version": 1,
+    "event_timestamp": "2026-01-15T10:05:00Z",
+    "produced_at": "2026-01-15T10:05:01Z",
+    "source_system": "psp",
+    "payment_id": "PAY-1",
+    "order_id": "O-1",
+    "amount": 41,
+    "currency": "USD",
+    "payment_method": "card",
+    "payment_status": "CAPTURED",
+}
+
+
+def customer(n: int) -> bytes:
+    """One valid customers record."""
+    return orjson.dumps(
+        {
+            "customer_id": f"C-{n}",
+            "name": f"Customer {n}",
+            "email": f"c{n}@example.com",
+            "country": "DE",
+            "created_at": "2025-01-01T00:00:00Z",
+        }
+    )
+
+
+def write_repeated(path: Path, unit: bytes, size: int, chunk: int = 16 * MiB) -> None:
+    """``unit`` repeated to ``size`` bytes, written without holding it whole."""
+    block = unit * max(1, chunk // len(unit))
+    with path.open("wb") as out:
+        left = size
+        while left > 0:
+            out.write(block[:left])
+            left -= min(left, len(block))
+
+
+def gzip_one_line(path: Path, decompressed: int) -> None:
+    """A gzip member that expands to one line of ``decompressed`` bytes (a gzip bomb)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"x" * (16 * MiB)
+    with path.open("wb") as out:
+        left = decompressed - 1
+        while left > 0:
+            out.write(compressor.compress(block[: min(left, len(block))]))
+            left -= min(left, len(block))
+        out.write(compressor.compress(b"\n"))
+        out.write(compressor.flush())
+
+
+@case("gzip-bomb", "~1 MB .ndjson.gz expanding to one 1 GiB line (dead-lettered)")
+def _gzip_bomb(tmp: Path) -> Iterator[list[str]]:
+    path = tmp / "bomb.ndjson.gz"
+    gzip_one_line(path, GiB)
+    yield ["ingest", str(path)]
+
+
+@case("gzip-members", "100,000 gzip members of one event each, then a 300 MiB line member")
+def _gzip_members(tmp: Path) -> Iterator[list[str]]:
+    path = tmp / "members.ndjson.gz"
+    member = gzip.compress(orjson.dumps(EVENT) + b"\n", mtime=0)
+    with path.open("wb") as out:
+        out.write(member * 100_000)
+    bomb = tmp / "bomb-member.gz"
+    gzip_one_line(bomb, 300 * MiB)
+    with path.open("ab") as out:
+        out.write(bomb.read_bytes())
+    yield ["ingest", str(path)]
+
+
+@case("ndjson-huge-line", "a 200 MB NDJSON line between two events (dead-lettered)")
+def _huge_line(tmp: Path) -> Iterator[list[str]]:
+    path = tmp / "line.ndjson"
+    event = orjson.dumps(EVENT) + b"\n"
+    with path.open("wb") as out:
+        out.write(event)
+        out.write(b'{"event_id": "')
+    huge = tmp / "huge.part"
+    write_repeated(huge, b"y", 200_000_000)
+    with path.open("ab") as out, huge.open("rb") as part:
+        while chunk := part.read(16 * MiB):
+            out.write(chunk)
+        out.write(b'"}\n' + event)
+    huge.unlink()
+    yield ["ingest", str(path)]
+
+
+@case("ndjson-1gb", "1 GB of valid NDJSON events")
+def _one_gb(tmp: Path) -> Iterator[list[str]]:
+    path = tmp / "big.ndjson"
+    write_repeated(path, orjson.dumps(EVENT) + b"\n", 10**9)
+    yield ["ingest", str(path)]
+
+
+@case("json-array-snapshot", "a 231 MB JSON-array customers snapshot")
+def _array_snapshot(tmp: Path) -> Iterator[list[str]]:
+    path = tmp / "customers.json"
+    with path.open("wb") as out:
+        out.write(b"[\n")
+        size, n = 2, 0
+        while size < 231_000_000:
+            record = (b",\n" if n else b"") + customer(n)
+            out.write(record)
+            size += len(record)
+            n += 1
+        out.write(b"\n]\n")
+    yield ["load-batch", "--customers", str(path)]
+
+
+@case("snapshot-huge-record", "a 200 MB record inside a JSON-array snapshot (dead-lettered)")
+def _snapshot_huge_record(tmp: Path) -> Iterator[list[str]]:
+    path = tmp / "customers.json"
+    with path.open("wb") as out:
+        out.write(b"[" + customer(1) + b', {"customer_id": "C-2", "name": "')
+        block = b"z" * (16 * MiB)
+        left = 200_000_000
+        while left > 0:
+            out.write(block[: min(left, len(block))])
+            left -= min(left, len(block))
+        out.write(b'"}, ' + customer(3) + b"]")
+    yield ["load-batch", "--customers", str(path)]
+
+
+@case("deep-array-snapshot", "a 10^6-deep JSON array as a customers snapshot")
+def _deep_snapshot(tmp: Path) -> Iterator[list[str]]:
+    path = tmp / "customers.json"
+    path.write_bytes(b"[" * 10**6 + b"]" * 10**6)
+    yield ["load-batch", "--customers", str(path)]
+
+
+@dataclass
+class Result:
+    peak_mib: float
+    code: int
+    seconds: float
+    last_line: str
+
+
+def run(argv: list[str], warehouse: Path, env: dict[str, str] | None = None) -> Result:
+    """Run ``retail-pipeline argv`` in a child process; its peak RSS from ``wait4``."""
+    cmd = [sys.executable, "-m", "retail_pipeline.cli", *argv, "--warehouse", str(warehouse)]
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as output:
+        child = subprocess.Popen(
+            cmd, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        output.seek(0)
+        lines = output.read().decode("utf-8", "replace").strip().splitlines()
+    last = lines[-1] if lines else ""
+    return Result(usage.ru_maxrss / 1024, child.returncode, seconds, last[:110])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("cases", nargs="*", help="case names (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    args = parser.parse_args()
+    if args.list:
+        for item in CASES.values():
+            print(f"{item.name:<24} {item.about}")
+        return
+    unknown = [name for name in args.cases if name not in CASES]
+    if unknown:
+        parser.error(f"unknown case {unknown[0]!r}; --list shows them")
+    print(f"{'case':<24} {'peak RSS':>10} {'exit':>4} {'seconds':>8}  last line")
+    for name in args.cases or list(CASES):
+        with (
+            tempfile.TemporaryDirectory(prefix=f"bench-memory-{name}-") as tmp,
+            CASES[name].prepare(Path(tmp)) as argv,
+        ):
+            result = run(argv, Path(tmp) / "wh.duckdb")
+        flag = "" if result.peak_mib <= 1024 else "  OVER 1 GiB"
+        print(
+            f"{name:<24} {result.peak_mib:>6,.0f} MiB {result.code:>4} {result.seconds:>8.1f}"
+            f"  {result.last_line}{flag}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
