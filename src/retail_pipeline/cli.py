@@ -22,7 +22,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from retail_pipeline.errors import InputError, PipelineError, one_line
+from retail_pipeline.errors import InputError, PipelineError, one_line, printable
+from retail_pipeline.settings import check_api_url, check_settings, check_topic_prefix, utf8_path
+from retail_pipeline.settings import parse_bootstrap as _parse_bootstrap
 
 app = typer.Typer(
     help="Retail analytics pipeline: simulate, load and ingest events into a DuckDB warehouse.",
@@ -34,6 +36,34 @@ app = typer.Typer(
 console = Console(stderr=True)
 ABORTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
 out = Console(soft_wrap=True, markup=False)
+OUTPUT_LIMIT = 20_000
+"""The longest line a command prints (a summary naming many files, say)."""
+
+
+def _say(text: str) -> None:
+    """Print one line of a command's output. Outside text in it (a file name, a source, a
+    server's message) is made printable and a secret it may quote masked, as in errors."""
+    out.print(one_line(text, limit=OUTPUT_LIMIT), highlight=False)
+
+
+def _flag_check(flag: str, check: Callable[[str], str]) -> Callable[[str | None], str | None]:
+    """A typer callback checking an option's value as its setting's is checked: a bad value
+    is one line naming the flag."""
+
+    def callback(value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except ValueError as exc:
+            shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:76] + "...'"
+            raise PipelineError(f"{flag} {shown}: {exc}") from None
+
+    return callback
+
+
+def _warehouse_option(value: Path | None) -> Path | None:
+    return None if value is None else utf8_path(value, "--warehouse")
 
 
 def _print_version(value: bool) -> None:
@@ -54,6 +84,8 @@ def _options(
     ] = False,
 ) -> None:
     """Retail analytics pipeline: simulate, load and ingest events into a DuckDB warehouse."""
+    if not {"--help", "-h"} & set(sys.argv[1:]):
+        check_settings()  # a bad RETAIL_*/SNOWFLAKE_* value: one line, whatever the command
 
 
 WarehouseOpt = Annotated[
@@ -64,6 +96,7 @@ WarehouseOpt = Annotated[
         metavar="FILE",
         help="DuckDB warehouse file  [env var: RETAIL_WAREHOUSE; default: data/warehouse.duckdb]",
         show_default=False,
+        callback=_warehouse_option,
     ),
 ]
 
@@ -145,7 +178,7 @@ def generate(
             faults=FaultRates() if faults else None,
             progress=lambda _done: advance(1),
         )
-    out.print(
+    _say(
         f"simulated {summary.days} days: {summary.orders:,} orders, {summary.lines:,} event lines"
         f" ({summary.duplicates:,} duplicates, {summary.malformed:,} malformed),"
         f" {summary.customers:,} customers, {summary.products:,} products in {summary.out_dir}"
@@ -166,6 +199,7 @@ def load_batch(
             metavar="URL",
             help="Read changed customers and products from this HTTP API (bearer token:"
             " RETAIL_API_TOKEN)",
+            callback=_flag_check("--api", check_api_url),
         ),
     ] = None,
     postgres: Annotated[
@@ -223,10 +257,10 @@ def load_batch(
     ]
     with open_warehouse(warehouse, target=target) as wh:
         for snapshot in snapshots:
-            out.print(load_snapshot(wh, snapshot).line())
+            _say(load_snapshot(wh, snapshot).line())
         changes = load_sources(wh, sources, only=entity, lag_seconds=lag, batch_size=batch_size)
         for summary in changes:
-            out.print(summary.line())
+            _say(summary.line())
 
 
 BootstrapOpt = Annotated[
@@ -236,6 +270,7 @@ BootstrapOpt = Annotated[
         metavar="HOST:PORT,...",
         help="Kafka bootstrap servers  [env var: RETAIL_KAFKA_BOOTSTRAP; default: 127.0.0.1:9092]",
         show_default=False,
+        callback=_flag_check("--bootstrap", _parse_bootstrap),
     ),
 ]
 
@@ -247,6 +282,7 @@ TopicPrefixOpt = Annotated[
         metavar="PREFIX",
         help="Put before every Kafka topic name, e.g. 'prod.'  [env var: RETAIL_TOPIC_PREFIX]",
         show_default=False,
+        callback=_flag_check("--topic-prefix", check_topic_prefix),
     ),
 ]
 
@@ -341,7 +377,7 @@ def ingest(
         _bytes_progress(total, "ingesting") as advance,
     ):
         summary = ingest_files(wh, paths, batch_bytes=batch_mb << 20, progress=advance)
-    out.print(summary.line())
+    _say(summary.line())
 
 
 def _ingest_kafka(
@@ -395,7 +431,7 @@ def _ingest_kafka(
             )
     finally:
         wh.close()
-    out.print(summary.line())
+    _say(summary.line())
     if interrupted.is_set():  # stopped cleanly, but by Ctrl-C: say so, exit 130
         raise KeyboardInterrupt
 
@@ -442,7 +478,7 @@ def produce(
             progress=advance,
             topic_prefix=_topic_prefix(topic_prefix),
         )
-    out.print(summary.line())
+    _say(summary.line())
 
 
 kafka_app = typer.Typer(help="Run a local single-node Kafka broker (KRaft) from Maven jars.")
@@ -462,7 +498,7 @@ def kafka_up(
     except broker.BrokerError as exc:
         raise PipelineError(str(exc)) from None
     state = "already running" if info.reused else "started"
-    out.print(f"Kafka {state} at {info.bootstrap_servers} (pid {info.pid}, log {info.log_file})")
+    _say(f"Kafka {state} at {info.bootstrap_servers} (pid {info.pid}, log {info.log_file})")
 
 
 @kafka_app.command("down")
@@ -484,11 +520,12 @@ def kafka_status() -> None:
         out.print("Kafka is not running")
         raise typer.Exit(1)
     answering = "answering" if info.answering else "NOT answering"
-    out.print(f"Kafka pid {info.pid} at {info.bootstrap_servers}: {answering}")
+    _say(f"Kafka pid {info.pid} at {info.bootstrap_servers}: {answering}")
 
 
 postgres_app = typer.Typer(
-    help="Run a local PostgreSQL (127.0.0.1, trusted) as the customers/products batch source."
+    help="Run a local PostgreSQL (127.0.0.1, passwords required) as the customers/products"
+    " batch source."
 )
 app.add_typer(postgres_app, name="postgres")
 
@@ -516,19 +553,28 @@ def postgres_up(
     ] = None,
     home: PostgresHomeOpt = None,
 ) -> None:
-    """Start PostgreSQL (initialising it on first use), create the retail database and tables."""
+    """Start PostgreSQL (initialising it on first use), create the retail database and tables.
+
+    It prints where the generated passwords are (files only you can read), never a password:
+    the DSN it prints names the password file (passfile=), so it can be used as it is."""
+    import shlex
+
     from retail_pipeline.sources import postgres
 
     server = postgres.LocalPostgres(home or postgres.default_home(), port=port)
     state = "already running" if server.running() else "started"
     dsn = server.start()
-    out.print(f"PostgreSQL {state} at {dsn} (log {server.log_file})")
+    out.print(f"PostgreSQL {state} at {server.url_for(server.database)} (log {server.log_file})")
+    out.print(
+        f"passwords (mode 0600): {postgres.ROLE} in {server.passfile},"
+        f" the superuser {postgres.SUPERUSER} in {server.password_file(postgres.SUPERUSER)}"
+    )
     if seed is None:
         seed = not any(postgres.row_counts(dsn).values())
     if seed:
         customers, products = postgres.seed_simulated(dsn)
         out.print(f"seeded {customers:,} customers and {products:,} products (the demo's shop)")
-    out.print(f"export RETAIL_POSTGRES_DSN={dsn}")
+    out.print(f"export RETAIL_POSTGRES_DSN={shlex.quote(dsn)}")
 
 
 @postgres_app.command("seed")
@@ -582,11 +628,12 @@ def postgres_status(home: PostgresHomeOpt = None) -> None:
     if info is None:
         out.print("PostgreSQL is not running")
         raise typer.Exit(1)
+    where = info.dsn.partition("?")[0]  # less the password file's path
     if not info.accepting:
-        out.print(f"PostgreSQL pid {info.pid} at {info.dsn}: NOT accepting connections")
+        out.print(f"PostgreSQL pid {info.pid} at {where}: NOT accepting connections")
         raise typer.Exit(1)
     counts = ", ".join(f"{n:,} {entity}" for entity, n in postgres.row_counts(info.dsn).items())
-    out.print(f"PostgreSQL pid {info.pid} at {info.dsn}: accepting ({counts})")
+    out.print(f"PostgreSQL pid {info.pid} at {where}: accepting ({counts})")
 
 
 airflow_app = typer.Typer(help="Run a local Airflow 3 (standalone) with the project's DAGs.")
@@ -673,7 +720,7 @@ def schemas(
     from retail_pipeline.events.schemas import write_schemas
 
     written = write_schemas(out_dir)
-    out.print(f"wrote {len(written)} JSON Schema files to {out_dir}")
+    _say(f"wrote {len(written)} JSON Schema files to {out_dir}")
 
 
 @app.command()
@@ -689,10 +736,10 @@ def transform(
 
     with node_progress(console) as progress:
         summary = run_transform(warehouse, full_refresh, progress, target=target)
-    out.print(summary.line())
+    _say(summary.line())
     if not summary.success:
         for failure in summary.failures:
-            console.print(f"failed: {failure.unique_id}: {failure.message}", markup=False)
+            _to_stderr(f"failed: {failure.unique_id}: {failure.message}")
         raise PipelineError(f"dbt build failed ({len(summary.failures)} failing nodes)")
 
 
@@ -709,11 +756,11 @@ def answers(
     status = gold_status(warehouse, target=target)
     warning = status.warning()
     if warning:
-        console.print(warning, markup=False, highlight=False, soft_wrap=True)
+        _to_stderr(warning)
     if as_json:
         print(json.dumps(result, indent=2))
-    else:
-        print(format_answers(result, status=status), end="")
+    else:  # the answers quote names from the sources: printable, line by line
+        print(printable(format_answers(result, status=status)), end="")
 
 
 @app.command()
@@ -739,7 +786,7 @@ def dashboard(
     from retail_pipeline.dashboard import serve_dashboard
 
     def announce(url: str) -> None:
-        out.print(f"dashboard: {url}  (Ctrl-C to stop)")
+        _say(f"dashboard: {url}  (Ctrl-C to stop)")
         sys.stdout.flush()
 
     try:
@@ -852,26 +899,31 @@ def demo(
         warehouse=warehouse,
         target=target,
         dbt_progress=lambda: node_progress(console),
-        echo=_to_stderr if as_json else out.print,
+        echo=_to_stderr if as_json else _say,
     )
     if as_json:  # stdout is the JSON alone, for tools; the story goes to stderr
         print(json.dumps(result.answers, indent=2))
         _to_stderr(result.where())
         _to_stderr(result.verdict())
     else:
-        print(format_answers(result.answers), end="")
-        out.print(result.where())
-        out.print(result.verdict())
+        print(printable(format_answers(result.answers)), end="")
+        _say(result.where())
+        _say(result.verdict())
     if not result.matches_truth:
         raise PipelineError(f"the demo's answers differ from {result.truth_file}")
 
 
 def _to_stderr(text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    console.print(one_line(text, limit=OUTPUT_LIMIT), markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 1."""
+    for stream in (sys.stdout, sys.stderr):
+        # A path that is not UTF-8 (a surrogate-escaped name) is printed escaped, never a crash.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            reconfigure(errors="backslashreplace")
     try:
         code = app(standalone_mode=False)
         if code == ABORTED:  # typer turns a KeyboardInterrupt into this exit code
@@ -887,12 +939,19 @@ def main() -> None:
         console.print("[red]aborted[/red]")
         sys.exit(ABORTED)
     except Exception as exc:
-        # Usage errors (typer's click) know how to show themselves and their exit code.
-        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
-        if callable(show) and isinstance(code, int):
-            show()
-            sys.exit(code)
-        raise
+        # Usage errors (typer's own click): click's usage and hint, then the message, which
+        # may quote the value given, as one line like every error.
+        message, code = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)
+        if not (callable(message) and isinstance(code, int)):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            typer.echo(ctx.get_usage(), err=True)
+            if ctx.command.get_help_option(ctx) is not None:
+                help_command = f"{ctx.command_path} {ctx.help_option_names[0]}"
+                typer.echo(f"Try '{printable(help_command)}' for help.\n", err=True)
+        typer.echo(f"Error: {one_line(str(message()))}", err=True)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

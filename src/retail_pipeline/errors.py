@@ -61,3 +61,44 @@ def one_line(text: str, limit: int = 2000) -> str:
     characters neutralised, whitespace folded to one line, at most ``limit`` characters."""
     folded = " ".join(printable(redact(text)).split())
     return folded if len(folded) <= limit else folded[: limit - 1] + "…"
+
+
+_DSN_SECRET_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword", "passphrase"})
+_DSN_PAIR = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']*)\s*", re.S)
+
+
+def display_dsn(dsn: str) -> str:
+    """A database DSN or URL as it may be shown: the user, host, port, database and options
+    kept, every password dropped; both the URI form (``postgresql://u:pw@h:5432/db``) and
+    libpq's ``key=value`` form (``host=h user=u password='p w'``). Text that is neither is
+    masked with :func:`redact`."""
+    import urllib.parse
+
+    text = dsn.strip()
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text):
+        try:
+            parts = urllib.parse.urlsplit(text)
+            host = parts.hostname or ""
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            return redact(text)
+        if ":" in host:
+            host = f"[{host}]"
+        user = f"{parts.username}@" if parts.username else ""
+        query = "&".join(
+            pair
+            for pair in parts.query.split("&")
+            if pair and pair.split("=", 1)[0].lower() not in _DSN_SECRET_KEYS
+        )
+        shown = f"{parts.scheme}://{user}{host}{port}{parts.path}"
+        return redact(shown + (f"?{query}" if query else ""))
+    pairs, position = [], 0
+    while position < len(text):
+        match = _DSN_PAIR.match(text, position)
+        if match is None or match.end() == position:
+            return redact(text) if "=" in text else "a DSN"
+        key, value = match.groups()
+        if key.lower() not in _DSN_SECRET_KEYS:
+            pairs.append(f"{key}={value}")
+        position = match.end()
+    return redact(" ".join(pairs))

@@ -1,31 +1,261 @@
-"""Every setting the pipeline reads from the environment, in one place.
+"""Every setting the pipeline reads from the environment, in one place, parsed and checked.
 
 ``RETAIL_*`` variables configure the pipeline, ``SNOWFLAKE_*`` the Snowflake account; nothing
 else in the package reads the environment for them. A command-line flag, where there is one,
 wins over its variable; a variable set to the empty string counts as unset. :func:`settings`
-reads the environment afresh on every call (it is cheap), so a changed variable is seen at once,
-and a bad value is one line naming the variable.
+reads the environment afresh on every call (it is cheap), so a changed variable is seen at once.
 
-Secrets (a Snowflake password or private key passphrase) come from the environment only, never
-from a file in the repository; ``.env.example`` lists the variables.
+Every value is checked here, before anything uses it: a size has a unit and sane bounds, a
+number is finite and bounded, a path is printable (and UTF-8 where a tool needs it), a Kafka
+topic prefix and a Snowflake object name hold only their legal characters, a URL is plain
+http(s). A bad value is one line naming the variable and why (a secret's value never shows);
+the values that pass are normalised (``RETAIL_DUCKDB_MEMORY=1gb`` is ``1GB``), so no code past
+this module ever sees text it did not expect.
+
+Secrets (a Snowflake password or private key passphrase, the API token, the Postgres DSN) come
+from the environment only, never from a file in the repository; ``.env.example`` lists the
+variables.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from collections.abc import Iterator
+import re
+import urllib.parse
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from retail_pipeline.errors import PipelineError
+from retail_pipeline.errors import PipelineError, display_dsn, printable
 
 Target = Literal["duckdb", "snowflake"]
 TARGETS: tuple[Target, ...] = ("duckdb", "snowflake")
 DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
+
+MEMORY_UNITS = {
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "KIB": 1 << 10,
+    "MIB": 1 << 20,
+    "GIB": 1 << 30,
+    "TIB": 1 << 40,
+}
+MEMORY_MIN = 64 * 1000**2
+"""The smallest ``RETAIL_DUCKDB_MEMORY`` (64MB): below it DuckDB cannot append a batch."""
+MEMORY_MAX = 1 << 40
+"""The largest ``RETAIL_DUCKDB_MEMORY`` (1TiB)."""
+TOPIC_PREFIX_MAX = 200
+"""A Kafka topic name is at most 249 characters; the longest pipeline topic fits after this."""
+TEXT_MAX = 4096
+"""The longest URL, DSN, token or path a setting may hold."""
+
+_MEMORY = re.compile(r"([0-9]{1,15}(?:\.[0-9]{1,6})?) ?([KMGT]i?B)", re.IGNORECASE)
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+_TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]*")
+_SNOWFLAKE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,254}")
+_SNOWFLAKE_ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+_BOOTSTRAP_SCHEME = re.compile(r"(?:plaintext|ssl|sasl_plaintext|sasl_ssl)://", re.IGNORECASE)
+
+
+def parse_memory(text: str) -> str:
+    """A DuckDB memory limit in its canonical spelling (``768MB``, ``1.5GiB``), checked: a
+    number with a unit (KB, MB, GB, TB: powers of 1000; KiB, MiB, GiB, TiB: of 1024), from
+    64MB to 1TiB."""
+    match = _MEMORY.fullmatch(text.strip(" "))
+    if match is None or not text.isascii():
+        raise ValueError(
+            "expected a size with a unit, e.g. 768MB or 2GiB (KB, MB, GB, TB or KiB, MiB, GiB, TiB)"
+        )
+    unit = match[2].upper().replace("I", "i")
+    number = Decimal(match[1]).normalize()
+    size = int(number * MEMORY_UNITS[unit.upper()])
+    if not MEMORY_MIN <= size <= MEMORY_MAX:
+        raise ValueError("expected a size from 64MB to 1TiB")
+    return f"{number:f}{unit}"
+
+
+def memory_bytes(text: str) -> int:
+    """The bytes a (valid) DuckDB memory limit stands for."""
+    match = _MEMORY.fullmatch(parse_memory(text))
+    assert match is not None  # parse_memory's own spelling
+    return int(Decimal(match[1]) * MEMORY_UNITS[match[2].upper()])
+
+
+def _printable(text: str, what: str = "value") -> str:
+    if len(text) > TEXT_MAX:
+        raise ValueError(f"longer than {TEXT_MAX} characters")
+    if printable(text) != text or any(char in text for char in "\x00\t\n\r"):
+        raise ValueError(f"control characters are not allowed in a {what}")
+    return text
+
+
+def _path(path: Path) -> Path:
+    _printable(str(path), "path")
+    return path
+
+
+def _utf8_path(path: Path) -> Path:
+    _path(path)
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "the path is not valid UTF-8, which DuckDB, dbt and Java cannot open: rename it"
+        ) from None
+    return path
+
+
+def utf8_path(path: Path, what: str) -> Path:
+    """``path`` (a command-line option's, say), checked as a ``RETAIL_WAREHOUSE`` is: a path
+    that is not UTF-8 or holds control characters is one line naming ``what``, shown
+    printably."""
+    try:
+        return _utf8_path(path)
+    except ValueError as exc:
+        raise PipelineError(f"{what} {str(path)!r}: {exc}") from None
+
+
+def check_host(host: str) -> str:
+    """A host name (RFC 1123 labels; ``_`` allowed, as container names use it), an IPv4
+    address or a bracketed IPv6 address; the brackets are kept."""
+    if host.startswith("[") and host.endswith("]"):
+        ipaddress.IPv6Address(host[1:-1])  # a ValueError names what is wrong
+        return host
+    if len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in host.split(".")):
+        raise ValueError(f"{host!r} is not a host name or address")
+    return host
+
+
+def parse_bootstrap(text: str) -> str:
+    """Kafka bootstrap servers, ``host:port[,host:port...]`` (an optional ``plaintext://``,
+    ``ssl://``, ``sasl_plaintext://`` or ``sasl_ssl://`` before each), spaces removed."""
+    _printable(text)
+    servers = [part.strip() for part in text.split(",")]
+    if not 1 <= len(servers) <= 100:
+        raise ValueError("expected 1 to 100 servers")
+    for server in servers:
+        address = _BOOTSTRAP_SCHEME.sub("", server, count=1)
+        host, colon, port = address.rpartition(":")
+        if not colon or not host:
+            raise ValueError(f"expected host:port, got {server!r}")
+        if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"{server!r}: the port must be a number from 1 to 65535")
+        check_host(host)
+    return ",".join(servers)
+
+
+def check_topic_prefix(prefix: str) -> str:
+    """A Kafka topic prefix: letters, digits, ``.``, ``_`` and ``-`` only (Kafka's topic name
+    characters), at most 200 of them."""
+    if not _TOPIC_CHARS.fullmatch(prefix):
+        raise ValueError("a Kafka topic name holds only letters, digits, '.', '_' and '-'")
+    if len(prefix) > TOPIC_PREFIX_MAX:
+        raise ValueError(f"at most {TOPIC_PREFIX_MAX} characters (a topic name is at most 249)")
+    return prefix
+
+
+def check_api_url(url: str) -> str:
+    """The reference API's base URL: ``http(s)://host[:port][/path]``, without credentials, a
+    query or a fragment."""
+    _printable(url)
+    if any(char.isspace() for char in url):
+        raise ValueError("a URL holds no spaces")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("put no credentials in the URL (the token is RETAIL_API_TOKEN)")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise ValueError("give the API's base URL, without a query or fragment")
+    if port == 0:
+        raise ValueError("the port must be from 1 to 65535")
+    return url
+
+
+def _token(secret: SecretStr) -> SecretStr:
+    value = secret.get_secret_value()
+    if len(value) > TEXT_MAX or not re.fullmatch(r"[\x21-\x7e]+", value):
+        raise ValueError(
+            f"a bearer token is 1 to {TEXT_MAX} visible ASCII characters (no spaces, no control"
+            " characters)"
+        )
+    return secret
+
+
+def _dsn(secret: SecretStr) -> SecretStr:
+    value = secret.get_secret_value()
+    _printable(value, "DSN")
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if scheme and scheme[1].lower() not in ("postgres", "postgresql"):
+        raise ValueError("expected a postgresql:// URL or libpq's key=value form")
+    if not scheme and "=" not in value:
+        raise ValueError("expected a postgresql:// URL or libpq's key=value form")
+    return secret
+
+
+def _secret(secret: SecretStr) -> SecretStr:
+    _printable(secret.get_secret_value())
+    return secret
+
+
+def _program(text: str) -> str:
+    _printable(text, "program path")
+    if text.startswith("-"):
+        raise ValueError("a program path cannot start with '-'")
+    return text
+
+
+def _snowflake_name(text: str) -> str:
+    if not _SNOWFLAKE_NAME.fullmatch(text):
+        raise ValueError(
+            "expected a plain Snowflake identifier: a letter or _, then letters, digits, _ or $"
+            " (at most 255)"
+        )
+    return text
+
+
+def _snowflake_account(text: str) -> str:
+    if text and not _SNOWFLAKE_ACCOUNT.fullmatch(text):
+        raise ValueError(
+            "expected a Snowflake account identifier (orgname-account or a locator:"
+            " letters, digits, '.', '_' and '-')"
+        )
+    return text
+
+
+def _flag(value: Any) -> Any:
+    """``true``/``false``, ``1``/``0``, ``yes``/``no`` only: the spellings dbt reads too."""
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ValueError("expected true or false (1/0, yes/no)")
+    return value
+
+
+def _checked(check: Callable[[Any], Any]) -> Any:
+    return AfterValidator(check)
+
+
+SettingPath = Annotated[Path, _checked(_path)]
+Utf8Path = Annotated[Path, _checked(_utf8_path)]
+Seconds = Annotated[float, Field(allow_inf_nan=False)]
+SnowflakeName = Annotated[str, _checked(_snowflake_name)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
 
 
 class SnowflakeSettings(BaseSettings):
@@ -35,23 +265,27 @@ class SnowflakeSettings(BaseSettings):
         env_prefix="SNOWFLAKE_", extra="ignore", env_ignore_empty=True
     )
 
-    account: str = ""
-    user: str = ""
-    password: SecretStr | None = None
-    private_key_path: Path | None = None
+    account: Annotated[str, _checked(_snowflake_account)] = ""
+    user: Annotated[str, Field(max_length=255), _checked(_printable)] = ""
+    password: Annotated[SecretStr, _checked(_secret)] | None = None
+    private_key_path: SettingPath | None = None
     """Key-pair authentication (preferred): a PKCS#8 private key file outside the repository."""
-    private_key_passphrase: SecretStr | None = None
-    role: str = "TRANSFORMER"
-    warehouse: str = "TRANSFORMING"
-    database: str = "RETAIL"
-    schema_name: str = Field("SILVER", validation_alias="SNOWFLAKE_SCHEMA")
+    private_key_passphrase: Annotated[SecretStr, _checked(_secret)] | None = None
+    role: SnowflakeName = "TRANSFORMER"
+    warehouse: SnowflakeName = "TRANSFORMING"
+    database: SnowflakeName = "RETAIL"
+    schema_name: SnowflakeName = Field("SILVER", validation_alias="SNOWFLAKE_SCHEMA")
     """Where dbt puts models without a schema of their own."""
-    threads: int = Field(4, ge=1)
-    host: str | None = None
+    threads: int = Field(4, ge=1, le=64)
+    host: Annotated[str, _checked(check_host)] | None = None
     """Only for emulators and private links; a real account derives it from ``account``."""
     port: int | None = Field(None, ge=1, le=65535)
     protocol: Literal["https", "http"] = "https"
-    login_timeout: float = Field(30.0, gt=0)
+    login_timeout: Seconds = Field(30.0, gt=0, le=3600)
+    connect_retries: int = Field(1, ge=0, le=10)
+    """dbt's connection attempts after a failed one (read by ``dbt/profiles.yml``)."""
+    connect_timeout: int = Field(10, ge=1, le=3600)
+    """dbt's seconds to wait for a connection (read by ``dbt/profiles.yml``)."""
 
     def connect_args(self) -> dict[str, Any]:
         """Keyword arguments for ``snowflake.connector.connect``."""
@@ -93,47 +327,61 @@ class Settings(BaseSettings):
 
     target: Target = "duckdb"
     """Which warehouse every command works on."""
-    warehouse: Path = DEFAULT_WAREHOUSE
+    warehouse: Utf8Path = DEFAULT_WAREHOUSE
     """The DuckDB warehouse file (relative paths from the current directory)."""
-    duckdb_memory: str = "768MB"
-    """DuckDB's memory limit for the loaders' connections."""
-    validation_workers: int | None = Field(None, ge=0)
+    duckdb_memory: Annotated[str, _checked(parse_memory)] = "768MB"
+    """DuckDB's memory limit for the loaders' connections (canonical spelling, 64MB to 1TiB)."""
+    validation_workers: int | None = Field(None, ge=0, le=256)
     """Validation processes for big file loads (default: one per core)."""
     max_record_bytes: int = Field(4 << 20, ge=1024, le=1 << 30)
     """The largest event line or snapshot record read whole (bytes); a longer one is
     dead-lettered with its size and position (docs/bronze.md#limits)."""
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    topic_prefix: str = ""
-    kafka_connect_timeout: float = Field(10.0, gt=0)
+    kafka_bootstrap: Annotated[str, _checked(parse_bootstrap)] = "127.0.0.1:9092"
+    topic_prefix: Annotated[str, _checked(check_topic_prefix)] = ""
+    kafka_connect_timeout: Seconds = Field(10.0, gt=0, le=3600)
     """Seconds to wait for a broker that does not answer before giving up."""
-    kafka_home: Path | None = None
+    kafka_home: Utf8Path | None = None
     """The local broker's home (default: ``.kafka`` in the checkout)."""
-    kafka_pom: Path | None = None
+    kafka_pom: Utf8Path | None = None
     """The pom naming the local broker's jars (default: the checkout's ``kafka/pom.xml``)."""
-    dbt_project_dir: Path | None = None
+    dbt_project_dir: Utf8Path | None = None
     """The dbt project (default: ``dbt/`` of the checkout)."""
-    landing_dir: Path = Path("data/landing")
+    dbt_enforce_contracts: Flag = True
+    """Whether dbt enforces the Gold models' column contracts (read by ``dbt_project.yml``)."""
+    landing_dir: SettingPath = Path("data/landing")
     """Where the batch DAG finds files to load: ``snapshots/<date>/{customers,products}.json``
     and ``events/*.ndjson``, the simulator's layout (docs/airflow.md)."""
-    api_url: str | None = None
+    api_url: Annotated[str, _checked(check_api_url)] | None = None
     """The reference-data HTTP API ``load-batch --api`` reads (docs/batch-sources.md), e.g.
     ``http://127.0.0.1:8765``."""
-    api_token: SecretStr | None = None
+    api_token: Annotated[SecretStr, _checked(_token)] | None = None
     """Bearer token sent to the API (and required by ``retail-pipeline api-server`` when set)."""
-    postgres_dsn: SecretStr | None = None
+    postgres_dsn: Annotated[SecretStr, _checked(_dsn)] | None = None
     """The PostgreSQL database ``load-batch --postgres`` reads, e.g.
     ``postgresql://postgres@127.0.0.1:5433/retail`` (a password belongs here, not in a file)."""
-    source_timeout: float = Field(60.0, gt=0, le=86_400)
+    source_timeout: Seconds = Field(60.0, gt=0, le=86_400)
     """The deadline of one call to an API or Postgres source, retries included: an API page
     (connect, answer and whole body) or a Postgres statement (``statement_timeout``,
     ``lock_timeout``); past it the load stops with one line (docs/batch-sources.md#limits)."""
-    batch_lag: float = Field(5.0, ge=0)
+    batch_lag: Seconds = Field(5.0, ge=0, le=86400)
     """Seconds an incremental read stays behind the source's clock, so that a change committed
     late (a long transaction, a skewed clock) still falls in a later window."""
-    chromium: str | None = None
+    chromium: Annotated[str, _checked(_program)] | None = None
     """The browser the dashboard's screenshots and tests drive (default: the first Chromium
     on ``PATH``)."""
     snowflake: SnowflakeSettings = Field(default_factory=SnowflakeSettings)
+
+
+SECRETS = frozenset(
+    {
+        "RETAIL_API_TOKEN",
+        "SNOWFLAKE_PASSWORD",
+        "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE",
+    }
+)
+"""Variables whose value never shows in a message, not even in part."""
+LOCATORS = frozenset({"RETAIL_POSTGRES_DSN", "RETAIL_API_URL"})
+"""Variables shown as :func:`~retail_pipeline.errors.display_dsn` renders them (no password)."""
 
 
 def settings() -> Settings:
@@ -144,12 +392,32 @@ def settings() -> Settings:
         raise PipelineError(_one_line(exc)) from None
 
 
+def check_settings() -> None:
+    """Refuse a bad setting, any of them, in one line naming the variable (the CLI calls it
+    before every command)."""
+    settings()
+
+
 def _one_line(exc: ValidationError) -> str:
     prefix = "SNOWFLAKE_" if exc.title == SnowflakeSettings.__name__ else "RETAIL_"
     error = exc.errors()[0]
     field = str(error["loc"][0]) if error["loc"] else "?"
     name = field if field.startswith(prefix) else prefix + field.upper()
-    return f"{name}={error.get('input')!r}: {error['msg']}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{name}={shown(name, error.get('input'))}: {message}"
+
+
+def shown(name: str, value: object) -> str:
+    """How the value of variable ``name`` may appear in a message: a secret never, a DSN or
+    URL without its password, anything else quoted (``repr``, escapes visible), cut short."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if name in SECRETS:
+        return "<hidden>"
+    if name in LOCATORS and isinstance(value, str):
+        value = display_dsn(value)
+    text = repr(value)
+    return text if len(text) <= 80 else text[:76] + "...'"
 
 
 @contextmanager

@@ -9,22 +9,52 @@ neither loses nor duplicates a row.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from retail_pipeline.errors import PipelineError
+from retail_pipeline.errors import PipelineError, one_line
 from retail_pipeline.settings import settings
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def one_line_errors(task: Callable[P, R]) -> Callable[P, R]:
+    """A task whose failure the task log shows as the CLI would: a :class:`PipelineError`
+    (a bad setting, an unreadable source) is re-raised with its message made one line, any
+    secret it quotes masked and control characters neutralised."""
+
+    @functools.wraps(task)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return task(*args, **kwargs)
+        except PipelineError as exc:
+            try:
+                clean = type(exc)(one_line(str(exc)))
+            except TypeError:  # an error class with arguments of its own
+                clean = PipelineError(one_line(str(exc)))
+            raise clean from None
+
+    return run
+
+
+def _log(what: str, line: str) -> None:
+    """One line of the task log; outside text in it (a file name, a source) made safe."""
+    log.info("%s: %s", what, one_line(line))
+
 
 KAFKA_GROUP = "retail-bronze"
 """The consumer group of the Kafka DAG: the CLI's ``ingest --kafka`` default, so both share."""
 
 
+@one_line_errors
 def consume_kafka(
     max_seconds: float,
     *,
@@ -49,10 +79,11 @@ def consume_kafka(
         summary = KafkaBronzeConsumer(wh, consumer_settings).run(
             until_caught_up=True, max_seconds=max_seconds, stop=stop
         )
-    log.info("kafka: %s", summary.line())
+    _log("kafka", summary.line())
     return {key: value for key, value in asdict(summary).items() if key != "positions"}
 
 
+@one_line_errors
 def landing_dir(source_dir: str | Path | None = None) -> Path:
     """``source_dir`` if given, else ``RETAIL_LANDING_DIR`` (default ``data/landing``)."""
     path = Path(source_dir) if source_dir else settings().landing_dir
@@ -61,6 +92,7 @@ def landing_dir(source_dir: str | Path | None = None) -> Path:
     return path.resolve()
 
 
+@one_line_errors
 def snapshot_folders(source: Path) -> list[Path]:
     """``snapshots/<YYYY-MM-DD>/`` under ``source``, oldest first (SCD2 needs their order)."""
     root = source / "snapshots"
@@ -73,6 +105,7 @@ def snapshot_folders(source: Path) -> list[Path]:
     return sorted(folders)
 
 
+@one_line_errors
 def load_reference_snapshots(source_dir: str | Path | None = None) -> dict[str, Any]:
     """Load every customers/products snapshot of the landing folder not loaded yet, by date.
 
@@ -93,7 +126,7 @@ def load_reference_snapshots(source_dir: str | Path | None = None) -> dict[str, 
     with open_warehouse() as wh:
         for file in files:
             summary = load_reference(wh, file.name.removesuffix(".json"), file)
-            log.info("batch: %s", summary.line())
+            _log("batch", summary.line())
             totals["snapshots"] += 1
             if summary.skipped:
                 totals["skipped"] += 1
@@ -104,6 +137,7 @@ def load_reference_snapshots(source_dir: str | Path | None = None) -> dict[str, 
     return totals
 
 
+@one_line_errors
 def load_source_changes() -> dict[str, Any]:
     """Load the customers and products that changed since the last run from the HTTP API
     (``RETAIL_API_URL``) and Postgres (``RETAIL_POSTGRES_DSN``) the settings name.
@@ -124,13 +158,14 @@ def load_source_changes() -> dict[str, Any]:
         return totals
     with open_warehouse() as wh:
         for summary in load_sources(wh, sources):
-            log.info("batch: %s", summary.line())
+            _log("batch", summary.line())
             totals["read"] += summary.read
             totals["loaded"] += summary.loaded
             totals["dead_lettered"] += summary.dead_lettered
     return totals
 
 
+@one_line_errors
 def ingest_event_files(source_dir: str | Path | None = None) -> dict[str, Any]:
     """Load the landing folder's ``events/*.ndjson`` into Bronze, from where each stopped.
 
@@ -145,7 +180,7 @@ def ingest_event_files(source_dir: str | Path | None = None) -> dict[str, Any]:
         return {"files": 0, "read": 0, "loaded": 0, "dead_lettered": 0, "skipped": 0}
     with open_warehouse() as wh:
         summary = ingest_files(wh, files)
-    log.info("files: %s", summary.line())
+    _log("files", summary.line())
     return {
         "files": summary.files,
         "read": summary.read,

@@ -15,14 +15,26 @@ from typing import Any, Protocol, Self
 
 import pyarrow as pa
 
+from retail_pipeline.errors import WarehouseError
+
 EVENT_TABLES: dict[str, str] = {
     "orders": "order_events",
     "payments": "payment_events",
     "shipments": "shipment_events",
 }
 REFERENCE_TABLES: dict[str, str] = {"customers": "customer_id", "products": "product_id"}
+BRONZE_TABLES: tuple[str, ...] = (*EVENT_TABLES.values(), *REFERENCE_TABLES, "dead_letter")
+"""Every Bronze data table. SQL text names a table only from this fixed list of the code's own
+constants (see :func:`bronze_table`), never from a value that came from outside."""
 SCHEMA_VERSION = 2
 """2: typed Bronze columns beside the raw payload (1 kept the payload only)."""
+
+
+def bronze_table(name: str) -> str:
+    """``name``, checked to be one of :data:`BRONZE_TABLES` before SQL text holds it."""
+    if name not in BRONZE_TABLES:
+        raise WarehouseError(f"{name!r} is not a Bronze table ({', '.join(BRONZE_TABLES)})")
+    return name
 
 
 @dataclass(frozen=True)

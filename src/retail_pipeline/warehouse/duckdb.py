@@ -16,8 +16,9 @@ import duckdb
 import pyarrow as pa
 
 from retail_pipeline.errors import WarehouseError
-from retail_pipeline.settings import settings
+from retail_pipeline.settings import settings, utf8_path
 from retail_pipeline.warehouse.base import (
+    BRONZE_TABLES,
     EVENT_TABLES,
     SCHEMA_VERSION,
     Closing,
@@ -27,13 +28,16 @@ from retail_pipeline.warehouse.base import (
     PositionConflict,
     ReferenceBatch,
     WriteResult,
+    bronze_table,
 )
 from retail_pipeline.warehouse.bronze import create_statements
+from retail_pipeline.warehouse.sql import literal
 
 
 def warehouse_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The warehouse file: ``path``, else the settings' (``RETAIL_WAREHOUSE``)."""
-    return Path(path) if path else settings().warehouse
+    """The warehouse file: ``path``, else the settings' (``RETAIL_WAREHOUSE``); a path DuckDB
+    cannot open (not UTF-8, control characters) is refused in one line."""
+    return utf8_path(Path(path), "warehouse") if path else settings().warehouse
 
 
 def _schema_statements() -> list[str]:
@@ -206,7 +210,8 @@ class DuckDBWarehouse(Closing):
         # rewriting row groups, which is several times faster for streams of small batches.
         con.execute("set checkpoint_threshold = '256MB'")
         # Loaders only append: a bounded buffer pool keeps a long-running consumer's memory flat.
-        con.execute(f"set memory_limit = '{settings().duckdb_memory}'")
+        # RETAIL_DUCKDB_MEMORY, parsed and spelt canonically by the settings, then quoted.
+        con.execute("set memory_limit = " + literal(settings().duckdb_memory))
         # Loaders validate in Python on another core while DuckDB appends: one DuckDB thread
         # per append does the same work with less CPU than two fighting the validator.
         con.execute("set threads = 1")
@@ -274,12 +279,12 @@ class DuckDBWarehouse(Closing):
             self._check_expected(con, batch.expected)
             for topic, rows in batch.events.items():
                 if rows.num_rows:
-                    self._append(con, f"bronze.{EVENT_TABLES[topic]}", rows, params)
+                    self._append(con, EVENT_TABLES[topic], rows, params)
                     loaded += rows.num_rows
             if batch.dead_letters.num_rows:
                 self._append(
                     con,
-                    "bronze.dead_letter",
+                    "dead_letter",
                     batch.dead_letters,
                     {**params, "kind": batch.source_kind},
                     "$kind as _source_kind, ",
@@ -296,11 +301,13 @@ class DuckDBWarehouse(Closing):
         params: dict[str, Any],
         extra: str = "",
     ) -> None:
-        """One ``insert ... by name`` from Arrow, stamped with the load id and commit time."""
+        """One ``insert ... by name`` from Arrow into Bronze ``table``, stamped with the load id
+        and commit time. ``extra`` is a constant of this module's callers; values are bound."""
         con.register("_rows", rows)
         try:
             con.execute(
-                f"insert into {table} by name select {extra}*, now() as _ingested_at,"
+                f"insert into bronze.{bronze_table(table)} by name select {extra}*,"
+                " now() as _ingested_at,"
                 " $load_id as _load_id from _rows",
                 params,
             )
@@ -375,13 +382,11 @@ class DuckDBWarehouse(Closing):
         with self._transaction() as con:
             self._check_expected(con, batch.expected)
             if batch.rows.num_rows:
-                self._append(
-                    con, f"bronze.{batch.entity}", batch.rows, params, "$hash as _content_hash, "
-                )
+                self._append(con, batch.entity, batch.rows, params, "$hash as _content_hash, ")
             if batch.dead_letters.num_rows:
                 self._append(
                     con,
-                    "bronze.dead_letter",
+                    "dead_letter",
                     batch.dead_letters,
                     {"load_id": load.load_id, "kind": batch.source_kind},
                     "$kind as _source_kind, ",
@@ -442,8 +447,10 @@ class DuckDBWarehouse(Closing):
 
     def counts(self) -> dict[str, int]:
         """Row counts of every Bronze table."""
-        tables = [*EVENT_TABLES.values(), "customers", "products", "dead_letter"]
-        sql = " union all ".join(f"select '{t}', count(*) from bronze.{t}" for t in tables)
+        # The table names are the code's constants (BRONZE_TABLES), checked once more anyway.
+        sql = " union all ".join(
+            f"select {literal(t)}, count(*) from bronze.{bronze_table(t)}" for t in BRONZE_TABLES
+        )
         with self._session() as con:
             return {name: int(n) for name, n in con.execute(sql).fetchall()}
 
@@ -451,6 +458,6 @@ class DuckDBWarehouse(Closing):
         """Checkpoint (on every core: nothing else runs now) and release the file."""
         if self._con is not None:
             with contextlib.suppress(duckdb.Error):
-                self._con.execute(f"set threads = {os.cpu_count() or 1}")
+                self._con.execute(f"set threads = {int(os.cpu_count() or 1)}")
             self._con.close()
             self._con = None

@@ -39,7 +39,8 @@ from typing import Any
 
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.settings import environment
-from retail_pipeline.warehouse.snowflake import connector
+from retail_pipeline.warehouse.snowflake import connector, plain_identifier
+from retail_pipeline.warehouse.sql import identifier, literal
 
 START_TIMEOUT = 60.0
 DATABASE = "RETAIL"
@@ -69,7 +70,7 @@ class Emulator:
         sf = connector()
         try:
             with sf.connect(**self.connect_args) as con, con.cursor() as cur:
-                cur.execute(f"create database if not exists {name}")
+                cur.execute(f"create database if not exists {plain_identifier(name)}")
         except sf.Error as exc:
             message = " ".join(str(exc).split())
             raise PipelineError(f"the local Snowflake refused database {name}: {message}") from None
@@ -233,10 +234,6 @@ def _patch_timestamps(arrow: Any) -> None:
     arrow.timestamp_to_sf_struct = timestamp_to_sf_struct
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _stage_root() -> Path:
     """Where snowduck keeps its stages (``SNOWDUCK_STAGE_DIR``, set by :func:`snowduck_server`)."""
     from snowduck.dialect.transforms import stage_root
@@ -255,9 +252,9 @@ def _put(source: str, stage: str) -> str:
     for file in files:
         name = os.path.basename(file)
         shutil.copyfile(file, target / name)
-        size = os.path.getsize(file)
+        size, quoted = int(os.path.getsize(file)), literal(name, "snowflake")
         rows.append(
-            f"select {_quote(name)} as source, {_quote(name)} as target, {size} as source_size,"
+            f"select {quoted} as source, {quoted} as target, {size} as source_size,"
             f" {size} as target_size, 'NONE' as source_compression,"
             " 'NONE' as target_compression, 'UPLOADED' as status, '' as message"
         )
@@ -272,7 +269,7 @@ def _copy(duck: Any, match: re.Match[str]) -> str:
     files = [file for file in files if os.path.isfile(file)]
     if not files:
         return "select 'Copy executed with 0 files processed.' as status"
-    try:  # as DuckDB resolves the name, in the session's database and schema
+    try:  # as DuckDB resolves the name (only [\w$.] characters: _COPY), in the session's schema
         columns = [row[:2] for row in duck.execute(f"describe {table}").fetchall()]
     except Exception:  # any failure to resolve it is Snowflake's error
         raise _error(f"Table '{table}' does not exist or not authorized.") from None
@@ -285,8 +282,8 @@ def _copy(duck: Any, match: re.Match[str]) -> str:
             source = present.get(str(column).upper())
             if source is None:
                 continue
-            quoted = '"' + source.replace('"', '""') + '"'
-            names.append(f'"{column}"')
+            quoted = identifier(source)
+            names.append(identifier(str(column)))
             values.append(f"to_json({quoted})" if data_type == "JSON" else quoted)
         loaded = duck.execute(
             f"insert into {table} ({', '.join(names)})"
@@ -296,8 +293,8 @@ def _copy(duck: Any, match: re.Match[str]) -> str:
         if _PURGE.search(match["options"]):
             os.remove(file)
         rows.append(
-            f"select {_quote(match['path'])} as file, 'LOADED' as status,"
-            f" {loaded} as rows_parsed, {loaded} as rows_loaded, 1 as error_limit,"
+            f"select {literal(match['path'], 'snowflake')} as file, 'LOADED' as status,"
+            f" {int(loaded)} as rows_parsed, {int(loaded)} as rows_loaded, 1 as error_limit,"
             " 0 as errors_seen, null as first_error, null as first_error_line,"
             " null as first_error_character, null as first_error_column_name"
         )

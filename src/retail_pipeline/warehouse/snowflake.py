@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from retail_pipeline.errors import WarehouseError
 from retail_pipeline.warehouse.base import (
+    BRONZE_TABLES,
     EVENT_TABLES,
     SCHEMA_VERSION,
     Closing,
@@ -44,9 +45,11 @@ from retail_pipeline.warehouse.base import (
     PositionConflict,
     ReferenceBatch,
     WriteResult,
+    bronze_table,
 )
 from retail_pipeline.warehouse.bronze import Column, bronze_tables
 from retail_pipeline.warehouse.bronze import create_statements as bronze_create_statements
+from retail_pipeline.warehouse.sql import literal
 
 SCHEMA = "BRONZE"
 STAGE = "RETAIL_PIPELINE_LOAD"
@@ -62,7 +65,21 @@ CONNECT_DEFAULTS: dict[str, Any] = {
 }
 """Defaults under the caller's ``connect_args``: nothing waits for minutes on a dead endpoint."""
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,254}")
+_LOCAL_PATH = re.compile(r"[\w./-]+", re.ASCII)
+"""What a local path in a ``PUT`` may hold: every client and emulator reads it the same way."""
+
+
+def plain_identifier(name: str) -> str:
+    """``name``, checked to be a plain (unquoted) Snowflake identifier before SQL text holds
+    it: a letter or ``_``, then letters, digits, ``_`` or ``$``."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise WarehouseError(
+            f"Snowflake name {name!r} is not a plain identifier (letters, digits, _ and $)"
+        )
+    return name
+
+
 _SIMPLE_TYPES = {
     "varchar": "VARCHAR",
     "timestamptz": "TIMESTAMP_TZ",
@@ -229,12 +246,7 @@ class SnowflakeWarehouse(Closing):
         database: str = "RETAIL",
         read_only: bool = False,
     ):
-        if not _IDENTIFIER.fullmatch(database):
-            raise WarehouseError(
-                f"Snowflake database name {database!r} is not a plain identifier"
-                " (letters, digits, _ and $)"
-            )
-        self.database = database.upper()
+        self.database = plain_identifier(database).upper()
         self.account = str(connect_args.get("account", "?"))
         self._read_only = read_only
         self._args = {**CONNECT_DEFAULTS, **connect_args}
@@ -372,10 +384,17 @@ class SnowflakeWarehouse(Closing):
         """Write each table's rows to Parquet and PUT them to the stage; returns the folder."""
         folder = uuid.uuid4().hex
         with tempfile.TemporaryDirectory(prefix="retail-snowflake-") as tmp:
+            local = Path(tmp).as_posix()
+            if not _LOCAL_PATH.fullmatch(local):  # TMPDIR is the caller's: keep it out of SQL
+                raise WarehouseError(
+                    f"cannot stage a batch from the temporary folder {local!r}: a PUT needs a"
+                    " path of letters, digits, '_', '.', '-' and '/'; set TMPDIR to one"
+                )
             for table, rows in tables.items():
-                pq.write_table(rows, Path(tmp, f"{table}.parquet"))
+                pq.write_table(rows, Path(tmp, f"{bronze_table(table)}.parquet"))
+            source = literal(f"file://{local}/*.parquet", "snowflake")
             cur.execute(
-                f"put 'file://{Path(tmp).as_posix()}/*.parquet' @{self.bronze}.{STAGE}/{folder}/"
+                f"put {source} @{self.bronze}.{STAGE}/{folder}/"
                 " auto_compress = false overwrite = true"
             )
             results = cur.fetchall()
@@ -394,7 +413,7 @@ class SnowflakeWarehouse(Closing):
         The plain form, without a transforming ``SELECT``, is the one every endpoint runs:
         Snowflake, fakesnow and (through :mod:`retail_pipeline.warehouse.emulator`) snowduck.
         """
-        columns = {name for name, _, _ in all_tables()[table]}
+        columns = {name for name, _, _ in all_tables()[bronze_table(table)]}
         unknown = [name for name in rows.column_names if name not in columns]
         if unknown:
             raise WarehouseError(
@@ -637,8 +656,11 @@ class SnowflakeWarehouse(Closing):
 
     def counts(self) -> dict[str, int]:
         """Row counts of every Bronze table."""
-        tables = [*EVENT_TABLES.values(), "customers", "products", "dead_letter"]
-        sql = " union all ".join(f"select '{t}', count(*) from {self.bronze}.{t}" for t in tables)
+        # The table names are the code's constants (BRONZE_TABLES), checked once more anyway.
+        sql = " union all ".join(
+            f"select {literal(t, 'snowflake')}, count(*) from {self.bronze}.{bronze_table(t)}"
+            for t in BRONZE_TABLES
+        )
         return {str(name): int(n) for name, n in self.query(sql)}
 
     def close(self) -> None:
