@@ -578,7 +578,7 @@ def dockerfile_problems(stack: Stack) -> list[str]:
         problems.append("Dockerfile: not a multi-stage build")
     for stage in dockerfile.stages:
         if stage.base not in names:
-            image = dockerfile.image(stage)
+            image = dockerfile.image(stage).partition("@")[0]  # a digest may follow the tag
             repository, _, tag = image.rpartition(":")
             if not repository or tag == "latest" or not re.match(r"\d+\.\d+", tag):
                 problems.append(f"Dockerfile: FROM {image} is not pinned to a version")
@@ -748,7 +748,8 @@ def test_kafka_is_the_local_brokers_twin(stack: Stack) -> None:
     version = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom)
     assert version is not None
     kafka, topics = stack.services["kafka"], stack.services["kafka-topics"]
-    assert kafka["image"] == topics["image"] == f"apache/kafka:{version[1]}"
+    assert kafka["image"] == topics["image"]
+    assert kafka["image"].partition("@")[0] == f"apache/kafka:{version[1]}"
     assert kafka["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     script = topics["command"][0]
     names = re.search(r"for topic in ([\w ]+); do", script)
@@ -811,7 +812,7 @@ def test_dockerfile(stack: Stack) -> None:
     dockerfile = stack.dockerfile
     assert dockerfile.stages[-1].name == "pipeline"  # `docker build .` builds the CLI's image
     image = dockerfile.image(dockerfile.stages[0])
-    version = re.fullmatch(r"python:(\d+\.\d+\.\d+)-slim-\w+", image)
+    version = re.fullmatch(r"python:(\d+\.\d+\.\d+)-slim-\w+(?:@sha256:[0-9a-f]{64})?", image)
     assert version is not None, image
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert SpecifierSet(project["requires-python"]).contains(version[1])
@@ -854,7 +855,7 @@ def copy_of_repo(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "docker", root / "docker", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("Dockerfile", ".dockerignore", ".env.example"):
         shutil.copy(REPO / name, root / name)
-    for name in ("src", "dbt", "airflow", "kafka", "pyproject.toml", "README.md"):
+    for name in ("src", "dbt", "airflow", "kafka", "requirements", "pyproject.toml", "README.md"):
         (root / name).symlink_to(REPO / name)
     return root
 

@@ -2,7 +2,8 @@
 
 The jars come from Maven Central: ``kafka/pom.xml`` names ``org.apache.kafka:kafka_2.13`` and a
 log4j2 binding, and :func:`ensure_jars` lays them and their runtime dependencies into
-``<home>/libs`` with ``mvn dependency:copy-dependencies`` once (again only when the pom changes).
+``<home>/libs`` with ``mvn -C dependency:copy-dependencies`` once (again only when the pom or
+``kafka/jars.sha256`` changes), and refuses any jar whose SHA-256 that committed file does not list.
 :func:`start` writes ``server.properties`` for a combined broker+controller node, formats the
 storage on first use, launches ``java -cp '<home>/libs/*' kafka.Kafka`` as a detached process,
 waits until the broker answers and creates the pipeline's topics. :func:`stop` and :func:`status`
@@ -63,9 +64,11 @@ __all__ = [
     "ensure_jars",
     "ensure_topics",
     "find_pom",
+    "mvn_command",
     "start",
     "status",
     "stop",
+    "verify_jars",
 ]
 
 KAFKA_MAIN_CLASS = "kafka.Kafka"
@@ -89,6 +92,8 @@ _JVM_OPTS: tuple[str, ...] = (
     "-Djava.awt.headless=true",
 )
 _MARKER = ".pom-sha256"
+_CHECKSUMS = "jars.sha256"
+_CHECKSUM_LINE = re.compile(r"([0-9a-f]{64}) [ *]([\w.+-]+\.jar)")
 _KAFKA_JAR_GLOB = "kafka_2.13-*.jar"
 _POLL_SECONDS = 0.2
 
@@ -214,15 +219,81 @@ def _jars_cached(libs: Path, digest: str) -> bool:
     )
 
 
+def mvn_command(mvn: str, pom: Path, output: Path) -> list[str]:
+    """The Maven command that lays the pom's runtime jars into ``output``.
+
+    ``-C`` (``--strict-checksums``): a download whose checksum does not match the repository's
+    fails the build instead of being used with a warning.
+    """
+    return [
+        mvn,
+        "-q",
+        "-B",
+        "-C",
+        "-Dstyle.color=never",
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={output}",
+        "-DincludeScope=runtime",
+        "-f",
+        str(pom),
+    ]
+
+
+def _read_checksums(checksums: Path) -> dict[str, str]:
+    """``jar name -> SHA-256`` from a ``sha256sum``-format file (``<hex>  <name>.jar`` lines)."""
+    expected: dict[str, str] = {}
+    try:
+        lines = checksums.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BrokerError(f"cannot read {checksums}: {exc}") from exc
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        match = _CHECKSUM_LINE.fullmatch(line.strip())
+        if match is None:
+            raise BrokerError(f"{checksums}:{number}: not a '<sha256>  <name>.jar' line")
+        expected[match[2]] = match[1]
+    if not expected:
+        raise BrokerError(f"{checksums} lists no jar")
+    return expected
+
+
+def verify_jars(libs: Path, checksums: Path) -> None:
+    """Refuse the jars in ``libs`` unless they are exactly those ``checksums`` lists, byte for byte.
+
+    ``checksums`` is ``kafka/jars.sha256`` (``sha256sum`` format, committed beside the pom): a jar
+    that differs, is missing or is not listed raises :class:`BrokerError` naming it.
+    """
+    expected = _read_checksums(checksums)
+    found = sorted(path.name for path in libs.glob("*.jar"))
+    for name in found:
+        if name not in expected:
+            raise BrokerError(f"{name} from mvn is not listed in {checksums}; refused")
+    for name, digest in expected.items():
+        jar = libs / name
+        if not jar.is_file():
+            raise BrokerError(f"{name}, listed in {checksums}, did not come from mvn")
+        with jar.open("rb") as stream:
+            actual = hashlib.file_digest(stream, "sha256").hexdigest()
+        if actual != digest:
+            raise BrokerError(
+                f"{name} from mvn has SHA-256 {actual}, not the {digest} "
+                f"recorded in {checksums}; refused"
+            )
+
+
 def ensure_jars(home: Path, *, pom: Path | None = None) -> Path:
     """Fetch the broker's jars into ``<home>/libs`` unless already there; return that directory.
 
-    Runs ``mvn -q -B dependency:copy-dependencies -DincludeScope=runtime`` on the pom (see
-    :func:`find_pom`) into a staging directory that replaces ``libs`` only when complete. A marker
-    file holds the pom's SHA-256, so editing the pom (say, the Kafka version) fetches again.
+    Runs ``mvn -C dependency:copy-dependencies`` (:func:`mvn_command`) on the pom (see
+    :func:`find_pom`) into a staging directory, checks every jar against ``jars.sha256`` beside
+    the pom (:func:`verify_jars`), and only then replaces ``libs``. A marker file holds the SHA-256
+    of the pom and the checksums, so editing either (say, the Kafka version) fetches again.
     """
     pom_path = find_pom(pom)
-    digest = hashlib.sha256(pom_path.read_bytes()).hexdigest()
+    checksums = pom_path.with_name(_CHECKSUMS)
+    recorded = checksums.read_bytes() if checksums.is_file() else b""
+    digest = hashlib.sha256(pom_path.read_bytes() + recorded).hexdigest()
     home = home.expanduser().resolve()
     libs = home / "libs"
     if _jars_cached(libs, digest):
@@ -236,18 +307,13 @@ def ensure_jars(home: Path, *, pom: Path | None = None) -> Path:
                 "mvn not found: install Maven 3.6+ (Debian: apt-get install maven) to fetch Kafka"
             )
         _java()
+        if not checksums.is_file():
+            raise BrokerError(
+                f"no {_CHECKSUMS} beside {pom_path}: the fetched jars are checked against it "
+                "(docs/kafka.md says how to record it)"
+            )
         staging = Path(tempfile.mkdtemp(prefix="libs-fetch-", dir=home))
-        command = [
-            mvn,
-            "-q",
-            "-B",
-            "-Dstyle.color=never",
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={staging}",
-            "-DincludeScope=runtime",
-            "-f",
-            str(pom_path),
-        ]
+        command = mvn_command(mvn, pom_path, staging)
         try:
             done = subprocess.run(
                 command, capture_output=True, text=True, timeout=1800, check=False
@@ -261,6 +327,7 @@ def ensure_jars(home: Path, *, pom: Path | None = None) -> Path:
                 )
             if not any(staging.glob(_KAFKA_JAR_GLOB)):
                 raise BrokerError(f"mvn ran but no {_KAFKA_JAR_GLOB} came from {pom_path}")
+            verify_jars(staging, checksums)
             (staging / _MARKER).write_text(digest + "\n")
             if libs.exists():
                 shutil.rmtree(libs)
