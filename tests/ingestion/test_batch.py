@@ -217,10 +217,16 @@ def test_changed_file_appends_a_new_snapshot(warehouse: DuckDBWarehouse, tmp_pat
     ).fetchone()
     assert price == ("9.99",)
 
-    # Going back to the first content (same bytes) is not a new snapshot: it is in Bronze.
+    # Going back to the first content (a revert) is applied: it becomes the latest word again.
     write_ndjson(path, [json.dumps(product(i)).encode() for i in range(1, 4)])
+    reverted = load_reference(warehouse, "products", path)
+    assert not reverted.skipped
+    assert (reverted.read, reverted.loaded) == (3, 3)
+    log = loads(warehouse, "products")
+    assert [row[2] for row in log] == [hash1, hash2, hash1]
+    # Sending the latest snapshot again is the no-op.
     assert load_reference(warehouse, "products", path).skipped
-    assert len(loads(warehouse, "products")) == 2
+    assert len(loads(warehouse, "products")) == 3
 
 
 def test_bad_ndjson_lines_go_to_dead_letter_and_the_rest_loads(
@@ -450,8 +456,9 @@ def test_simulator_daily_snapshots_load_once_per_distinct_content(
 
     for entity in ("customers", "products"):
         files = [day / f"{entity}.json" for day in days]
-        # Each snapshot twice, and the final top-level snapshot too: only new content loads.
-        for path in [*files, *files, sim.out_dir / f"{entity}.json"]:
+        # Each snapshot twice in a row, then the final top-level snapshot (the last day's
+        # content): a re-send of the latest snapshot is a no-op.
+        for path in [*(f for day in files for f in (day, day)), sim.out_dir / f"{entity}.json"]:
             summary = load_reference(warehouse, entity, path)
             assert summary.dead_lettered == 0
             assert summary.read == summary.loaded or summary.skipped

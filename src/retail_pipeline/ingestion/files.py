@@ -25,8 +25,9 @@ import numpy as np
 import pyarrow as pa
 
 from retail_pipeline.errors import InputError
-from retail_pipeline.ingestion.staging import stage_events
+from retail_pipeline.ingestion.staging import METADATA_SCHEMA, escaped_text, stage_events
 from retail_pipeline.ingestion.workers import Validators, default_workers
+from retail_pipeline.settings import settings
 from retail_pipeline.warehouse.base import EventBatch, Position, Warehouse
 
 DEFAULT_BATCH_BYTES = 64 << 20
@@ -36,6 +37,43 @@ STAGE_BYTES = 8 << 20
 PROCESS_POOL_BYTES = 32 << 20
 """Inputs at least this big are validated in worker processes."""
 FINGERPRINT_BYTES = 4096
+"""Bytes hashed at the start of a file, and just before its resume point (docs/bronze.md)."""
+PREFIX_BYTES = 64 << 10
+"""Bytes of a line over the size cap kept as its dead letter's ``raw_payload``."""
+
+
+def max_record_bytes() -> int:
+    """The longest line (or snapshot record) read whole: ``RETAIL_MAX_RECORD_BYTES``."""
+    return settings().max_record_bytes
+
+
+def path_text(path: Path | str) -> str:
+    """A path as the text Bronze stores (``_source_file``, positions): any bytes, losslessly.
+
+    A name that is not UTF-8 (``os.fsencode`` gives its bytes back) has each such byte written
+    ``\\xNN`` and each backslash ``\\\\`` (:func:`~retail_pipeline.ingestion.staging.escaped_text`),
+    so the stored text is valid UTF-8, printable and stable from run to run.
+    """
+    return escaped_text(os.fsencode(path))
+
+
+def too_long_reason(size: int, limit: int, *, what: str = "line", kept: int) -> str:
+    """The dead-letter reason of a line or record over the size cap."""
+    return (
+        f"{what} too long: {size:,} bytes, over the {limit:,}-byte limit"
+        f" (RETAIL_MAX_RECORD_BYTES); raw_payload holds its first {kept:,} bytes"
+    )
+
+
+def truncated_text(prefix: bytes) -> str:
+    """The first bytes of an oversized line as text: cut back to a whole UTF-8 character, or
+    backslash-escaped when it is not UTF-8."""
+    for cut in range(4):
+        try:
+            return prefix[: len(prefix) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return escaped_text(prefix)
 
 
 @dataclass
@@ -52,10 +90,14 @@ class IngestSummary:
     unterminated: int = 0
     """Files whose last line has no newline yet; it is read when the newline arrives."""
     per_source: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    repeated: int = 0
+    """Names that repeated a file already named (itself, a symlink or a hard link to it)."""
 
     def line(self) -> str:
         """The one-line summary the CLI prints."""
         notes = []
+        if self.repeated:
+            notes.append(f"{self.repeated} repeated name(s) of a file already listed, loaded once")
         if self.blank:
             notes.append(f"{self.blank:,} blank lines skipped")
         if self.unterminated:
@@ -75,10 +117,25 @@ def new_load_id(kind: str) -> str:
     return f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-def _fingerprint(handle: BinaryIO, length: int) -> str:
-    """``<n>:<sha256>`` of the first n bytes; pread leaves the reading position alone."""
-    data = os.pread(handle.fileno(), length, 0)
+def _hashed(fd: int, start: int, length: int) -> str:
+    """``<n>:<sha256>`` of the n bytes from ``start``; pread leaves the reading position alone."""
+    data = os.pread(fd, length, start)
     return f"{len(data)}:{hashlib.sha256(data).hexdigest()}"
+
+
+def _fingerprint(fd: int, end: int, gz: bool) -> str:
+    """What identifies the part of a file already loaded: ``<head>;<end>-<tail>``.
+
+    The head is the hash of the first :data:`FINGERPRINT_BYTES`; the tail, the hash of the
+    :data:`FINGERPRINT_BYTES` just before ``end``: for a plain file, ``end`` is the resume
+    point; for gzip (whose offsets are of the decompressed text) it is the compressed file's
+    size now. Appending keeps both; a rewrite that keeps the first bytes changes the tail.
+    """
+    if gz:
+        end = os.fstat(fd).st_size
+    head = _hashed(fd, 0, min(FINGERPRINT_BYTES, end))
+    start = max(0, end - FINGERPRINT_BYTES)
+    return f"{head};{end}-{_hashed(fd, start, end - start)}"
 
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -131,34 +188,72 @@ def _open_events(path: Path) -> BinaryIO:
     return path.open("rb")
 
 
-def _blocks(handle: BinaryIO, start: int, batch_bytes: int) -> Iterator[tuple[int, bytes]]:
-    """Blocks of whole, newline-terminated lines from ``start``.
+@dataclass
+class LongLine:
+    """A line longer than the cap, never held whole: where it is, its size and first bytes."""
 
-    A last line without its newline is not read: a writer may still be appending it, and
+    offset: int
+    size: int
+    """Bytes without its newline."""
+    prefix: bytes
+
+
+def read_lines(
+    handle: BinaryIO,
+    start: int,
+    read_bytes: int,
+    max_line: int,
+    *,
+    final: bool = False,
+) -> Iterator[tuple[int, bytes] | LongLine]:
+    """Blocks ``(offset, bytes)`` of whole, newline-terminated lines from ``start``, and each
+    line longer than ``max_line`` bytes as a :class:`LongLine` in its place.
+
+    Memory is bounded by ``read_bytes`` + ``max_line``, whatever the input: a longer line is
+    skipped through (its first :data:`PREFIX_BYTES` kept), never gathered. A last line without
+    its newline is not read (``final`` reads it too): a writer may still be appending it, and
     reading it now would load (or dead-letter) half a message. It is read once its newline
     arrives; until then the stored position stays before it.
     """
-    offset = start
-    pending = b""
+    name = getattr(handle, "name", "file")
+    offset = start  # of data[0]
+    data = b""
+    long: LongLine | None = None
     try:
         handle.seek(offset)
     except (EOFError, OSError, zlib.error) as exc:
-        raise InputError(f"{getattr(handle, 'name', 'file')}: cannot read: {exc}") from None
+        raise InputError(f"{name}: cannot read: {exc}") from None
     while True:
         try:
-            data = handle.read(batch_bytes)
+            chunk = handle.read(read_bytes)
         except (EOFError, OSError, zlib.error) as exc:  # a truncated or damaged gzip stream
-            raise InputError(f"{getattr(handle, 'name', 'file')}: cannot read: {exc}") from None
-        if not data:
+            raise InputError(f"{name}: cannot read: {exc}") from None
+        if not chunk:
+            if final and long is not None:
+                yield long
+            elif final and data:
+                yield offset, data
             return
-        data = pending + data
+        if long is not None:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                long.size += len(chunk)
+                continue
+            long.size += newline
+            yield long
+            offset = long.offset + long.size + 1
+            long = None
+            data = chunk[newline + 1 :]
+        else:
+            data = data + chunk if data else chunk
         cut = data.rfind(b"\n")
-        if cut < 0:
-            pending = data
-            continue
-        block, pending = data[: cut + 1], data[cut + 1 :]
-        yield offset, block
-        offset += len(block)
+        if cut >= 0:
+            yield offset, data[: cut + 1]
+            offset += cut + 1
+            data = data[cut + 1 :]
+        if len(data) > max_line:  # the line that starts at ``offset`` is already too long
+            long = LongLine(offset, len(data), data[:PREFIX_BYTES])
+            data = b""
 
 
 @dataclass
@@ -182,12 +277,54 @@ class StagedBlock:
 BOM = b"\xef\xbb\xbf"
 
 
-def stage_block(block: bytes, block_offset: int, first_line: int, source_file: str) -> StagedBlock:
+def _too_long_letters(
+    offsets: list[int],
+    lines: list[int],
+    sizes: list[int],
+    prefixes: list[bytes],
+    source_file: str,
+    limit: int,
+) -> pa.Table:
+    """Dead-letter rows (the columns :func:`stage_events` gives) for lines over the cap."""
+    n = len(offsets)
+    return pa.table(
+        {
+            "_partition": pa.nulls(n, pa.int32()),
+            "_offset": pa.array(offsets, pa.int64()),
+            "_key": pa.nulls(n, pa.string()),
+            "_kafka_ts": pa.nulls(n, pa.timestamp("us", tz="UTC")),
+            "_source_file": pa.array([source_file] * n, pa.string()),
+            "_source_line": pa.array(lines, pa.int64()),
+            "_topic": pa.nulls(n, pa.string()),
+            "raw_payload": pa.array([truncated_text(p) for p in prefixes], pa.string()),
+            "reason": pa.array(
+                [
+                    too_long_reason(size, limit, kept=len(p))
+                    for size, p in zip(sizes, prefixes, strict=True)
+                ],
+                pa.string(),
+            ),
+        },
+        schema=METADATA_SCHEMA.append(pa.field("_topic", pa.string()))
+        .append(pa.field("raw_payload", pa.string()))
+        .append(pa.field("reason", pa.string())),
+    )
+
+
+def stage_block(
+    block: bytes,
+    block_offset: int,
+    first_line: int,
+    source_file: str,
+    max_line: int | None = None,
+) -> StagedBlock:
     """Split a block of whole lines and validate them.
 
     Empty and whitespace-only lines (``\r`` of CRLF files included) are skipped and counted. A
-    UTF-8 byte-order mark at the very start of the file is not part of the first line.
+    UTF-8 byte-order mark at the very start of the file is not part of the first line. A line
+    longer than ``max_line`` (default ``RETAIL_MAX_RECORD_BYTES``) is dead-lettered unread.
     """
+    limit = max_record_bytes() if max_line is None else max_line
     parts = block.split(b"\n")
     if parts and parts[-1] == b"":
         parts.pop()
@@ -201,6 +338,8 @@ def stage_block(block: bytes, block_offset: int, first_line: int, source_file: s
         lengths[0] -= len(BOM)
     kept = np.fromiter((not line.isspace() for line in parts), dtype=bool, count=count)
     kept &= lengths > 0
+    long = kept & (lengths > limit)
+    kept &= ~long
     filled = np.flatnonzero(kept)
     messages = [parts[i] for i in filled.tolist()] if len(filled) < count else parts
     n = len(messages)
@@ -215,7 +354,26 @@ def stage_block(block: bytes, block_offset: int, first_line: int, source_file: s
         }
     )
     events, dead = stage_events(messages, metadata)
-    return StagedBlock(block_offset, len(block), count, events, dead, count - n)
+    blank = count - n
+    if long.any():
+        too_long = np.flatnonzero(long)
+        letters = _too_long_letters(
+            (starts[too_long] + block_offset).tolist(),
+            (too_long + first_line).tolist(),
+            lengths[too_long].tolist(),
+            [parts[i][:PREFIX_BYTES] for i in too_long.tolist()],
+            source_file,
+            limit,
+        )
+        dead = pa.concat_tables([dead, letters]).sort_by("_offset")
+        blank -= len(too_long)
+    return StagedBlock(block_offset, len(block), count, events, dead, blank)
+
+
+def stage_long_line(long: LongLine, line: int, source_file: str, limit: int) -> StagedBlock:
+    """A line over the cap, read through by :func:`read_lines`: one dead letter."""
+    dead = _too_long_letters([long.offset], [line], [long.size], [long.prefix], source_file, limit)
+    return StagedBlock(long.offset, long.size + 1, 1, {}, dead)
 
 
 def _staged_blocks(
@@ -224,20 +382,47 @@ def _staged_blocks(
     first_line: int,
     block_bytes: int,
     validators: Validators,
+    source_file: str,
     ahead: int = 1,
 ) -> Iterator[StagedBlock]:
     """The file's blocks from ``offset``, validated by ``validators`` up to ``ahead`` blocks
     ahead of the one the caller is writing."""
-    path = str(Path(handle.name).resolve())
+    limit = max_record_bytes()
     line = first_line
     pending: deque[Future[StagedBlock]] = deque()
-    for block_offset, block in _blocks(handle, offset, block_bytes):
-        pending.append(validators.submit(stage_block, block, block_offset, line, path))
-        line += block.count(b"\n")
+    for item in read_lines(handle, offset, block_bytes, limit):
+        if isinstance(item, LongLine):
+            pending.append(validators.submit(stage_long_line, item, line, source_file, limit))
+            line += 1
+        else:
+            block_offset, block = item
+            pending.append(
+                validators.submit(stage_block, block, block_offset, line, source_file, limit)
+            )
+            line += block.count(b"\n")
         while len(pending) > ahead:
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+def unique_files(paths: Iterable[str | Path]) -> tuple[list[Path], int]:
+    """The files named (each checked by :func:`check_file`), each file once however it is named
+    (again, through a symlink or a hard link: same device and inode), and how many names
+    repeated one."""
+    files: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    repeats = 0
+    for name in paths:
+        path = check_file(Path(name))
+        identity = path.stat()
+        key = (identity.st_dev, identity.st_ino)
+        if key in seen:
+            repeats += 1
+            continue
+        seen.add(key)
+        files.append(path)
+    return files, repeats
 
 
 def ingest_files(
@@ -253,14 +438,15 @@ def ingest_files(
 
     ``progress`` is called with the number of bytes consumed after each committed block.
     ``workers`` validation processes run beside the writes (default: one per core when the
-    input is big enough to pay for starting them, else validation runs in a thread).
+    input is big enough to pay for starting them, else validation runs in a thread). A file
+    named more than once (directly, through a symlink, a glob or a hard link) loads once.
     """
-    files = [check_file(Path(p)) for p in paths]
+    files, repeats = unique_files(paths)
     # Every input is checked before anything is written.
     stored = {path: check_resumable(warehouse, path) for path in files}
     load_id = load_id or new_load_id("ingest")
-    sources = ",".join(str(p) for p in files)
-    summary = IngestSummary()
+    sources = ",".join(path_text(p) for p in files)
+    summary = IngestSummary(repeated=repeats)
     remaining = sum(p.stat().st_size for p in files)  # an upper bound: some may be loaded
     if workers is None:
         workers = default_workers() if remaining >= PROCESS_POOL_BYTES else 0
@@ -269,7 +455,7 @@ def ingest_files(
             counts = _ingest_one(
                 warehouse, path, stored[path], load_id, batch_bytes, progress, validators, sources
             )
-            _add(summary, str(path), *counts)
+            _add(summary, path_text(path), *counts)
     return summary
 
 
@@ -327,26 +513,48 @@ def _combined(group: list[StagedBlock]) -> tuple[dict[str, pa.Table], pa.Table]:
 def check_resumable(warehouse: Warehouse, path: Path) -> Position | None:
     """The stored position of ``path``, after checking the file is still the one loaded.
 
-    Raises :class:`InputError` for a file that shrank below its stored position or whose
-    first bytes changed: it was truncated or rewritten, and guessing would load it twice.
+    Raises :class:`InputError`, before anything is read, for a file that shrank below its
+    stored position or whose already-loaded part changed: its first bytes, or the bytes just
+    before the resume point (for gzip: the end of the compressed file as it was). Such a file
+    was truncated or rewritten, not appended to; resuming would start inside a line and
+    guessing would load it twice.
     """
-    stored = warehouse.positions(f"file:{path}").get(0)
+    stored = warehouse.positions(f"file:{path_text(path)}").get(0)
     if stored is None:
         return None
+    gz = is_gzip(path)
     size = path.stat().st_size
-    if size < stored.next_offset and not is_gzip(path):
+    if size < stored.next_offset and not gz:
         raise InputError(
             f"{path}: file is shorter ({size} bytes) than the {stored.next_offset} bytes already"
             " loaded from it; it was truncated or replaced"
         )
-    length = int((stored.fingerprint or "0:").split(":", 1)[0])
-    if stored.fingerprint:
-        with path.open("rb") as handle:
-            if _fingerprint(handle, length) != stored.fingerprint:
+    head, _, tail = (stored.fingerprint or "").partition(";")
+    with path.open("rb") as handle:
+        fd = handle.fileno()
+        if head:
+            length = int(head.split(":", 1)[0])
+            if _hashed(fd, 0, length) != head:
                 raise InputError(
                     f"{path}: file content changed since it was loaded (first {length} bytes"
                     " differ); load it under a new name"
                 )
+        if tail:
+            end_text, _, digest = tail.partition("-")
+            end = int(end_text)
+            length = int(digest.split(":", 1)[0])
+            if size < end or _hashed(fd, end - length, length) != digest:
+                raise InputError(
+                    f"{path}: file was rewritten since it was loaded (bytes {end - length:,} to"
+                    f" {end:,}, just before where loading resumes, differ); only appending"
+                    " keeps a loaded file loadable: load the new content under a new name"
+                )
+        elif not gz and stored.next_offset and os.pread(fd, 1, stored.next_offset - 1) != b"\n":
+            # A position stored before the tail was fingerprinted: at least a line boundary.
+            raise InputError(
+                f"{path}: file was rewritten since it was loaded (byte {stored.next_offset:,},"
+                " where loading resumes, no longer starts a line); load it under a new name"
+            )
     return stored
 
 
@@ -360,7 +568,9 @@ def _ingest_one(
     validators: Validators,
     sources: str,
 ) -> tuple[int, int, int, int, int, int]:
-    source = f"file:{path}"
+    name = path_text(path)
+    source = f"file:{name}"
+    gz = is_gzip(path)
     read = loaded = dead = 0
     with _open_events(path) as handle:
         offset, line = 0, 1
@@ -369,19 +579,17 @@ def _ingest_one(
             if progress:
                 progress(offset)
         skipped = line - 1
-        fingerprint = stored.fingerprint if stored and stored.fingerprint else None
         line_after = line
         blank, done = 0, offset
         stage_bytes = min(STAGE_BYTES, batch_bytes)
         # Validate the next transaction while this one is written, on every worker.
         ahead = max(1, batch_bytes // stage_bytes, validators.processes)
-        blocks = _staged_blocks(handle, offset, line, stage_bytes, validators, ahead)
+        blocks = _staged_blocks(handle, offset, line, stage_bytes, validators, name, ahead)
         for group in _transactions(blocks, batch_bytes):
             first, last = group[0], group[-1]
             end = last.offset + last.size
             line_after += sum(staged.lines for staged in group)
-            if fingerprint is None or int(fingerprint.split(":", 1)[0]) < FINGERPRINT_BYTES:
-                fingerprint = _fingerprint(handle, min(FINGERPRINT_BYTES, end))
+            fingerprint = _fingerprint(handle.fileno(), end, gz)
             position = Position(source, 0, end, line_after, fingerprint)
             expected = {(source, 0): first.offset if first.offset or stored else None}
             events, dead_letters = _combined(group)

@@ -188,7 +188,8 @@ class Warehouse(Protocol):
         ...
 
     def has_reference_load(self, entity: str, content_hash: str) -> bool:
-        """True when a snapshot with this content was already loaded for ``entity``."""
+        """True when the latest load of ``entity`` was a snapshot with this content (a re-send
+        of it is a no-op; an older snapshot's content, a revert, is loaded again)."""
         ...
 
     def write_reference(self, batch: ReferenceBatch) -> None:

@@ -366,11 +366,12 @@ class DuckDBWarehouse(Closing):
         return [Position(*row) for row in rows]
 
     def has_reference_load(self, entity: str, content_hash: str) -> bool:
-        """True when a snapshot with this content was already loaded for ``entity``."""
+        """True when the latest load of ``entity`` was a snapshot with this content."""
         with self._session() as con:
             row = con.execute(
-                "select count(*) from bronze._loads where kind = ? and content_hash = ?",
-                [entity, content_hash],
+                "select content_hash = ? from bronze._loads where kind = ?"
+                " order by finished_at desc, load_id desc limit 1",
+                [content_hash, entity],
             ).fetchone()
         return bool(row and row[0])
 

@@ -603,12 +603,13 @@ class SnowflakeWarehouse(Closing):
         ]
 
     def has_reference_load(self, entity: str, content_hash: str) -> bool:
-        """True when a snapshot with this content was already loaded for ``entity``."""
-        [(count,)] = self.query(
-            f"select count(*) from {self.bronze}._loads where kind = ? and content_hash = ?",
-            [entity, content_hash],
+        """True when the latest load of ``entity`` was a snapshot with this content."""
+        rows = self.query(
+            f"select content_hash = ? from {self.bronze}._loads where kind = ?"
+            " order by finished_at desc, load_id desc limit 1",
+            [content_hash, entity],
         )
-        return bool(count)
+        return bool(rows and rows[0][0])
 
     def write_reference(self, batch: ReferenceBatch) -> None:
         """Append one batch of reference records, its dead letters, positions and load counts
