@@ -255,12 +255,15 @@ def load_batch(
         for name, path in (("customers", customers), ("products", products))
         if path is not None
     ]
-    with open_warehouse(warehouse, target=target) as wh:
-        for snapshot in snapshots:
-            _say(load_snapshot(wh, snapshot).line())
-        changes = load_sources(wh, sources, only=entity, lag_seconds=lag, batch_size=batch_size)
-        for summary in changes:
-            _say(summary.line())
+    if snapshots:
+        with open_warehouse(warehouse, target=target) as wh:
+            for snapshot in snapshots:
+                _say(load_snapshot(wh, snapshot).line())
+    if sources:  # read, then write: the file is open only to commit a batch already read
+        with open_warehouse(warehouse, target=target, exclusive=False) as wh:
+            changes = load_sources(wh, sources, only=entity, lag_seconds=lag, batch_size=batch_size)
+            for summary in changes:
+                _say(summary.line())
 
 
 BootstrapOpt = Annotated[

@@ -148,10 +148,11 @@ def test_bad_records_are_dead_lettered_with_the_source_and_key(
 
 
 def test_a_record_without_a_usable_updated_at_is_dead_lettered() -> None:
-    change = ApiSource._change("customers", b'{"customer_id":"C1","updated_at":"yesterday"}')
+    api = ApiSource("http://127.0.0.1:9", deadline=5)
+    change = api._change("customers", b'{"customer_id":"C1","updated_at":"yesterday"}')
     assert (change.key, change.updated_at) == ("C1", None)
     assert change.problem and change.problem.startswith("updated_at")
-    assert ApiSource._change("customers", b"[1]").problem == "not a JSON object"
+    assert api._change("customers", b"[1]").problem == "not a JSON object"
     assert parse_updated_at("2026-03-01T12:00:00.5Z") == micros(T0) + 500_000
     assert parse_updated_at("2026-03-01T12:00:00Z") == micros(T0)
     assert parse_updated_at("2026-03-01T14:00:00+02:00") == micros(T0)

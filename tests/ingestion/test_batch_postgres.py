@@ -270,7 +270,7 @@ def test_a_transaction_that_reads_first_and_writes_late_is_not_lost(
 def test_a_naive_updated_at_is_utc_whatever_the_database_time_zone(
     postgres_db: str, warehouse: DuckDBWarehouse
 ) -> None:
-    database = postgres_db.rsplit("/", 1)[1]
+    database = psycopg.conninfo.conninfo_to_dict(postgres_db)["dbname"]
     with psycopg.connect(postgres_db, autocommit=True) as con:
         con.execute(f"alter database {database} set timezone = 'Europe/Berlin'")
         con.execute("drop table customers")

@@ -3,31 +3,56 @@
 ``GET {url}/{entity}?updated_since=&updated_before=&limit=&cursor=`` answers
 ``{"data": [record, ...], "next_cursor": ...}`` with records in ascending
 ``(updated_at, key)`` order. A bearer token (``RETAIL_API_TOKEN``) goes in the
-``Authorization`` header. A 5xx, a 429, a timeout, a dropped connection or a malformed page is
-retried with exponential backoff (honouring ``Retry-After``); any other answer, or the last
-failed attempt, is one error line naming the request. Only the standard library is used.
+``Authorization`` header.
+
+Every page is bounded: the connection and each read wait at most ``timeout`` seconds, and the
+whole page (connect, answer, body) together with its retries at most ``deadline`` seconds
+(``RETAIL_SOURCE_TIMEOUT``), enforced by closing the socket, so a server trickling bytes cannot
+hold a load. The body is read in blocks up to ``page_bytes``: a longer page is asked again with
+half the page size, down to one record, and a single record longer than the page limit is
+refused in one line. A record longer than ``RETAIL_MAX_RECORD_BYTES`` is dead-lettered with its
+size. Only what can clear is retried, with exponential backoff (honouring ``Retry-After``): a
+5xx, 408, 429, a timeout, a dropped connection, and a malformed page once. A TLS failure, an
+unknown host, a redirect, any other 4xx or a page malformed twice are one error line at once.
+Only the standard library is used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http.client
 import re
-import urllib.error
+import socket
+import ssl
+import threading
+import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from retail_pipeline.errors import InputError, PipelineError
+from retail_pipeline.errors import InputError, PipelineError, one_line, printable
 from retail_pipeline.events.contract import REFERENCE_KEYS
 from retail_pipeline.events.validator import repeated_key
-from retail_pipeline.ingestion.incremental import Change, Retry, Window, micros, stamp
+from retail_pipeline.ingestion.incremental import (
+    Change,
+    Retry,
+    Window,
+    micros,
+    oversized,
+    stamp,
+)
+from retail_pipeline.settings import settings
 
 PAGE_SIZE = 500
+PAGE_BYTES = 32 << 20
+"""The longest page read (at least twice the record limit): 32 MiB."""
+_BLOCK = 1 << 20
+_MALFORMED_ATTEMPTS = 2
+"""A malformed page is asked for twice: a cut answer may clear, a malformed page does not."""
 
 
 class _Page(msgspec.Struct):
@@ -53,6 +78,14 @@ class _Retry(Exception):
     def __init__(self, reason: str, wait: float | None = None):
         super().__init__(reason)
         self.wait = wait
+
+
+class _TooBig(Exception):
+    """A page over the byte limit (``size``: what was declared or read before stopping)."""
+
+    def __init__(self, size: int, declared: bool):
+        super().__init__(size)
+        self.size, self.declared = size, declared
 
 
 _RFC3339 = re.compile(
@@ -88,14 +121,9 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Redirects are answered, not followed: the token must not travel to another address."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
+def _outside(text: object, limit: int = 200) -> str:
+    """Text a server sent (a reason, a header), safe to quote in a message."""
+    return one_line(str(text), limit)
 
 
 def _in_window(changes: list[Change], window: Window) -> tuple[list[Change], bool]:
@@ -138,24 +166,47 @@ class ApiSource:
         *,
         page_size: int = PAGE_SIZE,
         timeout: float = 30.0,
+        deadline: float | None = None,
+        record_bytes: int | None = None,
+        page_bytes: int | None = None,
         retry: Retry = Retry(),
     ):
+        """``timeout``: seconds to connect and for each read; ``deadline``: seconds for a
+        whole page, retries included (default ``RETAIL_SOURCE_TIMEOUT``); ``record_bytes``: the
+        longest record loaded (default ``RETAIL_MAX_RECORD_BYTES``); ``page_bytes``: the
+        longest page read (default 32 MiB, at least twice ``record_bytes``)."""
         parts = urllib.parse.urlsplit(url)
+        shown = one_line(url, 200)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InputError(f"--api {url!r}: expected an http:// or https:// URL")
+            raise InputError(f"--api {shown!r}: expected an http:// or https:// URL")
         if parts.query or parts.fragment:
-            raise InputError(f"--api {url!r}: give the API's base URL, without a query or fragment")
+            raise InputError(
+                f"--api {shown!r}: give the API's base URL, without a query or fragment"
+            )
         if parts.username or parts.password:
             raise InputError(
                 f"--api: put no credentials in the URL; set RETAIL_API_TOKEN instead"
-                f" ({parts.scheme}://{parts.hostname}...)"
+                f" ({parts.scheme}://{one_line(parts.hostname, 100)}...)"
             )
+        try:
+            parts.port  # noqa: B018 (a port that is not a number raises here, not mid-load)
+        except ValueError:
+            raise InputError(f"--api {shown!r}: the port is not a number from 0 to 65535") from None
+        if printable(url) != url or " " in url:
+            raise InputError(f"--api {shown!r}: the URL holds spaces or control characters")
         self.base = urllib.parse.urlunsplit(
             (parts.scheme, parts.netloc, parts.path.rstrip("/"), "", "")
         )
         self.token = token
         self.page_size = page_size
+        if deadline is None or record_bytes is None:
+            config = settings()
+            deadline = config.source_timeout if deadline is None else deadline
+            record_bytes = config.max_record_bytes if record_bytes is None else record_bytes
         self.timeout = timeout
+        self.deadline = deadline
+        self.record_bytes = record_bytes
+        self.page_bytes = page_bytes or max(PAGE_BYTES, 2 * self.record_bytes)
         self.retry = retry
 
     def describe(self, entity: str) -> str:
@@ -185,7 +236,7 @@ class ApiSource:
         cursors: set[str] = set()
         while True:
             page_number += 1
-            page = self._page(entity, query, page_number)
+            page = self._sized_page(entity, query, page_number)
             changes, ended = _in_window([self._change(entity, raw) for raw in page.data], window)
             if changes:
                 yield changes
@@ -200,69 +251,184 @@ class ApiSource:
             cursors.add(page.next_cursor)
             query["cursor"] = page.next_cursor
 
-    @staticmethod
-    def _change(entity: str, raw: msgspec.Raw) -> Change:
+    def _sized_page(self, entity: str, query: dict[str, str], number: int) -> _Page:
+        """A page under the byte limit: a longer one is asked again with half the page size
+        (the smaller size stays for the rest of the read), down to one record."""
+        while True:
+            try:
+                return self._page(entity, query, number)
+            except _TooBig as exc:
+                limit = int(query["limit"])
+                if limit <= 1:
+                    url = f"{self.describe(entity)}?{urllib.parse.urlencode(query)}"
+                    said = "declares" if exc.declared else "is over"
+                    raise InputError(
+                        f"{url}: page {number} {said} {exc.size:,} bytes, over the"
+                        f" {self.page_bytes:,}-byte page limit even with one record per page"
+                        f" (a record over {self.record_bytes:,} bytes, RETAIL_MAX_RECORD_BYTES,"
+                        " is not loaded; fix it at the source)"
+                    ) from None
+                query["limit"] = str(limit // 2)
+
+    def _change(self, entity: str, raw: msgspec.Raw) -> Change:
         text = bytes(raw)
         try:
             found = _STAMPS[entity].decode(text)
             repeated = repeated_key(text)
         except msgspec.DecodeError:
-            return Change(None, None, text, "not a JSON object")
+            return self._capped(Change(None, None, text, "not a JSON object"))
         except (RecursionError, ValueError):
-            return Change(None, None, text, "nested too deeply, or not UTF-8")
+            return self._capped(Change(None, None, text, "nested too deeply, or not UTF-8"))
         if repeated is not None:  # which of the two values orders it? neither, for the loader
-            return Change(None, None, text, f"repeated key {repeated!r}: readers disagree")
+            reason = f"repeated key {_outside(repeated)!r}: readers disagree"
+            return self._capped(Change(None, None, text, reason))
         key_name = REFERENCE_KEYS[entity]
         key, given = getattr(found, key_name), getattr(found, "updated_at")  # noqa: B009
         updated_at = parse_updated_at(given)
         problem = None
         if updated_at is None:
-            problem = f"updated_at: expected an ISO-8601 UTC timestamp, got {given!r}"
+            problem = f"updated_at: expected an ISO-8601 UTC timestamp, got {_outside(repr(given))}"
         if not isinstance(key, str) or not key:
-            key, problem = None, f"{key_name}: expected a non-empty string, got {key!r}"
-        return Change(key, updated_at, text, problem)
+            key, problem = (
+                None,
+                f"{key_name}: expected a non-empty string, got {_outside(repr(key))}",
+            )
+        return self._capped(Change(key, updated_at, text, problem))
+
+    def _capped(self, change: Change) -> Change:
+        """A record over ``record_bytes`` is dead-lettered (its place kept for the order), with
+        its first bytes as the payload."""
+        if len(change.raw) <= self.record_bytes:
+            return change
+        return oversized(change, self.record_bytes)
 
     def _page(self, entity: str, query: dict[str, str], number: int) -> _Page:
         url = f"{self.describe(entity)}?{urllib.parse.urlencode(query)}"
+        end = time.monotonic() + self.deadline
         last = ""
-        for attempt in range(1, self.retry.attempts + 1):
+        malformed = 0
+        attempt = 0
+        while True:
+            attempt += 1
+            wait: float | None = None
             try:
-                return _PAGE.decode(self._get(url))
+                return _PAGE.decode(self._get(url, end))
             except (msgspec.DecodeError, RecursionError) as exc:
-                last = f"page {number} is malformed ({str(exc) or 'nested too deeply'})"
-                wait = None
+                malformed += 1
+                last = f"page {number} is malformed ({_outside(exc) or 'nested too deeply'})"
+                if malformed >= _MALFORMED_ATTEMPTS:
+                    raise PipelineError(
+                        f"{url}: {last}, {malformed} times; the API sends a page this loader"
+                        " cannot read"
+                    ) from None
             except _Retry as exc:
                 last, wait = str(exc), exc.wait
-            if attempt < self.retry.attempts:
-                self.retry.pause(attempt, wait)
-        raise PipelineError(f"{url}: gave up after {self.retry.attempts} attempts: {last}")
-
-    def _get(self, url: str) -> bytes:
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with _OPENER.open(request, timeout=self.timeout) as response:
-                return bytes(response.read())
-        except urllib.error.HTTPError as exc:
-            status = f"{exc.code} {exc.reason}"
-            if 300 <= exc.code < 400:
-                where = exc.headers.get("Location", "?")
+            left = end - time.monotonic()
+            if left <= 0:
                 raise PipelineError(
-                    f"{url}: {status}, redirected to {where}; give that address in --api (the"
-                    " token is never sent on to another address)"
-                ) from None
-            if exc.code >= 500 or exc.code in (408, 429):
-                raise _Retry(status, _retry_after(exc.headers.get("Retry-After"))) from None
-            hint = {
-                401: " (set RETAIL_API_TOKEN to the API's token)",
-                403: " (the token may not read this)",
-            }.get(exc.code, "")
-            raise PipelineError(f"{url}: {status}{hint}") from None
-        except http.client.HTTPException as exc:  # a body cut short, a bad status line
-            raise _Retry(f"broken answer ({type(exc).__name__})") from None
-        except TimeoutError:
-            raise _Retry(f"no answer within {self.timeout:g} s") from None
-        except (urllib.error.URLError, ConnectionError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise _Retry(f"cannot connect ({reason})") from None
+                    f"{url}: no whole page within {self.deadline:g} s (RETAIL_SOURCE_TIMEOUT;"
+                    f" {attempt} attempt{'s' if attempt > 1 else ''}): {last}"
+                )
+            if attempt >= self.retry.attempts:
+                raise PipelineError(f"{url}: gave up after {attempt} attempts: {last}")
+            if not self.retry.pause(attempt, wait, left):
+                raise PipelineError(
+                    f"{url}: gave up after {attempt} attempts (the next would start past the"
+                    f" {self.deadline:g} s deadline, RETAIL_SOURCE_TIMEOUT): {last}"
+                )
+
+    def _get(self, url: str, end: float) -> bytes:
+        """One attempt at ``url``'s body, by ``end`` (monotonic); outside text made safe."""
+        parts = urllib.parse.urlsplit(url)
+        left = end - time.monotonic()
+        if left <= 0:
+            raise _Retry("no time left")
+        timeout = min(self.timeout, left)
+        connection: http.client.HTTPConnection
+        if parts.scheme == "https":
+            connection = http.client.HTTPSConnection(
+                parts.hostname or "", parts.port, timeout=timeout
+            )
+        else:
+            connection = http.client.HTTPConnection(
+                parts.hostname or "", parts.port, timeout=timeout
+            )
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        expired = threading.Event()
+        watchdog = threading.Timer(left, _cut, (connection, expired))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            connection.request("GET", f"{parts.path}?{parts.query}", headers=headers)
+            response = connection.getresponse()
+            self._check_status(url, response)
+            return self._body(response)
+        except ssl.SSLCertVerificationError as exc:
+            raise PipelineError(
+                f"{url}: TLS certificate not trusted ({_outside(exc.verify_message)})"
+            ) from None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            raise _Retry("connection closed during TLS") from None
+        except ssl.SSLError as exc:
+            raise PipelineError(f"{url}: TLS failed ({_outside(exc.reason or exc)})") from None
+        except socket.gaierror as exc:
+            if exc.errno == socket.EAI_AGAIN:
+                raise _Retry(f"cannot resolve {parts.hostname} now") from None
+            raise PipelineError(
+                f"{url}: unknown host {one_line(parts.hostname or '', 100)!r}"
+                f" ({_outside(exc.strerror)})"
+            ) from None
+        except (http.client.HTTPException, TimeoutError, OSError) as exc:
+            if expired.is_set():
+                raise _Retry(f"no whole page within {self.deadline:g} s") from None
+            if isinstance(exc, TimeoutError):
+                raise _Retry(f"no answer within {timeout:g} s") from None
+            if isinstance(exc, http.client.HTTPException):  # a body cut short, a bad status
+                raise _Retry(f"broken answer ({type(exc).__name__})") from None
+            raise _Retry(f"cannot connect ({_outside(exc.strerror or exc)})") from None
+        finally:
+            watchdog.cancel()
+            connection.close()
+
+    def _check_status(self, url: str, response: http.client.HTTPResponse) -> None:
+        code = response.status
+        if 200 <= code < 300:
+            return
+        status = f"{code} {_outside(response.reason, 100)}".rstrip()
+        if 300 <= code < 400:
+            where = _outside(response.getheader("Location", "?"))
+            raise PipelineError(
+                f"{url}: {status}, redirected to {where}; give that address in --api (the"
+                " token is never sent on to another address)"
+            )
+        if code >= 500 or code in (408, 429):
+            raise _Retry(status, _retry_after(response.getheader("Retry-After")))
+        hint = {
+            401: " (set RETAIL_API_TOKEN to the API's token)",
+            403: " (the token may not read this)",
+        }.get(code, "")
+        raise PipelineError(f"{url}: {status}{hint}")
+
+    def _body(self, response: http.client.HTTPResponse) -> bytes:
+        """The body, read in blocks: over ``page_bytes`` is :class:`_TooBig`."""
+        if response.length is not None and response.length > self.page_bytes:
+            raise _TooBig(response.length, declared=True)
+        blocks: list[bytes] = []
+        size = 0
+        while block := response.read(min(_BLOCK, self.page_bytes + 1 - size)):
+            blocks.append(block)
+            size += len(block)
+            if size > self.page_bytes:
+                raise _TooBig(size, declared=False)
+        return b"".join(blocks)
+
+
+def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
+    """The deadline passed: end the connection, whatever it is waiting for."""
+    expired.set()
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

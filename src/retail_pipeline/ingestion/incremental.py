@@ -7,9 +7,14 @@ seconds. Window bounds are instants, never a record, so a group of records shari
 ``updated_at`` (a bulk update) always falls whole in one window: ties can neither be skipped nor
 read twice. A change stamped at or after ``until`` waits for the next window.
 
-The run writes the window in batches, each in one warehouse transaction together with the
-source's position after it: the count of records taken so far (``next_offset``, which fences a
-second writer as a Kafka offset does) and the window with the last ``(updated_at, key)`` written
+The run reads first and writes after: a batch (at most ``batch_size`` records and
+:data:`BATCH_BYTES` bytes) is read whole from the source, then written in one warehouse
+transaction together with the source's position after it; no warehouse transaction is open
+while the source is asked for more. Given a warehouse opened with ``exclusive=False`` (as
+``load-batch`` and the Airflow task do), a DuckDB file is open only for that transaction, so a
+source that is slow or stuck never holds the warehouse's writer lock. The position is the
+count of records taken so far (``next_offset``, which fences a second writer as a Kafka offset
+does) and the window with the last ``(updated_at, key)`` written
 (``fingerprint``, JSON). A crash between two batches resumes after that record, inside the same
 window, so nothing is lost or written twice; the last batch also closes the window.
 
@@ -22,6 +27,7 @@ source, its key and the reason. Silver's SCD2 history reads these loads like sna
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -47,6 +53,10 @@ from retail_pipeline.warehouse.base import (
 
 BATCH_SIZE = 50_000
 """Records per warehouse transaction."""
+BATCH_BYTES = 32 << 20
+"""Bytes of records per warehouse transaction, at most (a batch ends at whichever comes first)."""
+KEPT_BYTES = 1024
+"""How much of a record over ``RETAIL_MAX_RECORD_BYTES`` its dead letter keeps."""
 MAX_LAG = 7 * 86_400
 """The longest lag: a week behind the source is already a stalled feed."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -80,12 +90,17 @@ class Retry:
     max_backoff: float = 30.0
     sleep: Callable[[float], None] = time.sleep
 
-    def pause(self, attempt: int, asked: float | None = None) -> None:
-        """Wait before try ``attempt + 1``."""
+    def pause(self, attempt: int, asked: float | None = None, left: float = math.inf) -> bool:
+        """Wait before try ``attempt + 1``; False, without waiting, when the wait would not end
+        ``left`` seconds from now (the call's deadline)."""
         if asked is None:
             delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
             asked = delay * (0.5 + random.random() / 2)
-        self.sleep(min(asked, self.max_backoff))  # a server asking for a day gets max_backoff
+        wait = min(asked, self.max_backoff)  # a server asking for a day gets max_backoff
+        if wait >= left:
+            return False
+        self.sleep(wait)
+        return True
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,19 @@ class Change:
         if self.updated_at is None or self.key is None:
             return None
         return (self.updated_at, self.key)
+
+
+def oversized(change: Change, limit: int, size: int | None = None) -> Change:
+    """``change`` as the dead letter of a record over ``limit`` bytes (``size``, when it was not
+    read whole): its place kept, its payload cut to :data:`KEPT_BYTES`."""
+    size = len(change.raw) if size is None else size
+    return Change(
+        change.key,
+        change.updated_at,
+        change.raw[:KEPT_BYTES],
+        f"record of {size:,} bytes, over the {limit:,}-byte limit (RETAIL_MAX_RECORD_BYTES);"
+        f" the dead letter keeps its first {min(size, KEPT_BYTES):,} bytes",
+    )
 
 
 @dataclass(frozen=True)
@@ -146,10 +174,21 @@ class ChangeSource(Protocol):
     def read(self, entity: str, window: Window) -> Iterator[list[Change]]:
         """The window's records in ascending ``(updated_at, key)`` order, a page at a time.
 
-        Transient failures (a 5xx, a timeout, a dropped connection) are retried inside; what
-        cannot be retried raises a :class:`~retail_pipeline.errors.PipelineError` naming the
-        source.
+        Transient failures (a 5xx, a timeout, a dropped connection) are retried inside, within
+        the source's deadline; what cannot be retried raises a
+        :class:`~retail_pipeline.errors.PipelineError` naming the source. A page is read whole
+        before it is given (no source call is in flight while the loader writes).
         """
+        ...
+
+
+class OutsideSource(ChangeSource, Protocol):
+    """A source that can hold records no window can place (Postgres: ``updated_at`` outside
+    the contract's years 1-9999, ``infinity``)."""
+
+    def read_outside(self, entity: str) -> Iterator[list[Change]]:
+        """Every such record, a page at a time, each with its problem; the loader dead-letters
+        those it has not dead-lettered before (the same payload from the same source)."""
         ...
 
 
@@ -241,16 +280,58 @@ def load_changes(
     assert state.until is not None
     window = Window(state.since, state.until, state.after)
     run = _Run(warehouse, source, entity, where, position_name, stored, state)
-    pending: list[Change] = []
+    batch = _Batch(run, batch_size)
     for page in source.read(entity, window):
         run.check_order(page)
-        pending.extend(page)
-        while len(pending) >= batch_size:
-            run.write(pending[:batch_size], close=False)
-            pending = pending[batch_size:]
-    run.write(pending, close=True)
+        batch.add(page)
+    outside = getattr(source, "read_outside", None)
+    if outside is not None:
+        for page in outside(entity):
+            batch.add(_not_yet_dead_lettered(warehouse, where, page))
+    batch.close()
     waiting = not run.read and _has_changes_since(source, entity, window.until)
     return IncrementalSummary(entity, where, run.read, run.loaded, run.dead, window.until, waiting)
+
+
+class _Batch:
+    """The records read and not yet written: written when ``batch_size`` records or
+    :data:`BATCH_BYTES` bytes are in hand, the rest by :meth:`close`."""
+
+    def __init__(self, run: _Run, batch_size: int):
+        self.run, self.batch_size = run, batch_size
+        self.pending: list[Change] = []
+        self.size = 0
+
+    def add(self, page: Sequence[Change]) -> None:
+        for change in page:
+            self.pending.append(change)
+            self.size += len(change.raw)
+            if len(self.pending) >= self.batch_size or self.size >= BATCH_BYTES:
+                self.run.write(self.pending, close=False)
+                self.pending, self.size = [], 0
+
+    def close(self) -> None:
+        self.run.write(self.pending, close=True)
+        self.pending, self.size = [], 0
+
+
+def _not_yet_dead_lettered(
+    warehouse: Warehouse, where: str, page: Sequence[Change]
+) -> list[Change]:
+    """The records of ``page`` whose payload ``where`` has not dead-lettered before."""
+    if not page:
+        return []
+    payloads = [payload_text(change.raw) for change in page]
+    marks = ", ".join("?" * len(payloads))
+    seen = {
+        row[0]
+        for row in warehouse.query(
+            "select raw_payload from bronze.dead_letter where _source_file = ?"
+            f" and raw_payload in ({marks})",
+            [where, *payloads],
+        )
+    }
+    return [change for change, text in zip(page, payloads, strict=True) if text not in seen]
 
 
 def _has_changes_since(source: ChangeSource, entity: str, moment: int) -> bool:

@@ -156,7 +156,7 @@ def load_source_changes() -> dict[str, Any]:
             "batch: no API or Postgres source configured (RETAIL_API_URL, RETAIL_POSTGRES_DSN)"
         )
         return totals
-    with open_warehouse() as wh:
+    with open_warehouse(exclusive=False) as wh:  # open only to commit a batch already read
         for summary in load_sources(wh, sources):
             _log("batch", summary.line())
             totals["read"] += summary.read
