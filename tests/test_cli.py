@@ -519,3 +519,120 @@ def test_help_shows_every_option_with_its_text_default_and_environment(name: str
         assert "[env var: RETAIL_KAFKA_BOOTSTRAP; default: 127.0.0.1:9092]" in text
     if "--topic-prefix" in text:
         assert "[env var: RETAIL_TOPIC_PREFIX]" in text
+
+
+# --- paths that are not UTF-8, secrets in DSNs, hostile text in usage errors -------------------
+
+
+def _not_utf8(parent: Path, name: bytes) -> Path:
+    """``parent / name`` for a name that is not UTF-8 (as Python sees it: surrogate-escaped)."""
+    return parent / os.fsdecode(name)
+
+
+@pytest.mark.parametrize("how", ["--warehouse", "RETAIL_WAREHOUSE"])
+def test_a_warehouse_path_that_is_not_utf8_is_one_line(
+    how: str, tmp_path: Path, sim: GenerationSummary
+) -> None:
+    folder = _not_utf8(tmp_path, b"wh\xff")
+    folder.mkdir()
+    warehouse = folder / "warehouse.duckdb"
+    commands: list[tuple[str | Path, ...]] = [
+        ("ingest", sim.topics["orders"].path),
+        ("load-batch", "--customers", sim.customers_path),
+        ("counts",),
+        ("status",),
+        ("answers",),
+        ("transform",),
+    ]
+    for command in commands:
+        if how == "--warehouse":
+            result = cli(*command, "--warehouse", warehouse, warehouse=tmp_path / "x", cwd=tmp_path)
+        else:
+            result = cli(*command, warehouse=warehouse, cwd=tmp_path)
+        assert result.returncode == 1, command
+        line = one_error_line(result, "wh\\udcff", "not valid UTF-8")
+        assert line.startswith("error: --warehouse" if how == "--warehouse" else "error: RETAIL_")
+    assert list(folder.iterdir()) == [] and not (tmp_path / "x").exists()
+
+
+def test_output_naming_a_path_that_is_not_utf8_is_printable(tmp_path: Path) -> None:
+    """A summary quoting such a path prints it escaped (no UnicodeEncodeError), and escape
+    sequences in it never reach the terminal."""
+    out_dir = _not_utf8(tmp_path, b"sim\xfe\x1b[31m")
+    lines = ok(
+        cli("generate", "--days", "1", "--out", out_dir, warehouse=tmp_path / "w", cwd=tmp_path)
+    )
+    assert "sim\\udcfe?[31m" in lines[-1] or "sim\\udcfe" in lines[-1]
+    assert "\x1b" not in "".join(lines)
+    assert (out_dir / "truth.json").is_file()
+    lines = ok(cli("schemas", "--out", out_dir / "schemas", warehouse=tmp_path / "w", cwd=tmp_path))
+    assert "\x1b" not in lines[0] and "\\udcfe" in lines[0]
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # nothing listens there now: a connection is refused at once
+
+
+PASSWORD = "Pa%2 @:w rd%"
+
+
+@pytest.mark.slow  # load-batch retries a refused connection for about 15 s
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "host=127.0.0.1 port={port} user=retail dbname=retail"
+        f" password='{PASSWORD}' connect_timeout=2",
+        f"postgresql://retail:{PASSWORD.replace(' ', '%20')}@127.0.0.1:{{port}}/retail",
+    ],
+    ids=["key-value", "uri"],
+)
+def test_a_dsn_password_never_prints(dsn: str, tmp_path: Path) -> None:
+    dsn = dsn.format(port=_closed_port())
+    runs = [
+        cli("load-batch", "--postgres", dsn, warehouse=tmp_path / "wh.duckdb", cwd=tmp_path),
+        cli("postgres", "seed", "--dsn", dsn, warehouse=tmp_path / "wh.duckdb", cwd=tmp_path),
+        cli("load-batch", warehouse=tmp_path / "wh.duckdb", cwd=tmp_path, RETAIL_POSTGRES_DSN=dsn),
+    ]
+    for result in runs:
+        line = one_error_line(result)
+        assert result.returncode == 1
+        text = result.stdout + result.stderr
+        for part in ("Pa%2", "w rd", "w%20rd", "rd%"):
+            assert part not in text, line
+
+
+def test_usage_errors_are_printable_one_line_messages(tmp_path: Path) -> None:
+    result = cli("generate", "--days", "x\x1b]0;owned\x07", warehouse=tmp_path / "w", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert "--days" in error
+    result = cli("counts", "--bogus\x1b[2J", warehouse=tmp_path / "w", cwd=tmp_path)
+    assert result.returncode == 2 and "\x1b" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (
+            ("ingest", "--kafka", "--bootstrap", "broker"),
+            "--bootstrap 'broker': expected host:port",
+        ),
+        (("ingest", "--kafka", "--topic-prefix", "a b"), "--topic-prefix 'a b': a Kafka topic"),
+        (("load-batch", "--api", "http://u:s3cr3t@h/"), "--api 'http://u:***@h/': put no"),
+        (("counts", "--warehouse", "w\x1b[2J.duckdb"), "--warehouse 'w\\x1b[2J.duckdb': control"),
+    ],
+)
+def test_flags_are_checked_as_their_settings_are(
+    args: tuple[str, ...], needle: str, tmp_path: Path
+) -> None:
+    result = cli(*args, warehouse=tmp_path / "wh.duckdb", cwd=tmp_path)
+    assert result.returncode == 1
+    one_error_line(result, needle)
+    assert "s3cr3t" not in result.stderr and sorted(tmp_path.iterdir()) == []

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from retail_pipeline.errors import PipelineError
+from retail_pipeline.errors import PipelineError, one_line
 from retail_pipeline.settings import environment, settings
 from retail_pipeline.warehouse import resolve_target
 
@@ -126,7 +126,7 @@ def _parse(project: Path, target: str, out: Path) -> None:
         finally:
             _release_duckdb()
     if not outcome.success or not (out / "manifest.json").is_file():
-        raise PipelineError(f"dbt parse of {project} failed: {outcome.exception}")
+        raise PipelineError(one_line(f"dbt parse of {project} failed: {outcome.exception}"))
 
 
 def task_group_args(target: str | None = None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retail_pipeline.errors import PipelineError, WarehouseError
+from retail_pipeline.errors import PipelineError, WarehouseError, one_line
 from retail_pipeline.settings import environment, settings
 from retail_pipeline.warehouse import open_warehouse
 
@@ -176,7 +176,8 @@ def _interrupts() -> Iterator[Callable[[], bool]]:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    """dbt's message (which may quote a value or a connection string) as one safe line."""
+    return one_line(str(exc))
 
 
 def _locked(exc: BaseException | None) -> bool:
