@@ -9,6 +9,7 @@ not UTF-8 keep their bytes.
 from __future__ import annotations
 
 import base64
+import gzip
 import logging
 import os
 import subprocess
@@ -156,6 +157,67 @@ def test_a_line_over_the_producer_limit_is_dead_lettered_and_the_rest_delivered(
     con.close()
     assert sorted(p for _, p in loaded) == sorted(lines[i].decode() for i in (0, 1, 3, 5))
     assert dead == [("{not json",)]
+
+
+@kafka
+def test_a_line_over_the_record_cap_is_never_read_whole_by_produce(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """A 150 MB line (over RETAIL_MAX_RECORD_BYTES): produce keeps its memory to the read size
+    (the old reader held the line twice: over 420 MiB with the 126 MiB of imports), dead-letters the line's first bytes
+    with its size and position, and delivers the lines around it."""
+    prefix = make_topics(kafka_broker)
+    huge = 150_000_000
+    events = tmp_path / "orders.ndjson"
+    with events.open("wb") as out:
+        out.write(order_line(1) + b"\n" + b'{"pad": "')
+        for _ in range(huge // 1_000_000):
+            out.write(b"x" * 1_000_000)
+        out.write(b'"}\n' + order_line(2) + b"\n")
+    size = events.stat().st_size - len(order_line(1)) - len(order_line(2)) - 3
+    script = (
+        "import resource, sys\n"
+        "from retail_pipeline.ingestion.kafka.producer import produce_files\n"
+        "s = produce_files([sys.argv[1]], bootstrap=sys.argv[2], topic_prefix=sys.argv[3])\n"
+        "print(s.line())\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(events), kafka_broker, prefix],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    summary, peak_kib = run.stdout.strip().splitlines()
+    assert "sent 3 / delivered 2 / dead-lettered 1 /" in summary
+    assert f"orders.ndjson line 2 ({size:,} bytes" in summary
+    assert int(peak_kib) < 300 * 1024, f"peak RSS {int(peak_kib) // 1024} MiB"
+
+    [letter] = read_topic(kafka_broker, prefix + "dead_letter", expected=1)
+    headers = dict(letter.headers())  # type: ignore[attr-defined]
+    assert headers["source_line"] == b"2"
+    assert headers["original_size"] == str(size).encode()
+    assert headers["truncated"] == b"true"
+    assert b"RETAIL_MAX_RECORD_BYTES" in headers["reason"]
+    assert letter.value() == (b'{"pad": "' + b"x" * DLQ_PREVIEW_BYTES)[:DLQ_PREVIEW_BYTES]  # type: ignore[attr-defined]
+
+
+@kafka
+def test_produce_reads_a_gzip_file_as_its_ndjson(kafka_broker: str, tmp_path: Path) -> None:
+    """``check_file`` accepts gzip NDJSON, so produce sends its lines, not compressed bytes."""
+    prefix = make_topics(kafka_broker)
+    lines = [order_line(1), order_line(2)]
+    events = tmp_path / "orders.ndjson.gz"
+    events.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+
+    run = cli("produce", "--bootstrap", kafka_broker, "--topic-prefix", prefix, str(events))
+
+    assert run.returncode == 0, run.stderr
+    assert "sent 2 / delivered 2 / dead-lettered 0 /" in run.stdout
+    got = read_topic(kafka_broker, prefix + "orders", expected=2)
+    assert sorted(m.value() for m in got) == sorted(lines)  # type: ignore[attr-defined]
 
 
 def padded_line(n: int, size: int) -> bytes:

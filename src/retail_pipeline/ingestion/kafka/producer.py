@@ -20,7 +20,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,14 @@ import orjson
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.events.contract import EVENT_TYPE_TOPIC, TOPICS
 from retail_pipeline.events.validator import check_event
-from retail_pipeline.ingestion.files import check_file
+from retail_pipeline.ingestion.files import (
+    LongLine,
+    _open_events,
+    check_file,
+    max_record_bytes,
+    read_lines,
+    too_long_reason,
+)
 from retail_pipeline.ingestion.kafka.client import (
     DLQ_TOPIC,
     PIPELINE_TOPICS,
@@ -180,30 +187,34 @@ def produce_files(
     started = time.monotonic()
     for index, path in enumerate(files):
         fallback = path.stem if path.stem in TOPICS else TOPICS[0]
-        with path.open("rb") as handle:
-            for number, raw_line in enumerate(handle, 1):
-                line = raw_line.rstrip(b"\n")
-                if not line:
-                    continue
-                topic, key, routable = route(line, fallback)
-                if skip_invalid and not _valid(line, routable):
-                    summary.skipped_invalid += 1
-                    continue
-                try:
-                    try:
-                        produce(topic_prefix + topic, value=line, key=key, on_delivery=report)
-                    except BufferError:
-                        _send(publisher.producer, topic_prefix + topic, key, line, report)
-                except KafkaException as exc:
-                    publisher.refused_locally((index, number), topic_prefix + topic, key, line, exc)
+        for number, line in _numbered_lines(path):
+            if isinstance(line, LongLine):
+                topic = route(line.prefix, fallback)[0]
+                publisher.too_long((index, number), topic_prefix + topic, line)
                 summary.sent += 1
                 summary.per_topic[topic] = summary.per_topic.get(topic, 0) + 1
-                if rate:
-                    _pace(publisher.producer, started, summary.sent, rate)
-                if summary.sent % 10_000 == 0:
-                    publisher.poll()
-                    if progress:
-                        progress(10_000)
+                continue
+            if not line:
+                continue
+            topic, key, routable = route(line, fallback)
+            if skip_invalid and not _valid(line, routable):
+                summary.skipped_invalid += 1
+                continue
+            try:
+                try:
+                    produce(topic_prefix + topic, value=line, key=key, on_delivery=report)
+                except BufferError:
+                    _send(publisher.producer, topic_prefix + topic, key, line, report)
+            except KafkaException as exc:
+                publisher.refused_locally((index, number), topic_prefix + topic, key, line, exc)
+            summary.sent += 1
+            summary.per_topic[topic] = summary.per_topic.get(topic, 0) + 1
+            if rate:
+                _pace(publisher.producer, started, summary.sent, rate)
+            if summary.sent % 10_000 == 0:
+                publisher.poll()
+                if progress:
+                    progress(10_000)
     publisher.finish()
     summary.seconds = time.monotonic() - started
     missing = summary.sent - summary.delivered - summary.dead_lettered
@@ -215,6 +226,28 @@ def produce_files(
 
 _Where = tuple[int, int]
 """(index of the file, 1-based line number)."""
+READ_BYTES = 8 << 20
+"""Bytes read from an event file at a time."""
+
+
+def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes | LongLine]]:
+    """``(line number, line without its newline)`` of an NDJSON (or gzip NDJSON) file, a line
+    over ``RETAIL_MAX_RECORD_BYTES`` given as a :class:`LongLine` (never held whole): memory is
+    bounded by the read size and that cap, whatever the file holds."""
+    number = 0
+    with _open_events(path) as handle:
+        for item in read_lines(handle, 0, READ_BYTES, max_record_bytes(), final=True):
+            if isinstance(item, LongLine):
+                number += 1
+                yield number, item
+                continue
+            block = item[1]
+            lines = block.split(b"\n")
+            if block.endswith(b"\n"):
+                lines.pop()
+            for line in lines:
+                number += 1
+                yield number, line
 
 
 @dataclass
@@ -227,6 +260,9 @@ class _Refused:
     value: bytes
     reason: str
     too_large: bool
+    size: int | None = None
+    """The whole message's size when ``value`` holds only its first bytes (a line too long to
+    read whole)."""
 
 
 class _Publisher:
@@ -353,6 +389,12 @@ class _Publisher:
             reason = f"refused by the producer: {kafka_reason(exc)}"
         self.refused.append(_Refused(where, topic, key, value, reason, code in _TOO_LARGE))
 
+    def too_long(self, where: _Where, topic: str, line: LongLine) -> None:
+        """A line over ``RETAIL_MAX_RECORD_BYTES``, never read whole: dead-letter its first
+        bytes (no key: the line was not parsed), with its size."""
+        reason = too_long_reason(line.size, max_record_bytes(), kept=len(line.prefix))
+        self.refused.append(_Refused(where, topic, None, line.prefix, reason, True, line.size))
+
     def _send_alone(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Send again in a batch of its own: the broker refuses whole batches."""
         from confluent_kafka import KafkaException, Producer
@@ -377,15 +419,16 @@ class _Publisher:
             path, number = (
                 (str(self.files[item.where[0]]), item.where[1]) if item.where else ("", 0)
             )
-            letter = DeadLetter(path, number, item.topic, len(item.value), item.reason)
+            size = len(item.value) if item.size is None else item.size
+            letter = DeadLetter(path, number, item.topic, size, item.reason)
             body = item.value[:DLQ_PREVIEW_BYTES] if item.too_large else item.value
             headers: list[tuple[str, str | bytes | None]] = [
                 ("source_topic", item.topic.encode()),
                 ("source_file", path.encode()),
                 ("source_line", str(number).encode()),
                 ("reason", item.reason.encode()),
-                ("original_size", str(len(item.value)).encode()),
-                ("truncated", b"true" if len(body) < len(item.value) else b"false"),
+                ("original_size", str(size).encode()),
+                ("truncated", b"true" if len(body) < size else b"false"),
             ]
             report = functools.partial(self._dead_letter_report, letter)
             try:
@@ -420,18 +463,19 @@ class _Publisher:
             if not wanted:
                 return
             fallback = path.stem if path.stem in TOPICS else TOPICS[0]
-            with path.open("rb") as handle:
-                for number, raw_line in enumerate(handle, 1):
-                    waiting = wanted.get(raw_line.rstrip(b"\n"))
+            for number, line in _numbered_lines(path):
+                if isinstance(line, LongLine):
+                    continue
+                waiting = wanted.get(line)
+                if not waiting:
+                    continue
+                topic = self.topic_prefix + route(line, fallback)[0]
+                match = next((w for w in waiting if w.topic == topic), None)
+                if match is not None:
+                    match.where = (index, number)
+                    waiting.remove(match)
                     if not waiting:
-                        continue
-                    topic = self.topic_prefix + route(raw_line.rstrip(b"\n"), fallback)[0]
-                    match = next((w for w in waiting if w.topic == topic), None)
-                    if match is not None:
-                        match.where = (index, number)
-                        waiting.remove(match)
-                        if not waiting:
-                            del wanted[raw_line.rstrip(b"\n")]
+                        del wanted[line]
 
     def _fatal(self, reason: str) -> None:
         raise PipelineError(
