@@ -21,7 +21,7 @@ touched_keys as (
     where
         {{ newly_staged('_silver_loaded_at', 'staged') }}
         and (
-            staged.attributes_hash is distinct from history.attributes_hash
+            staged.attributes_digest is distinct from history.attributes_digest
             -- a snapshot committed out of load order may move a version's start
             or staged._ingested_at < history.valid_from
         )
@@ -43,9 +43,9 @@ changes as (
 
     select
         *,
-        lag(attributes_hash) over (
+        lag(attributes_digest) over (
             partition by {{ key }} order by _ingested_at, _load_id
-        ) as previous_attributes_hash,
+        ) as previous_attributes_digest,
         -- Stamped with the newest snapshot row, changed or not, for the next run's window.
         max(_silver_loaded_at) over (partition by {{ key }}) as history_loaded_at
     from snapshot_rows
@@ -56,7 +56,7 @@ versions as (
 
     select *
     from changes
-    where previous_attributes_hash is distinct from attributes_hash
+    where previous_attributes_digest is distinct from attributes_digest
 
 ),
 
@@ -73,12 +73,12 @@ validity as (
 )
 
 select
-    md5({{ key }} || '|' || {{ timestamp_key('valid_from') }}) as {{ version_id }},
+    {{ hash_values([key, timestamp_key('valid_from')]) }} as {{ version_id }},
     {{ key }},
     {%- for attribute in attributes %}
     {{ attribute }},
     {%- endfor %}
-    attributes_hash,
+    attributes_digest,
     valid_from,
     valid_to,
     valid_to is null as is_current,

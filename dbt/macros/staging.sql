@@ -1,6 +1,8 @@
 {#
-    One row per event_id: the first arrival, by ingestion time, then Bronze offset (the
-    remaining columns only make the choice deterministic when both tie). Only the few events
+    One row per event_id of one topic's Bronze table (event ids are unique per topic only: each
+    service numbers its own, so deduplication never looks across topics): the first arrival, by
+    ingestion time, then Bronze offset (the remaining columns only make the choice deterministic
+    when both tie). Only the few events
     delivered more than once are ranked; the rest pass straight through, which is several times
     cheaper than ranking every row.
 #}

@@ -1,13 +1,14 @@
 {{
     config(
-        unique_key='event_id',
+        unique_key=['topic', 'event_id'],
         pre_hook="{{ release_resolved_orphans() }}",
     )
 }}
 
 /*
-    Events kept out of the answers, one row per event: orphans, events of an order whose
-    order_created never arrived. (Contract violations never reach Silver: the loaders
+    Events kept out of the answers, one row per event (topic, event_id: each service numbers
+    its own events, so an order event and a payment may share an event_id): orphans, events of
+    an order whose order_created never arrived. (Contract violations never reach Silver: the loaders
     dead-letter them, see stg_bronze__dead_letter.) An orphan leaves this table by itself once
     its order_created is loaded. Incremental runs add the newly staged orphans, after a pre-hook
     has released the orphans whose order has arrived since.

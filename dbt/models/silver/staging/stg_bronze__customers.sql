@@ -26,11 +26,9 @@ select
     email,
     country as country_code,
     created_at as signed_up_at,
-    md5(
-        concat_ws(
-            '|', name, email, country, cast({{ epoch_microseconds('created_at') }} as varchar)
-        )
-    ) as attributes_hash,
+    {{ hash_values([
+        'name', 'email', 'country', epoch_microseconds('created_at'),
+    ]) }} as attributes_digest,
     _source_file,
     _record_number,
     _content_hash,

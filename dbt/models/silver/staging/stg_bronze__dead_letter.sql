@@ -5,13 +5,10 @@ bronze_rows as (
 
     select
         *,
-        md5(
-            concat_ws(
-                '|', _source_kind, coalesce(_topic, ''), coalesce(cast(_partition as varchar), ''),
-                coalesce(cast(_offset as varchar), ''), coalesce(_source_file, ''),
-                coalesce(cast(_source_line as varchar), ''), _load_id, reason
-            )
-        ) as dead_letter_id
+        {{ hash_values([
+            '_source_kind', '_topic', '_partition', '_offset', '_source_file', '_source_line',
+            '_load_id', 'reason',
+        ]) }} as dead_letter_id
     from {{ source('bronze', 'dead_letter') }}
 
 ),

@@ -26,9 +26,7 @@ select
     category,
     price,
     active as is_active,
-    md5(
-        concat_ws('|', product_name, category, cast(price as varchar), cast(active as varchar))
-    ) as attributes_hash,
+    {{ hash_values(['product_name', 'category', 'price', 'active']) }} as attributes_digest,
     _source_file,
     _record_number,
     _content_hash,
