@@ -2,7 +2,9 @@
 
 ``postgres_server`` (session) starts one local cluster for the whole run on a free port and
 yields its :class:`LocalPostgres`; ``postgres_db`` gives each test a fresh database of it
-(``test_<n>``, schema applied) and yields its DSN; ``private_postgres`` gives a test a cluster of
+(``test_<n>``, owned by the ``retail`` role, schema applied) and yields its DSN, which connects
+as that role through the cluster's password file (``?passfile=``: it holds no secret itself, yet
+connects as it is); ``private_postgres`` gives a test a cluster of
 its own that it may stop, restart or kill. When PostgreSQL cannot start (not installed, say), the
 tests are skipped with the reason, except under ``CI=true``, where they fail: CI must never skip
 them silently.

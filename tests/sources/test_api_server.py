@@ -4,12 +4,14 @@ exact money text, fault injection and the ``api-server`` command, over real HTTP
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +27,7 @@ import pytest
 from retail_pipeline.errors import InputError
 from retail_pipeline.sources.api_server import (
     ReferenceApi,
+    ServedRequest,
     decode_cursor,
     encode_cursor,
     format_timestamp,
@@ -34,6 +37,8 @@ from tests.test_cli import COMMAND
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 TOKEN = "s3cret-token"
+API_TOKEN: Any = object()
+"""``request``'s default: the API's own token, if it has one."""
 
 
 def _customer(n: int, **fields: Any) -> dict[str, Any]:
@@ -53,11 +58,14 @@ def request(
     *,
     method: str = "GET",
     body: bytes | None = None,
-    token: str | None = None,
+    token: str | None = API_TOKEN,
     timeout: float = 5,
     **params: str | int,
 ) -> tuple[int, bytes, Any]:
-    """(status, body, headers) of one request, errors included."""
+    """(status, body, headers) of one request, errors included; with the API's token unless
+    ``token`` says otherwise (None: no Authorization header)."""
+    if token is API_TOKEN:
+        token = api.token
     url = api.url + path + ("?" + urlencode(params) if params else "")
     req = urllib.request.Request(url, data=body, method=method)
     if token is not None:
@@ -91,7 +99,7 @@ def read_all(api: ReferenceApi, entity: str = "customers", **params: str | int) 
 
 @pytest.fixture
 def api() -> Iterator[ReferenceApi]:
-    with ReferenceApi() as server:
+    with ReferenceApi(token=TOKEN) as server:
         yield server
 
 
@@ -134,7 +142,8 @@ def test_pagination_covers_every_record_once_in_order_with_ties_across_pages(
     requests_before = len(api.requests)
     assert read_all(api, limit=3) == expected
     pages = [r for r in api.requests[requests_before:] if r.path == "/customers"]
-    assert [("cursor" in r.query) for r in pages] == [False, True, True]
+    assert [("cursor" in r.parameters) for r in pages] == [False, True, True]
+    assert {r.parameters for r in pages} >= {frozenset({"limit"}), frozenset({"limit", "cursor"})}
 
     assert page(api, "products") == {"data": [], "next_cursor": None}
 
@@ -205,7 +214,7 @@ def test_bearer_token_is_required_except_for_health() -> None:
         assert request(api, "/health")[:2] == (200, b'{"status":"ok"}')
 
         record = json.dumps(_customer(2)).encode()
-        assert request(api, "/customers/cus_002", method="PUT", body=record)[0] == 401
+        assert request(api, "/customers/cus_002", method="PUT", body=record, token=None)[0] == 401
         assert request(api, "/customers/cus_002", method="PUT", body=record, token="no")[0] == 401
         assert len(api.records("customers")) == 1
         assert request(api, "/customers/cus_002", method="PUT", body=record, token=TOKEN)[0] == 200
@@ -443,6 +452,7 @@ def test_cli_serves_the_simulators_reference_data(tmp_path: Path) -> None:
     finally:
         out = _stop_cli(proc)
     assert "customers and 240 products from the simulator" in serving
+    assert serving.endswith("; reads open, writes refused (set RETAIL_API_TOKEN to allow them)\n")
     assert out.splitlines() == ["api-server stopped"]
 
 
@@ -477,9 +487,11 @@ def test_cli_bad_file_or_busy_port_is_one_error_line(tmp_path: Path) -> None:
             (["--products", str(bad), "--port", "0"], "products.json"),
             (["--customers", str(tmp_path / "nope.json"), "--port", "0"], "nope.json"),
             (["--port", port], f"127.0.0.1:{port}"),
+            (["--host", "0.0.0.0", "--port", "0"], "requires RETAIL_API_TOKEN to be set"),
         ):
             result = subprocess.run(
                 [*COMMAND, "api-server", *args],
+                env={**os.environ, "RETAIL_API_TOKEN": ""},
                 cwd=tmp_path,
                 capture_output=True,
                 text=True,
@@ -491,3 +503,195 @@ def test_cli_bad_file_or_busy_port_is_one_error_line(tmp_path: Path) -> None:
             lines = result.stderr.splitlines()
             assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
             assert needle in lines[0]
+
+
+# --- safe by default: writes need a token, a bounded log, hostile input ---------------------------
+
+
+def raw_request(api: ReferenceApi, data: bytes, timeout: float = 10) -> tuple[int, dict[str, Any]]:
+    """Send ``data`` as it is; the status and the JSON body of the answer."""
+    host, port = api.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        with contextlib.suppress(OSError):  # the server may answer before it has read it all
+            sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    assert b"Content-Type: application/json" in head, head
+    result: dict[str, Any] = json.loads(body)
+    return status, result
+
+
+def test_writes_need_a_token_even_when_none_is_set() -> None:
+    with ReferenceApi() as api:  # no token: reads open, writes refused
+        api.upsert("customers", _customer(1))
+        record = json.dumps(_customer(2)).encode()
+        for token in (None, "anything"):
+            status, body, _ = request(
+                api, "/customers/cus_002", method="PUT", body=record, token=token
+            )
+            assert status == 403
+            assert "RETAIL_API_TOKEN" in json.loads(body)["error"]
+        assert [r["customer_id"] for r in api.records("customers")] == ["cus_001"]
+        assert request(api, "/customers")[0] == 200
+
+
+def test_the_request_log_is_bounded_and_keeps_no_query_values() -> None:
+    with ReferenceApi(token=TOKEN, request_log=50) as api:
+        for n in range(120):
+            request(
+                api,
+                "/customers",
+                cursor=f"SECRET-{n}",
+                limit=1,
+                **{f"p{i}": "v" for i in range(20)},
+            )
+        request(api, "/" + "x" * 5000, token=None)
+        log = api.requests
+        assert len(log) == 50
+        assert log[-1] == ServedRequest("GET", "/" + "x" * 199, frozenset())
+        assert all(len(r.parameters) <= 8 for r in log)
+        assert "SECRET" not in repr(log) and TOKEN not in repr(log)
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"GET /customers?" + b"a" * 9000 + b" HTTP/1.0\r\n\r\n", 414),
+        (b"GET /customers HTTP/1.0\r\n" + b"X-Big: " + b"a" * 40_000 + b"\r\n\r\n", 431),
+        (b"GET /customers HTTP/1.0\r\n" + b"X-A: b\r\n" * 5000 + b"\r\n", 431),
+        (
+            b"PUT /customers/c1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n\r\n",
+            411,
+        ),
+        (b"PUT /customers/c1 HTTP/1.0\r\nContent-Length: 2000000\r\n\r\n{}", 413),
+        (b"PUT /customers/c1 HTTP/1.0\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 411),
+        (b"PUT /customers/c1 HTTP/1.0\r\nContent-Length: -1\r\n\r\n{}", 411),
+        (b"PUT /customers/c1 HTTP/1.0\r\n\r\n", 411),
+        (b"GET /cus\x00tomers HTTP/1.0\r\n\r\n", 404),
+        (b"GET //[x HTTP/1.0\r\n\r\n", 404),
+        (b"GET http://[x/customers HTTP/1.0\r\n\r\n", 400),
+        (b"BREW /customers HTTP/1.0\r\n\r\n", 405),
+        (b"GET /customers HTTP/9.9\r\n\r\n", 505),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 garbage\r\n\r\n", 400),
+        (
+            b"GET /customers?limit=%ff%fe HTTP/1.0\r\nAuthorization: Bearer "
+            + TOKEN.encode()
+            + b"\r\n\r\n",
+            400,
+        ),
+        (b"GET /customers HTTP/1.0\r\nAuthorization: Bearer \xff\xfe\r\n\r\n", 401),
+    ],
+    ids=lambda value: value[:24].decode("latin-1") if isinstance(value, bytes) else str(value),
+)
+def test_hostile_requests_get_a_json_4xx_and_no_traceback(
+    capfd: pytest.CaptureFixture[str], data: bytes, status: int
+) -> None:
+    with ReferenceApi(token=TOKEN) as api:
+        got, body = raw_request(api, data)
+        assert (got, set(body)) == (status, {"error"})
+        assert request(api, "/health")[0] == 200  # still serving
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err and captured.err == ""
+
+
+def test_a_slow_client_is_cut_off_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retail_pipeline.sources import api_server
+
+    monkeypatch.setattr(api_server, "REQUEST_DEADLINE", 1.0)
+    with ReferenceApi(token=TOKEN) as api:
+        host, port = api.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(b"GET /customers HTTP/1.0\r\n")
+            closed = False
+            while time.monotonic() - started < 10:  # one byte every 0.2 s, never done
+                try:
+                    sock.sendall(b"X")
+                    sock.settimeout(0.2)
+                    closed = sock.recv(1) == b""
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed = True
+                if closed:
+                    break
+            assert closed, "the server still waits for the slow client"
+            assert time.monotonic() - started < 8  # the deadline (1 s), with a generous margin
+        assert request(api, "/health")[0] == 200
+
+
+def test_connections_at_once_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retail_pipeline.sources import api_server
+
+    monkeypatch.setattr(api_server, "MAX_CONNECTIONS", 3)
+    with ReferenceApi(token=TOKEN) as api:
+        host, port = api.url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
+        try:
+            deadline = time.monotonic() + 10
+            while True:  # the three are accepted (each holds a slot) in the server's time
+                status, body = raw_request(api, b"GET /health HTTP/1.0\r\n\r\n")
+                if status == 503 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert (status, body) == (503, {"error": "too many connections: try again soon"})
+        finally:
+            for sock in idle:
+                sock.close()
+        deadline = time.monotonic() + 10
+        while raw_request(api, b"GET /health HTTP/1.0\r\n\r\n")[0] != 200:
+            assert time.monotonic() < deadline, "the slots were not given back"
+            time.sleep(0.05)
+
+
+_SERVER = """
+import sys
+from retail_pipeline.sources.api_server import ReferenceApi
+api = ReferenceApi().start()
+print(api.url, flush=True)
+sys.stdin.read()  # until the test closes stdin
+print(len(api.requests), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_over_thousands_of_requests() -> None:
+    """6,500 requests, each with 900 query parameters (under the request line's cap): the
+    server's RSS grows by a bounded amount (before the fix, each request's parameters were kept:
+    +160 MiB per 2,000 requests)."""
+    psutil = pytest.importorskip("psutil")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        url = proc.stdout.readline().strip()
+        host, port = url.removeprefix("http://").split(":")
+        query = "&".join(f"k{i}=v" for i in range(900)).encode()
+        data = b"GET /customers?" + query + b" HTTP/1.0\r\n\r\n"
+        assert len(data) < 8 << 10
+
+        def send(n: int) -> None:
+            for _ in range(n):
+                with socket.create_connection((host, int(port)), timeout=10) as sock:
+                    sock.sendall(data)
+                    while sock.recv(65536):
+                        pass
+
+        server = psutil.Process(proc.pid)
+        send(500)  # warm up: threads, allocator arenas
+        before = server.memory_info().rss
+        send(6_000)
+        grown = server.memory_info().rss - before
+        print(f"server RSS grew by {grown / 2**20:.1f} MiB over 6,000 requests")
+        assert grown < 40 * 2**20
+    finally:
+        out, _ = proc.communicate("", timeout=30)
+    assert int(out.strip()) == 6_500  # all logged (the default log holds 10,000)

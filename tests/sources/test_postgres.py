@@ -7,6 +7,7 @@ import os
 import pwd
 import re
 import socket
+import subprocess
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +33,7 @@ from retail_pipeline.sources.postgres import (
 )
 from tests.ingestion.kafka_fixtures import free_port
 from tests.sources.postgres_fixtures import postgres_unavailable
+from tests.test_cli import COMMAND
 
 T0 = datetime(2020, 1, 1, 12, 0, tzinfo=UTC)  # explicit stamps, all before any now()
 
@@ -78,7 +80,8 @@ def test_life_cycle_keeps_committed_rows_through_restart_and_crash(
 ) -> None:
     server = private_postgres
     dsn = server.dsn
-    assert dsn == f"postgresql://postgres@127.0.0.1:{server.port}/retail"
+    passfile = server.home / "secrets" / "retail.pgpass"
+    assert dsn == f"postgresql://retail@127.0.0.1:{server.port}/retail?passfile={passfile}"
     assert server.running()
     assert server.start() == dsn  # already running: kept as it is
     if os.geteuid() == 0:  # PostgreSQL refuses root: the postgres user runs and owns it
@@ -352,29 +355,40 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
     home, port = tmp_path / "pg", free_port()
     options = ["--home", str(home)]
     runner = CliRunner()
-    dsn = f"postgresql://postgres@127.0.0.1:{port}/retail"
+    where = f"postgresql://retail@127.0.0.1:{port}/retail"
+    secrets = home.resolve() / "secrets"
+    dsn = f"{where}?passfile={secrets}/retail.pgpass"
     try:
         up = runner.invoke(app, ["postgres", "up", "--port", str(port), *options])
         assert up.exit_code == 0, up.output
         lines = up.output.splitlines()
         log_file = LocalPostgres(home).log_file  # in home, or where home/cluster links (root)
-        assert lines[0] == f"PostgreSQL started at {dsn} (log {log_file})"
-        assert re.fullmatch(
-            r"seeded [\d,]+ customers and [\d,]+ products \(the demo's shop\)", lines[1]
+        assert lines[0] == f"PostgreSQL started at {where} (log {log_file})"
+        assert lines[1] == (
+            f"passwords (mode 0600): retail in {secrets}/retail.pgpass,"
+            f" the superuser postgres in {secrets}/postgres.pgpass"
         )
-        assert lines[2] == f"export RETAIL_POSTGRES_DSN={dsn}"
+        assert re.fullmatch(
+            r"seeded [\d,]+ customers and [\d,]+ products \(the demo's shop\)", lines[2]
+        )
+        assert lines[3] == f"export RETAIL_POSTGRES_DSN='{dsn}'"  # '?' is a shell wildcard
+        for user in ("retail", "postgres"):
+            password = (secrets / f"{user}.pgpass").read_text().strip().split(":")[-1]
+            assert len(password) >= 24 and password not in up.output
+        with psycopg.connect(dsn) as connection:  # usable as printed
+            assert connection.execute("select current_user").fetchone() == ("retail",)
 
         status = runner.invoke(app, ["postgres", "status", *options])
         assert status.exit_code == 0, status.output
         assert re.fullmatch(
-            rf"PostgreSQL pid \d+ at {re.escape(dsn)}: accepting \([\d,]+ customers,"
+            rf"PostgreSQL pid \d+ at {re.escape(where)}: accepting \([\d,]+ customers,"
             r" [\d,]+ products\)\n",
             status.output,
         )
 
         again = runner.invoke(app, ["postgres", "up", "--port", str(port), *options])
         assert again.exit_code == 0, again.output
-        assert again.output.startswith(f"PostgreSQL already running at {dsn}")
+        assert again.output.startswith(f"PostgreSQL already running at {where} (log")
         assert "seeded" not in again.output  # the tables are not empty: left alone
 
         down = runner.invoke(app, ["postgres", "down", *options])
@@ -404,3 +418,127 @@ def test_cli_seed_fills_any_database_once(postgres_db: str) -> None:
     assert row_counts(postgres_db) == counts
     missing = runner.invoke(app, ["postgres", "seed"], env={"RETAIL_POSTGRES_DSN": ""})
     assert missing.exit_code == 1 and "RETAIL_POSTGRES_DSN" in str(missing.exception)
+
+
+# --------------------------------------------------------------------------- safe by default
+
+
+def _password(path: Path) -> str:
+    return path.read_text().strip().split(":")[-1]
+
+
+def test_every_connection_needs_the_generated_password(private_postgres: LocalPostgres) -> None:
+    server, port = private_postgres, private_postgres.port
+    secrets, sockets = server.home / "secrets", server.cluster_dir / "sockets"
+    assert secrets.stat().st_mode & 0o777 == 0o700
+    assert sockets.stat().st_mode & 0o777 == 0o700
+    passwords = {}
+    for user in ("retail", "postgres"):
+        path = secrets / f"{user}.pgpass"
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert path.stat().st_uid == os.geteuid()
+        passwords[user] = _password(path)
+    assert passwords["retail"] != passwords["postgres"]
+    conf = (server.data_dir / "retail_pipeline.conf").read_text()
+    assert "listen_addresses = '127.0.0.1'\n" in conf
+    hba = (server.data_dir / "pg_hba.conf").read_text()
+    assert "trust" not in hba and hba.count("scram-sha-256") == 2
+
+    for user, password in [("postgres", None), ("retail", None), ("postgres", "wrong")]:
+        credentials = user if password is None else f"{user}:{password}"
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(
+                f"postgresql://{credentials}@127.0.0.1:{port}/retail", connect_timeout=5
+            )
+    if server.cluster_dir == server.home and len(str(sockets)) < 90:  # the Unix socket too
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(f"host={sockets} port={port} user=postgres dbname=retail")
+    superuser = f"postgresql://postgres:{passwords['postgres']}@127.0.0.1:{port}/postgres"
+    with psycopg.connect(superuser) as connection:
+        [(verifier,)] = connection.execute(
+            "select rolpassword from pg_authid where rolname = 'retail'"
+        ).fetchall()
+        assert verifier.startswith("SCRAM-SHA-256$4096:")  # the server never saw the text
+        assert passwords["retail"] not in verifier
+
+
+def test_the_pipelines_role_cannot_run_programs(postgres_db: str, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    with psycopg.connect(postgres_db, autocommit=True) as connection:
+        [(user, superuser)] = connection.execute(
+            "select current_user, rolsuper from pg_roles where rolname = current_user"
+        ).fetchall()
+        assert (user, superuser) == ("retail", False)
+        for statement in (
+            f"copy (select 1) to program 'touch {marker}'",
+            "copy customers from program 'id'",
+            "select pg_read_file('postgresql.conf')",
+            "create role intruder superuser",
+            "alter role retail superuser",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                connection.execute(statement)
+        # what the reader needs: its tables, and every session's open transaction
+        connection.execute("select count(*) from customers")
+        connection.execute("select xact_start from pg_stat_activity")
+    assert not marker.exists()
+
+
+def test_a_cluster_made_trusting_loopback_is_changed_over(private_postgres: LocalPostgres) -> None:
+    """An older version's cluster (trust, objects owned by the superuser) gets passwords."""
+    server = private_postgres
+    superuser = server._admin()
+    with psycopg.connect(superuser, autocommit=True) as connection:
+        connection.execute("alter database retail owner to postgres")
+    with psycopg.connect(server._admin("retail"), autocommit=True) as connection:
+        connection.execute("alter table customers owner to postgres")
+        connection.execute("alter function retail_touch_updated_at() owner to postgres")
+    hba = server.data_dir / "pg_hba.conf"
+    owner = hba.stat()
+    hba.write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
+    os.chown(hba, owner.st_uid, owner.st_gid)
+    server.stop()
+    dsn = server.start()
+    assert "trust" not in hba.read_text()
+    assert upsert(dsn, "customers", [customer("cus_1")]) == 1  # the role owns the table again
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(f"postgresql://postgres@127.0.0.1:{server.port}/retail", connect_timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("dsn", "fragments"),
+    [
+        ("postgresql://retail:Sup3r%Secret@127.0.0.1:{port}/retail", ["Sup3r", "Secret"]),
+        ("postgresql://retail:100%Qx@127.0.0.1:{port}/retail", ["100%", "Qx@"]),
+        ("postgresql://retail:p@ss@w0rdQ@127.0.0.1:{port}/retail", ["p@ss", "w0rdQ"]),
+        ("postgresql://retail:paQss/w0rdQ@127.0.0.1:{port}/retail", ["paQss", "w0rdQ"]),
+        ("postgresql://retail:hasQ spaceQ@127.0.0.1:{port}/retail", ["hasQ", "spaceQ"]),
+        ("host=127.0.0.1 port={port} user=retail password=hasQ spaceQ", ["hasQ", "spaceQ"]),
+        ("host=127.0.0.1 port={port} user=retail password='unclosedQ", ["unclosedQ"]),
+        ("host=127.0.0.1 port={port} user=retail password=Wr%ngQ", ["Wr%ngQ", "ngQ"]),
+        ("postgresql://retail:Wr%25ngQ@127.0.0.1:{port}/retail", ["Wr%ngQ", "ngQ"]),
+    ],
+)
+def test_seed_never_prints_a_password(
+    postgres_server: LocalPostgres, dsn: str, fragments: list[str]
+) -> None:
+    """Malformed DSNs (libpq's message quotes the text around the fault) and well-formed ones
+    with a wrong password: one error line, no part of the password in it."""
+    target = dsn.format(port=postgres_server.port)
+    by_option = (["postgres", "seed", "--dsn", target], {})
+    by_variable = (["postgres", "seed"], {"RETAIL_POSTGRES_DSN": target})
+    for args, env in [by_option] if "://" in dsn else [by_variable]:
+        done = subprocess.run(
+            [*COMMAND, *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1, done
+        assert done.stdout == "" and len(done.stderr.splitlines()) == 1, done.stderr
+        assert done.stderr.startswith("error: ")
+        for fragment in fragments:
+            assert fragment not in done.stderr, done.stderr

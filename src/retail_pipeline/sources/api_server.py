@@ -5,7 +5,14 @@
 records ordered by ``(updated_at, key)`` with a keyset cursor, so a record that changes during a
 paginated read moves behind the cursor without making any other record skip or repeat;
 ``PUT /{entity}/{key}`` upserts a record and stamps its ``updated_at``; ``GET /health`` answers
-without a token. With a token, every other request needs ``Authorization: Bearer <token>``.
+without a token. With a token, every other request needs ``Authorization: Bearer <token>``;
+without one, reads are open (on loopback only: :func:`serve_reference_api` refuses another
+address without a token) and writes are refused (403): a write always needs the token.
+
+Safe for a hostile client: the log of requests (:attr:`ReferenceApi.requests`) is bounded and
+holds no query string nor body; the request line, headers and body are capped, read within a
+deadline, and refused with a JSON 4xx when they break a rule; connections at once are capped
+(503 beyond). Nothing a client sends reaches stderr as a traceback.
 
 Records are kept as the JSON text they came in, field by field (names and values verbatim,
 in their order, a repeated name as often as it came), never re-encoded: money stays the decimal
@@ -22,11 +29,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import http.client
+import ipaddress
 import re
+import socket
 import tempfile
 import threading
 import time
 from bisect import bisect_left, bisect_right, insort
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,7 +47,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
-from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, parse_qsl, unquote, urlsplit
 
 import msgspec
 import orjson
@@ -48,6 +59,18 @@ DEFAULT_PORT = 8765
 DEFAULT_PAGE_LIMIT = 500
 MAX_PAGE_LIMIT = 1000
 MAX_BODY_BYTES = 1 << 20
+MAX_REQUEST_LINE = 8 << 10
+MAX_HEADER_BYTES = 32 << 10
+"""The request line, and all header lines together: beyond, 414 and 431."""
+REQUEST_DEADLINE = 30.0
+"""Seconds a client has to send its whole request (line, headers, body): a slow one is cut off."""
+MAX_CONNECTIONS = 64
+"""Connections served at once; beyond, a 503 at once."""
+REQUEST_LOG = 10_000
+"""Requests :attr:`ReferenceApi.requests` keeps (the latest)."""
+_LOGGED_PATH = 200  # characters of a path kept in the request log
+_LOGGED_NAMES = 8  # query parameter names kept in the request log...
+_LOGGED_NAME = 40  # ...and characters of each
 SIMULATION: dict[str, int] = {"days": 7, "orders_per_day": 500, "seed": 42}
 """What ``retail-pipeline api-server`` serves without files: the reference data of
 ``retail-pipeline generate`` with its defaults (data/sim/), so the events of that simulation
@@ -110,10 +133,13 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
 
 
 class ServedRequest(NamedTuple):
-    """One request the server received: its path and its query parameters (last value)."""
+    """One request the server received: its method, its path (the first 200 characters) and
+    the names of its first 8 query parameters. No value of the query (a cursor, a token someone
+    put there) and no body is kept."""
 
+    method: str
     path: str
-    query: dict[str, str]
+    parameters: frozenset[str]
 
 
 @dataclass
@@ -235,10 +261,11 @@ class ReferenceApi:
     """The reference API on ``host:port`` (0: any free port), with the records in memory.
 
     ``token``, when given (and not empty), is required as ``Authorization: Bearer <token>`` on
-    every request but ``/health``. The socket is bound at once (:attr:`url` is known); serve in
-    a daemon thread with :meth:`start` (or ``with ReferenceApi() as api:``), or in the calling
-    thread with :meth:`serve_forever`. :attr:`requests` lists every request received, and
-    :attr:`faults` injects failures.
+    every request but ``/health``; without it, ``PUT`` is refused (403). The socket is bound at
+    once (:attr:`url` is known); serve in a daemon thread with :meth:`start` (or ``with
+    ReferenceApi() as api:``), or in the calling thread with :meth:`serve_forever`.
+    :attr:`requests` holds the latest ``request_log`` requests received, and :attr:`faults`
+    injects failures.
     """
 
     def __init__(
@@ -247,6 +274,7 @@ class ReferenceApi:
         port: int = 0,
         token: str | None = None,
         page_limit_max: int = MAX_PAGE_LIMIT,
+        request_log: int = REQUEST_LOG,
     ) -> None:
         if page_limit_max < 1:
             raise ValueError(f"page_limit_max must be at least 1, got {page_limit_max}")
@@ -254,7 +282,7 @@ class ReferenceApi:
         self.page_limit_max = page_limit_max
         self.default_limit = min(DEFAULT_PAGE_LIMIT, page_limit_max)
         self.faults = Faults()
-        self.requests: list[ServedRequest] = []
+        self._log: deque[ServedRequest] = deque(maxlen=request_log)
         self._lock = threading.Lock()
         self._tables = {entity: _Table(key) for entity, key in REFERENCE_KEYS.items()}
         self._last_stamp = 0
@@ -266,6 +294,12 @@ class ReferenceApi:
         except (OSError, OverflowError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "ports go from 0 to 65535"
             raise PipelineError(f"cannot serve the API on {host}:{port}: {reason}") from None
+
+    @property
+    def requests(self) -> list[ServedRequest]:
+        """The latest requests received (at most ``request_log``), oldest first: a copy."""
+        with self._lock:
+            return list(self._log)
 
     @property
     def url(self) -> str:
@@ -452,9 +486,9 @@ class ReferenceApi:
             raise _BadRequest(HTTPStatus.BAD_REQUEST, f"cursor: {exc}") from None
         return _Page(since, before, after, limit)
 
-    def _authorized(self, header: str | None) -> bool:
+    def _authorized(self, header: str | None, *, write: bool = False) -> bool:
         if self.token is None:
-            return True
+            return not write
         scheme, _, credentials = (header or "").strip().partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(
             credentials.strip().encode(), self.token.encode()
@@ -504,24 +538,136 @@ def _key_of(fields: list[_Member], key_field: str) -> str | None:
     return key if isinstance(key, str) and key else None
 
 
+_BUSY_BODY = b'{"error":"too many connections: try again soon"}'
+_BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
+    + str(len(_BUSY_BODY)).encode()
+    + b"\r\n\r\n"
+    + _BUSY_BODY
+)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Quiet about clients that went away (a timed-out read, a delay fault)."""
-        import sys
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
-        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            super().handle_error(request, client_address)
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve in a thread of its own, unless :data:`MAX_CONNECTIONS` are being served:
+        then a 503 at once (a flood of slow clients pins at most that many threads)."""
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.settimeout(1)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: a client that went away, timed out or sent what no handler expected is no
+        news for the terminal (the handler answers what it can as JSON)."""
 
 
 def _handler(api: ReferenceApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "retail-pipeline-reference-api"
-        timeout = 60
+        timeout = REQUEST_DEADLINE  # per socket operation; the deadline bounds the whole read
+        rbufsize = 0  # unbuffered: every read is a recv under the request's deadline
+        default_request_version = "HTTP/1.0"  # answer garbage with a status line and headers
+        deadline = 0.0
+
+        def handle_one_request(self) -> None:
+            """One request, read within :data:`REQUEST_DEADLINE`; any failure a JSON answer
+            (when a response can still be sent) and never a traceback."""
+            self.deadline = time.monotonic() + REQUEST_DEADLINE
+            self.close_connection = True  # HTTP/1.0: one request per connection
+            self._sent = False
+            try:
+                self.raw_requestline = self._read_line(MAX_REQUEST_LINE + 1)
+                if not self.raw_requestline:
+                    return
+                if len(self.raw_requestline) > MAX_REQUEST_LINE:
+                    self.requestline = self.request_version = self.command = ""
+                    self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
+                    return
+                if not self.parse_request():
+                    return  # the error was sent
+                method = getattr(self, "do_" + self.command, None)
+                if method is None:
+                    self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed")
+                    return
+                method()
+                self.wfile.flush()
+            except (OSError, TimeoutError):
+                self.close_connection = True  # gone, or too slow: nothing more to say
+            except Exception:
+                if not self._sent:
+                    self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "the server failed")
+
+        def parse_request(self) -> bool:
+            """The standard parser, but the headers are read within the deadline and
+            :data:`MAX_HEADER_BYTES` in all."""
+            raw = self.rfile
+            self.rfile = _HeadReader(self, MAX_HEADER_BYTES)  # type: ignore[assignment]
+            try:
+                return super().parse_request()
+            finally:
+                self.rfile = raw
+
+        def _read_line(self, limit: int) -> bytes:
+            """A line of at most ``limit`` bytes, read before the deadline (nothing after its
+            end is consumed: the socket is peeked at first)."""
+            line = bytearray()
+            while len(line) < limit:
+                ahead = self._recv(min(limit - len(line), 4096), socket.MSG_PEEK)
+                if not ahead:
+                    break
+                end = ahead.find(b"\n")
+                take = len(ahead) if end < 0 else end + 1
+                while take:
+                    chunk = self._recv(take)
+                    if not chunk:
+                        return bytes(line)
+                    line += chunk
+                    take -= len(chunk)
+                if end >= 0:
+                    break
+            return bytes(line)
+
+        def _recv(self, size: int, flags: int = 0) -> bytes:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the client is too slow")
+            self.connection.settimeout(remaining)
+            chunk: bytes = self.connection.recv(size, flags)
+            return chunk
+
+        def send_error(
+            self, code: int, message: str | None = None, explain: str | None = None
+        ) -> None:
+            """Every error the standard parser finds (bad request line, header too long,
+            unsupported version), as JSON."""
+            self._error(code, message or HTTPStatus(code).phrase)
 
         def do_GET(self) -> None:
             url = self._record()
+            if url is None:
+                return
             if url.path == "/health":
                 self._send(HTTPStatus.OK, b'{"status":"ok"}')
                 return
@@ -555,6 +701,8 @@ def _handler(api: ReferenceApi) -> type[BaseHTTPRequestHandler]:
 
         def do_PUT(self) -> None:
             url = self._record()
+            if url is None:
+                return
             parts = url.path[1:].split("/")
             body = self._read_body()
             if body is None:
@@ -562,7 +710,14 @@ def _handler(api: ReferenceApi) -> type[BaseHTTPRequestHandler]:
             if len(parts) != 2 or parts[0] not in REFERENCE_KEYS or not parts[1]:
                 self._not_found(url.path, "PUT /customers/{key} or /products/{key}")
                 return
-            if not api._authorized(self.headers.get("Authorization")):
+            if api.token is None:
+                self._error(
+                    HTTPStatus.FORBIDDEN,
+                    "writes need a bearer token (start the server with RETAIL_API_TOKEN set"
+                    " and send Authorization: Bearer <token>)",
+                )
+                return
+            if not api._authorized(self.headers.get("Authorization"), write=True):
                 self._send(*_unauthorized())
                 return
             entity = parts[0]
@@ -586,35 +741,64 @@ def _handler(api: ReferenceApi) -> type[BaseHTTPRequestHandler]:
         def do_PATCH(self) -> None:
             self._not_allowed()
 
+        def do_HEAD(self) -> None:
+            self._not_allowed()
+
+        def do_OPTIONS(self) -> None:
+            self._not_allowed()
+
         def _not_allowed(self) -> None:
             url = self._record()
-            length = self.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) <= MAX_BODY_BYTES:
-                self.rfile.read(int(length))
+            if url is None:
+                return
             allowed = "PUT" if url.path.count("/") == 2 else "GET"
             self._error(
                 HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not allowed", {"Allow": allowed}
             )
 
-        def _record(self) -> SplitResult:
-            url = urlsplit(self.path)
-            query = {name: values[-1] for name, values in parse_qs(url.query).items()}
+        def _record(self) -> SplitResult | None:
+            """Log the request (method, path, parameter names); None, answered with a 400,
+            when its target is not a URL."""
+            try:
+                url = urlsplit(self.path)
+                pairs = parse_qsl(url.query, keep_blank_values=True, max_num_fields=None)
+                names = frozenset(name[:_LOGGED_NAME] for name, _ in pairs[:_LOGGED_NAMES])
+            except ValueError:
+                url, names = None, frozenset()
+            path = url.path if url is not None else "?"
             with api._lock:
-                api.requests.append(ServedRequest(url.path, query))
+                api._log.append(ServedRequest(self.command, path[:_LOGGED_PATH], names))
+            if url is None:
+                self._error(HTTPStatus.BAD_REQUEST, "the request target is not a URL path")
             return url
 
         def _read_body(self) -> bytes | None:
-            """The request body (read before any answer, so the client sees that answer)."""
-            length = self.headers.get("Content-Length")
-            if length is None or not length.isdigit():
-                self._error(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
+            """The request body (read before any answer, so the client sees that answer):
+            a Content-Length up to :data:`MAX_BODY_BYTES`, no chunked encoding, within the
+            deadline."""
+            if self.headers.get("Transfer-Encoding") is not None:
+                self._error(
+                    HTTPStatus.LENGTH_REQUIRED,
+                    "no Transfer-Encoding: send the body with a Content-Length",
+                )
                 return None
-            if int(length) > MAX_BODY_BYTES:
+            length = self.headers.get_all("Content-Length") or []
+            if len(length) != 1 or not re.fullmatch(r"[0-9]{1,12}", length[0].strip()):
+                self._error(HTTPStatus.LENGTH_REQUIRED, "one Content-Length header is required")
+                return None
+            size = int(length[0])
+            if size > MAX_BODY_BYTES:
                 self._error(
                     HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY_BYTES} bytes"
                 )
                 return None
-            return self.rfile.read(int(length))
+            body = bytearray()
+            while len(body) < size:
+                chunk = self._recv(min(size - len(body), 1 << 16))
+                if not chunk:
+                    return None  # the client went away mid-body
+                body += chunk
+            return bytes(body)
 
         def _not_found(self, path: str, expected: str = "/customers, /products or /health") -> None:
             self._error(HTTPStatus.NOT_FOUND, f"no such resource {path!r}; expected {expected}")
@@ -625,10 +809,14 @@ def _handler(api: ReferenceApi) -> type[BaseHTTPRequestHandler]:
             self._send(status, _error_body(message), headers)
 
         def _send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+            self._sent = True
+            self.connection.settimeout(REQUEST_DEADLINE)  # a reader that stalls is cut off
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Connection", "close")
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()
@@ -638,6 +826,25 @@ def _handler(api: ReferenceApi) -> type[BaseHTTPRequestHandler]:
             """Quiet: tests and the terminal need no access log."""
 
     return Handler
+
+
+class _HeadReader:
+    """The socket's bytes as the header parser reads them (``readline``), under the request's
+    deadline and a budget of bytes for all header lines together."""
+
+    def __init__(self, handler: Any, budget: int) -> None:
+        self._handler = handler
+        self._budget = budget
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self._budget <= 0:
+            raise http.client.LineTooLong(f"headers over {MAX_HEADER_BYTES} bytes")
+        size = self._budget if limit < 0 else min(limit, self._budget)
+        line: bytes = self._handler._read_line(size)
+        self._budget -= len(line)
+        if self._budget <= 0 and not line.endswith(b"\n"):
+            raise http.client.LineTooLong(f"headers over {MAX_HEADER_BYTES} bytes")
+        return line
 
 
 def _error_body(message: str) -> bytes:
@@ -666,7 +873,12 @@ def serve_reference_api(
     from retail_pipeline.settings import settings
 
     secret = settings().api_token
-    api = ReferenceApi(host, port, token=secret.get_secret_value() if secret else None)
+    token = secret.get_secret_value() if secret else None
+    if not token and not _loopback(host):
+        raise PipelineError(
+            f"api-server on {host} (not a loopback address) requires RETAIL_API_TOKEN to be set"
+        )
+    api = ReferenceApi(host, port, token=token)
     try:
         if customers is None and products is None:
             n_customers, n_products = _load_simulation(api)
@@ -684,11 +896,23 @@ def serve_reference_api(
             what = " and ".join(served)
         if api.token is not None:
             what += "; bearer token required (RETAIL_API_TOKEN)"
+        else:
+            what += "; reads open, writes refused (set RETAIL_API_TOKEN to allow them)"
     except BaseException:
         api.stop()
         raise
     announce(api.url, what)
     api.serve_forever()
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _load_simulation(api: ReferenceApi) -> tuple[int, int]:

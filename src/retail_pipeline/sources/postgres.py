@@ -1,37 +1,50 @@
 """A local PostgreSQL cluster as the reference-data batch source, and the helpers that fill it.
 
 :class:`LocalPostgres` runs a throwaway cluster of the installed PostgreSQL (15 or newer: the
-Debian package ``postgresql``) on 127.0.0.1 only, trusting every connection there: a source for
-development and tests, never a server to expose. ``start`` initialises it on first use, starts it
-with ``pg_ctl``, creates the database and applies the schema (``postgres_schema.sql``); ``stop``,
-``restart`` and ``kill`` are ``pg_ctl``'s, so tests can break connections or crash it mid-read.
-As root, ``initdb`` and the server run as the ``postgres`` user (PostgreSQL refuses root), which
-then owns the data directory and the log.
+Debian package ``postgresql``) on 127.0.0.1 only: a source for development and tests.
+``start`` initialises it on first use, starts it with ``pg_ctl``, creates the database and applies
+the schema (``postgres_schema.sql``); ``stop``, ``restart`` and ``kill`` are ``pg_ctl``'s, so
+tests can break connections or crash it mid-read. As root, ``initdb`` and the server run as the
+``postgres`` user (PostgreSQL refuses root), which then owns the data directory and the log.
+
+Safe by default: every connection, TCP or socket, authenticates with scram-sha-256. ``initdb``
+gets the superuser ``postgres`` a generated password, and ``start`` makes the role the pipeline
+uses, ``retail`` (not a superuser: it owns the source databases and their tables, and may read
+``pg_stat_activity`` of every session, ``pg_read_all_stats``, which the reader's window needs;
+it cannot run programs nor read server files, as ``COPY ... TO PROGRAM`` would). Each password
+is generated, kept in a libpq password file readable by its owner only (mode 0600 from its
+creation, in a 0700 folder) and handed to the server only as a SCRAM verifier, never as text.
+The DSNs this module gives name that file (``?passfile=``), so they hold no secret and can be
+printed. A cluster made by an older version (trusting loopback) gets both at its next start.
 
 A home directory holds one cluster::
 
+    secrets/         postgres.pgpass and retail.pgpass, the passwords (0700, files 0600)
     data/            PGDATA (postgresql.conf includes retail_pipeline.conf, rewritten per start)
     postgres.log     initdb's and the server's output
-    sockets/         the Unix socket (TCP on 127.0.0.1 is what the DSN uses)
+    sockets/         the Unix socket (0700; TCP on 127.0.0.1 is what the DSN uses)
     cluster ->       only as root, when the postgres user cannot reach ``home`` (a private
                      temporary directory such as pytest's): a link to
-                     ``~postgres/retail-pipeline/<digest>/``, which then holds the three entries
-                     above; :meth:`LocalPostgres.destroy` removes it
+                     ``~postgres/retail-pipeline/<digest>/``, which then holds the last three
+                     entries above; :meth:`LocalPostgres.destroy` removes it
 
 :func:`apply_schema`, :func:`upsert` and :func:`seed` work on any database given by its DSN.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import glob
 import hashlib
+import hmac
 import importlib.resources
 import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -41,8 +54,9 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from retail_pipeline.errors import InputError, PipelineError
+from retail_pipeline.errors import InputError, PipelineError, redact
 from retail_pipeline.local_services import home_lock, live_command_line, local_home, port_free
 
 try:
@@ -59,6 +73,8 @@ __all__ = [
     "DEFAULT_DATABASE",
     "DEFAULT_PORT",
     "MIN_MAJOR",
+    "ROLE",
+    "SUPERUSER",
     "LocalPostgres",
     "PostgresError",
     "PostgresStatus",
@@ -76,6 +92,8 @@ DEFAULT_PORT = 5433  # beside, not on, a system cluster's 5432
 DEFAULT_DATABASE = "retail"
 MIN_MAJOR = 15
 SUPERUSER = "postgres"
+ROLE = "retail"
+"""The role the pipeline reads and writes the source with: it owns the source databases."""
 
 _HOST = "127.0.0.1"
 _OWNER = "postgres"  # the OS user that runs the server when we are root
@@ -87,10 +105,11 @@ _SOCKET_PATH_MAX = 107  # sun_path, less the terminating NUL
 _LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+ \w+ \[\d+\] ")  # log_line_prefix '%m [%p] '
 
 _HBA = """\
-# Written by retail_pipeline.sources.postgres: a throwaway local cluster, trusted on loopback only.
-local   all   all                  trust
-host    all   all   127.0.0.1/32   trust
+# Written by retail_pipeline.sources.postgres: a local cluster on loopback, passwords required.
+local   all   all                  scram-sha-256
+host    all   all   127.0.0.1/32   scram-sha-256
 """
+_SCRAM_ITERATIONS = 4096  # PostgreSQL's own default (scram_iterations)
 
 
 class PostgresError(PipelineError):
@@ -264,27 +283,91 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def _check_dsn(dsn: str) -> None:
+    """Refuse a DSN libpq cannot parse, or parses into parts that hold a password's pieces (a
+    URI whose password holds ``@`` or ``/`` unencoded: its tail becomes the host, port or
+    database, which libpq's messages and ours would quote), in words that quote none of it."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        parts = None
+    misread = parts is None or any(
+        "@" in str(parts.get(name) or "") for name in ("host", "hostaddr", "port", "dbname")
+    )
+    ports = str((parts or {}).get("port") or "0").split(",")
+    if misread or not all(port.strip().isdigit() for port in ports):
+        raise PostgresError(
+            "the DSN is not a PostgreSQL connection string that libpq reads as meant (in a"
+            " postgresql:// URI, a password holding %, @, /, ? or a space must be"
+            " percent-encoded, e.g. % as %25 and @ as %40; in key=value form, a value holding"
+            " a space or a quote is put in single quotes)"
+        ) from None
+
+
 @contextlib.contextmanager
 def _connect(dsn: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
-    """A connection to ``dsn``; failing to connect is one line naming where."""
+    """A connection to ``dsn``; failing to connect is one line naming where (never quoting the
+    DSN's text, whose password may be anywhere in a malformed one)."""
+    _check_dsn(dsn)
     try:
         connection = psycopg.connect(dsn, autocommit=autocommit, connect_timeout=_CONNECT_TIMEOUT)
     except psycopg.Error as exc:
         raise PostgresError(
-            f"cannot connect to postgres at {_where(dsn)}: {_first_line(exc)}"
+            f"cannot connect to postgres at {_where(dsn)}: {redact(_first_line(exc))}"
         ) from None
     with connection:
         yield connection
+
+
+def scram_verifier(password: str, *, salt: bytes | None = None) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (what ``ALTER ROLE ...
+    PASSWORD`` may be given instead of the text, so the server never sees the password)."""
+    salt = secrets.token_bytes(16) if salt is None else salt
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, _SCRAM_ITERATIONS)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode("ascii")
+
+    return f"SCRAM-SHA-256${_SCRAM_ITERATIONS}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def _private_dir(path: Path) -> None:
+    """Create directory ``path`` readable by its owner only (0700; an existing one made so)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create file ``path`` holding ``text``, mode 0600 from its creation (never readable by
+    others, not even for an instant); an existing file is an error."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(text)
+
+
+def _pgpass_password(path: Path) -> str | None:
+    """The password of a libpq password file this module wrote (``*:*:*:user:password``)."""
+    try:
+        line = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    password = line.split(":")[-1] if line.count(":") == 4 else ""
+    return password or None
 
 
 # --------------------------------------------------------------------------- the local cluster
 
 
 class LocalPostgres:
-    """A throwaway PostgreSQL cluster of ``home`` on 127.0.0.1:``port``, holding ``database``.
+    """A local PostgreSQL cluster of ``home`` on 127.0.0.1:``port``, holding ``database``.
 
-    Every connection from 127.0.0.1 is trusted as any user: for development and tests only.
-    Methods raise :class:`PostgresError` (a :class:`PipelineError`) with a one-line reason.
+    Connections need a password (scram-sha-256); :attr:`dsn` and :meth:`dsn_for` connect as
+    :data:`ROLE` through the password file :attr:`passfile`. Methods raise
+    :class:`PostgresError` (a :class:`PipelineError`) with a one-line reason.
     """
 
     def __init__(
@@ -303,12 +386,39 @@ class LocalPostgres:
 
     @property
     def dsn(self) -> str:
-        """The database's DSN: ``postgresql://postgres@127.0.0.1:PORT/DATABASE``."""
+        """The database's DSN, which holds no secret:
+        ``postgresql://retail@127.0.0.1:PORT/DATABASE?passfile=HOME/secrets/retail.pgpass``."""
         return self.dsn_for(self.database)
 
-    def dsn_for(self, database: str) -> str:
-        """The DSN of another database of this cluster."""
-        return f"postgresql://{SUPERUSER}@{_HOST}:{self.port}/{database}"
+    def dsn_for(self, database: str, *, port: int | None = None) -> str:
+        """The DSN of another database of this cluster, as :data:`ROLE`."""
+        return self._uri(ROLE, database, port)
+
+    def url_for(self, database: str, *, port: int | None = None) -> str:
+        """``postgresql://retail@127.0.0.1:PORT/DATABASE``: where, for messages (no passfile)."""
+        return f"postgresql://{ROLE}@{_HOST}:{port or self.port}/{database}"
+
+    def _uri(self, user: str, database: str, port: int | None) -> str:
+        passfile = quote(str(self.password_file(user)), safe="/")
+        return f"postgresql://{user}@{_HOST}:{port or self.port}/{database}?passfile={passfile}"
+
+    def _admin(self, database: str = "postgres", port: int | None = None) -> str:
+        """The superuser's DSN (creating roles and databases)."""
+        return self._uri(SUPERUSER, database, port)
+
+    @property
+    def secrets_dir(self) -> Path:
+        """The folder of the password files (0700): always in ``home``, the caller's."""
+        return self.home / "secrets"
+
+    def password_file(self, user: str = ROLE) -> Path:
+        """The libpq password file of ``user`` (``retail`` or ``postgres``), mode 0600."""
+        return self.secrets_dir / f"{user}.pgpass"
+
+    @property
+    def passfile(self) -> Path:
+        """The password file of :data:`ROLE`, which :attr:`dsn` names."""
+        return self.password_file(ROLE)
 
     @property
     def cluster_dir(self) -> Path:
@@ -351,11 +461,9 @@ class LocalPostgres:
         if found is None:
             return None
         pid, port = found
-        dsn = f"postgresql://{SUPERUSER}@{_HOST}:{port}/{self.database}"
+        dsn = self.dsn_for(self.database, port=port)
         try:
-            with psycopg.connect(
-                f"postgresql://{SUPERUSER}@{_HOST}:{port}/postgres", connect_timeout=3
-            ):
+            with psycopg.connect(self._admin(port=port), connect_timeout=3):
                 accepting = True
         except psycopg.Error:
             accepting = False
@@ -436,9 +544,12 @@ class LocalPostgres:
     def _owned(
         self, path: Path, owner: pwd.struct_passwd | None, *, directory: bool, text: str = ""
     ) -> None:
-        """Create directory or file ``path`` (a file with ``text``), owned by ``owner``."""
+        """Create directory or file ``path`` (a file with ``text``), owned by ``owner``; a
+        directory is private (0700)."""
         if directory:
             path.mkdir(mode=0o700, exist_ok=True)
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o700)
         elif text:
             path.write_text(text)
         else:
@@ -446,19 +557,28 @@ class LocalPostgres:
         if owner is not None:
             os.chown(path, owner.pw_uid, owner.pw_gid)
 
-    def _initdb(self, owner: pwd.struct_passwd | None) -> None:
+    def _initdb(self, owner: pwd.struct_passwd | None, password: str) -> None:
         data = self.data_dir
-        done = self._run(
-            "initdb",
-            "-D",
-            str(data),
-            "-U",
-            SUPERUSER,
-            "--encoding=UTF8",
-            "--no-locale",
-            "--auth=trust",
-            "--no-sync",  # a throwaway cluster: not worth waiting for the disk
-        )
+        pwfile = self.cluster_dir / ".initdb-password"  # initdb (maybe as postgres) reads it
+        pwfile.unlink(missing_ok=True)
+        _write_private(pwfile, password + "\n")
+        try:
+            if owner is not None:
+                os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+            done = self._run(
+                "initdb",
+                "-D",
+                str(data),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--auth=scram-sha-256",
+                "--no-sync",  # a throwaway cluster: not worth waiting for the disk
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
         with self.log_file.open("a") as log:
             log.write(done.stdout + done.stderr)
         if done.returncode != 0:
@@ -470,6 +590,63 @@ class LocalPostgres:
             conf.write(
                 f"\n# The settings of retail_pipeline.sources.postgres\ninclude '{_CONF_NAME}'\n"
             )
+
+    def _passwords(self) -> dict[str, str]:
+        """Each role's password, from its file; a file missing is created with a new one."""
+        _private_dir(self.secrets_dir)
+        passwords: dict[str, str] = {}
+        for user in (SUPERUSER, ROLE):
+            path = self.password_file(user)
+            if path.exists() and path.stat().st_mode & 0o077:
+                path.chmod(0o600)  # libpq ignores a password file others may read
+            password = _pgpass_password(path)
+            if password is None:
+                path.unlink(missing_ok=True)
+                password = secrets.token_urlsafe(24)  # [A-Za-z0-9_-]: nothing to escape
+                _write_private(path, f"*:*:*:{user}:{password}\n")
+            passwords[user] = password
+        return passwords
+
+    def _secure(self, passwords: Mapping[str, str]) -> None:
+        """Give the roles their passwords (as SCRAM verifiers) and :data:`ROLE` its rights, then
+        require passwords everywhere: a cluster an older version made trusting loopback is
+        changed over here, while its server still trusts the superuser."""
+        with contextlib.ExitStack() as stack:
+            try:
+                connection = stack.enter_context(_connect(self._admin(), autocommit=True))
+            except PostgresError as exc:
+                raise PostgresError(
+                    f"{exc} (the superuser's password is in {self.password_file(SUPERUSER)};"
+                    f" if that file was lost, the cluster cannot be entered: stop it and delete"
+                    f" {self.home})"
+                ) from None
+            try:
+                exists = connection.execute(
+                    "select 1 from pg_roles where rolname = %s", (ROLE,)
+                ).fetchone()
+                create = "alter" if exists else "create"
+                connection.execute(
+                    sql.SQL(
+                        create + " role {} with login nosuperuser nocreatedb nocreaterole"
+                        " noreplication nobypassrls password {}"
+                    ).format(sql.Identifier(ROLE), sql.Literal(scram_verifier(passwords[ROLE])))
+                )
+                connection.execute(
+                    sql.SQL("alter role {} with password {}").format(
+                        sql.Identifier(SUPERUSER), sql.Literal(scram_verifier(passwords[SUPERUSER]))
+                    )
+                )
+                connection.execute(
+                    sql.SQL("grant pg_read_all_stats to {}").format(sql.Identifier(ROLE))
+                )
+                hba = self.data_dir / "pg_hba.conf"
+                if hba.read_text() != _HBA:
+                    self._owned(hba, _owner(), directory=False, text=_HBA)
+                    connection.execute("select pg_reload_conf()")
+            except (OSError, psycopg.Error) as exc:
+                raise PostgresError(
+                    f"could not set the roles up on {_HOST}:{self.port}: {redact(_first_line(exc))}"
+                ) from None
 
     def _write_conf(self, owner: pwd.struct_passwd | None) -> None:
         sockets = self.cluster_dir / "sockets"
@@ -504,6 +681,7 @@ class LocalPostgres:
         self.home.mkdir(parents=True, exist_ok=True)
         with home_lock(self.home / ".lock"):
             self._place(owner)
+            passwords = self._passwords()
             found = self._postmaster()
             if found is not None and found[1] != self.port:
                 raise PostgresError(
@@ -516,7 +694,7 @@ class LocalPostgres:
                 self._owned(self.log_file, owner, directory=False)
                 if not (self.data_dir / "PG_VERSION").is_file():
                     self._owned(self.data_dir, owner, directory=True)
-                    self._initdb(owner)
+                    self._initdb(owner, passwords[SUPERUSER])
                 self._write_conf(owner)
                 self._pg_ctl(
                     "start",
@@ -524,6 +702,7 @@ class LocalPostgres:
                     str(self.log_file),
                     failure=f"postgres did not start on {_HOST}:{self.port}",
                 )
+            self._secure(passwords)
             return self.create_database(self.database)
 
     def stop(self, *, mode: str = "fast") -> None:
@@ -566,6 +745,7 @@ class LocalPostgres:
         if self.running():
             self.kill()
         cluster, link = self.cluster_dir, self.home / "cluster"
+        shutil.rmtree(self.secrets_dir, ignore_errors=True)
         for entry in ("data", "postgres.log", "sockets"):
             path = cluster / entry
             if path.is_dir():
@@ -580,8 +760,9 @@ class LocalPostgres:
     # ---- databases
 
     def create_database(self, name: str) -> str:
-        """Create database ``name`` unless it exists, apply the schema to it, return its DSN."""
-        with _connect(self.dsn_for("postgres"), autocommit=True) as connection:
+        """Create database ``name`` (owned by :data:`ROLE`) unless it exists, apply the schema
+        to it, return its DSN."""
+        with _connect(self._admin(), autocommit=True) as connection:
             try:
                 exists = connection.execute(
                     "select 1 from pg_database where datname = %s", (name,)
@@ -589,19 +770,52 @@ class LocalPostgres:
                 if exists is None:
                     with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                         connection.execute(
-                            sql.SQL("create database {}").format(sql.Identifier(name))
+                            sql.SQL("create database {} owner {}").format(
+                                sql.Identifier(name), sql.Identifier(ROLE)
+                            )
                         )
+                else:
+                    connection.execute(
+                        sql.SQL("alter database {} owner to {}").format(
+                            sql.Identifier(name), sql.Identifier(ROLE)
+                        )
+                    )
             except psycopg.Error as exc:
                 raise PostgresError(
                     f"could not create database {name!r} on {_HOST}:{self.port}: {_first_line(exc)}"
                 ) from None
+        if exists is not None:
+            self._hand_over(name)
         dsn = self.dsn_for(name)
         apply_schema(dsn)
         return dsn
 
+    def _hand_over(self, name: str) -> None:
+        """Give :data:`ROLE` the source objects an older version created as the superuser."""
+        with _connect(self._admin(name), autocommit=True) as connection:
+            try:
+                for table in REFERENCE_FIELDS:
+                    connection.execute(
+                        sql.SQL("alter table if exists {} owner to {}").format(
+                            sql.Identifier(table), sql.Identifier(ROLE)
+                        )
+                    )
+                if connection.execute(
+                    "select 1 from pg_proc where proname = 'retail_touch_updated_at'"
+                ).fetchone():
+                    connection.execute(
+                        sql.SQL("alter function retail_touch_updated_at() owner to {}").format(
+                            sql.Identifier(ROLE)
+                        )
+                    )
+            except psycopg.Error as exc:
+                raise PostgresError(
+                    f"could not give {ROLE} the tables of {name!r}: {_first_line(exc)}"
+                ) from None
+
     def drop_database(self, name: str) -> None:
         """Drop database ``name`` if it exists, closing its connections."""
-        with _connect(self.dsn_for("postgres"), autocommit=True) as connection:
+        with _connect(self._admin(), autocommit=True) as connection:
             try:
                 connection.execute(
                     sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
