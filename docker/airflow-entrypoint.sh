@@ -15,13 +15,10 @@ pool=$(python -c 'from retail_pipeline.orchestration import WAREHOUSE_POOL as p;
 slots=$(python -c 'from retail_pipeline.orchestration import WAREHOUSE_POOL_SLOTS as s; print(s)')
 airflow pools set "$pool" "$slots" "writers of the warehouse: one at a time for a DuckDB file"
 
-# The login: user admin with AIRFLOW_ADMIN_PASSWORD from the env file when it is set; otherwise
-# Airflow generates a password into $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated.
-if [ -n "${AIRFLOW_ADMIN_PASSWORD:-}" ]; then
-    python -c 'import json, os, sys
-with open(sys.argv[1], "w") as file:
-    json.dump({"admin": os.environ["AIRFLOW_ADMIN_PASSWORD"]}, file)' \
-        "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
-fi
+# The login: user admin with AIRFLOW_ADMIN_PASSWORD from the env file when it is set; otherwise a
+# generated one (kept across restarts), in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated,
+# mode 0600 from its creation, never printed (as `retail-pipeline airflow up` does).
+python -c 'import os; from pathlib import Path; from retail_pipeline.orchestration.local import ensure_login
+ensure_login(Path(os.environ["AIRFLOW_HOME"]), os.environ.get("AIRFLOW_ADMIN_PASSWORD") or None)'
 
 exec airflow standalone

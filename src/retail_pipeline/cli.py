@@ -647,13 +647,14 @@ app.add_typer(airflow_app, name="airflow")
 def airflow_up(
     port: Annotated[int, typer.Option(metavar="PORT", help="API server port on 127.0.0.1")] = 8080,
 ) -> None:
-    """Start Airflow (home: $AIRFLOW_HOME or data/airflow) and print the URL and the login."""
+    """Start Airflow (home: $AIRFLOW_HOME or data/airflow) and print the URL and the login
+    (the user, and the file only you can read that holds its password: never the password)."""
     from retail_pipeline.orchestration import local
 
     info = local.start(port=port)
     state = "already running" if info.reused else "started"
     out.print(f"Airflow {state} at {info.url} (pid {info.pid}, log {info.log_file})")
-    out.print(f"login: {info.username} / {info.password}")
+    out.print(f"login: {info.username}, password in {info.password_file} (mode 0600)")
     out.print("DAGs start paused: unpause them in the UI (docs/airflow.md)")
 
 

@@ -7,6 +7,11 @@ can carry. It waits until the API server reports every component healthy, create
 ``retail_warehouse`` pool, and returns the URL and the login. :func:`stop` ends it (the whole
 process group) from the pid file, so another process can stop what one started.
 
+The login's password is generated here (:func:`ensure_login`) into Airflow's simple auth manager
+passwords file before Airflow starts, so Airflow neither generates it (it would write the file
+with the umask's mode, 0644, and print the password into its log) nor prints it. The file is
+0600 from its creation and the home 0700; the CLI prints where the password is, never what.
+
 No Airflow import here: this module only starts processes and speaks HTTP.
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -55,11 +61,57 @@ class LocalAirflow:
     log_file: Path
     reused: bool = False
 
+    @property
+    def password_file(self) -> Path:
+        """Where the login's password is (mode 0600): print this, never the password."""
+        return self.home / PASSWORDS_FILE
+
 
 def default_home() -> Path:
     """``AIRFLOW_HOME`` if set, else ``data/airflow`` under the current directory."""
     configured = os.environ.get("AIRFLOW_HOME")
     return Path(configured).resolve() if configured else DEFAULT_HOME.resolve()
+
+
+def _private_file(path: Path, text: str) -> None:
+    """Replace ``path`` by a file holding ``text``, mode 0600 from its creation (the umask
+    cannot widen it, and no reader ever sees it wider)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        with os.fdopen(os.open(temporary, flags, 0o600), "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def ensure_login(home: Path, password: str | None = None) -> Path:
+    """Make sure Airflow's passwords file in ``home`` holds a password for the admin user, and
+    return the file's path: ``password`` when given (replacing another), else the one there,
+    else a generated one. The file is 0600 from its creation and ``home`` 0700 (both made so if
+    they were wider); other users in the file are kept. The password is never printed."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if home.stat().st_mode & 0o077:
+        home.chmod(0o700)  # it holds the login, Airflow's secret keys and its database
+    path = home / PASSWORDS_FILE
+    passwords: dict[str, str] = {}
+    if path.exists():
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError) as exc:
+            raise AirflowError(f"{path} is not Airflow's passwords file (JSON): {exc}") from None
+        if isinstance(loaded, dict):
+            passwords = {str(user): str(value) for user, value in loaded.items()}
+    if passwords.get(USERNAME) and password in (None, passwords[USERNAME]):
+        return path
+    passwords[USERNAME] = password or secrets.token_urlsafe(18)
+    _private_file(path, json.dumps(passwords) + "\n")
+    return path
 
 
 def dags_folder() -> Path:
@@ -119,12 +171,13 @@ def start(
     ours = {**airflow_env(home, port), **(extra_env or {})}
     with environment(**ours):
         ensure_manifest()  # before the scheduler parses the dbt DAG (dbt parse, a few seconds)
-    home.mkdir(parents=True, exist_ok=True)
+    ensure_login(home)  # before Airflow starts: it then neither generates nor prints one
     log_file = home / LOG_FILE
     airflow = Path(sys.executable).parent / "airflow"
     if not airflow.is_file():
         raise AirflowError(f"{airflow} not found: pip install -e '.[airflow]'")
-    with log_file.open("ab") as log:
+    private = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(private, "ab") as log:
         process = subprocess.Popen(
             [str(airflow), "standalone"],
             env={**os.environ, **ours},
