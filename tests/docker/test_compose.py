@@ -739,6 +739,18 @@ def test_env_example_has_no_empty_secret() -> None:
             assert value, f".env.example: {name} is empty; comment it out until it has a value"
 
 
+def test_the_sources_need_a_token_and_a_password(stack: Stack) -> None:
+    """No default leaves the API open to anonymous writes or PostgreSQL without a password:
+    both come from the env file, and compose refuses to start without them."""
+    text = (REPO / STACK).read_text()
+    assert "${RETAIL_API_TOKEN:?" in text and "${POSTGRES_PASSWORD:?" in text
+    for name in stack.ours():
+        assert stack.env(name).get("RETAIL_API_TOKEN"), f"{name}: no RETAIL_API_TOKEN"
+    postgres = stack.services["postgres"]["environment"]
+    assert postgres["POSTGRES_PASSWORD"] and "POSTGRES_HOST_AUTH_METHOD" not in postgres
+    assert option_value(stack.services["api"]["command"], "--host") == "0.0.0.0"  # needs it
+
+
 def test_ports_match_the_project_defaults(stack: Stack) -> None:
     assert port_problems(stack) == []
 
@@ -909,6 +921,13 @@ DASHBOARD_PROBE = '["CMD", "python", "/app/docker/healthcheck.py", "http://127.0
             "",
             "required variable POSTGRES_PASSWORD is missing a value",
             id="secret-missing-from-the-env-file",
+        ),
+        pytest.param(
+            ".env.example",
+            "RETAIL_API_TOKEN=change-me-too\n",
+            "RETAIL_API_TOKEN=\n",
+            "required variable RETAIL_API_TOKEN is missing a value",
+            id="api-without-a-token",
         ),
         pytest.param(
             "docker/compose.yml",
