@@ -7,6 +7,7 @@ relies on; these tests show it catches each kind of mistake.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from retail_pipeline.dashboard.powerbi import MEASURES, NAME, project_files
 from retail_pipeline.dashboard.powerbi_check import check_project
 from retail_pipeline.transform import project_dir
+from tests.terraform.policy import personal_columns, personal_data_in_reporting
 
 ROOT = Path(__file__).resolve().parents[2]
 POWERBI = ROOT / "powerbi"
@@ -37,6 +39,18 @@ def test_the_committed_project_is_what_gold_generates() -> None:
 
 def test_the_committed_project_passes_the_structural_check() -> None:
     assert check_project(POWERBI, project_dir()) == []
+
+
+def test_the_model_holds_no_personal_data() -> None:
+    """Power BI runs with the reporting role and reads Gold: no customer name or e-mail, in the
+    generated model or the committed one (tests/terraform/policy.py names the columns)."""
+    personal = personal_columns(ROOT)
+    assert {"customer_name", "email"} <= personal
+    for name, text in project_files(project_dir()).items():
+        if name.endswith(".tmdl"):
+            columns = set(re.findall(r"^\s*column\s+'?(\w+)", text, re.M))
+            assert not columns & personal, name
+    assert personal_data_in_reporting(ROOT) == []
 
 
 def test_every_answer_has_its_measures() -> None:

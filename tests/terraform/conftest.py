@@ -41,9 +41,7 @@ def provider_mirror() -> Path:
 
 @pytest.fixture
 def config_copy(tmp_path: Path) -> Path:
-    """A scratch copy of terraform/ for planting mistakes."""
+    """A scratch copy of terraform/ for planting mistakes (with its committed lock files)."""
     copy = tmp_path / "terraform"
-    shutil.copytree(
-        TERRAFORM, copy, ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl")
-    )
+    shutil.copytree(TERRAFORM, copy, ignore=shutil.ignore_patterns(".terraform"))
     return copy

@@ -4,9 +4,10 @@
 Terraform, no account) and returns one line per grant that goes beyond the role model of
 docs/terraform.md:
 
-- loader: USAGE and CREATE STAGE on Bronze; SELECT and INSERT on Bronze tables; UPDATE or DELETE
+- loader: USAGE and CREATE STAGE on Bronze; INSERT on Bronze tables; SELECT, UPDATE or DELETE
   only on single named bookkeeping tables (``_META``, ``_LOADS``, ``_POSITIONS``), never
-  schema-wide (Bronze is append-only). Nothing in any other schema.
+  schema-wide: it never reads the event, reference or dead-letter tables (personal data it does
+  not need), and Bronze is append-only. Nothing in any other schema.
 - transformer: USAGE on Bronze and SELECT on its tables and views; USAGE, CREATE TABLE and CREATE
   VIEW on Silver, Gold and the test-failure schema (plus DML on their tables).
 - reporting: USAGE on Gold and SELECT on its tables and views. Nothing else.
@@ -14,6 +15,8 @@ docs/terraform.md:
 - nobody: OWNERSHIP, ALL, MANAGE GRANTS, ``all_privileges``, ``with_grant_option``, database-wide
   or all-schemas grants, one pipeline role granted to another, a role granted to another role's
   user, ownership transfers, database roles, or GRANT/REVOKE in ``snowflake_execute``.
+
+Every service user has the environment's network policy (``snowflake_network_policy.this``).
 
 Grants may be written one a resource or as ``for_each`` over a local map of the same file whose
 entries spell out the role, schema and privileges (``each.value.role``, ``each.value.schema``,
@@ -24,6 +27,12 @@ violation too.
 :func:`wiring` checks what feeds the roles_and_grants module: the composition module
 (``modules/retail_platform``) must pass each layer's own schema, and every environment must call
 it with three distinct role names.
+
+:func:`personal_data_in_reporting` checks what the reporting role can read, Gold, and the Power
+BI model built on it: no personal column of the reference data (a customer's name, e-mail)
+under its Bronze or Silver name, in a Gold model's SQL, its documented columns, or a Power BI
+table. It fails closed on a customer field the contract adds without saying whether it is
+personal.
 """
 
 from __future__ import annotations
@@ -47,8 +56,16 @@ COMPOSITION = "modules/retail_platform"
 """The module that wires the others together; every environment calls it once."""
 SYSTEM_ROLES = frozenset({"ACCOUNTADMIN", "SECURITYADMIN", "USERADMIN", "SYSADMIN", "PUBLIC"})
 APPEND_ONLY_EXEMPT = frozenset({"_META", "_LOADS", "_POSITIONS"})
-"""The bookkeeping tables the loader updates or deletes from; every other Bronze table (the
-event and reference tables, DEAD_LETTER) is append-only."""
+"""The bookkeeping tables the loader reads, updates or deletes from; every other Bronze table (the
+event and reference tables, DEAD_LETTER) is append-only for it, and never read: they hold
+personal data, and the loader reads back only its bookkeeping (warehouse/snowflake.py)."""
+PERSONAL_FIELDS = {"customers": frozenset({"name", "email"})}
+"""Reference fields that identify a person; they never reach Gold (reporting reads Gold)."""
+NOT_PERSONAL_FIELDS = {
+    "customers": frozenset({"customer_id", "country", "created_at"}),
+    "products": frozenset({"product_id", "product_name", "category", "price", "active"}),
+}
+"""Reference fields checked and found not to identify a person (an id, a country, a date)."""
 
 READ = frozenset({"SELECT"})
 DML = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE"})
@@ -59,7 +76,7 @@ BUILD = frozenset({"USAGE", "CREATE TABLE", "CREATE VIEW"})
 ALLOWED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
     ("loader", "bronze"): {
         "schema": frozenset({"USAGE", "CREATE STAGE"}),
-        "objects": frozenset({"SELECT", "INSERT"}),
+        "objects": frozenset({"INSERT"}),
         "object": frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"}),
     },
     ("transformer", "bronze"): {"schema": frozenset({"USAGE"}), "objects": READ, "object": READ},
@@ -250,10 +267,13 @@ def _grant(body: dict[str, Any], key: str | None, value: Any) -> list[str]:
         if extra:
             problems.append(f"{role} gets {sorted(extra)} on {layer} ({where})")
     changes = privileges & {"UPDATE", "DELETE", "TRUNCATE"}
-    if role == "loader" and changes and where == "object":
+    if role == "loader" and where == "object":
         table = re.findall(r"\w+", text)[-1].upper()
         if table not in APPEND_ONLY_EXEMPT:
-            problems.append(f"loader gets {sorted(changes)} on append-only {table}")
+            if changes:
+                problems.append(f"loader gets {sorted(changes)} on append-only {table}")
+            if "SELECT" in privileges:
+                problems.append(f"loader reads {table}, a Bronze data table (personal data)")
     return problems
 
 
@@ -278,6 +298,11 @@ def check_file(path: Path) -> list[str]:
     problems = []
     for kind, name, body in _resources(parsed):
         address = f"{path}: {kind}.{name}"
+        if kind == "snowflake_service_user":
+            policy = str(body.get("network_policy", ""))
+            if "snowflake_network_policy.this" not in policy:
+                problems.append(f"{address}: service user without the network policy ({policy})")
+            continue
         if kind == "snowflake_execute":
             sql = " ".join(str(body.get(field, "")) for field in ("execute", "revert", "query"))
             if statement := _grants_in_sql(sql):
@@ -392,3 +417,57 @@ def wiring(root: Path) -> list[str]:
             problems += found
             role_names |= names
     return problems + _composition(root / COMPOSITION / "main.tf", role_names)
+
+
+_SQL_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/|\{#.*?#\}", re.S)
+_JINJA = re.compile(r"\{%.*?%\}|\{\{.*?\}\}", re.S)
+_YAML_COLUMN = re.compile(r"^\s*-\s*name:\s*([\w\"']+)\s*$", re.M)
+_TMDL_COLUMN = re.compile(r"^\s*column\s+'?([^'\n=]+?)'?\s*(?:=|$)", re.M)
+
+
+def personal_columns(repo: Path) -> set[str]:
+    """Names personal reference fields go by: the contract's field names and the names the
+    Silver staging models give them (``name as customer_name``). Raises Unclear for a field the
+    contract has that is neither personal nor known not to be."""
+    from retail_pipeline.events.contract import REFERENCE_FIELDS
+
+    names: set[str] = set()
+    for entity, fields in REFERENCE_FIELDS.items():
+        personal = PERSONAL_FIELDS.get(entity, frozenset())
+        for spec in fields:
+            if spec.name not in personal | NOT_PERSONAL_FIELDS.get(entity, frozenset()):
+                raise Unclear(f"{entity}.{spec.name} is not classified as personal or not")
+        staging = repo / "dbt" / "models" / "silver" / "staging" / f"stg_bronze__{entity}.sql"
+        sql = _SQL_COMMENT.sub(" ", staging.read_text()) if staging.is_file() else ""
+        for field in personal:
+            names.add(field)
+            names.update(re.findall(rf"\b{field}\s+as\s+(\w+)", sql, re.I))
+    return {name.lower() for name in names}
+
+
+def personal_data_in_reporting(repo: Path) -> list[str]:
+    """Where a personal column reaches what the reporting role reads: a Gold model's SQL (any
+    mention of the column outside comments and Jinja: a select, an alias's source, a join), a
+    Gold YAML's columns (the enforced contracts: what the tables hold), a Power BI table's
+    columns. (A `select *` of a Silver table holding them is caught by the contracts, and by
+    tests/transform/test_personal_data.py, which looks for the values in a built Gold.)"""
+    try:
+        personal = personal_columns(repo)
+    except Unclear as exc:
+        return [f"personal data cannot be checked ({exc})"]
+    problems = []
+    gold = repo / "dbt" / "models" / "gold"
+    for path in sorted(gold.rglob("*.sql")):
+        sql = _JINJA.sub(" ", _SQL_COMMENT.sub(" ", path.read_text()))
+        words = {w.lower() for w in re.findall(r"\w+", sql)}
+        for column in sorted(words & personal):
+            problems.append(f"{path}: Gold model reads personal column {column}")
+    for path in sorted([*gold.rglob("*.yml"), *gold.rglob("*.yaml")]):
+        columns = {c.strip("\"'").lower() for c in _YAML_COLUMN.findall(path.read_text())}
+        for column in sorted(columns & personal):
+            problems.append(f"{path}: Gold documents personal column {column}")
+    for path in sorted((repo / "powerbi").rglob("*.tmdl")):
+        columns = {c.strip().lower() for c in _TMDL_COLUMN.findall(path.read_text())}
+        for column in sorted(columns & personal):
+            problems.append(f"{path}: Power BI model has personal column {column}")
+    return problems

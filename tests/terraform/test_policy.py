@@ -3,14 +3,23 @@ and a planted over-grant, each kind of it, is caught."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from retail_pipeline.warehouse.snowflake import SCHEMA, bookkeeping_tables
+from tests.terraform import policy
 from tests.terraform.config import REPO, TERRAFORM, plant, validate
-from tests.terraform.policy import APPEND_ONLY_EXEMPT, load, violations, wiring
+from tests.terraform.policy import (
+    APPEND_ONLY_EXEMPT,
+    load,
+    personal_data_in_reporting,
+    violations,
+    wiring,
+)
 
 ENVIRONMENTS = ("dev", "prod")
 ROLES_TF = "modules/roles_and_grants/main.tf"
@@ -43,6 +52,19 @@ def test_schema_names_are_the_ones_the_code_uses() -> None:
 def test_loader_changes_only_bookkeeping_tables() -> None:
     assert {table.upper() for table in bookkeeping_tables()} >= APPEND_ONLY_EXEMPT
     assert "DEAD_LETTER" not in APPEND_ONLY_EXEMPT
+
+
+def test_loader_reads_back_only_what_it_may_read() -> None:
+    """The tables the Snowflake warehouse selects from or updates (its loader paths) are the
+    bookkeeping tables, and the loader is granted SELECT on exactly those."""
+    source = (REPO / "src" / "retail_pipeline" / "warehouse" / "snowflake.py").read_text()
+    read = set(re.findall(r"(?:from|update) \{self\.bronze\}\.(\w+)", source))
+    assert read == {"_meta", "_loads", "_positions"}
+    [locals_] = load(TERRAFORM / ROLES_TF)["locals"]
+    bookkeeping = locals_["loader_bookkeeping"]
+    assert {table.lower() for table in bookkeeping} == read
+    assert all("SELECT" in privileges for privileges in bookkeeping.values())
+    assert locals_["object_grants"]["loader_bronze_tables"]["privileges"] == ["INSERT"]
 
 
 def grant(role: str, privileges: str, scope: str) -> str:
@@ -92,6 +114,15 @@ OVER_GRANTS = {
     "loader rewrites bronze": (
         grant("loader", '"UPDATE"', objects("all", "in_schema = var.bronze_schema")),
         "loader gets ['UPDATE'] on bronze (objects)",
+    ),
+    "loader reads one bronze data table": (
+        grant(
+            "loader",
+            '"SELECT"',
+            '  on_schema_object {\n    object_type = "TABLE"\n'
+            '    object_name = "${var.bronze_schema}.\\"PRODUCTS\\""\n  }',
+        ),
+        "loader reads PRODUCTS, a Bronze data table",
     ),
     "transformer writes bronze": (
         grant("transformer", '"INSERT"', objects("all", "in_schema = var.bronze_schema")),
@@ -231,9 +262,39 @@ EDITS = {
     ),
     "loader rewrites bronze": (
         ROLES_TF,
-        'objects = "TABLES", privileges = ["SELECT", "INSERT"] }',
-        'objects = "TABLES", privileges = ["SELECT", "INSERT", "UPDATE"] }',
+        'objects = "TABLES", privileges = ["INSERT"] }',
+        'objects = "TABLES", privileges = ["INSERT", "UPDATE"] }',
         "loader gets ['UPDATE'] on bronze (objects)",
+    ),
+    "loader reads every bronze table": (
+        ROLES_TF,
+        'objects = "TABLES", privileges = ["INSERT"] }',
+        'objects = "TABLES", privileges = ["SELECT", "INSERT"] }',
+        "loader gets ['SELECT'] on bronze (objects)",
+    ),
+    "loader reads customers": (
+        ROLES_TF,
+        '    _POSITIONS = ["SELECT", "DELETE"]',
+        '    _POSITIONS = ["SELECT", "DELETE"]\n    CUSTOMERS  = ["SELECT"]',
+        "loader reads CUSTOMERS, a Bronze data table",
+    ),
+    "loader reads dead letters": (
+        ROLES_TF,
+        '    _POSITIONS = ["SELECT", "DELETE"]',
+        '    _POSITIONS = ["SELECT", "DELETE"]\n    DEAD_LETTER = ["SELECT"]',
+        "loader reads DEAD_LETTER, a Bronze data table",
+    ),
+    "service user without the network policy": (
+        ROLES_TF,
+        "  network_policy                 = one(snowflake_network_policy.this[*].name)\n",
+        "",
+        "service user without the network policy",
+    ),
+    "service user with another network policy": (
+        ROLES_TF,
+        "  network_policy                 = one(snowflake_network_policy.this[*].name)\n",
+        '  network_policy                 = "OPEN"\n',
+        "service user without the network policy",
     ),
     "ownership in an entry": (
         ROLES_TF,
@@ -243,9 +304,15 @@ EDITS = {
     ),
     "loader deletes events": (
         ROLES_TF,
-        '    _POSITIONS = ["DELETE"]',
-        '    _POSITIONS = ["DELETE"]\n    ORDER_EVENTS = ["DELETE"]',
+        '    _POSITIONS = ["SELECT", "DELETE"]',
+        '    _POSITIONS = ["SELECT", "DELETE"]\n    ORDER_EVENTS = ["DELETE"]',
         "loader gets ['DELETE'] on append-only ORDER_EVENTS",
+    ),
+    "loader deletes and reads events": (
+        ROLES_TF,
+        '    _POSITIONS = ["SELECT", "DELETE"]',
+        '    _POSITIONS = ["SELECT", "DELETE"]\n    ORDER_EVENTS = ["SELECT", "DELETE"]',
+        "loader reads ORDER_EVENTS, a Bronze data table",
     ),
     # fails closed
     "role the checker cannot resolve": (
@@ -321,3 +388,88 @@ def test_over_grant_that_terraform_accepts(provider_mirror: Path, config_copy: P
     result = validate(config_copy)
     assert result.returncode == 0, result.stdout + result.stderr
     assert any(message in problem for problem in violations(config_copy))
+
+
+def test_reporting_sees_no_personal_data() -> None:
+    """Gold (the reporting role's only schema) and the Power BI model on it carry no customer
+    name or e-mail."""
+    assert personal_data_in_reporting(REPO) == []
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    """What personal_data_in_reporting reads, copied: the dbt models and the Power BI model."""
+    shutil.copytree(REPO / "dbt" / "models", tmp_path / "dbt" / "models")
+    shutil.copytree(REPO / "powerbi", tmp_path / "powerbi")
+    return tmp_path
+
+
+DIM_CUSTOMERS = "dbt/models/gold/dimensions/dim_customers"
+STAGING_CUSTOMERS = "dbt/models/silver/staging/stg_bronze__customers.sql"
+# name: (file, text, planted text, what the check says)
+PERSONAL_DATA = {
+    "a Gold model selects the name": (
+        f"{DIM_CUSTOMERS}.sql",
+        "    customer_id,\n    country_code,",
+        "    customer_id,\n    customer_name,\n    country_code,",
+        "Gold model reads personal column customer_name",
+    ),
+    "a Gold model renames the e-mail": (
+        f"{DIM_CUSTOMERS}.sql",
+        "    customer_id,\n    country_code,",
+        "    customer_id,\n    email as contact,\n    country_code,",
+        "Gold model reads personal column email",
+    ),
+    "Silver renames it first": (
+        STAGING_CUSTOMERS,
+        "    email,\n",
+        "    email as contact_address,\n",
+        "",  # planted with the next edit, below
+    ),
+    "a Gold contract lists the e-mail": (
+        "dbt/models/gold/dimensions/_dimensions__models.yml",
+        "      - name: country_code\n",
+        "      - name: email\n        data_type: varchar\n      - name: country_code\n",
+        "Gold documents personal column email",
+    ),
+    "the Power BI model has the name": (
+        "powerbi/RetailPipeline.SemanticModel/definition/tables/dim_customers.tmdl",
+        "\tcolumn customer_id\n",
+        "\tcolumn customer_name\n\t\tdataType: string\n\n\tcolumn customer_id\n",
+        "Power BI model has personal column customer_name",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [value for key, value in PERSONAL_DATA.items() if value[3]],
+    ids=[key for key, value in PERSONAL_DATA.items() if value[3]],
+)
+def test_planted_personal_data_is_caught(repo_copy: Path, planted: tuple[str, ...]) -> None:
+    path, old, new, message = planted
+    assert personal_data_in_reporting(repo_copy) == []
+    plant(repo_copy / path, old, new)
+    found = personal_data_in_reporting(repo_copy)
+    assert any(message in problem for problem in found), found
+
+
+def test_personal_data_renamed_in_silver_is_caught(repo_copy: Path) -> None:
+    """The column keeps being personal under the name Silver gives it."""
+    path, old, new, _ = PERSONAL_DATA["Silver renames it first"]
+    plant(repo_copy / path, old, new)
+    plant(
+        repo_copy / f"{DIM_CUSTOMERS}.sql",
+        "    customer_id,\n    country_code,",
+        "    customer_id,\n    contact_address,\n    country_code,",
+    )
+    found = personal_data_in_reporting(repo_copy)
+    assert any("personal column contact_address" in problem for problem in found), found
+
+
+def test_an_unclassified_customer_field_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A customer field nobody has said is not personal (here: country) stops the check."""
+    fields = policy.NOT_PERSONAL_FIELDS["customers"] - {"country"}
+    monkeypatch.setitem(policy.NOT_PERSONAL_FIELDS, "customers", fields)
+    found = personal_data_in_reporting(REPO)
+    assert found and "customers.country is not classified" in found[0], found

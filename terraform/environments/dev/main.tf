@@ -24,6 +24,8 @@ module "retail_platform" {
     reporting   = "REPORTER_DEV"
   }
 
+  network_policy = { name = "RETAIL_SERVICE_USERS_DEV", allowed_ip_list = var.service_user_allowed_ips }
+
   service_users = {
     loader      = { name = "RETAIL_LOADER_DEV", rsa_public_key = var.loader_rsa_public_key }
     transformer = { name = "RETAIL_TRANSFORMER_DEV", rsa_public_key = var.transformer_rsa_public_key }

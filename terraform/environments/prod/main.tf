@@ -25,6 +25,8 @@ module "retail_platform" {
     reporting   = "REPORTER"
   }
 
+  network_policy = { name = "RETAIL_SERVICE_USERS", allowed_ip_list = var.service_user_allowed_ips }
+
   service_users = {
     loader      = { name = "RETAIL_LOADER", rsa_public_key = var.loader_rsa_public_key }
     transformer = { name = "RETAIL_TRANSFORMER", rsa_public_key = var.transformer_rsa_public_key }

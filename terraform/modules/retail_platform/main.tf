@@ -64,6 +64,7 @@ module "roles_and_grants" {
   roles                = var.roles
   warehouses           = { for key, warehouse in module.warehouse : key => warehouse.name }
   service_users        = var.service_users
+  network_policy       = var.network_policy
 
   # The grants on existing Bronze tables need the tables first.
   depends_on = [module.bronze_tables]

@@ -22,3 +22,8 @@ output "bronze_tables" {
   description = "The Bronze tables Terraform created."
   value       = module.bronze_tables.table_names
 }
+
+output "network_policy" {
+  description = "The service users' network policy (name null when there is none) and the policy of each user."
+  value       = module.roles_and_grants.network_policy
+}

@@ -43,3 +43,11 @@ variable "service_users" {
   }))
   description = "The service user of each role (loader, transformer, reporting): its name and public key(s), as roles_and_grants takes them."
 }
+
+variable "network_policy" {
+  type = object({
+    name            = string
+    allowed_ip_list = list(string)
+  })
+  description = "Network policy of the service users, as roles_and_grants takes it: its name and the IPv4 addresses or CIDR ranges allowed (an empty list: no policy, an explicit choice)."
+}

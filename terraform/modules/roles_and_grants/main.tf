@@ -1,6 +1,8 @@
 # The role model (docs/terraform.md), least privilege:
-#   loader       writes Bronze only: appends to every Bronze table, updates or deletes only the
-#                bookkeeping rows it maintains (_META lock row, _LOADS counts, _POSITIONS).
+#   loader       writes Bronze only: appends to every Bronze table, and reads, updates or deletes
+#                only the bookkeeping rows it maintains (_META lock row, _LOADS counts,
+#                _POSITIONS). It never reads the event, reference or dead-letter tables (they
+#                hold personal data, and the loader needs none of it).
 #   transformer  reads Bronze; creates and owns the tables and views dbt builds in Silver, Gold and
 #                the test-failure schema.
 #   reporting    reads Gold only.
@@ -41,19 +43,21 @@ locals {
   # Privileges on the tables (or views) of a schema: each is granted on all of them and on future
   # ones, so a new Bronze table or a table dbt recreates keeps it.
   object_grants = {
-    loader_bronze_tables      = { role = "loader", schema = var.bronze_schema, objects = "TABLES", privileges = ["SELECT", "INSERT"] }
+    loader_bronze_tables      = { role = "loader", schema = var.bronze_schema, objects = "TABLES", privileges = ["INSERT"] }
     transformer_bronze_tables = { role = "transformer", schema = var.bronze_schema, objects = "TABLES", privileges = ["SELECT"] }
     reporting_gold_tables     = { role = "reporting", schema = var.gold_schema, objects = "TABLES", privileges = ["SELECT"] }
     reporting_gold_views      = { role = "reporting", schema = var.gold_schema, objects = "VIEWS", privileges = ["SELECT"] }
   }
 
-  # Beyond appending, the loader changes only these rows (retail_pipeline.warehouse.snowflake):
-  # the writer lock `update _meta set value = value`, the run's `update _loads`, and the
-  # insert-or-replace of `_positions` (delete, then insert).
+  # Beyond appending, the loader reads and changes only these tables
+  # (retail_pipeline.warehouse.snowflake): it reads the schema version in _META and takes the
+  # writer lock there (`update _meta set value = value`), finds a snapshot already loaded and
+  # adds to its run's counts in _LOADS, and reads and insert-or-replaces its _POSITIONS
+  # (delete, then insert).
   loader_bookkeeping = {
-    _META      = ["UPDATE"]
-    _LOADS     = ["UPDATE"]
-    _POSITIONS = ["DELETE"]
+    _META      = ["SELECT", "UPDATE"]
+    _LOADS     = ["SELECT", "UPDATE"]
+    _POSITIONS = ["SELECT", "DELETE"]
   }
 }
 
@@ -73,6 +77,16 @@ resource "snowflake_grant_account_role" "parent" {
   parent_role_name = var.parent_role
 }
 
+# The service users sign in from these addresses only. An empty list is a deliberate choice
+# (variables.tf): no network policy, key-pair authentication alone.
+resource "snowflake_network_policy" "this" {
+  count = length(var.network_policy.allowed_ip_list) > 0 ? 1 : 0
+
+  name            = var.network_policy.name
+  allowed_ip_list = var.network_policy.allowed_ip_list
+  comment         = "retail-pipeline service users: the addresses they may sign in from."
+}
+
 resource "snowflake_service_user" "this" {
   for_each = local.roles
 
@@ -83,6 +97,7 @@ resource "snowflake_service_user" "this" {
   default_secondary_roles_option = "NONE"
   rsa_public_key                 = var.service_users[each.key].rsa_public_key
   rsa_public_key_2               = var.service_users[each.key].rsa_public_key_2
+  network_policy                 = one(snowflake_network_policy.this[*].name)
 }
 
 resource "snowflake_grant_account_role" "user" {

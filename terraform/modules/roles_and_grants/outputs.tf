@@ -7,3 +7,11 @@ output "service_users" {
   description = "Service user names, by purpose."
   value       = { for key, user in snowflake_service_user.this : key => user.name }
 }
+
+output "network_policy" {
+  description = "The service users' network policy (null when the allowed list is empty: no policy), and the policy each service user has."
+  value = {
+    name  = one(snowflake_network_policy.this[*].name)
+    users = { for key, user in snowflake_service_user.this : key => user.network_policy }
+  }
+}

@@ -63,6 +63,22 @@ variable "service_users" {
   }
 }
 
+variable "network_policy" {
+  type = object({
+    name            = string
+    allowed_ip_list = list(string)
+  })
+  description = "Network policy of the three service users: its name and the IPv4 addresses or CIDR ranges they may sign in from (where the loaders, dbt and the reporting tools run). An empty list is an explicit choice: no policy, the users are reachable from anywhere with their key pair."
+
+  validation {
+    condition = alltrue([
+      for address in var.network_policy.allowed_ip_list :
+      can(regex("^([0-9]{1,3}\\.){3}[0-9]{1,3}(/[0-9]{1,2})?$", address)) && !startswith(address, "0.0.0.0/")
+    ])
+    error_message = "Allowed addresses are IPv4 addresses or CIDR ranges, and not 0.0.0.0/n (an empty list is how to allow every address)."
+  }
+}
+
 variable "parent_role" {
   type        = string
   description = "Role the three roles are granted to, so administrators inherit them."

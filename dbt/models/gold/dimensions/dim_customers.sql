@@ -2,6 +2,10 @@
     One row per customer: the current version from the reference snapshots, plus an inferred
     member for every customer an order names that no snapshot has listed yet (reference data
     can lag the events), so every order finds its customer.
+
+    No personal data: Gold is what the reporting role, the dashboard and Power BI read, and
+    no answer needs a customer's name or e-mail (the dashboard slices by country). They stay
+    in Silver (customers_history), which reporting cannot read.
 */
 with
 
@@ -27,8 +31,6 @@ inferred as (
 
 select
     customer_id,
-    customer_name,
-    email,
     country_code,
     signed_up_at,
     valid_from as version_valid_from,
@@ -37,8 +39,6 @@ from current_versions
 union all
 select
     customer_id,
-    null as customer_name,
-    null as email,
     null as country_code,
     null as signed_up_at,
     null as version_valid_from,

@@ -6,6 +6,7 @@ variables {
   loader_rsa_public_key      = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAmockloader"
   transformer_rsa_public_key = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAmocktransformer"
   reporting_rsa_public_key   = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAmockreporting"
+  service_user_allowed_ips   = ["203.0.113.0/24", "198.51.100.7"]
 }
 
 run "plan" {
@@ -29,5 +30,23 @@ run "plan" {
   assert {
     condition     = output.platform.warehouses == { loader = "LOADING", transformer = "TRANSFORMING", reporting = "REPORTING" }
     error_message = "Unexpected warehouse names."
+  }
+
+  assert {
+    condition     = output.platform.network_policy == { name = "RETAIL_SERVICE_USERS", users = { loader = "RETAIL_SERVICE_USERS", transformer = "RETAIL_SERVICE_USERS", reporting = "RETAIL_SERVICE_USERS" } }
+    error_message = "Every service user must have the environment's network policy."
+  }
+}
+
+run "no_network_policy" {
+  command = plan
+
+  variables {
+    service_user_allowed_ips = []
+  }
+
+  assert {
+    condition     = output.platform.network_policy.name == null
+    error_message = "An empty allowed list means no network policy."
   }
 }
