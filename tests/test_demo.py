@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -223,7 +224,7 @@ def test_demo_verdict_compares_the_six_answers_with_the_truth(demo_run: ModuleRu
     )
 
     answers = json.loads(json.dumps(result.answers))
-    answers["revenue"]["net"] += 0.01
+    answers["revenue"]["net"] = str(Decimal(answers["revenue"]["net"]) + Decimal("0.01"))
     answers["top_products"].reverse()
     differences = compare_with_truth(answers, truth_of(demo_run.root / "demo"))
     wrong = DemoResult(answers, result.warehouse, result.truth_file, differences)

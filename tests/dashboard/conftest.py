@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -86,10 +87,17 @@ class Server:
     process: subprocess.Popen[str]
 
 
-@pytest.fixture(scope="session")
-def server(shop: Shop) -> Iterator[Server]:
-    """``retail-pipeline dashboard --port 0`` on the shop's warehouse (refreshing every second)."""
-    errors = (shop.warehouse.parent / "dashboard.stderr").open("w+")
+@contextmanager
+def serve(
+    warehouse: Path,
+    *,
+    refresh_seconds: float = REFRESH_SECONDS,
+    cwd: Path | None = None,
+    stderr: Path | None = None,
+) -> Iterator[Server]:
+    """``retail-pipeline dashboard --port 0`` on ``warehouse``, in a process of its own (its
+    stderr goes to ``stderr``, by default beside the warehouse)."""
+    errors = (stderr or warehouse.parent / "dashboard.stderr").open("w+")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -99,13 +107,14 @@ def server(shop: Shop) -> Iterator[Server]:
             "--port",
             "0",
             "--refresh",
-            str(REFRESH_SECONDS),
+            str(refresh_seconds),
             "--warehouse",
-            str(shop.warehouse),
+            str(warehouse),
         ],
         stdout=subprocess.PIPE,
         stderr=errors,
         text=True,
+        cwd=cwd,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
@@ -124,6 +133,13 @@ def server(shop: Shop) -> Iterator[Server]:
         process.terminate()
         process.wait(timeout=10)
         errors.close()
+
+
+@pytest.fixture(scope="session")
+def server(shop: Shop) -> Iterator[Server]:
+    """The dashboard on the shop's warehouse (refreshing every second)."""
+    with serve(shop.warehouse) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 import yaml
 
@@ -17,7 +19,8 @@ from retail_pipeline.dashboard import Filters, create_dashboard, take_snapshot
 from retail_pipeline.dashboard.data import SNAPSHOT_COLUMNS
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.transform import project_dir, read_answers
-from retail_pipeline.warehouse import open_warehouse
+from retail_pipeline.transform.answers import status_of
+from retail_pipeline.warehouse import Warehouse, open_warehouse
 from tests.dashboard.conftest import Shop
 
 
@@ -32,8 +35,45 @@ def test_the_snapshot_reads_gold_columns_dbt_documents() -> None:
 
 def test_filters_from_query_parameters() -> None:
     assert Filters.parse({"country": " ", "carrier": "dhl"}) == Filters(carrier="dhl")
+    assert Filters.parse({"category": "Home & Garden ?'$$"}).category == "Home & Garden ?'$$"
     with pytest.raises(PipelineError, match="date_from='2026-13-01' is not a YYYY-MM-DD date"):
         Filters.parse({"date_from": "2026-13-01"})
+    with pytest.raises(PipelineError, match="unknown filter 'colour'"):
+        Filters.parse({"colour": "red"})
+    with pytest.raises(PipelineError, match="country holds a control character"):
+        Filters.parse({"country": "U\x00S"})
+    with pytest.raises(PipelineError, match="carrier is longer than 200 characters"):
+        Filters.parse({"carrier": "x" * 201})
+
+
+def test_a_filter_value_is_data_never_sql(shop: Shop) -> None:
+    """Values that would break out of quoted SQL select nothing; the snapshot stays whole."""
+    snapshot = take_snapshot(shop.warehouse)
+    try:
+        orders = snapshot.figures(Filters())["cancel_refund"]["orders"]
+        for value in ("?", "' or 1=1 --", "$$ or true $$", "\\' or 1=1 --"):
+            for name in ("category", "country", "payment_method", "carrier"):
+                figures = snapshot.figures(Filters(**{name: value}))
+                assert figures["cancel_refund"]["orders"] == 0, (name, value)
+                assert figures["top_products"] == [], (name, value)
+        chained = Filters(country="?", carrier="; drop table fct_orders; --")
+        assert snapshot.figures(chained)["cancel_refund"]["orders"] == 0
+        assert snapshot.figures(Filters())["cancel_refund"]["orders"] == orders
+    finally:
+        snapshot.close()
+
+
+def test_money_leaves_as_exact_decimal_text(shop: Shop) -> None:
+    snapshot = take_snapshot(shop.warehouse)
+    try:
+        figures = snapshot.figures(Filters())
+    finally:
+        snapshot.close()
+    money = [figures["revenue"][key] for key in ("gross", "refunds", "net")]
+    money += [row["revenue"] for row in figures["top_products"]]
+    money += [row[key] for row in figures["revenue"]["by_day"] for key in ("gross", "refunds")]
+    assert money and all(isinstance(value, str) for value in money)
+    assert all(re.fullmatch(r"-?\d+\.\d\d", value) for value in money), money
 
 
 def test_unfiltered_figures_are_the_answers(shop: Shop) -> None:
@@ -100,3 +140,54 @@ def test_the_server_serves_only_its_own_files(served: str) -> None:
     status, body = get(served + "api/data?date_to=yesterday")
     assert status == 400
     assert json.loads(body) == {"error": "date_to='yesterday' is not a YYYY-MM-DD date"}
+
+
+def test_freshness_comes_from_gold_alone(served: str, shop: Shop) -> None:
+    """The snapshot's freshness reads gold.pipeline_freshness, a view over Bronze, so a
+    reader with no Bronze privilege (REPORTER on Snowflake) gets it."""
+    con = duckdb.connect(str(shop.warehouse), read_only=True)
+    try:
+        live = dict(
+            con.execute("select bronze_table, bronze_rows from gold.pipeline_freshness").fetchall()
+        )
+        counted = {
+            table: con.execute(f"select count(*) from bronze.{table}").fetchone()[0]  # type: ignore[index]
+            for table in live
+        }
+    finally:
+        con.close()
+    assert live == counted
+    assert set(live) == {
+        "order_events",
+        "payment_events",
+        "shipment_events",
+        "customers",
+        "products",
+    }
+    meta = json.loads(get(served + "api/data")[1])["meta"]
+    assert meta["bronze_ingested_through"] is not None
+
+
+class GoldOnly:
+    """A warehouse as the reporting role sees it: any query naming Bronze is refused."""
+
+    def __init__(self, inner: Warehouse) -> None:
+        self.inner = inner
+        self.queries: list[str] = []
+
+    def tables(self, schema: str) -> set[str]:
+        assert schema == "gold", schema
+        return self.inner.tables(schema)
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        assert not re.search(r"\bbronze\s*\.", sql, re.IGNORECASE), sql
+        self.queries.append(sql)
+        return self.inner.query(sql, params)
+
+
+def test_status_reads_no_bronze(shop: Shop) -> None:
+    with open_warehouse(shop.warehouse, read_only=True) as wh:
+        reader = GoldOnly(wh)
+        status = status_of(reader)  # type: ignore[arg-type]
+    assert status.built_at is not None and status.freshness_known
+    assert any("gold.pipeline_freshness" in sql for sql in reader.queries)

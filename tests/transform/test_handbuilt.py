@@ -276,8 +276,8 @@ def test_exact_answers(handbuilt: Path) -> None:
 def test_answers_json_on_the_command_line(handbuilt: Path) -> None:
     result = run_cli("answers", "--json", warehouse=handbuilt)
     answers = json.loads(result.stdout)  # stdout is pure JSON
-    assert answers["top_products"][0]["revenue"] == 125.0
-    assert answers["revenue"]["gross"] == 157.02
+    assert answers["top_products"][0]["revenue"] == "125.00"  # money is exact decimal text
+    assert answers["revenue"]["gross"] == "157.02"
 
 
 def test_gold_keeps_exact_amounts(handbuilt: Path) -> None:

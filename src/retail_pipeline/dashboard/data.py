@@ -13,21 +13,21 @@ the orders counted (see docs/dashboard.md for what each filter means).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from retail_pipeline.errors import PipelineError
+from retail_pipeline.errors import PipelineError, printable
 from retail_pipeline.transform.answers import (
     LEAD_TIME_SEGMENTS,
     TOP_PRODUCTS,
     GoldStatus,
+    money_text,
     revenue_answer,
     status_of,
 )
@@ -35,6 +35,8 @@ from retail_pipeline.warehouse import Warehouse, open_warehouse
 
 STATUSES = ("CREATED", "PAYMENT_FAILED", "PAID", "SHIPPED", "DELIVERED", "REFUNDED", "CANCELED")
 HISTOGRAM_BINS = 30
+MAX_FILTER_CHARS = 200
+"""The longest filter value accepted (names and codes are far shorter)."""
 
 _TEXT = pa.string()
 _FLAG = pa.bool_()
@@ -87,13 +89,27 @@ class Filters:
     carrier: str | None = None
 
     @classmethod
-    def parse(cls, params: dict[str, str]) -> Filters:
-        """Filters from query parameters (empty values mean "all"); a bad date is an error."""
+    def parse(cls, params: Mapping[str, str]) -> Filters:
+        """Filters from query parameters (empty values mean "all").
+
+        An unknown name, a bad date, an overlong value or one holding a control character is
+        an error naming the parameter (the server answers it with a 400)."""
+        known = {spec.name for spec in fields(cls)}
+        unknown = sorted(name for name in params if name not in known)
+        if unknown:
+            raise PipelineError(
+                f"unknown filter {printable(unknown[0][:MAX_FILTER_CHARS])!r}"
+                f" (filters: {', '.join(sorted(known))})"
+            )
         values: dict[str, Any] = {}
         for spec in fields(cls):
             raw = params.get(spec.name, "").strip()
             if not raw:
                 continue
+            if len(raw) > MAX_FILTER_CHARS:
+                raise PipelineError(f"{spec.name} is longer than {MAX_FILTER_CHARS} characters")
+            if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in raw):
+                raise PipelineError(f"{spec.name} holds a control character")
             if spec.name.startswith("date_"):
                 try:
                     values[spec.name] = date.fromisoformat(raw)
@@ -144,6 +160,7 @@ class Snapshot:
             con.register("_snapshot", arrow)
             con.execute(f"create table {table} as select * from _snapshot")
             con.unregister("_snapshot")
+        _lock_down(con)
         return cls(con, status, currency, datetime.now(UTC), warehouse.describe())
 
     @contextmanager
@@ -214,6 +231,7 @@ class Snapshot:
             "snapshot_taken_at": _iso(self.taken_at),
             "gold_built_at": _iso(status.built_at),
             "events_ingested_through": _iso(status.events_ingested_through),
+            "bronze_ingested_through": _iso(status.bronze_ingested_through),
             "events_since_build": status.events_since,
             "reference_rows_since_build": status.reference_rows_since,
             "stale_warning": status.warning(),
@@ -223,6 +241,23 @@ class Snapshot:
     def close(self) -> None:
         """Drop the in-memory copy."""
         self.con.close()
+
+
+LOCKDOWN = (
+    "set enable_external_access = false",
+    "set autoload_known_extensions = false",
+    "set autoinstall_known_extensions = false",
+    "set allow_community_extensions = false",
+    "set lock_configuration = true",
+)
+"""Once Gold is copied in: no file, network, ATTACH or extension, and no setting can change."""
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    """Make the in-memory copy a closed box: even a query that reached it as text could read
+    and write nothing but its own tables (statements are constants; docs/dashboard.md)."""
+    for statement in LOCKDOWN:
+        con.execute(statement)
 
 
 def take_snapshot(
@@ -240,8 +275,12 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _scope(cur: duckdb.DuckDBPyConnection, filters: Filters) -> None:
-    """Temp views ``scoped_orders`` (the orders the attribute filters select, any date) and
-    ``dated_orders`` (those of them with an order date in the range)."""
+    """Temp tables ``scoped_orders`` (the orders the attribute filters select, any date),
+    ``dated_orders`` (those of them with an order date in the range) and ``dated_payments``
+    (their reporting-currency money movements dated in the range).
+
+    Every filter value is a bound parameter: the SQL text is made of constants only (the
+    tables are per cursor, so concurrent requests never see each other's)."""
     params: list[object] = []
     where: list[str] = []
     if filters.country is not None:
@@ -260,43 +299,27 @@ def _scope(cur: duckdb.DuckDBPyConnection, filters: Filters) -> None:
             " where items.order_id = orders.order_id and products.category = ?)"
         )
         params.append(filters.category)
-    condition = " and ".join(where) or "true"
-    # Views cannot take parameters: the values are inlined as SQL string literals.
-    inlined = condition
-    for value in params:
-        inlined = inlined.replace("?", _literal(str(value)), 1)
     cur.execute(
-        "create or replace temp view scoped_orders as select orders.* from fct_orders as orders"
+        "create or replace temp table scoped_orders as select orders.* from fct_orders as orders"
         " left join dim_customers as customers on orders.customer_id = customers.customer_id"
-        f" where {inlined}"
+        " where " + (" and ".join(where) or "true"),
+        params,
+    )
+    dates = [filters.date_from, filters.date_to]
+    cur.execute(
+        "create or replace temp table dated_orders as select * from scoped_orders"
+        " where ($1::date is null or order_date >= $1::date)"
+        " and ($2::date is null or order_date <= $2::date)",
+        dates,
     )
     cur.execute(
-        "create or replace temp view dated_orders as select * from scoped_orders"
-        f" where {_date_range('order_date', filters)}"
-    )
-    cur.execute(
-        "create or replace temp view dated_payments as select payments.* from fct_payments"
+        "create or replace temp table dated_payments as select payments.* from fct_payments"
         " as payments where payments.is_reporting_currency"
         " and payments.order_id in (select order_id from scoped_orders)"
-        f" and {_date_range('payments.movement_date', filters)}"
+        " and ($1::date is null or payments.movement_date >= $1::date)"
+        " and ($2::date is null or payments.movement_date <= $2::date)",
+        dates,
     )
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _date_range(column: str, filters: Filters) -> str:
-    parts = ["true"]
-    if filters.date_from is not None:
-        parts.append(f"{column} >= date '{filters.date_from.isoformat()}'")
-    if filters.date_to is not None:
-        parts.append(f"{column} <= date '{filters.date_to.isoformat()}'")
-    return " and ".join(parts)
-
-
-def _money(value: Decimal | None) -> float:
-    return float(value or 0)
 
 
 def _rate(part: int, whole: int) -> float:
@@ -353,23 +376,20 @@ def _revenue(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 
 
 def _top_products(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str, Any]]:
-    category = (
-        "" if filters.category is None else f" and products.category = {_literal(filters.category)}"
-    )
     rows = cur.execute(
         "with revenue as ("
         " select items.product_id, sum(items.quantity) as units, sum(items.line_amount) as exact"
         " from fct_order_items as items"
         " join dated_orders on items.order_id = dated_orders.order_id"
         " left join dim_products as products on items.product_id = products.product_id"
-        f" where items.is_revenue_eligible{category}"
+        " where items.is_revenue_eligible and ($1::varchar is null or products.category = $1)"
         " group by items.product_id)"
         " select revenue.product_id, products.product_name, products.category, revenue.units,"
         " cast(round(revenue.exact, 2) as decimal(38, 2))"
         " from revenue left join dim_products as products"
         " on revenue.product_id = products.product_id"
-        " order by revenue.exact desc, revenue.product_id limit ?",
-        [TOP_PRODUCTS],
+        " order by revenue.exact desc, revenue.product_id limit $2",
+        [filters.category, TOP_PRODUCTS],
     ).fetchall()
     return [
         {
@@ -377,7 +397,7 @@ def _top_products(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict
             "product_name": name,
             "category": category_name,
             "units": int(units),
-            "revenue": _money(revenue),
+            "revenue": money_text(revenue),
         }
         for product_id, name, category_name, units, revenue in rows
     ]

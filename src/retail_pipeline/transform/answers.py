@@ -1,8 +1,10 @@
 """The six answers of docs/metrics.md, read from the Gold layer, and how fresh Gold is.
 
-:func:`read_answers` returns exactly the JSON shape of docs/metrics.md (the shape of the
-simulator's ``truth.json``); :func:`format_answers` renders the same answers as tables.
-:func:`gold_status` says when Gold was built and whether Bronze has grown since (stale answers).
+:func:`read_answers` returns exactly the JSON shape of docs/metrics.md (money as exact decimal
+text, e.g. ``"90071992547409.93"``; the simulator's ``truth.json`` has the same shape with money
+as numbers, and ``compare_with_truth`` compares them as decimals); :func:`format_answers`
+renders the same answers as tables. :func:`gold_status` says when Gold was built and whether
+Bronze has grown since (stale answers), from Gold alone.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from rich.console import Console, Group
@@ -36,13 +38,20 @@ GOLD_TABLES = (
 )
 
 
-def _money(value: Decimal | None) -> float:
+CENT = Decimal("0.01")
+_MONEY_CONTEXT = Context(prec=80)
+"""Wide enough for any DECIMAL(38, s): money text is never rounded by the context."""
+
+
+def money_text(value: Decimal | int | None) -> str:
     """A money figure as reported: Gold rounds to cents (half away from zero) exactly once;
-    here the exact decimal only becomes the nearest float for JSON."""
+    here the exact decimal becomes its exact text, e.g. ``"90071992547409.93"`` (never a
+    binary float, which would print ``…94`` or ``1e+16``)."""
     cents = Decimal(value or 0)
-    if cents != cents.quantize(Decimal("0.01")):
+    if not cents.is_finite() or cents != cents.quantize(CENT, context=_MONEY_CONTEXT):
         raise PipelineError(f"Gold holds a money figure that is not in cents: {cents}")
-    return float(cents)
+    text = f"{cents.quantize(CENT, context=_MONEY_CONTEXT):f}"
+    return "0.00" if text == "-0.00" else text
 
 
 def revenue_answer(by_day: Sequence[Sequence[Any]]) -> dict[str, Any]:
@@ -52,15 +61,15 @@ def revenue_answer(by_day: Sequence[Sequence[Any]]) -> dict[str, Any]:
     gross = sum((row[1] for row in by_day), Decimal(0))
     refunds = sum((row[2] for row in by_day), Decimal(0))
     return {
-        "gross": _money(gross),
-        "refunds": _money(refunds),
-        "net": _money(gross - refunds),
+        "gross": money_text(gross),
+        "refunds": money_text(refunds),
+        "net": money_text(gross - refunds),
         "by_day": [
             {
                 "date": day.isoformat(),
-                "gross": _money(day_gross),
-                "refunds": _money(day_refunds),
-                "net": _money(day_net),
+                "gross": money_text(day_gross),
+                "refunds": money_text(day_refunds),
+                "net": money_text(day_net),
             }
             for day, day_gross, day_refunds, day_net in by_day
         ],
@@ -90,7 +99,8 @@ def read_answers(
     as for ``run_transform``).
 
     Lists are sorted by date; money is in the reporting currency (dbt var
-    ``reporting_currency``), summed exactly and rounded to cents once; rates are fractions;
+    ``reporting_currency``), summed exactly, rounded to cents once and given as exact decimal
+    text (``"1234.50"``: JSON numbers are binary floats to most readers); rates are fractions;
     lead-time statistics of an empty segment are ``None``.
     """
     with _gold(warehouse, target) as gold:
@@ -129,7 +139,7 @@ def read_answers(
                 "product_name": name,
                 "category": category,
                 "units": int(units),
-                "revenue": _money(revenue),
+                "revenue": money_text(revenue),
             }
             for product_id, name, category, units, revenue in gold.query(
                 "select product_id, product_name, category, units_sold, revenue"
@@ -166,13 +176,14 @@ def read_answers(
     }
 
 
-BRONZE_EVENT_TABLES = ("order_events", "payment_events", "shipment_events")
-BRONZE_REFERENCE_TABLES = ("customers", "products")
+FRESHNESS_VIEW = "pipeline_freshness"
+"""The Gold view of Bronze's row counts and newest ``_ingested_at`` (read live)."""
 
 
 @dataclass(frozen=True)
 class GoldStatus:
-    """When Gold was last built and how much Bronze has arrived since (``gold.build_info``)."""
+    """When Gold was last built and how much Bronze has arrived since (``gold.build_info``
+    against the live view ``gold.pipeline_freshness``: Gold alone, no Bronze privilege)."""
 
     built_at: datetime | None
     """When the last successful build wrote Gold (UTC); None if Gold has no build_info."""
@@ -182,6 +193,11 @@ class GoldStatus:
     """Bronze event rows (duplicate deliveries included) ingested after that build."""
     reference_rows_since: int
     """Reference snapshot rows (customers, products) ingested after that build."""
+    bronze_ingested_through: datetime | None = None
+    """Newest ``_ingested_at`` in Bronze now (events and reference rows)."""
+    freshness_known: bool = True
+    """False when ``gold.pipeline_freshness`` is missing (Gold built by an older version) or
+    cannot be read."""
 
     @property
     def is_stale(self) -> bool:
@@ -204,6 +220,12 @@ class GoldStatus:
         if self.built_at is None:
             return (
                 "warning: Gold has no gold.build_info (its last build failed or predates it);"
+                " run `retail-pipeline transform`"
+            )
+        if not self.freshness_known:
+            return (
+                f"warning: Gold was built at {_utc(self.built_at)}; gold.{FRESHNESS_VIEW} is"
+                " missing or unreadable, so whether Bronze has grown since is unknown;"
                 " run `retail-pipeline transform`"
             )
         if not self.is_stale:
@@ -239,7 +261,8 @@ def gold_status(
     """When Gold was last built, and how many Bronze rows were ingested after that build.
 
     Compares the Bronze row counts recorded in ``gold.build_info`` by the last successful
-    build with Bronze now (Bronze is append-only, so a larger count means rows the answers do
+    build with Bronze now, as the live view ``gold.pipeline_freshness`` counts it (Bronze is
+    append-only, so a larger count means rows the answers do
     not include yet, even rows whose batch was stamped before the build).
     """
     with _gold(warehouse, target) as gold:
@@ -247,8 +270,12 @@ def gold_status(
 
 
 def status_of(gold: Warehouse) -> GoldStatus:
-    """:func:`gold_status` of a warehouse already open (e.g. by the dashboard's snapshot)."""
-    if "build_info" not in gold.tables("gold"):
+    """:func:`gold_status` of a warehouse already open (e.g. by the dashboard's snapshot).
+
+    Reads Gold only (``build_info`` and the view ``pipeline_freshness``), so the reporting
+    role, which has no privilege on Bronze, can run it."""
+    present = gold.tables("gold")
+    if "build_info" not in present:
         return GoldStatus(None, None, 0, 0)
     rows = gold.query(
         "select built_at, events_ingested_through, bronze_event_rows, bronze_reference_rows"
@@ -257,18 +284,37 @@ def status_of(gold: Warehouse) -> GoldStatus:
     if not rows:
         return GoldStatus(None, None, 0, 0)
     built_at, through, event_rows, reference_rows = rows[0]
-
-    def count(tables: tuple[str, ...]) -> int:
-        query = " + ".join(f"(select count(*) from bronze.{table})" for table in tables)
-        [(total,)] = gold.query(f"select {query}")
-        return int(total)
-
+    if FRESHNESS_VIEW not in present:
+        return GoldStatus(
+            _utc_datetime(built_at), _utc_datetime(through), 0, 0, freshness_known=False
+        )
+    try:
+        live = gold.query(
+            "select bronze_kind, bronze_rows, last_ingested_at from gold.pipeline_freshness"
+        )
+    except Exception:  # a view Bronze no longer matches: freshness unknown, answers still read
+        return GoldStatus(
+            _utc_datetime(built_at), _utc_datetime(through), 0, 0, freshness_known=False
+        )
+    now: dict[str, int] = {"events": 0, "reference": 0}
+    newest: datetime | None = None
+    for kind, count, last in live:
+        now[str(kind)] = now.get(str(kind), 0) + int(count)
+        stamp = _utc_datetime(last)
+        if stamp is not None and (newest is None or stamp > newest):
+            newest = stamp
     return GoldStatus(
         built_at=_utc_datetime(built_at),
         events_ingested_through=_utc_datetime(through),
-        events_since=max(0, count(BRONZE_EVENT_TABLES) - int(event_rows)),
-        reference_rows_since=max(0, count(BRONZE_REFERENCE_TABLES) - int(reference_rows)),
+        events_since=max(0, now["events"] - int(event_rows)),
+        reference_rows_since=max(0, now["reference"] - int(reference_rows)),
+        bronze_ingested_through=newest,
     )
+
+
+def _money_cell(text: str) -> str:
+    """Money text from the answers with thousands separators, exactly (no float)."""
+    return f"{Decimal(text):,.2f}"
 
 
 def _percent(rate: float) -> str:
@@ -293,15 +339,15 @@ def _tables(answers: Mapping[str, Any]) -> list[Table | Text]:
         daily.add_column(header, justify="left" if header == "date" else "right")
     for day in days:
         conv = conversion.get(day)
-        rev = revenue.get(day, {"gross": 0.0, "refunds": 0.0, "net": 0.0})
+        rev = revenue.get(day, {"gross": "0.00", "refunds": "0.00", "net": "0.00"})
         daily.add_row(
             day,
             f"{orders.get(day, 0):,}",
             f"{conv['converted']:,}" if conv else "-",
             _percent(conv["rate"]) if conv else "-",
-            f"{rev['gross']:,.2f}",
-            f"{rev['refunds']:,.2f}",
-            f"{rev['net']:,.2f}",
+            _money_cell(rev["gross"]),
+            _money_cell(rev["refunds"]),
+            _money_cell(rev["net"]),
         )
     total_orders = answers["cancel_refund"]["orders"]
     money = answers["revenue"]
@@ -311,9 +357,9 @@ def _tables(answers: Mapping[str, Any]) -> list[Table | Text]:
         f"{total_orders:,}",
         f"{sum(row['converted'] for row in conversion.values()):,}",
         _percent(answers["conversion_rate"]["overall"]),
-        f"{money['gross']:,.2f}",
-        f"{money['refunds']:,.2f}",
-        f"{money['net']:,.2f}",
+        _money_cell(money["gross"]),
+        _money_cell(money["refunds"]),
+        _money_cell(money["net"]),
         style="bold",
     )
 
@@ -334,7 +380,7 @@ def _tables(answers: Mapping[str, Any]) -> list[Table | Text]:
             Text(row["product_name"] or "?"),
             Text(row["category"] or "?"),
             f"{row['units']:,}",
-            f"{row['revenue']:,.2f}",
+            _money_cell(row["revenue"]),
         )
 
     rates = answers["cancel_refund"]
