@@ -204,21 +204,31 @@ class Result:
     last_line: str
 
 
+_MEASURE = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+_, status, usage = os.wait4(pid, 0)
+print("peak-rss-kib=" + str(usage.ru_maxrss), flush=True)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+"""The command runs as a grandchild of this small process: Linux carries a process's peak RSS
+across exec, so a command started straight from a bigger process would report that size."""
+
+
 def run(argv: list[str], warehouse: Path, env: dict[str, str] | None = None) -> Result:
     """Run ``retail-pipeline argv`` in a child process; its peak RSS from ``wait4``."""
-    cmd = [sys.executable, "-m", "retail_pipeline.cli", *argv, "--warehouse", str(warehouse)]
+    cmd = [sys.executable, "-c", _MEASURE, "-m", "retail_pipeline.cli", *argv]
+    cmd += ["--warehouse", str(warehouse)]
     started = time.perf_counter()
-    with tempfile.TemporaryFile() as output:
-        child = subprocess.Popen(
-            cmd, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        seconds = time.perf_counter() - started
-        output.seek(0)
-        lines = output.read().decode("utf-8", "replace").strip().splitlines()
+    done = subprocess.run(cmd, capture_output=True, env={**os.environ, **(env or {})}, check=False)
+    seconds = time.perf_counter() - started
+    text = (done.stdout + done.stderr).decode("utf-8", "replace")
+    head, _, peak = text.rpartition("peak-rss-kib=")
+    lines = head.strip().splitlines()
     last = lines[-1] if lines else ""
-    return Result(usage.ru_maxrss / 1024, child.returncode, seconds, last[:110])
+    return Result(int(peak.split()[0]) / 1024, done.returncode, seconds, last[:110])
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ from retail_pipeline.warehouse.base import LoadRecord, ReferenceBatch, Warehouse
 
 SNAPSHOT_READ_BYTES = 8 << 20
 """Bytes of a snapshot file read at a time."""
-VALIDATE_BYTES = 16 << 20
+VALIDATE_BYTES = 4 << 20
 """Bytes of records validated at a time (the snapshot is still written in one transaction)."""
 
 _SKIP = re.compile(rb'(?:[^"\[\]{}]++|"(?:[^"\\]++|\\.)*+")*+', re.S)
