@@ -188,9 +188,9 @@ def test_the_lock_check_refuses_a_planted_mistake(text: str, error: str) -> None
 
 def test_dev_lock_covers_pyproject_and_the_dev_extras() -> None:
     pins = lock("dev.lock")
-    assert coverage_problems(pins, requirements_of({"dev"})) == []
+    assert coverage_problems(pins, requirements_of({"dev"})) == [], "run `make lock`"
     every_extra = set(PYPROJECT["project"]["optional-dependencies"])
-    assert coverage_problems(pins, requirements_of(every_extra)) == []
+    assert coverage_problems(pins, requirements_of(every_extra)) == [], "run `make lock`"
     # the check itself: a requirement the lock misses, and one it pins outside the range
     planted = [Requirement("left-pad==1.0"), Requirement("rich<13")]
     assert coverage_problems(pins, planted) == [
