@@ -167,7 +167,9 @@ def test_generate_load_ingest_counts(tmp_path: Path) -> None:
         assert m["path"] == str(expected[m["entity"]])
 
     lines = ok(cli("load-batch", "--customers", customers, warehouse=warehouse, cwd=tmp_path))
-    assert lines == [f"customers: {customers} already loaded (same content), skipped"]
+    assert lines == [
+        f"customers: {customers} already loaded (the same content as the latest snapshot), skipped"
+    ]
 
     event_lines = message_lines(events)
     lines = ok(

@@ -29,6 +29,7 @@ from retail_pipeline.events.simulator import FaultRates, generate
 from retail_pipeline.events.truth import ANSWER_NAMES, compare_with_truth
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files
+from retail_pipeline.settings import utf8_path
 from retail_pipeline.transform import NodeProgress, read_answers, run_transform
 from retail_pipeline.warehouse import Warehouse, open_warehouse
 
@@ -160,6 +161,8 @@ def run_demo(
         raise PipelineError(f"unknown target {target!r}: expected duckdb or snowflake")
     if target == "snowflake" and warehouse is not None:
         raise PipelineError("--warehouse names a DuckDB file; the snowflake demo has none")
+    if target == "duckdb":  # a path DuckDB cannot open is refused before anything is written
+        utf8_path(warehouse if warehouse is not None else workdir / WAREHOUSE_NAME, "warehouse")
     sim = workdir / "sim"
     echo(f"simulating {days} days x {orders_per_day} orders/day into {sim} (seed {seed})")
     summary = generate(
