@@ -323,18 +323,14 @@ class ApiSource:
                     ) from None
             except _Retry as exc:
                 last, wait = str(exc), exc.wait
-            left = end - time.monotonic()
-            if left <= 0:
-                raise PipelineError(
-                    f"{url}: no whole page within {self.deadline:g} s (RETAIL_SOURCE_TIMEOUT;"
-                    f" {attempt} attempt{'s' if attempt > 1 else ''}): {last}"
-                )
             if attempt >= self.retry.attempts:
                 raise PipelineError(f"{url}: gave up after {attempt} attempts: {last}")
-            if not self.retry.pause(attempt, wait, left):
+            left = end - time.monotonic()
+            if left <= 0 or not self.retry.pause(attempt, wait, left):
+                tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
                 raise PipelineError(
-                    f"{url}: gave up after {attempt} attempts (the next would start past the"
-                    f" {self.deadline:g} s deadline, RETAIL_SOURCE_TIMEOUT): {last}"
+                    f"{url}: no whole page within {self.deadline:g} s (RETAIL_SOURCE_TIMEOUT;"
+                    f" {tries}): {last}"
                 )
 
     def _get(self, url: str, end: float) -> bytes:
@@ -357,14 +353,23 @@ class ApiSource:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         expired = threading.Event()
-        watchdog = threading.Timer(left, _cut, (connection, expired))
+        sockets: list[socket.socket] = []
+        watchdog = threading.Timer(left, _cut, (sockets, expired))
         watchdog.daemon = True
         watchdog.start()
         try:
+            connection.connect()
+            if connection.sock is not None:  # the response keeps it after the connection
+                sockets.append(connection.sock)
             connection.request("GET", f"{parts.path}?{parts.query}", headers=headers)
             response = connection.getresponse()
             self._check_status(url, response)
-            return self._body(response)
+            body = self._body(response)
+            if expired.is_set():  # the cut socket looked like the body's end
+                raise OSError("deadline")
+            if response.length:
+                raise _Retry(f"answer cut short ({response.length:,} bytes missing)")
+            return body
         except ssl.SSLCertVerificationError as exc:
             raise PipelineError(
                 f"{url}: TLS certificate not trusted ({_outside(exc.verify_message)})"
@@ -382,7 +387,7 @@ class ApiSource:
             ) from None
         except (http.client.HTTPException, TimeoutError, OSError) as exc:
             if expired.is_set():
-                raise _Retry(f"no whole page within {self.deadline:g} s") from None
+                raise _Retry("the answer was still arriving") from None
             if isinstance(exc, TimeoutError):
                 raise _Retry(f"no answer within {timeout:g} s") from None
             if isinstance(exc, http.client.HTTPException):  # a body cut short, a bad status
@@ -425,10 +430,9 @@ class ApiSource:
         return b"".join(blocks)
 
 
-def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
+def _cut(sockets: list[socket.socket], expired: threading.Event) -> None:
     """The deadline passed: end the connection, whatever it is waiting for."""
     expired.set()
-    sock = connection.sock
-    if sock is not None:
+    for sock in sockets:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)

@@ -86,6 +86,13 @@ def _first(row: tuple[Any, ...] | None) -> Any:
     return row[0]
 
 
+def _primary(exc: Exception) -> str:
+    """A driver error's own message, without the statement text the server quotes."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    return str(primary or exc)
+
+
 def _driver() -> Any:
     try:
         import psycopg
@@ -284,6 +291,8 @@ class PostgresSource:
         self.connect_timeout = connect_timeout
         self.retry = retry
         self._con: psycopg.Connection[Any] | None = None
+        self._end = 0.0
+        """When the call in progress must end (monotonic)."""
 
     def _say(self, text: str) -> str:
         """Text for a message: the DSN's password masked in any form, on one line."""
@@ -450,6 +459,13 @@ class PostgresSource:
         server-side cursor; with whether rows follow and the last row's order values."""
         with con.transaction():
             con.execute("set transaction isolation level repeatable read, read only")
+            # this attempt's share of the deadline; a lock wait ends first, so it is named
+            left = max(2, round((self._end - time.monotonic()) * 1000))
+            con.execute(
+                "select set_config('statement_timeout', %(s)s, true),"
+                " set_config('lock_timeout', %(l)s, true)",
+                {"s": str(left), "l": str(max(1, left - 250))},
+            )
             heads = con.execute(sizes, given).fetchall()
             if not heads:
                 return [], False, None
@@ -514,7 +530,7 @@ class PostgresSource:
         deadline."""
         psycopg = self._psycopg
         where = f"postgresql://{self.name}" + (f"/{entity}" if entity != "source" else "")
-        end = time.monotonic() + self.deadline
+        end = self._end = time.monotonic() + self.deadline
         last = ""
         attempt = 0
         while True:
@@ -534,18 +550,14 @@ class PostgresSource:
             except psycopg.Error as exc:
                 self.close()
                 if not transient(exc):
-                    raise PipelineError(f"{where}: {self._say(str(exc))}") from None
-                last = self._say(str(exc)) or "connection lost"
-            left = end - time.monotonic()
-            if left <= 0:
-                raise PipelineError(
-                    f"{where}: no answer within {self.deadline:g} s (RETAIL_SOURCE_TIMEOUT;"
-                    f" {attempt} attempt{'s' if attempt > 1 else ''}): {last}"
-                )
+                    raise PipelineError(f"{where}: {self._say(_primary(exc))}") from None
+                last = self._say(_primary(exc)) or "connection lost"
             if attempt >= self.retry.attempts:
                 raise PipelineError(f"{where}: gave up after {attempt} attempts: {last}")
-            if not self.retry.pause(attempt, None, left):
+            left = end - time.monotonic()
+            if left <= 0 or not self.retry.pause(attempt, None, left):
+                tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
                 raise PipelineError(
-                    f"{where}: gave up after {attempt} attempts (the next would start past the"
-                    f" {self.deadline:g} s deadline, RETAIL_SOURCE_TIMEOUT): {last}"
+                    f"{where}: no answer within {self.deadline:g} s (RETAIL_SOURCE_TIMEOUT;"
+                    f" {tries}): {last}"
                 )
