@@ -168,7 +168,9 @@ def test_a_reverted_snapshot_is_applied_and_a_resend_of_the_latest_is_not(
     assert not load_reference(warehouse, "customers", a).skipped
     assert not load_reference(warehouse, "customers", b).skipped
     assert load_reference(warehouse, "customers", b).skipped  # a re-send of the latest
-    revert = load_reference(warehouse, "customers", a)
+    assert load_reference(warehouse, "customers", a).skipped  # a file already loaded as it is
+    reverted = customers(tmp_path / "a-again.json", {"C-1": "Ann", "C-2": "Bob"})
+    revert = load_reference(warehouse, "customers", reverted)
     assert not revert.skipped
     assert (revert.read, revert.loaded) == (2, 2)
     # The latest word about C-1 in Bronze (what Silver's SCD2 orders by) is "Ann" again.
@@ -180,8 +182,8 @@ def test_a_reverted_snapshot_is_applied_and_a_resend_of_the_latest_is_not(
     loads = warehouse.con.execute(
         "select source from bronze._loads where kind = 'customers' order by finished_at, load_id"
     ).fetchall()
-    assert [Path(s).name for (s,) in loads] == ["a.json", "b.json", "a.json"]
-    assert load_reference(warehouse, "customers", a).skipped
+    assert [Path(s).name for (s,) in loads] == ["a.json", "b.json", "a-again.json"]
+    assert load_reference(warehouse, "customers", reverted).skipped
 
 
 @pytest.mark.parametrize("name", [b"ev\xff.ndjson", b"ev\\x41\xfe.ndjson"])
@@ -229,3 +231,25 @@ def test_a_snapshot_name_that_is_not_utf8_loads(tmp_path: Path) -> None:
     with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
         [(stored,)] = con.execute("select _source_file from bronze.customers").fetchall()
     assert stored.endswith("/cust\\xff.json")
+
+
+def test_a_landing_folder_read_again_loads_nothing_but_a_new_file_with_old_content_does(
+    warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    """The batch DAG reads every dated snapshot folder each run: a file already loaded as it is
+    is a re-send, not a revert; a new day whose content equals an older day's is a revert."""
+    days = [tmp_path / f"2026-01-0{n}" for n in (1, 2, 3)]
+    for day in days:
+        day.mkdir()
+    one = customers(days[0] / "customers.json", {"C-1": "Ann"})
+    two = customers(days[1] / "customers.json", {"C-1": "Ann Smith"})
+    assert not load_reference(warehouse, "customers", one).skipped
+    assert not load_reference(warehouse, "customers", two).skipped
+    assert load_reference(warehouse, "customers", one).skipped  # the folder read again
+    assert load_reference(warehouse, "customers", two).skipped
+    three = customers(days[2] / "customers.json", {"C-1": "Ann"})  # day 3 reverts day 2
+    assert not load_reference(warehouse, "customers", three).skipped
+    for path in (one, two, three):
+        assert load_reference(warehouse, "customers", path).skipped
+    (count,) = warehouse.con.execute("select count(*) from bronze._loads").fetchone() or (0,)
+    assert count == 3

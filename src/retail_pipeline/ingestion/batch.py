@@ -521,12 +521,13 @@ def _staged(entity: str, block: list[Item], source: str, limit: int) -> tuple[pa
 
 
 def load_snapshot(warehouse: Warehouse, snapshot: Snapshot) -> BatchSummary:
-    """Append a snapshot read by :func:`read_snapshot`, unless it is the latest snapshot of its
-    entity already (the same content loaded last: a re-send); an older content (a revert) is
-    loaded again, so that it becomes the latest word."""
+    """Append a snapshot read by :func:`read_snapshot`, unless it is a re-send: the content of
+    its entity's latest load, or of the latest load from the same file (a landing folder read
+    again). An older snapshot's content arriving again (a revert: a new file, or a file changed
+    back) is loaded again, so that it becomes the latest word."""
     entity, file, content_hash = snapshot.entity, snapshot.path, snapshot.content_hash
     source = path_text(file.resolve())
-    if warehouse.has_reference_load(entity, content_hash):
+    if warehouse.has_reference_load(entity, content_hash, source):
         return BatchSummary(entity, file, snapshot.size, 0, 0, True)
     limit = max_record_bytes()
     parts = [_staged(entity, block, source, limit) for block in _blocks(_checked_scan(snapshot))]

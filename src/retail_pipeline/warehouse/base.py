@@ -136,6 +136,19 @@ class ReferenceBatch:
     """False for a run that read nothing: its position moves, ``bronze._loads`` gets no row."""
 
 
+LATEST_CONTENT = """
+select coalesce((
+    select content_hash = ? from {loads} where kind = ?
+    order by finished_at desc, load_id desc limit 1
+), false) or coalesce((
+    select content_hash = ? from {loads} where kind = ? and source = ?
+    order by finished_at desc, load_id desc limit 1
+), false)
+"""
+"""Whether a snapshot's content is the latest of its entity, or of its file (parameters: hash,
+entity, hash, entity, source); ``{loads}`` is the ``_loads`` table's qualified name."""
+
+
 class Closing:
     """``with`` support for a warehouse implementation: leaving the block closes it."""
 
@@ -187,9 +200,11 @@ class Warehouse(Protocol):
         """Every stored position, ordered by source and partition."""
         ...
 
-    def has_reference_load(self, entity: str, content_hash: str) -> bool:
-        """True when the latest load of ``entity`` was a snapshot with this content (a re-send
-        of it is a no-op; an older snapshot's content, a revert, is loaded again)."""
+    def has_reference_load(self, entity: str, content_hash: str, source: str = "") -> bool:
+        """True when the latest load of ``entity``, or the latest load from ``source`` (a
+        snapshot file's path), was a snapshot with this content: a re-send of the latest
+        snapshot, or of a file already loaded as it is, is a no-op; an older snapshot's content
+        arriving again (a revert) is loaded again."""
         ...
 
     def write_reference(self, batch: ReferenceBatch) -> None:

@@ -20,6 +20,7 @@ from retail_pipeline.settings import settings, utf8_path
 from retail_pipeline.warehouse.base import (
     BRONZE_TABLES,
     EVENT_TABLES,
+    LATEST_CONTENT,
     SCHEMA_VERSION,
     Closing,
     EventBatch,
@@ -365,13 +366,13 @@ class DuckDBWarehouse(Closing):
             ).fetchall()
         return [Position(*row) for row in rows]
 
-    def has_reference_load(self, entity: str, content_hash: str) -> bool:
-        """True when the latest load of ``entity`` was a snapshot with this content."""
+    def has_reference_load(self, entity: str, content_hash: str, source: str = "") -> bool:
+        """True when the latest load of ``entity``, or the latest from ``source``, was a
+        snapshot with this content."""
         with self._session() as con:
             row = con.execute(
-                "select content_hash = ? from bronze._loads where kind = ?"
-                " order by finished_at desc, load_id desc limit 1",
-                [content_hash, entity],
+                LATEST_CONTENT.format(loads="bronze._loads"),
+                [content_hash, entity, content_hash, entity, source],
             ).fetchone()
         return bool(row and row[0])
 

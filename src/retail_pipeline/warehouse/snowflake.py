@@ -37,6 +37,7 @@ from retail_pipeline.errors import WarehouseError
 from retail_pipeline.warehouse.base import (
     BRONZE_TABLES,
     EVENT_TABLES,
+    LATEST_CONTENT,
     SCHEMA_VERSION,
     Closing,
     EventBatch,
@@ -602,12 +603,12 @@ class SnowflakeWarehouse(Closing):
             for source, part, offset, line, fingerprint in rows
         ]
 
-    def has_reference_load(self, entity: str, content_hash: str) -> bool:
-        """True when the latest load of ``entity`` was a snapshot with this content."""
+    def has_reference_load(self, entity: str, content_hash: str, source: str = "") -> bool:
+        """True when the latest load of ``entity``, or the latest from ``source``, was a
+        snapshot with this content."""
         rows = self.query(
-            f"select content_hash = ? from {self.bronze}._loads where kind = ?"
-            " order by finished_at desc, load_id desc limit 1",
-            [content_hash, entity],
+            LATEST_CONTENT.format(loads=f"{self.bronze}._loads"),
+            [content_hash, entity, content_hash, entity, source],
         )
         return bool(rows and rows[0][0])
 
