@@ -181,12 +181,12 @@ def expected_answers() -> dict[str, Any]:
     return {
         "orders_per_day": [{"date": DAY, "orders": 7}],
         "revenue": {
-            "gross": 157.02,
-            "refunds": 30.0,
-            "net": 127.02,
+            "gross": "157.02",  # money is exact decimal text (docs/metrics.md)
+            "refunds": "30.00",
+            "net": "127.02",
             "by_day": [
-                {"date": DAY, "gross": 157.02, "refunds": 0.0, "net": 157.02},
-                {"date": NEXT_DAY, "gross": 0.0, "refunds": 30.0, "net": -30.0},
+                {"date": DAY, "gross": "157.02", "refunds": "0.00", "net": "157.02"},
+                {"date": NEXT_DAY, "gross": "0.00", "refunds": "30.00", "net": "-30.00"},
             ],
         },
         "conversion_rate": {
@@ -199,28 +199,28 @@ def expected_answers() -> dict[str, Any]:
                 "product_name": "Eighth Widget",
                 "category": "Widgets",
                 "units": 1000,
-                "revenue": 125.0,
+                "revenue": "125.00",
             },
             {
                 "product_id": "p_usd",
                 "product_name": "Dollar Lamp",
                 "category": "Home",
                 "units": 1,
-                "revenue": 50.0,
+                "revenue": "50.00",
             },
             {
                 "product_id": "p_half_up",
                 "product_name": "Two-oh-five Nut",
                 "category": "Hardware",
                 "units": 1,
-                "revenue": 2.01,
+                "revenue": "2.01",
             },
             {
                 "product_id": "p_half",
                 "product_name": "Half-cent Screw",
                 "category": "Hardware",
                 "units": 2,
-                "revenue": 0.01,
+                "revenue": "0.01",
             },
         ],
         "cancel_refund": {
