@@ -196,6 +196,76 @@ def _deep_snapshot(tmp: Path) -> Iterator[list[str]]:
     yield ["load-batch", "--customers", str(path)]
 
 
+@case("api-page", "a 150 MB page from an HTTP API (asked again in halves, then loaded)")
+def _api_page(tmp: Path) -> Iterator[list[str]]:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    def page(limit: int) -> Iterator[bytes]:
+        yield b'{"data":['
+        for i in range(limit):
+            record = orjson.loads(customer(i)) | {
+                "customer_id": f"C{i:05d}",
+                "name": "x" * 300_000,
+                "updated_at": f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z",
+            }
+            yield (b"," if i else b"") + orjson.dumps(record)
+        yield b'],"next_cursor":null}'
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def do_GET(self) -> None:
+            limit = int(self.path.split("limit=")[1].split("&")[0])
+            self.send_response(200)
+            self.end_headers()  # no Content-Length: read until the connection ends
+            try:
+                for part in page(limit):
+                    self.wfile.write(part)
+            except OSError:
+                pass  # the loader stopped reading at its page limit
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        yield ["load-batch", "--api", url, "--entity", "customers", "--lag", "0"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@case("postgres-text", "192 MB of Postgres text: 60 rows of 3 MB, 3 rows of 4 MB over the cap")
+def _postgres_text(tmp: Path) -> Iterator[list[str]]:
+    import socket
+
+    import psycopg
+
+    from retail_pipeline.sources.postgres import LocalPostgres
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = LocalPostgres(tmp / "postgres", port=port)
+    dsn = server.start()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as con:
+            con.execute(
+                "insert into customers (customer_id, name, email, country, created_at,"
+                " updated_at) select 'C' || lpad(i::text, 3, '0'), repeat('x', case when"
+                " i <= 60 then 3000000 else 4200000 end), 'n@example.com', 'DE',"
+                " '2025-06-01T08:00:00Z', '2026-01-01T00:00:00Z'::timestamptz"
+                " + i * interval '1 second' from generate_series(1, 63) as i"
+            )
+        yield ["load-batch", "--postgres", dsn, "--entity", "customers", "--lag", "0"]
+    finally:
+        server.destroy()
+
+
 @dataclass
 class Result:
     peak_mib: float
