@@ -358,7 +358,8 @@ class Settings(BaseSettings):
     """Bearer token sent to the API (and required by ``retail-pipeline api-server`` when set)."""
     postgres_dsn: Annotated[SecretStr, _checked(_dsn)] | None = None
     """The PostgreSQL database ``load-batch --postgres`` reads, e.g.
-    ``postgresql://postgres@127.0.0.1:5433/retail`` (a password belongs here, not in a file)."""
+    ``postgresql://retail@127.0.0.1:5433/retail?passfile=...`` as ``postgres up`` prints it; a
+    password belongs in a libpq passfile or in this variable, never in a committed file."""
     source_timeout: Seconds = Field(60.0, gt=0, le=86_400)
     """The deadline of one call to an API or Postgres source, retries included: an API page
     (connect, answer and whole body) or a Postgres statement (``statement_timeout``,
