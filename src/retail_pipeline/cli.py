@@ -227,8 +227,8 @@ def load_batch(
     ] = None,
     batch_size: Annotated[
         int,
-        typer.Option(min=1, metavar="N", help="Records per transaction from the API or Postgres"),
-    ] = 50_000,  # ingestion.incremental.BATCH_SIZE (a test keeps them equal)
+        typer.Option(min=1, metavar="N", help="Records per transaction (at most 32 MiB of them)"),
+    ] = 50_000,  # incremental.BATCH_SIZE and batch.BATCH_RECORDS (a test keeps them equal)
     warehouse: WarehouseOpt = None,
     target: TargetOpt = None,
 ) -> None:
@@ -258,7 +258,7 @@ def load_batch(
     if snapshots:
         with open_warehouse(warehouse, target=target) as wh:
             for snapshot in snapshots:
-                _say(load_snapshot(wh, snapshot).line())
+                _say(load_snapshot(wh, snapshot, batch_records=batch_size).line())
     if sources:  # read, then write: the file is open only to commit a batch already read
         with open_warehouse(warehouse, target=target, exclusive=False) as wh:
             changes = load_sources(wh, sources, only=entity, lag_seconds=lag, batch_size=batch_size)

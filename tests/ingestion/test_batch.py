@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from retail_pipeline.errors import InputError
+from retail_pipeline.errors import InputError, PipelineError
 from retail_pipeline.events.simulator import generate
-from retail_pipeline.ingestion.batch import load_reference
+from retail_pipeline.ingestion.batch import load_reference, load_snapshot, read_snapshot
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 
 KEYS = {"customers": "customer_id", "products": "product_id"}
@@ -496,3 +496,170 @@ def test_a_byte_order_mark_is_not_part_of_a_snapshot(tmp_path: Path) -> None:
         with DuckDBWarehouse(tmp_path / f"wh{len(body)}.duckdb") as wh:
             summary = load_reference(wh, "products", products)
         assert (summary.loaded, summary.dead_lettered) == (1, 0)
+
+
+# Snapshots written in batches: each batch one transaction with the position after it.
+
+
+class Crashing:
+    """The warehouse with its ``write_reference`` failing after ``good`` batches (a crash: the
+    failing batch is not written)."""
+
+    def __init__(self, warehouse: DuckDBWarehouse, good: int) -> None:
+        self.warehouse, self.good, self.writes = warehouse, good, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.warehouse, name)
+
+    def write_reference(self, batch: Any) -> None:
+        if self.writes >= self.good:
+            raise RuntimeError("killed")
+        self.writes += 1
+        self.warehouse.write_reference(batch)
+
+
+def snapshot_rows(wh: DuckDBWarehouse) -> list[tuple[Any, ...]]:
+    """(record number, load id) of every customer row and dead letter, in record order."""
+    return wh.con.execute(
+        "select _record_number, _load_id from bronze.customers"
+        " union all select _offset, _load_id from bronze.dead_letter order by 1"
+    ).fetchall()
+
+
+def position(wh: DuckDBWarehouse, path: Path) -> tuple[int, dict[str, Any]]:
+    [(offset, fingerprint)] = wh.con.execute(
+        "select next_offset, fingerprint from bronze._positions where source = ?",
+        [f"snapshot:customers:{sha256(path)}"],
+    ).fetchall()
+    return offset, json.loads(fingerprint)
+
+
+def twenty_three(tmp_path: Path) -> Path:
+    """23 customers, records 4 and 17 dead-lettered (a bad country)."""
+    records = [customer(i, country="se" if i in (4, 17) else "SE") for i in range(1, 24)]
+    return write_array(tmp_path / "customers.json", records)
+
+
+def test_a_snapshot_over_several_batches_loads_every_record_once(
+    warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    path = twenty_three(tmp_path)
+    counting = Crashing(warehouse, good=100)
+    summary = load_snapshot(counting, read_snapshot("customers", path), batch_records=5)
+
+    assert counting.writes == 5  # 5 + 5 + 5 + 5 + 3 records
+    assert (summary.read, summary.loaded, summary.dead_lettered) == (23, 21, 2)
+    [(load_id, _, content_hash, read, loaded, dead)] = loads(warehouse, "customers")
+    assert (content_hash, read, loaded, dead) == (sha256(path), 23, 21, 2)
+    assert snapshot_rows(warehouse) == [(n, load_id) for n in range(1, 24)]
+    assert position(warehouse, path) == (23, {"load_id": load_id, "base": 0, "records": 23})
+    assert load_reference(warehouse, "customers", path).skipped
+
+    # By bytes: records of equal size, a batch ends once it holds more than two records' bytes.
+    other = write_array(tmp_path / "c2.json", [customer(i, name="B") for i in range(1, 8)])
+    size = len(json.dumps(customer(1, name="B"), ensure_ascii=False))
+    counting = Crashing(warehouse, good=100)
+    load_snapshot(counting, read_snapshot("customers", other), batch_bytes=2 * size + 1)
+    assert counting.writes == 3  # 3 + 3 + 1
+
+
+def test_an_interrupted_snapshot_resumes_after_the_last_record_written(
+    warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    path = twenty_three(tmp_path)
+    snapshot = read_snapshot("customers", path)
+    with pytest.raises(RuntimeError, match="killed"):
+        load_snapshot(Crashing(warehouse, good=2), snapshot, batch_records=5)
+    [(load_id, *_, read, loaded, dead)] = loads(warehouse, "customers")
+    assert (read, loaded, dead) == (10, 9, 1)
+    assert snapshot_rows(warehouse) == [(n, load_id) for n in range(1, 11)]
+    assert position(warehouse, path)[0] == 10
+
+    # The same content under another name continues the load: not skipped as "already loaded"
+    # (its load log already names this content), not loaded from the start again.
+    copy = tmp_path / "landing" / "customers.json"
+    copy.parent.mkdir()
+    shutil.copyfile(path, copy)
+    with pytest.raises(RuntimeError, match="killed"):
+        load_snapshot(
+            Crashing(warehouse, good=1), read_snapshot("customers", copy), batch_records=5
+        )
+    summary = load_snapshot(warehouse, snapshot, batch_records=5)
+
+    assert (summary.read, summary.loaded, summary.dead_lettered, summary.resumed) == (8, 7, 1, 15)
+    assert "resumed after record 15" in summary.line()
+    assert snapshot_rows(warehouse) == [(n, load_id) for n in range(1, 24)]
+    [(same_id, source, _, read, loaded, dead)] = loads(warehouse, "customers")
+    assert (same_id, source, read, loaded, dead) == (load_id, str(path.resolve()), 23, 21, 2)
+    assert position(warehouse, path) == (23, {"load_id": load_id, "base": 0, "records": 23})
+    assert load_reference(warehouse, "customers", path).skipped
+    assert load_reference(warehouse, "customers", copy).skipped
+
+
+def test_an_interrupted_snapshot_resumes_after_a_newer_one(
+    warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    """A newer snapshot loaded meanwhile does not make the interrupted one "not the latest": the
+    file was sent, and its rerun completes it."""
+    path = twenty_three(tmp_path)
+    with pytest.raises(RuntimeError):
+        load_snapshot(
+            Crashing(warehouse, good=1), read_snapshot("customers", path), batch_records=5
+        )
+    newer = write_array(tmp_path / "newer.json", [customer(1, name="New")])
+    assert not load_reference(warehouse, "customers", newer).skipped
+    summary = load_snapshot(warehouse, read_snapshot("customers", path), batch_records=5)
+    assert (summary.read, summary.resumed) == (18, 5)
+    first_id = loads(warehouse, "customers")[0][0]
+    assert [r for r in snapshot_rows(warehouse) if r[1] == first_id] == [
+        (n, first_id) for n in range(1, 24)
+    ]
+
+
+def test_a_reverted_snapshot_is_a_new_load_of_the_same_position(
+    warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    """The position of a content counts every record written under it, over all its loads:
+    a revert continues from there, so the count only grows and still fences."""
+    path = twenty_three(tmp_path)
+    load_snapshot(warehouse, read_snapshot("customers", path), batch_records=10)
+    other = write_array(tmp_path / "other.json", [customer(1, name="Other")])
+    load_reference(warehouse, "customers", other)
+    revert = tmp_path / "revert" / "customers.json"  # the first content again, in a new file
+    revert.parent.mkdir()
+    shutil.copyfile(path, revert)
+    with pytest.raises(RuntimeError):  # interrupted after 10 records
+        load_snapshot(
+            Crashing(warehouse, good=1), read_snapshot("customers", revert), batch_records=10
+        )
+    first, _, second = (row[0] for row in loads(warehouse, "customers"))
+    assert position(warehouse, path) == (33, {"load_id": second, "base": 23, "records": 23})
+    summary = load_snapshot(warehouse, read_snapshot("customers", revert), batch_records=10)
+    assert (summary.read, summary.resumed) == (13, 10)
+    assert position(warehouse, path) == (46, {"load_id": second, "base": 23, "records": 23})
+    rows = warehouse.con.execute(
+        "select _load_id, count(*), count(distinct _record_number) from bronze.customers"
+        " where name <> 'Other' group by 1 order by 1"
+    ).fetchall()
+    assert sorted(rows) == sorted([(first, 21, 21), (second, 21, 21)])
+
+
+def test_a_second_writer_of_the_same_snapshot_is_fenced(
+    warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    """Two loads of one content at once: the one that commits second finds the position moved
+    and writes nothing (one line), instead of loading the records twice."""
+    path = twenty_three(tmp_path)
+
+    class Racing(Crashing):
+        def write_reference(self, batch: Any) -> None:
+            if not self.writes:  # the other load runs to the end between our read and write
+                load_snapshot(self.warehouse, read_snapshot("customers", path))
+            super().write_reference(batch)
+
+    with pytest.raises(PipelineError, match="another load of this snapshot ran at the same time"):
+        load_snapshot(
+            Racing(warehouse, good=100), read_snapshot("customers", path), batch_records=5
+        )
+    [(load_id, *_)] = loads(warehouse, "customers")
+    assert snapshot_rows(warehouse) == [(n, load_id) for n in range(1, 24)]

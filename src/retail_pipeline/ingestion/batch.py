@@ -9,8 +9,10 @@ to the dead-letter table with the file and record number.
 The file is streamed, never held whole: a JSON array is split into its elements by an
 incremental splitter (any depth, no recursion), NDJSON into lines, both with a cap on a
 record's size (``RETAIL_MAX_RECORD_BYTES``): a longer record is dead-lettered with its size,
-position and first bytes. Records are validated a block at a time; the snapshot's Bronze rows
-are written in one transaction.
+position and first bytes. Records are validated a block at a time and written in batches
+(:data:`BATCH_RECORDS` records or :data:`BATCH_BYTES` bytes), each batch one transaction with
+the snapshot's position after it: the count of records written under its content hash. A load
+that stopped half way resumes after the last record written, under the same load id.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -27,7 +29,7 @@ import msgspec
 import orjson
 import pyarrow as pa
 
-from retail_pipeline.errors import InputError
+from retail_pipeline.errors import InputError, PipelineError
 from retail_pipeline.events.contract import REFERENCE_FIELDS
 from retail_pipeline.events.validator import validate_records
 from retail_pipeline.ingestion.files import (
@@ -41,12 +43,22 @@ from retail_pipeline.ingestion.files import (
     truncated_text,
 )
 from retail_pipeline.ingestion.staging import payload_text
-from retail_pipeline.warehouse.base import LoadRecord, ReferenceBatch, Warehouse
+from retail_pipeline.warehouse.base import (
+    LoadRecord,
+    Position,
+    PositionConflict,
+    ReferenceBatch,
+    Warehouse,
+)
 
 SNAPSHOT_READ_BYTES = 8 << 20
 """Bytes of a snapshot file read at a time."""
 VALIDATE_BYTES = 4 << 20
-"""Bytes of records validated at a time (the snapshot is still written in one transaction)."""
+"""Bytes of records validated at a time."""
+BATCH_RECORDS = 50_000
+"""Records of a snapshot written per transaction, at most."""
+BATCH_BYTES = 32 << 20
+"""Bytes of records written per transaction, at most (a batch ends at whichever comes first)."""
 
 _SKIP = re.compile(rb'(?:[^"\[\]{}]++|"(?:[^"\\]++|\\.)*+")*+', re.S)
 """Inside an array or object element, outside strings: up to the next bracket or open string."""
@@ -287,6 +299,8 @@ class BatchSummary:
     loaded: int
     dead_lettered: int
     skipped: bool
+    resumed: int = 0
+    """Records an interrupted load of the same content had already written (not read again)."""
 
     def line(self) -> str:
         """The one-line summary the CLI prints."""
@@ -295,9 +309,14 @@ class BatchSummary:
                 f"{self.entity}: {self.path} already loaded (the same content as the latest"
                 " snapshot), skipped"
             )
+        resumed = (
+            f" (resumed after record {self.resumed:,}, written by an interrupted load)"
+            if self.resumed
+            else ""
+        )
         return (
             f"{self.entity}: read {self.read:,} / loaded {self.loaded:,}"
-            f" / dead-lettered {self.dead_lettered:,} from {self.path}"
+            f" / dead-lettered {self.dead_lettered:,} from {self.path}{resumed}"
         )
 
 
@@ -457,12 +476,12 @@ def load_reference(warehouse: Warehouse, entity: str, path: str | Path) -> Batch
     return load_snapshot(warehouse, read_snapshot(entity, path))
 
 
-def _blocks(items: Iterator[Item]) -> Iterator[list[Item]]:
+def _blocks(items: Iterable[Item]) -> Iterator[list[Item]]:
     block: list[Item] = []
     size = 0
     for item in items:
         block.append(item)
-        size += len(item[2]) if isinstance(item, tuple) else len(item.prefix)
+        size += _item_bytes(item)
         if size >= VALIDATE_BYTES:
             yield block
             block, size = [], 0
@@ -520,30 +539,158 @@ def _staged(entity: str, block: list[Item], source: str, limit: int) -> tuple[pa
     return rows, dead
 
 
-def load_snapshot(warehouse: Warehouse, snapshot: Snapshot) -> BatchSummary:
+@dataclass(frozen=True)
+class _Written:
+    """A snapshot content's stored position (source ``snapshot:<entity>:<sha256>``).
+
+    ``next_offset`` counts the records written under this content over all its loads, so it
+    only grows and fences a second writer as a Kafka offset does; the fingerprint (JSON) names
+    the load being written, the count it started from and the records the snapshot holds.
+    """
+
+    next_offset: int
+    load_id: str | None
+    base: int
+    records: int
+
+    @classmethod
+    def stored(cls, position: Position | None, name: str) -> _Written:
+        if position is None:
+            return cls(0, None, 0, 0)
+        try:
+            state = orjson.loads(position.fingerprint or "")
+            return cls(
+                position.next_offset,
+                str(state["load_id"]),
+                int(state["base"]),
+                int(state["records"]),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise InputError(
+                f"{name}: stored position {position.fingerprint!r} is not one this version reads"
+            ) from None
+
+    @property
+    def unfinished(self) -> bool:
+        """A load of this content stopped before its last record (a crash, a kill)."""
+        return self.load_id is not None and self.next_offset - self.base < self.records
+
+    def fingerprint(self) -> str:
+        state = {"load_id": self.load_id, "base": self.base, "records": self.records}
+        return orjson.dumps(state).decode()
+
+
+def _item_bytes(item: Item) -> int:
+    return len(item[2]) if isinstance(item, tuple) else len(item.prefix)
+
+
+class _SnapshotLoad:
+    """One load of a snapshot being written, batch by batch, each batch one transaction with
+    the position after it."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        snapshot: Snapshot,
+        source: str,
+        name: str,
+        written: _Written,
+        expected: int | None,
+    ) -> None:
+        self.warehouse, self.snapshot, self.source, self.name = warehouse, snapshot, source, name
+        self.written, self.expected = written, expected
+        self.limit = max_record_bytes()
+        self.read = self.loaded = self.dead = 0
+
+    def write(self, items: list[Item]) -> None:
+        snapshot = self.snapshot
+        parts = [
+            _staged(snapshot.entity, block, self.source, self.limit) for block in _blocks(items)
+        ]
+        if parts:
+            rows = pa.concat_tables([part[0] for part in parts])
+            dead = pa.concat_tables([part[1] for part in parts])
+        else:
+            rows, dead = _staged(snapshot.entity, [], self.source, self.limit)
+        del parts
+        written = replace(self.written, next_offset=self.written.next_offset + len(items))
+        assert written.load_id is not None
+        load = LoadRecord(
+            written.load_id,
+            snapshot.entity,
+            self.source,
+            snapshot.content_hash,
+            len(items),
+            rows.num_rows,
+            dead.num_rows,
+        )
+        batch = ReferenceBatch(
+            snapshot.entity,
+            rows,
+            dead,
+            load,
+            snapshot.content_hash,
+            positions=[Position(self.name, 0, written.next_offset, None, written.fingerprint())],
+            expected={(self.name, 0): self.expected},
+        )
+        try:
+            self.warehouse.write_reference(batch)
+        except PositionConflict as exc:
+            raise PipelineError(
+                f"{snapshot.path}: {exc}; another load of this snapshot ran at the same time and"
+                " nothing of this batch was written (run again to continue after it)"
+            ) from None
+        self.written, self.expected = written, written.next_offset
+        self.read += len(items)
+        self.loaded += rows.num_rows
+        self.dead += dead.num_rows
+
+
+def load_snapshot(
+    warehouse: Warehouse,
+    snapshot: Snapshot,
+    *,
+    batch_records: int = BATCH_RECORDS,
+    batch_bytes: int = BATCH_BYTES,
+) -> BatchSummary:
     """Append a snapshot read by :func:`read_snapshot`, unless it is a re-send: the content of
     its entity's latest load, or of the latest load from the same file (a landing folder read
     again). An older snapshot's content arriving again (a revert: a new file, or a file changed
-    back) is loaded again, so that it becomes the latest word."""
+    back) is loaded again, so that it becomes the latest word.
+
+    The records are written in batches of ``batch_records`` records or ``batch_bytes`` bytes,
+    whichever comes first, each batch one transaction with the snapshot's position after it.
+    A load that stopped half way (a crash, a kill) is resumed, under the same load id, after
+    the last record it wrote, whichever file holds that content now.
+    """
     entity, file, content_hash = snapshot.entity, snapshot.path, snapshot.content_hash
     source = path_text(file.resolve())
-    if warehouse.has_reference_load(entity, content_hash, source):
+    name = f"snapshot:{entity}:{content_hash}"
+    stored = warehouse.positions(name).get(0)
+    written = _Written.stored(stored, name)
+    if written.unfinished:
+        skip = written.next_offset - written.base
+    elif warehouse.has_reference_load(entity, content_hash, source):
         return BatchSummary(entity, file, snapshot.size, 0, 0, True)
-    limit = max_record_bytes()
-    parts = [_staged(entity, block, source, limit) for block in _blocks(_checked_scan(snapshot))]
-    if parts:
-        rows = pa.concat_tables([part[0] for part in parts])
-        dead = pa.concat_tables([part[1] for part in parts])
     else:
-        rows, dead = _staged(entity, [], source, limit)
-    load = LoadRecord(
-        new_load_id(entity),
-        entity,
-        source,
-        content_hash,
-        snapshot.size,
-        rows.num_rows,
-        dead.num_rows,
+        skip = 0
+        written = _Written(
+            written.next_offset, new_load_id(entity), written.next_offset, snapshot.size
+        )
+    load = _SnapshotLoad(
+        warehouse, snapshot, source, name, written, stored.next_offset if stored else None
     )
-    warehouse.write_reference(ReferenceBatch(entity, rows, dead, load, content_hash))
-    return BatchSummary(entity, file, snapshot.size, rows.num_rows, dead.num_rows, False)
+    pending: list[Item] = []
+    size = 0
+    for index, item in enumerate(_checked_scan(snapshot)):
+        if index < skip:
+            continue
+        if len(pending) >= batch_records or size >= batch_bytes:
+            load.write(pending)
+            pending, size = [], 0
+        pending.append(item)
+        size += _item_bytes(item)
+    # The last batch is written once the whole file was read and found unchanged: a file that
+    # changed while it was loaded never completes a load of the content it was hashed as.
+    load.write(pending)
+    return BatchSummary(entity, file, load.read, load.loaded, load.dead, False, skip)
