@@ -41,9 +41,11 @@ OUTPUT_LIMIT = 20_000
 
 
 def _say(text: str) -> None:
-    """Print one line of a command's output. Outside text in it (a file name, a source, a
+    """Print a command's output, line by line. Outside text in it (a file name, a source, a
     server's message) is made printable and a secret it may quote masked, as in errors."""
-    out.print(one_line(text, limit=OUTPUT_LIMIT), highlight=False)
+    for line in text.splitlines() or [""]:
+        indent = " " * (len(line) - len(line.lstrip(" ")))
+        out.print(indent + one_line(line, limit=OUTPUT_LIMIT), highlight=False)
 
 
 def _flag_check(flag: str, check: Callable[[str], str]) -> Callable[[str | None], str | None]:
