@@ -9,7 +9,6 @@ loaders and ``transform`` run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import mimetypes
 import os
@@ -30,6 +29,7 @@ from urllib.parse import parse_qsl
 
 from retail_pipeline.dashboard.data import Filters, Snapshot, take_snapshot
 from retail_pipeline.errors import PipelineError, one_line, printable
+from retail_pipeline.http_server import BoundedHTTPServer
 from retail_pipeline.settings import settings
 from retail_pipeline.transform.answers import status_of
 from retail_pipeline.warehouse import open_warehouse, resolve_target
@@ -384,43 +384,10 @@ def _parameters(query: str) -> dict[str, str]:
     return params
 
 
-class _Server(ThreadingHTTPServer):
-    """A thread per request, at most :data:`MAX_CONNECTIONS` at once; errors stay quiet."""
+class _Server(BoundedHTTPServer):
+    """At most :data:`MAX_CONNECTIONS` at once, answering only the Host names in ``allowed``."""
 
-    daemon_threads = True
     allowed: frozenset[str] = frozenset()
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            with contextlib.suppress(OSError):
-                request.sendall(_BUSY)
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A connection that failed outside a request (reset, timed out): nothing to say."""
-
-
-_BUSY = (
-    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    b"Connection: close\r\nContent-Length: 27\r\n\r\n"
-    b'{"error": "server is busy"}'
-)
 
 
 @dataclass
@@ -473,7 +440,7 @@ def create_dashboard(
     """
     gold = LiveGold(warehouse, target, refresh_seconds)
     try:
-        server = _Server((host, port), _handler(gold))
+        server = _Server((host, port), _handler(gold), max_connections=MAX_CONNECTIONS)
     except (OSError, OverflowError) as exc:
         gold.snapshot.close()
         reason = exc.strerror if isinstance(exc, OSError) else "ports go from 0 to 65535"

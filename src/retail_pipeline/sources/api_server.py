@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
@@ -54,6 +54,7 @@ import orjson
 
 from retail_pipeline.errors import InputError, PipelineError
 from retail_pipeline.events.contract import REFERENCE_KEYS
+from retail_pipeline.http_server import BoundedHTTPServer
 
 DEFAULT_PORT = 8765
 DEFAULT_PAGE_LIMIT = 500
@@ -290,7 +291,9 @@ class ReferenceApi:
         self._thread: threading.Thread | None = None
         self._serving = False
         try:
-            self._server = _Server((host, port), _handler(self))
+            self._server = BoundedHTTPServer(
+                (host, port), _handler(self), max_connections=MAX_CONNECTIONS
+            )
         except (OSError, OverflowError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "ports go from 0 to 65535"
             raise PipelineError(f"cannot serve the API on {host}:{port}: {reason}") from None
@@ -536,51 +539,6 @@ def _key_of(fields: list[_Member], key_field: str) -> str | None:
     values = [value for name, _, value in fields if name == key_field]
     key = orjson.loads(values[-1]) if values and values[-1].startswith(b'"') else None
     return key if isinstance(key, str) and key else None
-
-
-_BUSY_BODY = b'{"error":"too many connections: try again soon"}'
-_BUSY = (
-    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
-    + str(len(_BUSY_BODY)).encode()
-    + b"\r\n\r\n"
-    + _BUSY_BODY
-)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Serve in a thread of its own, unless :data:`MAX_CONNECTIONS` are being served:
-        then a 503 at once (a flood of slow clients pins at most that many threads)."""
-        if not self._slots.acquire(blocking=False):
-            try:
-                request.settimeout(1)
-                request.sendall(_BUSY)
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Quiet: a client that went away, timed out or sent what no handler expected is no
-        news for the terminal (the handler answers what it can as JSON)."""
 
 
 def _handler(api: ReferenceApi) -> type[BaseHTTPRequestHandler]:
