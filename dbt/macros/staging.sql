@@ -67,6 +67,33 @@
 {%- endmacro %}
 
 
+{#
+    The Bronze rows of reference loads (customers, products) a staging model has not seen, as
+    the given columns: like unstaged_rows, but by (load, record key), the staging model's
+    grain. A load (a snapshot file, an API or Postgres run) is written in several transactions
+    under one load id, and resumes under it after a crash, so a dbt run may see part of a load:
+    its other records are staged by a later run, never left out, and none twice.
+#}
+{% macro unstaged_load_rows(relation, key, columns) -%}
+    select
+        {%- for column in columns %}
+        bronze_row.{{ column }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from {{ relation }} as bronze_row
+    {%- if is_incremental() %}
+        where
+            {{ ingestion_window('_ingested_at', 'bronze_row') }}
+            and not exists (
+                select 1
+                from {{ this }} as staged
+                where
+                    staged._load_id = bronze_row._load_id
+                    and staged.{{ key }} = bronze_row.{{ key }}
+            )
+    {%- endif %}
+{%- endmacro %}
+
+
 {# The reporting currency (`reporting_currency` var) as a SQL string literal. #}
 {% macro reporting_currency() -%}
     '{{ var("reporting_currency") }}'

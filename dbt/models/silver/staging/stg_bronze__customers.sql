@@ -3,7 +3,7 @@ with
 
 bronze_rows as (
 
-    {{ unstaged_rows(source('bronze', 'customers'), key='_load_id', columns=[
+    {{ unstaged_load_rows(source('bronze', 'customers'), key='customer_id', columns=[
         'customer_id', 'name', 'email', 'country', 'created_at', '_source_file',
         '_record_number', '_content_hash', '_ingested_at', '_load_id',
     ]) }}

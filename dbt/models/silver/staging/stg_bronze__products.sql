@@ -3,7 +3,7 @@ with
 
 bronze_rows as (
 
-    {{ unstaged_rows(source('bronze', 'products'), key='_load_id', columns=[
+    {{ unstaged_load_rows(source('bronze', 'products'), key='product_id', columns=[
         'product_id', 'product_name', 'category', 'price', 'active', '_source_file',
         '_record_number', '_content_hash', '_ingested_at', '_load_id',
     ]) }}
