@@ -39,6 +39,7 @@ from retail_pipeline.ingestion.staging import escaped_bytes, escaped_text, paylo
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.ingestion.kafka_fixtures import LocalBroker, free_port
 from tests.ingestion.messages import ORDER
+from tests.rss import run_measured
 
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]
 TOPICS = ("orders", "payments", "shipments", "dead_letter")
@@ -175,25 +176,14 @@ def test_a_line_over_the_record_cap_is_never_read_whole_by_produce(
             out.write(b"x" * 1_000_000)
         out.write(b'"}\n' + order_line(2) + b"\n")
     size = events.stat().st_size - len(order_line(1)) - len(order_line(2)) - 3
-    script = (
-        "import resource, sys\n"
-        "from retail_pipeline.ingestion.kafka.producer import produce_files\n"
-        "s = produce_files([sys.argv[1]], bootstrap=sys.argv[2], topic_prefix=sys.argv[3])\n"
-        "print(s.line())\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
-    )
-    run = subprocess.run(
-        [sys.executable, "-c", script, str(events), kafka_broker, prefix],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    run = run_measured(
+        ["produce", "--bootstrap", kafka_broker, "--topic-prefix", prefix, str(events)]
     )
     assert run.returncode == 0, run.stderr
-    summary, peak_kib = run.stdout.strip().splitlines()
+    summary = run.stdout.strip()
     assert "sent 3 / delivered 2 / dead-lettered 1 /" in summary
     assert f"orders.ndjson line 2 ({size:,} bytes" in summary
-    assert int(peak_kib) < 300 * 1024, f"peak RSS {int(peak_kib) // 1024} MiB"
+    assert run.peak_mib < 300, f"peak RSS {run.peak_mib:.0f} MiB"
 
     [letter] = read_topic(kafka_broker, prefix + "dead_letter", expected=1)
     headers = dict(letter.headers())  # type: ignore[attr-defined]

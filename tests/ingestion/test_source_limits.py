@@ -30,6 +30,7 @@ from retail_pipeline.ingestion.postgres import PostgresSource
 from retail_pipeline.sources.postgres import upsert
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.accounting import unaccounted_rows
+from tests.rss import run_measured as measured
 
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]
 MiB = 1 << 20
@@ -49,25 +50,10 @@ def customer(key: str, name: str = "N") -> dict[str, Any]:
     }
 
 
-_MEASURE = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
-_, status, usage = os.wait4(pid, 0)
-sys.stderr.write(f"\\npeak-rss-kib={usage.ru_maxrss}")
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-"""Run as a grandchild of a small process: Linux carries the peak RSS across exec, so a command
-started straight from pytest would report pytest's size."""
-
-
 def run_measured(args: list[str], env: dict[str, str]) -> tuple[int, str, str, int]:
     """``retail-pipeline args`` in a child: exit code, stdout, stderr, its peak RSS in bytes."""
-    cmd = [sys.executable, "-c", _MEASURE, "-m", "retail_pipeline.cli", *args]
-    done = subprocess.run(cmd, env=env, capture_output=True, timeout=300, check=False)
-    err, _, peak = done.stderr.decode().rpartition("\npeak-rss-kib=")
-    return done.returncode, done.stdout.decode(), err, int(peak) * 1024
+    done = measured(args, env, timeout=300)
+    return done.returncode, done.stdout, done.stderr, done.peak_bytes
 
 
 def child_env(tmp_path: Path, **values: str) -> dict[str, str]:
