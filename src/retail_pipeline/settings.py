@@ -329,8 +329,9 @@ class Settings(BaseSettings):
     """Which warehouse every command works on."""
     warehouse: Utf8Path = DEFAULT_WAREHOUSE
     """The DuckDB warehouse file (relative paths from the current directory)."""
-    duckdb_memory: Annotated[str, _checked(parse_memory)] = "768MB"
-    """DuckDB's memory limit for the loaders' connections (canonical spelling, 64MB to 1TiB)."""
+    duckdb_memory: Annotated[str, _checked(parse_memory)] = "128MB"
+    """DuckDB's memory limit for the loaders' connections (canonical spelling, 64MB to 1TiB):
+    appends gain nothing from more (docs/bronze.md#limits), and it adds to every loader's peak."""
     validation_workers: int | None = Field(None, ge=0, le=256)
     """Validation processes for big file loads (default: one per core)."""
     max_record_bytes: int = Field(4 << 20, ge=1024, le=1 << 30)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -39,6 +39,7 @@ from retail_pipeline.ingestion.files import (
     new_load_id,
     path_text,
     read_lines,
+    return_freed_buffers,
     too_long_reason,
     truncated_text,
 )
@@ -53,8 +54,8 @@ from retail_pipeline.warehouse.base import (
 
 SNAPSHOT_READ_BYTES = 8 << 20
 """Bytes of a snapshot file read at a time."""
-VALIDATE_BYTES = 4 << 20
-"""Bytes of records validated at a time."""
+VALIDATE_BYTES = 1 << 20
+"""Bytes of records validated at a time (their Python objects live only that long)."""
 BATCH_RECORDS = 50_000
 """Records of a snapshot written per transaction, at most."""
 BATCH_BYTES = 32 << 20
@@ -476,19 +477,6 @@ def load_reference(warehouse: Warehouse, entity: str, path: str | Path) -> Batch
     return load_snapshot(warehouse, read_snapshot(entity, path))
 
 
-def _blocks(items: Iterable[Item]) -> Iterator[list[Item]]:
-    block: list[Item] = []
-    size = 0
-    for item in items:
-        block.append(item)
-        size += _item_bytes(item)
-        if size >= VALIDATE_BYTES:
-            yield block
-            block, size = [], 0
-    if block:
-        yield block
-
-
 def _dead_table(
     source: str, numbers: list[int], lines: list[int | None], raws: list[str], reasons: list[str]
 ) -> pa.Table:
@@ -602,25 +590,26 @@ class _SnapshotLoad:
         self.limit = max_record_bytes()
         self.read = self.loaded = self.dead = 0
 
-    def write(self, items: list[Item]) -> None:
+    def stage(self, block: list[Item]) -> tuple[pa.Table, pa.Table]:
+        """One block of records validated (Arrow from here on: the records' objects go)."""
+        return _staged(self.snapshot.entity, block, self.source, self.limit)
+
+    def write(self, parts: list[tuple[pa.Table, pa.Table]], records: int) -> None:
+        """One transaction: the batch's ``records`` (validated in ``parts``), their dead
+        letters and the position after them."""
         snapshot = self.snapshot
-        parts = [
-            _staged(snapshot.entity, block, self.source, self.limit) for block in _blocks(items)
-        ]
-        if parts:
-            rows = pa.concat_tables([part[0] for part in parts])
-            dead = pa.concat_tables([part[1] for part in parts])
-        else:
-            rows, dead = _staged(snapshot.entity, [], self.source, self.limit)
-        del parts
-        written = replace(self.written, next_offset=self.written.next_offset + len(items))
+        if not parts:
+            parts = [self.stage([])]
+        rows = pa.concat_tables([part[0] for part in parts])
+        dead = pa.concat_tables([part[1] for part in parts])
+        written = replace(self.written, next_offset=self.written.next_offset + records)
         assert written.load_id is not None
         load = LoadRecord(
             written.load_id,
             snapshot.entity,
             self.source,
             snapshot.content_hash,
-            len(items),
+            records,
             rows.num_rows,
             dead.num_rows,
         )
@@ -641,7 +630,7 @@ class _SnapshotLoad:
                 " nothing of this batch was written (run again to continue after it)"
             ) from None
         self.written, self.expected = written, written.next_offset
-        self.read += len(items)
+        self.read += records
         self.loaded += rows.num_rows
         self.dead += dead.num_rows
 
@@ -663,6 +652,7 @@ def load_snapshot(
     A load that stopped half way (a crash, a kill) is resumed, under the same load id, after
     the last record it wrote, whichever file holds that content now.
     """
+    return_freed_buffers()
     entity, file, content_hash = snapshot.entity, snapshot.path, snapshot.content_hash
     source = path_text(file.resolve())
     name = f"snapshot:{entity}:{content_hash}"
@@ -680,17 +670,27 @@ def load_snapshot(
     load = _SnapshotLoad(
         warehouse, snapshot, source, name, written, stored.next_offset if stored else None
     )
-    pending: list[Item] = []
-    size = 0
+    parts: list[tuple[pa.Table, pa.Table]] = []  # the batch so far, validated
+    block: list[Item] = []  # records not validated yet
+    records = size = block_size = 0
     for index, item in enumerate(_checked_scan(snapshot)):
         if index < skip:
             continue
-        if len(pending) >= batch_records or size >= batch_bytes:
-            load.write(pending)
-            pending, size = [], 0
-        pending.append(item)
+        if records >= batch_records or size >= batch_bytes:
+            if block:
+                parts.append(load.stage(block))
+            load.write(parts, records)
+            parts, block, records, size, block_size = [], [], 0, 0, 0
+        block.append(item)
+        records += 1
         size += _item_bytes(item)
+        block_size += _item_bytes(item)
+        if block_size >= VALIDATE_BYTES:
+            parts.append(load.stage(block))
+            block, block_size = [], 0
     # The last batch is written once the whole file was read and found unchanged: a file that
     # changed while it was loaded never completes a load of the content it was hashed as.
-    load.write(pending)
+    if block:
+        parts.append(load.stage(block))
+    load.write(parts, records)
     return BatchSummary(entity, file, load.read, load.loaded, load.dead, False, skip)

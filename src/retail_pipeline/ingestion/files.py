@@ -8,6 +8,7 @@ every line in Bronze or the dead-letter table exactly once.
 
 from __future__ import annotations
 
+import ctypes
 import gzip
 import hashlib
 import os
@@ -40,6 +41,28 @@ FINGERPRINT_BYTES = 4096
 """Bytes hashed at the start of a file, and just before its resume point (docs/bronze.md)."""
 PREFIX_BYTES = 64 << 10
 """Bytes of a line over the size cap kept as its dead letter's ``raw_payload``."""
+MMAP_THRESHOLD = 1 << 20
+"""Allocations at least this big are given back to the system when freed (see
+:func:`return_freed_buffers`)."""
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+
+
+def return_freed_buffers() -> None:
+    """Make glibc's malloc hand buffers of :data:`MMAP_THRESHOLD` and more back to the system
+    as soon as they are freed.
+
+    The loaders allocate and free buffers of a few MiB many times a second (blocks read, the
+    validation workers' results, Arrow columns). glibc raises its mmap threshold to the size of
+    each such buffer freed (up to 32 MiB); from then on they come from the heap, and once freed
+    stay in the process: measured on 1 GB of NDJSON, about 250 MiB of resident memory nothing
+    used. Setting the threshold turns that adjustment off. A no-op where malloc is not glibc's.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def max_record_bytes() -> int:
@@ -441,6 +464,7 @@ def ingest_files(
     input is big enough to pay for starting them, else validation runs in a thread). A file
     named more than once (directly, through a symlink, a glob or a hard link) loads once.
     """
+    return_freed_buffers()
     files, repeats = unique_files(paths)
     # Every input is checked before anything is written.
     stored = {path: check_resumable(warehouse, path) for path in files}
