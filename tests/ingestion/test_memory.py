@@ -5,7 +5,6 @@ whole line, decompressed member or array), and whose outcome is a dead letter or
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -15,6 +14,7 @@ import orjson
 import pytest
 
 from tests.ingestion.messages import PAYMENT
+from tests.rss import run_measured
 
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]
 MiB = 1 << 20
@@ -25,28 +25,11 @@ SNAPSHOT_CAP_MIB = 480
 and one batch of records."""
 
 
-PEAK = "peak-rss-kib="
-_MEASURE = f"""
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
-_, status, usage = os.wait4(pid, 0)
-print("{PEAK}" + str(usage.ru_maxrss), flush=True)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-"""Runs the command as a grandchild of this small process: Linux carries a process's peak RSS
-across exec, so a command started straight from a big test process would report its size."""
-
-
 def run_cli(args: list[str], warehouse: Path) -> tuple[int, str, float]:
     """``retail-pipeline args`` in a child: (exit code, its output, peak RSS in MiB)."""
     env = {**os.environ, "RETAIL_WAREHOUSE": str(warehouse), "RETAIL_VALIDATION_WORKERS": "0"}
-    command = [sys.executable, "-c", _MEASURE, "-m", "retail_pipeline.cli", *args]
-    done = subprocess.run(command, env=env, capture_output=True, check=False)
-    text = (done.stdout + done.stderr).decode("utf-8", "replace")
-    peak = int(text.rsplit(PEAK, 1)[1].split()[0]) / 1024
-    return done.returncode, text, peak
+    done = run_measured(args, env)
+    return done.returncode, done.stdout + done.stderr, done.peak_mib
 
 
 def gzip_line(path: Path, size: int, before: bytes = b"", after: bytes = b"") -> None:
