@@ -329,7 +329,7 @@ class Settings(BaseSettings):
     """Which warehouse every command works on."""
     warehouse: Utf8Path = DEFAULT_WAREHOUSE
     """The DuckDB warehouse file (relative paths from the current directory)."""
-    duckdb_memory: Annotated[str, _checked(parse_memory)] = "128MB"
+    duckdb_memory: Annotated[str, _checked(parse_memory)] = "256MB"
     """DuckDB's memory limit for the loaders' connections (canonical spelling, 64MB to 1TiB):
     appends gain nothing from more (docs/bronze.md#limits), and it adds to every loader's peak."""
     validation_workers: int | None = Field(None, ge=0, le=256)

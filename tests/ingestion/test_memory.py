@@ -21,7 +21,7 @@ MiB = 1 << 20
 CAP_MIB = 400
 """Peak RSS allowed (the interpreter, DuckDB and pyarrow take ~150 MiB before reading)."""
 SNAPSHOT_CAP_MIB = 480
-"""Peak RSS allowed to a big snapshot: the interpreter, DuckDB's buffer pool (128MB by default)
+"""Peak RSS allowed to a big snapshot: the interpreter, DuckDB's buffer pool (128MB in the test)
 and one batch of records."""
 
 
@@ -141,10 +141,14 @@ def test_a_60_mb_snapshot_record_is_dead_lettered_in_bounded_memory(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_a_json_array_snapshot_s_peak_rss_does_not_grow_with_it(tmp_path: Path) -> None:
+def test_a_json_array_snapshot_s_peak_rss_does_not_grow_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A snapshot is written in batches (50,000 records), so twice the records take no more
-    memory: DuckDB's buffer pool (RETAIL_DUCKDB_MEMORY) fills, the rest is one batch. As one
-    transaction, the 53 MB snapshot took 504 MiB and 231 MB 965-992 MiB."""
+    memory: DuckDB's buffer pool (RETAIL_DUCKDB_MEMORY, 128MB here so that both sizes fill it)
+    fills, the rest is one batch. As one transaction, the 53 MB snapshot took 504 MiB and 231 MB
+    965-992 MiB."""
+    monkeypatch.setenv("RETAIL_DUCKDB_MEMORY", "128MB")
     peaks = {}
     for count in (400_000, 800_000):  # 53 MB and 106 MB
         path = tmp_path / f"customers-{count}.json"

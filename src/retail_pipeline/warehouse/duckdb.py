@@ -47,6 +47,22 @@ def _schema_statements() -> list[str]:
     return [stmt.strip() for stmt in text.split(";") if stmt.strip()] + create_statements()
 
 
+_OUT_OF_MEMORY = ("failed to pin block", "could not allocate block", "out of memory")
+
+
+def _reason(exc: duckdb.Error) -> str:
+    """DuckDB's reason for a failed write, in one line; running out of the loaders' memory
+    limit says which setting to raise (DuckDB's own advice is about queries, not appends)."""
+    text = str(exc)
+    if any(marker in text.lower() for marker in _OUT_OF_MEMORY):
+        return (
+            f"DuckDB needed more than RETAIL_DUCKDB_MEMORY={settings().duckdb_memory} to commit"
+            " this batch (the batch was rolled back, what was committed before stays); a table"
+            " of large records needs more: raise RETAIL_DUCKDB_MEMORY (docs/bronze.md#limits)"
+        )
+    return text.split("\n\nPossible solutions", 1)[0]
+
+
 def open_error(path: Path, exc: Exception) -> WarehouseError:
     """One clear line for a failure to open the warehouse file."""
     message = str(exc).splitlines()[0]
@@ -249,7 +265,7 @@ class DuckDBWarehouse(Closing):
                         con.execute("rollback")
                     raise
             except duckdb.Error as exc:
-                raise WarehouseError(f"writing to {self.path} failed: {exc}") from None
+                raise WarehouseError(f"writing to {self.path} failed: {_reason(exc)}") from None
             except RuntimeError as exc:
                 if "interrupt" in str(exc).lower():  # Ctrl-C inside DuckDB; rolled back
                     raise KeyboardInterrupt from None
