@@ -27,7 +27,10 @@ from retail_pipeline.settings import check_api_url, check_settings, check_topic_
 from retail_pipeline.settings import parse_bootstrap as _parse_bootstrap
 
 app = typer.Typer(
-    help="Retail analytics pipeline: simulate, load and ingest events into a DuckDB warehouse.",
+    help=(
+        "Retail analytics pipeline: simulate, load and ingest events and reference data into"
+        " Bronze, build Silver and Gold with dbt and answer from them, on DuckDB or Snowflake."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -85,7 +88,8 @@ def _options(
         ),
     ] = False,
 ) -> None:
-    """Retail analytics pipeline: simulate, load and ingest events into a DuckDB warehouse."""
+    """Retail analytics pipeline: simulate, load and ingest events and reference data into
+    Bronze, build Silver and Gold with dbt and answer from them, on DuckDB or Snowflake."""
     if not {"--help", "-h"} & set(sys.argv[1:]):
         check_settings()  # a bad RETAIL_*/SNOWFLAKE_* value: one line, whatever the command
 
@@ -494,16 +498,21 @@ app.add_typer(kafka_app, name="kafka")
 def kafka_up(
     port: Annotated[int, typer.Option(metavar="PORT", help="Broker port on 127.0.0.1")] = 9092,
     partitions: Annotated[int, typer.Option(min=1, metavar="N", help="Partitions per topic")] = 3,
+    topic_prefix: TopicPrefixOpt = None,
 ) -> None:
-    """Start the broker (fetching jars on first use) and create the topics."""
+    """Start the broker (fetching jars on first use) and create the topics (with the topic
+    prefix, as produce and ingest --kafka name them)."""
     from retail_pipeline.ingestion.kafka import broker
 
+    prefix = _topic_prefix(topic_prefix)
+    topics = [prefix + topic for topic in broker.DEFAULT_TOPICS]
     try:
-        info = broker.start(broker.default_home(), port=port, partitions=partitions)
+        info = broker.start(broker.default_home(), port=port, partitions=partitions, topics=topics)
     except broker.BrokerError as exc:
         raise PipelineError(str(exc)) from None
     state = "already running" if info.reused else "started"
     _say(f"Kafka {state} at {info.bootstrap_servers} (pid {info.pid}, log {info.log_file})")
+    _say(f"topics: {', '.join(topics)}")
 
 
 @kafka_app.command("down")

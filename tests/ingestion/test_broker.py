@@ -190,3 +190,36 @@ def test_port_in_use_is_refused_before_launching(tmp_path: Path) -> None:
         with pytest.raises(broker.BrokerError, match=f"port {port} .* already in use"):
             broker.start(tmp_path / "home", port=port, libs=tmp_path)
     assert broker.status(tmp_path / "home") is None
+
+
+@pytest.mark.kafka
+def test_kafka_up_creates_the_topics_with_the_topic_prefix(
+    private_kafka_broker: kafka_fixtures.LocalBroker,
+) -> None:
+    """`kafka up` names its topics as produce and ingest --kafka do: with RETAIL_TOPIC_PREFIX set,
+    it created `orders` and the rest, and `ingest --kafka` then found no topics."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "RETAIL_KAFKA_HOME": str(private_kafka_broker.home),
+        "RETAIL_TOPIC_PREFIX": "staging.",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "retail_pipeline.cli", "kafka", "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "already running" in done.stdout
+    assert "topics: staging.orders, staging.payments, staging.shipments, staging.dead_letter" in (
+        done.stdout
+    )
+    admin = AdminClient({"bootstrap.servers": private_kafka_broker.bootstrap_servers})
+    topics = set(admin.list_topics(timeout=30).topics)
+    assert {f"staging.{t}" for t in broker.DEFAULT_TOPICS} <= topics
