@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import orjson
+import pytest
 
 from retail_pipeline.ingestion.batch import BATCH_RECORDS
 from retail_pipeline.ingestion.incremental import BATCH_SIZE
@@ -45,6 +46,7 @@ def taken(warehouse: Path, kind: str = "api") -> int:
     return int(row[0]) if row else 0
 
 
+@pytest.mark.slow  # SIGKILLs a loader mid-run, again and again
 def test_sigkill_mid_window_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     api = ReferenceApi(token="t").start()
     try:
@@ -120,6 +122,7 @@ def test_the_cli_default_batch_size_is_the_loader_default() -> None:
 SNAPSHOT_RECORDS = 30_000
 
 
+@pytest.mark.slow  # SIGKILLs a loader mid-snapshot, again and again
 def test_sigkill_mid_snapshot_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "customers.json"
     with path.open("wb") as out:
@@ -154,7 +157,12 @@ def test_sigkill_mid_snapshot_loses_and_duplicates_nothing(tmp_path: Path) -> No
         done = taken(warehouse, "snapshot")
         assert done >= progress[-1], "a committed position went backwards"
         kills_mid_snapshot += 0 < done < SNAPSHOT_RECORDS
-        window = adapt_window(window, done - progress[-1], SNAPSHOT_RECORDS // (2 * KILLS))
+        if done == 0:
+            # Killed before its first commit (the file is hashed first; startup varies with the
+            # machine's load): aim later, not wider, or one run jumps from none to all.
+            startup += window / 2
+        else:
+            window = adapt_window(window, done - progress[-1], SNAPSHOT_RECORDS // (2 * KILLS))
         progress.append(done)
         if kills_mid_snapshot >= KILLS:
             finish = subprocess.run(cmd, env=env, capture_output=True, check=False)
