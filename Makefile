@@ -58,6 +58,16 @@ lint: $(STAMP) ## ruff (lint + format check), mypy and sqlfluff (dbt models, duc
 test: lint ## Lint, type-check and run every test (starts its own services)
 	$(BIN)/pytest --durations=15
 
+# The tests that need no service, browser, dbt build or Terraform provider, and are not slow:
+# tests/markers.py marks the others from what they use. `make test` (CI) still runs them all.
+FAST_TESTS := not (kafka or postgres or browser or airflow or emulator or dbt or terraform or slow)
+
+test-fast: $(STAMP) ## ruff, mypy and the tests that need no service or dbt build (~3 min)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest -m "$(FAST_TESTS)" --durations=10
+
 bench: $(STAMP) ## File-ingest benchmark (prints figures; nothing is asserted)
 	$(BIN)/python bench/ingest_files.py
 
@@ -128,4 +138,4 @@ tf-validate: $(STAMP) ## Terraform fmt -check, init, validate and mock-plan test
 clean: ## Remove generated data (keeps .venv)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install lock demo lint test bench bench-memory bench-dbt transform answers dashboard api-server powerbi bench-kafka bench-batch kafka-up kafka-down postgres-up postgres-down airflow airflow-down docker-up docker-down bench-airflow schemas tf-columns tf-validate clean
+.PHONY: help install lock demo lint test test-fast bench bench-memory bench-dbt transform answers dashboard api-server powerbi bench-kafka bench-batch kafka-up kafka-down postgres-up postgres-down airflow airflow-down docker-up docker-down bench-airflow schemas tf-columns tf-validate clean

@@ -29,6 +29,7 @@ def warehouse(tmp_path: Path) -> Iterator[DuckDBWarehouse]:
 
 
 pytest_plugins = [
+    "tests.markers",  # marks each test with the services it needs: `make test-fast` leaves them out
     "tests.ingestion.kafka_fixtures",
     "tests.snowflake_fixtures",
     "tests.sources.postgres_fixtures",

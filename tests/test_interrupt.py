@@ -55,6 +55,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> GenerationSummary:
     )
 
 
+@pytest.mark.slow  # ~200 MB of events to interrupt, then to load whole
 def test_ctrl_c_during_ingest(
     sim: GenerationSummary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,7 +19,9 @@ from typing import Any
 import orjson
 import pytest
 
+from retail_pipeline.events import contract
 from retail_pipeline.events.simulator import (
+    _UNKNOWN_EVENT_TYPES,
     MALFORMED_KINDS,
     FaultRates,
     GenerationSummary,
@@ -450,6 +452,38 @@ def test_every_malformed_kind_breaks_the_contract(tmp_path: Path) -> None:
     assert too_precise and re.search(rb'"unit_price":\d+\.\d{5}[,}]', text)
     assert re.search(rb'"(amount|order_total|unit_price)":"\d+\.\d+"', text)  # as a string
     assert re.search(rb'"(amount|order_total|unit_price)":-\d', text)  # negative
+
+
+def test_unknown_event_types_are_not_the_contracts_and_valid_ones_are(tmp_path: Path) -> None:
+    """The event types the simulator writes on purpose as unknown are in no topic of the contract
+    (``retail_pipeline.events.contract``, not the test reference); every type on a valid line is
+    the contract's type of that line's topic."""
+    assert set(_UNKNOWN_EVENT_TYPES) == set(contract.TOPICS)
+    for topic, unknown in _UNKNOWN_EVENT_TYPES.items():
+        assert unknown, topic
+        assert set(unknown).isdisjoint(contract.EVENT_TYPES), (topic, unknown)
+
+    only_garbage = FaultRates(duplicate=0.0, out_of_order=0.0, late=0.0, malformed=1.0, orphan=0.0)
+    summary = generate(tmp_path, days=2, orders_per_day=300, seed=5, faults=only_garbage)
+    for topic in contract.TOPICS:
+        valid: set[str] = set()
+        unknown_written: set[str] = set()
+        for raw in read_lines(tmp_path, topic):
+            try:
+                event = orjson.loads(raw)
+            except orjson.JSONDecodeError:  # invalid JSON or UTF-8, truncated: no type to read
+                continue
+            event_type = event.get("event_type") if isinstance(event, dict) else None
+            if not isinstance(event_type, str):  # the field missing or of the wrong type
+                continue
+            if is_valid(raw, topic):
+                assert contract.EVENT_TYPE_TOPIC.get(event_type) == topic, (topic, raw)
+                valid.add(event_type)
+            elif event_type not in contract.EVENT_TYPES:
+                unknown_written.add(event_type)
+        assert valid and valid <= set(contract.TOPIC_EVENT_TYPES[topic]), (topic, valid)
+        assert summary.topics[topic].malformed_by_kind["unknown_event_type"] > 0, topic
+        assert unknown_written == set(_UNKNOWN_EVENT_TYPES[topic]), topic
 
 
 def _has_repeated_key(raw: bytes) -> bool:

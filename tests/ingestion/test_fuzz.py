@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +35,7 @@ def is_valid(line: bytes) -> bool:
     return reference_reason(line) is None
 
 
+@pytest.mark.slow  # 150 generated inputs, each through the loader: ~20 s
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     lines=lines_strategy,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import psutil
 import pytest
 
 from retail_pipeline.errors import InputError
@@ -663,7 +664,6 @@ def test_memory_stays_bounded_over_thousands_of_requests() -> None:
     """6,500 requests, each with 900 query parameters (under the request line's cap): the
     server's RSS grows by a bounded amount (before the fix, each request's parameters were kept:
     +160 MiB per 2,000 requests)."""
-    psutil = pytest.importorskip("psutil")
     proc = subprocess.Popen(
         [sys.executable, "-c", _SERVER],
         stdin=subprocess.PIPE,

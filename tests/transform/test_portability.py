@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from retail_pipeline.transform import project_dir
+from tests.services import unavailable
 
 _TYPES = (
     r"hugeint|uhugeint|ubigint|uinteger|usmallint|utinyint|varint|bignum|struct|map|union|list"
@@ -212,8 +213,13 @@ def test_the_lint_lets_portable_sql_and_duckdb_macros_through(sql: str) -> None:
     assert not lint(sql, "portable"), lint(sql, "portable")
 
 
-def _dbt_snowflake_missing() -> bool:
-    return importlib.util.find_spec("dbt.adapters.snowflake") is None
+@pytest.fixture
+def dbt_snowflake() -> None:
+    """dbt-snowflake (the ``snowflake`` extra): a skip without it, a failure under CI=true."""
+    if importlib.util.find_spec("dbt.adapters.snowflake") is None:
+        unavailable(
+            "dbt-snowflake", "the Snowflake dbt checks", "not installed (pip install -e '.[dev]')"
+        )
 
 
 SNOWFLAKE_ENV = {
@@ -229,10 +235,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return {**env, **SNOWFLAKE_ENV, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **extra}
 
 
-@pytest.mark.skipif(
-    _dbt_snowflake_missing(),
-    reason="dbt-snowflake is not installed (the `snowflake` extra of pyproject.toml)",
-)
+@pytest.mark.usefixtures("dbt_snowflake")
 def test_dbt_parses_for_snowflake_offline(tmp_path: Path) -> None:
     """No account, no emulator: parsing renders every model, test and macro call for Snowflake."""
     dbt_dir = project_dir()
@@ -272,10 +275,7 @@ print(json.dumps({k: getattr(c, k) for k in (
 """
 
 
-@pytest.mark.skipif(
-    _dbt_snowflake_missing(),
-    reason="dbt-snowflake is not installed (the `snowflake` extra of pyproject.toml)",
-)
+@pytest.mark.usefixtures("dbt_snowflake")
 @pytest.mark.parametrize("key_pair", [False, True], ids=["password", "key-pair"])
 def test_the_snowflake_profile_uses_a_key_pair_when_one_is_set(
     tmp_path: Path, key_pair: bool
