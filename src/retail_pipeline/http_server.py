@@ -46,9 +46,12 @@ class BoundedHTTPServer(ThreadingHTTPServer):
                 request.sendall(BUSY_RESPONSE)
             self.shutdown_request(request)
             return
+        # Only a thread that did not start leaves its slot here. Ctrl-C landing while a thread
+        # starts must not free the slot too: the semaphore's ValueError would replace the
+        # KeyboardInterrupt, and serve_forever would swallow it as a failed request.
         try:
             super().process_request(request, client_address)
-        except BaseException:
+        except RuntimeError:  # can't start new thread
             self._slots.release()
             raise
 
