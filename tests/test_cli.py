@@ -432,6 +432,7 @@ def _sqlite_database(path: Path) -> None:
     ],
 )
 @pytest.mark.parametrize("name", ["warehouse.duckdb", "customers.json"])
+@pytest.mark.slow  # 36 CLI processes (six commands on six files): ~30 s in all
 def test_warehouse_is_not_a_duckdb_file(
     tmp_path: Path, sim: GenerationSummary, make: Callable[[Path], object], name: str
 ) -> None:

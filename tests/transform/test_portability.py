@@ -275,6 +275,7 @@ print(json.dumps({k: getattr(c, k) for k in (
 """
 
 
+@pytest.mark.dbt  # dbt reads and renders the profile in a subprocess: ~3 s each
 @pytest.mark.usefixtures("dbt_snowflake")
 @pytest.mark.parametrize("key_pair", [False, True], ids=["password", "key-pair"])
 def test_the_snowflake_profile_uses_a_key_pair_when_one_is_set(
