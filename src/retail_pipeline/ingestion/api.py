@@ -323,15 +323,15 @@ class ApiSource:
                     ) from None
             except _Retry as exc:
                 last, wait = str(exc), exc.wait
-            if attempt >= self.retry.attempts:
-                raise PipelineError(f"{url}: gave up after {attempt} attempts: {last}")
-            left = end - time.monotonic()
-            if left <= 0 or not self.retry.pause(attempt, wait, left):
-                tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
-                raise PipelineError(
-                    f"{url}: no whole page within {self.deadline:g} s (RETAIL_SOURCE_TIMEOUT;"
-                    f" {tries}): {last}"
-                )
+            self.retry.after_failure(
+                attempt,
+                last,
+                where=url,
+                end=end,
+                deadline=self.deadline,
+                missing="no whole page",
+                asked=wait,
+            )
 
     def _get(self, url: str, end: float) -> bytes:
         """One attempt at ``url``'s body, by ``end`` (monotonic); outside text made safe."""

@@ -102,6 +102,27 @@ class Retry:
         self.sleep(wait)
         return True
 
+    def after_failure(
+        self,
+        attempt: int,
+        last: str,
+        *,
+        where: str,
+        end: float,
+        deadline: float,
+        missing: str,
+        asked: float | None = None,
+    ) -> None:
+        """After failed try ``attempt`` (``last`` says why): wait for the next, or raise one
+        line when the attempts are spent or the wait would pass ``end`` (monotonic time)."""
+        if attempt >= self.attempts:
+            raise PipelineError(f"{where}: gave up after {attempt} attempts: {last}")
+        if not self.pause(attempt, asked, end - time.monotonic()):
+            tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+            raise PipelineError(
+                f"{where}: {missing} within {deadline:g} s (RETAIL_SOURCE_TIMEOUT; {tries}): {last}"
+            )
+
 
 @dataclass(frozen=True)
 class Change:

@@ -552,12 +552,6 @@ class PostgresSource:
                 if not transient(exc):
                     raise PipelineError(f"{where}: {self._say(_primary(exc))}") from None
                 last = self._say(_primary(exc)) or "connection lost"
-            if attempt >= self.retry.attempts:
-                raise PipelineError(f"{where}: gave up after {attempt} attempts: {last}")
-            left = end - time.monotonic()
-            if left <= 0 or not self.retry.pause(attempt, None, left):
-                tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
-                raise PipelineError(
-                    f"{where}: no answer within {self.deadline:g} s (RETAIL_SOURCE_TIMEOUT;"
-                    f" {tries}): {last}"
-                )
+            self.retry.after_failure(
+                attempt, last, where=where, end=end, deadline=self.deadline, missing="no answer"
+            )
