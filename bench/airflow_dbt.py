@@ -111,7 +111,7 @@ def dag_test(env: dict[str, str], dags: Path, dag_id: str, conf: dict[str, Any])
 
 def through_scheduler(work: Path, dags: Path, names: list[str], baseline: float) -> None:
     """Each variant once through ``airflow standalone`` (pool of 1 slot, parallelism 4)."""
-    from retail_pipeline.orchestration import local
+    from retail_pipeline.local import airflow as local
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -18,8 +18,8 @@ from pathlib import Path
 from retail_pipeline.ingestion.api import ApiSource
 from retail_pipeline.ingestion.incremental import ChangeSource, load_changes
 from retail_pipeline.ingestion.postgres import PostgresSource
-from retail_pipeline.sources.api_server import ReferenceApi
-from retail_pipeline.sources.postgres import LocalPostgres, upsert
+from retail_pipeline.local.postgres import LocalPostgres, upsert
+from retail_pipeline.local.reference_api import ReferenceApi
 from retail_pipeline.warehouse import open_warehouse
 
 

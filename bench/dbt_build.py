@@ -39,7 +39,7 @@ DAYS = 30
 
 def simulate(cache: Path, events: int, seed: int) -> tuple[list[Path], list[Path]]:
     """Base and increment event files (cached): the increment is the last 1% of each file."""
-    from retail_pipeline.events.simulator import FaultRates, generate
+    from retail_pipeline.simulation import FaultRates, generate
 
     target = cache / f"sim-{events}-{seed}"
     base_dir, increment_dir = target / "base", target / "increment"

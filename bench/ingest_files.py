@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def simulate(cache: Path, events: int, seed: int) -> list[Path]:
     """Generate (once, cached) a faulted simulation with at least ``events`` lines."""
-    from retail_pipeline.events.simulator import FaultRates, generate
+    from retail_pipeline.simulation import FaultRates, generate
 
     days = 30
     orders_per_day = max(1, round(events / days / 5.0))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest_files import ROOT, measure, simulate
-from retail_pipeline.ingestion.kafka import broker
+from retail_pipeline.local import kafka_broker as broker
 
 TOPICS = ("orders", "payments", "shipments", "dead_letter")
 

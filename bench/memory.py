@@ -245,7 +245,7 @@ def _postgres_text(tmp: Path) -> Iterator[list[str]]:
 
     import psycopg
 
-    from retail_pipeline.sources.postgres import LocalPostgres
+    from retail_pipeline.local.postgres import LocalPostgres
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

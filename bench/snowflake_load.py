@@ -37,7 +37,7 @@ from retail_pipeline.warehouse.base import EventBatch, Position  # noqa: E402
 
 def order_events(cache: Path, events: int, seed: int) -> Path:
     """The orders NDJSON of a simulation (made once, cached) with about ``events`` lines."""
-    from retail_pipeline.events.simulator import FaultRates, generate
+    from retail_pipeline.simulation import FaultRates, generate
 
     days = 8
     orders_per_day = max(1, round(events / days / 1.24))  # ~1.24 order events per order
@@ -111,7 +111,7 @@ def main() -> None:
 
     from tests.snowflake_fixtures import fakesnow_process
 
-    from retail_pipeline.warehouse.emulator import snowduck_server
+    from retail_pipeline.local.snowflake_emulator import snowduck_server
 
     batch = batch_of(order_events(args.cache, args.events, args.seed))
     rows = batch.events["orders"].num_rows

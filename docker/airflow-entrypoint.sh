@@ -1,6 +1,6 @@
 #!/bin/sh
 # The Airflow container (docs/docker.md): what `retail-pipeline airflow up` does on a laptop
-# (src/retail_pipeline/orchestration/local.py), in the foreground. The AIRFLOW__* settings come
+# (src/retail_pipeline/local/airflow.py), in the foreground. The AIRFLOW__* settings come
 # from docker/compose.yml; AIRFLOW_HOME (SQLite metadata, logs, the login) is the airflow-home
 # volume.
 set -eu
@@ -18,7 +18,7 @@ airflow pools set "$pool" "$slots" "writers of the warehouse: one at a time for 
 # The login: user admin with AIRFLOW_ADMIN_PASSWORD from the env file when it is set; otherwise a
 # generated one (kept across restarts), in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated,
 # mode 0600 from its creation, never printed (as `retail-pipeline airflow up` does).
-python -c 'import os; from pathlib import Path; from retail_pipeline.orchestration.local import ensure_login
+python -c 'import os; from pathlib import Path; from retail_pipeline.local.airflow import ensure_login
 ensure_login(Path(os.environ["AIRFLOW_HOME"]), os.environ.get("AIRFLOW_ADMIN_PASSWORD") or None)'
 
 exec airflow standalone

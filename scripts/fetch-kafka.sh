@@ -3,7 +3,7 @@
 # dependencies) from Maven Central into $RETAIL_KAFKA_HOME/libs (default: <repo>/.kafka/libs),
 # with strict checksums (mvn -C), and refuses them unless each matches kafka/jars.sha256.
 # Skips the download when libs/ already matches the pom. The Python side
-# (retail_pipeline.ingestion.kafka.broker.ensure_jars) does the same on first start.
+# (retail_pipeline.local.kafka_broker.ensure_jars) does the same on first start.
 #
 #   scripts/fetch-kafka.sh [--force]
 set -euo pipefail

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from retail_pipeline.events.simulator import FaultRates, generate
+from retail_pipeline.simulation import FaultRates, generate
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 
 HEAVY_FAULTS = FaultRates(duplicate=0.05, out_of_order=0.1, late=0.03, malformed=0.05, orphan=0.01)

@@ -61,7 +61,7 @@ STARTERS = {
     "ensure_manifest": "dbt",
     "dbtRunner": "dbt",
     "LocalBroker": "kafka",
-    "broker:start": "kafka",
+    "kafka_broker:start": "kafka",
     "LocalPostgres": "postgres",
     "snowduck_server": "emulator",
     "local_snowflake": "emulator",
@@ -69,7 +69,7 @@ STARTERS = {
     "sync_playwright": "browser",
     "browser:launch": "browser",
     "browser:screenshot": "browser",
-    "local:start": "airflow",
+    "airflow:start": "airflow",
     "run_dags": "airflow",
     # What a test calls when its service cannot run here (tests/services.py): it needs it.
     "broker_unavailable": "kafka",

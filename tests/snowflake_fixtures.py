@@ -4,7 +4,7 @@
 Snowflake wire protocol, and yields ``snowflake.connector.connect`` keyword arguments; it is what
 the Snowflake loader's tests use (PUT, COPY INTO from Parquet, transactions). ``snowflake_args``
 gives a test those arguments with a database of its own. ``snowduck_emulator`` runs the
-package's local Snowflake (:mod:`retail_pipeline.warehouse.emulator`: snowduck, patched), the
+package's local Snowflake (:mod:`retail_pipeline.local.snowflake_emulator`: snowduck, patched), the
 emulator dbt-snowflake builds on and the demo uses.
 
 When an emulator cannot start, the tests are skipped with the reason, except under ``CI=true``,
@@ -145,7 +145,7 @@ def snowduck_emulator(
     arguments, its DuckDB connection, a back door for seeding rows from Arrow). Every session
     shares that one DuckDB connection: one writer at a time (dbt with ``threads: 1``)."""
     from retail_pipeline.errors import PipelineError
-    from retail_pipeline.warehouse import emulator
+    from retail_pipeline.local import snowflake_emulator as emulator
 
     reason = emulator.available()
     if reason:

@@ -22,9 +22,9 @@ import duckdb
 import pytest
 
 from retail_pipeline.events.contract import EVENT_TYPES
-from retail_pipeline.events.simulator import FaultRates, GenerationSummary, generate
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files
+from retail_pipeline.simulation import FaultRates, GenerationSummary, generate
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.accounting import message_lines
 

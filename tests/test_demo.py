@@ -23,8 +23,8 @@ import pytest
 from retail_pipeline import cli
 from retail_pipeline.demo import MARKER_SUFFIX, DemoResult, run_demo
 from retail_pipeline.errors import PipelineError
-from retail_pipeline.events.truth import compare_with_truth
-from retail_pipeline.ingestion.kafka import broker
+from retail_pipeline.local import kafka_broker as broker
+from retail_pipeline.simulation.truth import compare_with_truth
 from retail_pipeline.transform import NodeProgress, read_answers
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 
@@ -297,7 +297,7 @@ def test_demo_on_snowflake_prints_the_same_answers_as_on_duckdb(
     """``demo --target snowflake --json`` in a process of its own (the emulator's database
     lives as long as the process): same seed, same answers JSON as the DuckDB demo, equal to
     the truth; settings naming a real account are ignored, and the emulator is stopped."""
-    from retail_pipeline.warehouse import emulator
+    from retail_pipeline.local import snowflake_emulator as emulator
 
     from .snowflake_fixtures import emulator_unavailable
 

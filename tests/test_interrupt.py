@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from retail_pipeline.events.simulator import FaultRates, GenerationSummary, generate
+from retail_pipeline.simulation import FaultRates, GenerationSummary, generate
 from tests.accounting import message_lines, stored_messages, unaccounted_rows
 from tests.test_cli import COMMAND, cli, ok
 
@@ -110,7 +110,7 @@ def test_ctrl_c_during_kafka_ingest_finishes_the_batch_then_aborts(
     kafka_broker: str, sim: GenerationSummary, tmp_path: Path
 ) -> None:
     from retail_pipeline.events.contract import TOPICS
-    from retail_pipeline.ingestion.kafka.broker import ensure_topics
+    from retail_pipeline.local.kafka_broker import ensure_topics
 
     prefix = f"interrupt-{uuid.uuid4().hex[:8]}."
     ensure_topics(kafka_broker, [prefix + t for t in (*TOPICS, "dead_letter")])

@@ -28,7 +28,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from retail_pipeline.ingestion.kafka import broker
+from retail_pipeline.local import kafka_broker as broker
 
 REPO = Path(__file__).resolve().parents[1]
 LOCKS = REPO / "requirements"

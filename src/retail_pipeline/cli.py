@@ -168,8 +168,8 @@ def generate(
     ] = True,
 ) -> None:
     """Simulate customers, products and order/payment/shipment events, with truth.json."""
-    from retail_pipeline.events.simulator import FaultRates
-    from retail_pipeline.events.simulator import generate as simulate
+    from retail_pipeline.simulation import FaultRates
+    from retail_pipeline.simulation import generate as simulate
 
     blocker = next((p for p in (out_dir, *out_dir.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:
@@ -502,7 +502,7 @@ def kafka_up(
 ) -> None:
     """Start the broker (fetching jars on first use) and create the topics (with the topic
     prefix, as produce and ingest --kafka name them)."""
-    from retail_pipeline.ingestion.kafka import broker
+    from retail_pipeline.local import kafka_broker as broker
 
     prefix = _topic_prefix(topic_prefix)
     topics = [prefix + topic for topic in broker.DEFAULT_TOPICS]
@@ -518,7 +518,7 @@ def kafka_up(
 @kafka_app.command("down")
 def kafka_down() -> None:
     """Stop the broker cleanly (its data stays)."""
-    from retail_pipeline.ingestion.kafka import broker
+    from retail_pipeline.local import kafka_broker as broker
 
     stopped = broker.stop(broker.default_home())
     out.print("Kafka stopped" if stopped else "Kafka was not running")
@@ -527,7 +527,7 @@ def kafka_down() -> None:
 @kafka_app.command("status")
 def kafka_status() -> None:
     """Whether the broker runs and answers."""
-    from retail_pipeline.ingestion.kafka import broker
+    from retail_pipeline.local import kafka_broker as broker
 
     info = broker.status(broker.default_home())
     if info is None:
@@ -573,7 +573,7 @@ def postgres_up(
     the DSN it prints names the password file (passfile=), so it can be used as it is."""
     import shlex
 
-    from retail_pipeline.sources import postgres
+    from retail_pipeline.local import postgres
 
     server = postgres.LocalPostgres(home or postgres.default_home(), port=port)
     state = "already running" if server.running() else "started"
@@ -607,8 +607,8 @@ def postgres_seed(
 ) -> None:
     """Create the source tables in any PostgreSQL and fill them with the demo shop's customers
     and products (tables that already have rows are left alone without --force)."""
+    from retail_pipeline.local import postgres
     from retail_pipeline.settings import settings
-    from retail_pipeline.sources import postgres
 
     configured = settings().postgres_dsn
     target = dsn or (configured.get_secret_value() if configured else None)
@@ -625,7 +625,7 @@ def postgres_seed(
 @postgres_app.command("down")
 def postgres_down(home: PostgresHomeOpt = None) -> None:
     """Stop PostgreSQL (its data stays)."""
-    from retail_pipeline.sources import postgres
+    from retail_pipeline.local import postgres
 
     server = postgres.LocalPostgres(home or postgres.default_home())
     running = server.running()
@@ -636,7 +636,7 @@ def postgres_down(home: PostgresHomeOpt = None) -> None:
 @postgres_app.command("status")
 def postgres_status(home: PostgresHomeOpt = None) -> None:
     """Whether PostgreSQL runs and accepts connections, and its rows per table."""
-    from retail_pipeline.sources import postgres
+    from retail_pipeline.local import postgres
 
     info = postgres.LocalPostgres(home or postgres.default_home()).status()
     if info is None:
@@ -660,7 +660,7 @@ def airflow_up(
 ) -> None:
     """Start Airflow (home: $AIRFLOW_HOME or data/airflow) and print the URL and the login
     (the user, and the file only you can read that holds its password: never the password)."""
-    from retail_pipeline.orchestration import local
+    from retail_pipeline.local import airflow as local
 
     info = local.start(port=port)
     state = "already running" if info.reused else "started"
@@ -672,7 +672,7 @@ def airflow_up(
 @airflow_app.command("down")
 def airflow_down() -> None:
     """Stop the local Airflow and its processes."""
-    from retail_pipeline.orchestration import local
+    from retail_pipeline.local import airflow as local
 
     out.print("Airflow stopped" if local.stop() else "Airflow was not running")
 
@@ -843,7 +843,7 @@ def api_server(
     With RETAIL_API_TOKEN set, requests need 'Authorization: Bearer <token>'. Without files it
     serves the customers and products of 'retail-pipeline generate' with its defaults.
     """
-    from retail_pipeline.sources.api_server import serve_reference_api
+    from retail_pipeline.local.reference_api import serve_reference_api
 
     def announce(url: str, what: str) -> None:
         out.print(f"api: {url}  (Ctrl-C to stop)")

@@ -25,16 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.events.contract import TOPICS
-from retail_pipeline.events.simulator import FaultRates, generate
-from retail_pipeline.events.truth import ANSWER_NAMES, compare_with_truth
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files
 from retail_pipeline.settings import utf8_path
+from retail_pipeline.simulation import FaultRates, generate
+from retail_pipeline.simulation.truth import ANSWER_NAMES, compare_with_truth
 from retail_pipeline.transform import NodeProgress, read_answers, run_transform
 from retail_pipeline.warehouse import Warehouse, open_warehouse
 
 if TYPE_CHECKING:
-    from retail_pipeline.ingestion.kafka.broker import BrokerInfo
+    from retail_pipeline.local.kafka_broker import BrokerInfo
 
 WAREHOUSE_NAME = "warehouse.duckdb"
 """The demo's own warehouse, inside its workdir."""
@@ -152,10 +152,10 @@ def run_demo(
     ``dbt_progress`` wraps the dbt build and reports its nodes (e.g.
     ``lambda: node_progress(console)``).
 
-    ``target`` ``"snowflake"`` loads, builds and reads a local Snowflake emulator instead (see
-    :mod:`retail_pipeline.warehouse.emulator`), started empty and stopped at the end; it takes no
-    ``warehouse``. ``RETAIL_TARGET`` and the ``SNOWFLAKE_*`` settings are not used: the demo never
-    touches a real account.
+    ``target`` ``"snowflake"`` loads, builds and reads a local Snowflake emulator instead
+    (:mod:`retail_pipeline.local.snowflake_emulator`), started empty and stopped at the end; it
+    takes no ``warehouse``. ``RETAIL_TARGET`` and the ``SNOWFLAKE_*`` settings are not used: the
+    demo never touches a real account.
     """
     if target not in ("duckdb", "snowflake"):
         raise PipelineError(f"unknown target {target!r}: expected duckdb or snowflake")
@@ -208,7 +208,7 @@ def run_demo(
 @contextmanager
 def _local_snowflake(workdir: Path, echo: Callable[[str], None]) -> Iterator[None]:
     """The local Snowflake emulator for the length of the demo, announced and then stopped."""
-    from retail_pipeline.warehouse.emulator import DATABASE, local_snowflake
+    from retail_pipeline.local.snowflake_emulator import DATABASE, local_snowflake
 
     with local_snowflake(workdir / "snowflake") as emulator:
         where = f"{emulator.connect_args['host']}:{emulator.connect_args['port']}"
@@ -302,7 +302,7 @@ def _kafka_servers(
     if bootstrap:
         yield bootstrap
         return
-    from retail_pipeline.ingestion.kafka import broker
+    from retail_pipeline.local import kafka_broker as broker
 
     try:
         info = start_broker() if start_broker is not None else broker.start(broker.default_home())
@@ -337,10 +337,10 @@ def _through_kafka(
     servers: str,
     echo: Callable[[str], None],
 ) -> None:
-    from retail_pipeline.ingestion.kafka import broker
     from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings, KafkaBronzeConsumer
     from retail_pipeline.ingestion.kafka.producer import produce_files
     from retail_pipeline.ingestion.kafka.status import partition_lags
+    from retail_pipeline.local import kafka_broker as broker
 
     # Topics of their own per simulation, so that whatever else the broker holds stays out.
     prefix = f"demo-{digest[:10]}."

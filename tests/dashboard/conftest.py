@@ -21,9 +21,9 @@ from typing import Any, NoReturn
 
 import pytest
 
-from retail_pipeline.events.simulator import FaultRates, generate
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files
+from retail_pipeline.simulation import FaultRates, generate
 from retail_pipeline.transform import run_transform
 from retail_pipeline.warehouse import open_warehouse
 from tests.services import unavailable

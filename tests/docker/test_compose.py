@@ -45,8 +45,8 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from retail_pipeline.cli import app
-from retail_pipeline.ingestion.kafka import broker
-from retail_pipeline.orchestration import local
+from retail_pipeline.local import airflow as local
+from retail_pipeline.local import kafka_broker as broker
 from retail_pipeline.settings import Settings, SnowflakeSettings
 from tests.services import unavailable
 
@@ -799,7 +799,7 @@ def test_named_paths_exist(stack: Stack) -> None:
     initdb = [
         v for v in postgres["volumes"] if v["target"].startswith("/docker-entrypoint-initdb.d/")
     ]
-    schema = REPO / "src" / "retail_pipeline" / "sources" / "postgres_schema.sql"
+    schema = REPO / "src" / "retail_pipeline" / "local" / "postgres_schema.sql"
     assert [Path(v["source"]) for v in initdb] == [schema]
     assert all(v.get("read_only") for v in initdb)
 
@@ -994,8 +994,8 @@ def test_compose_refuses_a_planted_mistake(
         ),
         pytest.param(
             "docker/compose.yml",
-            "../src/retail_pipeline/sources/postgres_schema.sql:",
-            "../src/retail_pipeline/sources/postgres-schema.sql:",
+            "../src/retail_pipeline/local/postgres_schema.sql:",
+            "../src/retail_pipeline/local/postgres-schema.sql:",
             "postgres-schema.sql, which does not exist",
             id="missing-schema-file",
         ),

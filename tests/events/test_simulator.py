@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from retail_pipeline.events import contract
-from retail_pipeline.events.simulator import (
+from retail_pipeline.simulation.simulator import (
     _UNKNOWN_EVENT_TYPES,
     MALFORMED_KINDS,
     FaultRates,

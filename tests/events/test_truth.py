@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from retail_pipeline.events.truth import (
+from retail_pipeline.simulation.truth import (
     ANSWER_NAMES,
     LEAD_TIME_TOLERANCE_HOURS,
     UNIT_PRICE_SCALE,

@@ -2,7 +2,7 @@
 
 ``kafka_broker`` (session) starts one broker for the whole run and yields its bootstrap servers;
 ``private_kafka_broker`` gives a test a broker of its own that it may stop and start again.
-Both share one jar cache (``retail_pipeline.ingestion.kafka.broker.default_home()/libs``) and keep
+Both share one jar cache (``retail_pipeline.local.kafka_broker.default_home()/libs``) and keep
 their data under pytest's tmp dir. When the broker cannot start, the tests are skipped with the
 reason, except under ``CI=true``, where they fail: CI must never skip Kafka tests silently.
 
@@ -19,7 +19,7 @@ from typing import NoReturn
 
 import pytest
 
-from retail_pipeline.ingestion.kafka import broker
+from retail_pipeline.local import kafka_broker as broker
 from tests.services import unavailable
 
 PARTITIONS = 3

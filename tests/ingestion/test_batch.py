@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from retail_pipeline.errors import InputError, PipelineError
-from retail_pipeline.events.simulator import generate
 from retail_pipeline.ingestion.batch import load_reference, load_snapshot, read_snapshot
+from retail_pipeline.simulation import generate
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 
 KEYS = {"customers": "customer_id", "products": "product_id"}

@@ -16,7 +16,7 @@ import pytest
 from retail_pipeline.errors import InputError, PipelineError
 from retail_pipeline.ingestion.api import ApiSource, parse_updated_at
 from retail_pipeline.ingestion.incremental import Change, Retry, Window, load_changes, micros
-from retail_pipeline.sources.api_server import ReferenceApi
+from retail_pipeline.local.reference_api import ReferenceApi
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.accounting import unaccounted_rows
 

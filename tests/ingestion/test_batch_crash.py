@@ -20,7 +20,7 @@ import pytest
 
 from retail_pipeline.ingestion.batch import BATCH_RECORDS
 from retail_pipeline.ingestion.incremental import BATCH_SIZE
-from retail_pipeline.sources.api_server import ReferenceApi
+from retail_pipeline.local.reference_api import ReferenceApi
 from tests.accounting import unaccounted_rows
 from tests.ingestion.kills import adapt_window
 

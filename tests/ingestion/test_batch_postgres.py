@@ -16,7 +16,7 @@ import pytest
 from retail_pipeline.errors import InputError, PipelineError
 from retail_pipeline.ingestion.incremental import Change, Retry, Window, load_changes
 from retail_pipeline.ingestion.postgres import PostgresSource
-from retail_pipeline.sources.postgres import LocalPostgres, upsert
+from retail_pipeline.local.postgres import LocalPostgres, upsert
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.accounting import unaccounted_rows
 

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from retail_pipeline.ingestion.kafka import broker
+from retail_pipeline.local import kafka_broker as broker
 
 # The fixtures live beside this file: load them as a plugin under the name this directory
 # imports as (a package when tests/ has __init__.py files, else a plain sys.path entry).

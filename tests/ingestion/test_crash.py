@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from retail_pipeline.events.simulator import FaultRates, generate
+from retail_pipeline.simulation import FaultRates, generate
 from tests.accounting import unaccounted_rows
 from tests.ingestion.kills import adapt_window
 

@@ -14,14 +14,14 @@ import duckdb
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from retail_pipeline.events.simulator import FaultRates, generate
-from retail_pipeline.ingestion.kafka import broker
 from retail_pipeline.ingestion.kafka.consumer import (
     ConsumerSettings,
     KafkaBronzeConsumer,
     TopicResetError,
 )
 from retail_pipeline.ingestion.kafka.producer import Delivered, produce_files
+from retail_pipeline.local import kafka_broker as broker
+from retail_pipeline.simulation import FaultRates, generate
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.events.reference import reference_reason
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from retail_pipeline.events.simulator import FaultRates, generate
 from retail_pipeline.ingestion.kafka.producer import Delivered, produce_files
+from retail_pipeline.simulation import FaultRates, generate
 from tests.accounting import unaccounted_rows
 from tests.ingestion.kafka_fixtures import LocalBroker
 from tests.ingestion.kills import adapt_window

@@ -27,7 +27,7 @@ from retail_pipeline.errors import InputError, PipelineError
 from retail_pipeline.ingestion.api import ApiSource
 from retail_pipeline.ingestion.incremental import Retry, load_changes
 from retail_pipeline.ingestion.postgres import PostgresSource
-from retail_pipeline.sources.postgres import upsert
+from retail_pipeline.local.postgres import upsert
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.accounting import unaccounted_rows
 from tests.rss import run_measured as measured

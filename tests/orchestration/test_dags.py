@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from retail_pipeline.events.contract import TOPICS
-from retail_pipeline.events.simulator import generate
-from retail_pipeline.events.truth import compare_with_truth
-from retail_pipeline.ingestion.kafka import broker
 from retail_pipeline.ingestion.kafka.producer import produce_files
-from retail_pipeline.sources.api_server import ReferenceApi
-from retail_pipeline.sources.postgres import upsert
+from retail_pipeline.local import kafka_broker as broker
+from retail_pipeline.local.postgres import upsert
+from retail_pipeline.local.reference_api import ReferenceApi
+from retail_pipeline.simulation import generate
+from retail_pipeline.simulation.truth import compare_with_truth
 from retail_pipeline.transform import read_answers
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.accounting import _rows, message_lines, stored_messages, unaccounted_rows

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from retail_pipeline.events.simulator import generate
-from retail_pipeline.orchestration import local
+from retail_pipeline.local import airflow as local
+from retail_pipeline.simulation import generate
 from tests.ingestion.kafka_fixtures import free_port
 from tests.orchestration.conftest import airflow_unavailable
 from tests.orchestration.test_dags import BRONZE

@@ -27,7 +27,7 @@ from tests.ingestion.kafka_fixtures import free_port
 from tests.services import unavailable
 
 if TYPE_CHECKING:
-    from retail_pipeline.sources.postgres import LocalPostgres
+    from retail_pipeline.local.postgres import LocalPostgres
 
 _DATABASES = itertools.count(1)
 
@@ -40,7 +40,7 @@ def postgres_unavailable(reason: str) -> NoReturn:
 def start_or_give_up(home: Path) -> LocalPostgres:
     """A started LocalPostgres under ``home`` on a free port, or skip (fail in CI) with why."""
     try:
-        from retail_pipeline.sources.postgres import LocalPostgres  # needs psycopg
+        from retail_pipeline.local.postgres import LocalPostgres  # needs psycopg
     except PipelineError as exc:
         postgres_unavailable(str(exc))
     server = LocalPostgres(home, port=free_port())

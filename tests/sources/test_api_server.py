@@ -26,7 +26,7 @@ import psutil
 import pytest
 
 from retail_pipeline.errors import InputError
-from retail_pipeline.sources.api_server import (
+from retail_pipeline.local.reference_api import (
     ReferenceApi,
     ServedRequest,
     decode_cursor,
@@ -600,7 +600,7 @@ def test_hostile_requests_get_a_json_4xx_and_no_traceback(
 
 
 def test_a_slow_client_is_cut_off_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
-    from retail_pipeline.sources import api_server
+    from retail_pipeline.local import reference_api as api_server
 
     monkeypatch.setattr(api_server, "REQUEST_DEADLINE", 1.0)
     with ReferenceApi(token=TOKEN) as api:
@@ -626,7 +626,7 @@ def test_a_slow_client_is_cut_off_at_the_deadline(monkeypatch: pytest.MonkeyPatc
 
 
 def test_connections_at_once_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    from retail_pipeline.sources import api_server
+    from retail_pipeline.local import reference_api as api_server
 
     monkeypatch.setattr(api_server, "MAX_CONNECTIONS", 3)
     with ReferenceApi(token=TOKEN) as api:
@@ -651,7 +651,7 @@ def test_connections_at_once_are_capped(monkeypatch: pytest.MonkeyPatch) -> None
 
 _SERVER = """
 import sys
-from retail_pipeline.sources.api_server import ReferenceApi
+from retail_pipeline.local.reference_api import ReferenceApi
 api = ReferenceApi().start()
 print(api.url, flush=True)
 sys.stdin.read()  # until the test closes stdin

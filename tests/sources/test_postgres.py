@@ -21,9 +21,8 @@ from typer.testing import CliRunner
 from retail_pipeline.cli import app
 from retail_pipeline.errors import InputError
 from retail_pipeline.events.contract import REFERENCE_KEYS
-from retail_pipeline.events.simulator import generate
-from retail_pipeline.sources import postgres
-from retail_pipeline.sources.postgres import (
+from retail_pipeline.local import postgres
+from retail_pipeline.local.postgres import (
     LocalPostgres,
     PostgresError,
     apply_schema,
@@ -31,6 +30,7 @@ from retail_pipeline.sources.postgres import (
     seed,
     upsert,
 )
+from retail_pipeline.simulation import generate
 from tests.ingestion.kafka_fixtures import free_port
 from tests.sources.postgres_fixtures import postgres_unavailable
 from tests.test_cli import COMMAND
@@ -405,7 +405,7 @@ def test_cli_seed_fills_any_database_once(postgres_db: str) -> None:
     from typer.testing import CliRunner
 
     from retail_pipeline.cli import app
-    from retail_pipeline.sources.postgres import row_counts
+    from retail_pipeline.local.postgres import row_counts
 
     runner = CliRunner()
     first = runner.invoke(app, ["postgres", "seed", "--dsn", postgres_db])

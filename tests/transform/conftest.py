@@ -16,9 +16,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from retail_pipeline.events.simulator import FaultRates, generate
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files
+from retail_pipeline.simulation import FaultRates, generate
 from retail_pipeline.transform import TransformSummary, run_transform
 from retail_pipeline.warehouse import Warehouse
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse

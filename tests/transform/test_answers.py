@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from retail_pipeline.events.truth import compare_with_truth
+from retail_pipeline.simulation.truth import compare_with_truth
 from retail_pipeline.transform import format_answers, gold_status, read_answers
 from retail_pipeline.warehouse import open_warehouse
 

@@ -10,13 +10,13 @@ from typing import Any
 import duckdb
 import orjson
 
-from retail_pipeline.events.simulator import FaultRates
-from retail_pipeline.events.truth import compare_with_truth
 from retail_pipeline.ingestion.api import ApiSource
 from retail_pipeline.ingestion.incremental import load_changes
 from retail_pipeline.ingestion.postgres import PostgresSource
-from retail_pipeline.sources.api_server import ReferenceApi
-from retail_pipeline.sources.postgres import upsert
+from retail_pipeline.local.postgres import upsert
+from retail_pipeline.local.reference_api import ReferenceApi
+from retail_pipeline.simulation import FaultRates
+from retail_pipeline.simulation.truth import compare_with_truth
 from retail_pipeline.transform import read_answers
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.transform.conftest import load, simulate, transform

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from retail_pipeline.events.simulator import FaultRates, generate
-from retail_pipeline.events.truth import compare_with_truth
+from retail_pipeline.simulation import FaultRates, generate
+from retail_pipeline.simulation.truth import compare_with_truth
 from retail_pipeline.transform import read_answers, run_dbt, run_transform
 from retail_pipeline.warehouse import open_warehouse
 from tests.accounting import stored_messages, unaccounted_rows

@@ -19,12 +19,12 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from retail_pipeline.events.simulator import FaultRates, GenerationSummary, generate
 from retail_pipeline.ingestion.api import ApiSource
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files
 from retail_pipeline.ingestion.incremental import load_changes
-from retail_pipeline.sources.api_server import ReferenceApi
+from retail_pipeline.local.reference_api import ReferenceApi
+from retail_pipeline.simulation import FaultRates, GenerationSummary, generate
 from retail_pipeline.warehouse import Warehouse, open_warehouse
 from retail_pipeline.warehouse.base import (
     EventBatch,

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from retail_pipeline.warehouse.snowflake import connector
+from retail_pipeline.warehouse.drivers import snowflake_connector as connector
 
 
 @pytest.fixture

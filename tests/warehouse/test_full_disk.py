@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from retail_pipeline.events.simulator import FaultRates, GenerationSummary, generate
+from retail_pipeline.simulation import FaultRates, GenerationSummary, generate
 from tests.accounting import message_lines, stored_messages, unaccounted_rows
 from tests.test_cli import cli, ok, one_error_line
 

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pytest
 
 from retail_pipeline.errors import WarehouseError
-from retail_pipeline.events.simulator import FaultRates, generate
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files, stage_block
+from retail_pipeline.simulation import FaultRates, generate
 from retail_pipeline.warehouse.base import EventBatch, Position, PositionConflict
 from retail_pipeline.warehouse.bronze import bronze_tables
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse

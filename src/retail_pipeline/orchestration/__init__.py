@@ -6,7 +6,7 @@
   the ingestion DAGs' outlets and the dbt DAG's schedule.
 - :mod:`~retail_pipeline.orchestration.dbt`: the one place the Cosmos configuration (project,
   profile, manifest) comes from.
-- :mod:`~retail_pipeline.orchestration.local`: ``retail-pipeline airflow up`` / ``down``.
+- :mod:`~retail_pipeline.local.airflow`: ``retail-pipeline airflow up`` / ``down``.
 
 Only ``assets`` and ``dbt`` import Airflow (the ``[airflow]`` extra); the rest works without it.
 See docs/airflow.md.

@@ -16,18 +16,15 @@ transaction; Silver's lookback covers either). Errors reach the caller as one-li
 
 from __future__ import annotations
 
-import logging
 import re
 import tempfile
 import threading
 import uuid
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pyarrow as pa
@@ -50,7 +47,8 @@ from retail_pipeline.warehouse.base import (
 )
 from retail_pipeline.warehouse.bronze import Column, bronze_tables
 from retail_pipeline.warehouse.bronze import create_statements as bronze_create_statements
-from retail_pipeline.warehouse.sql import literal
+from retail_pipeline.warehouse.drivers import snowflake_connector as connector
+from retail_pipeline.warehouse.sql import literal, plain_identifier
 
 SCHEMA = "BRONZE"
 STAGE = "RETAIL_PIPELINE_LOAD"
@@ -66,19 +64,8 @@ CONNECT_DEFAULTS: dict[str, Any] = {
 }
 """Defaults under the caller's ``connect_args``: nothing waits for minutes on a dead endpoint."""
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,254}")
 _LOCAL_PATH = re.compile(r"[\w./-]+", re.ASCII)
 """What a local path in a ``PUT`` may hold: every client and emulator reads it the same way."""
-
-
-def plain_identifier(name: str) -> str:
-    """``name``, checked to be a plain (unquoted) Snowflake identifier before SQL text holds
-    it: a letter or ``_``, then letters, digits, ``_`` or ``$``."""
-    if not _IDENTIFIER.fullmatch(name):
-        raise WarehouseError(
-            f"Snowflake name {name!r} is not a plain identifier (letters, digits, _ and $)"
-        )
-    return name
 
 
 _SIMPLE_TYPES = {
@@ -154,27 +141,6 @@ def create_statements(database: str) -> list[str]:
 def all_tables() -> dict[str, list[Column]]:
     """Every Bronze table with its columns (DuckDB spelling), as the DDL creates them."""
     return {**bookkeeping_tables(), **bronze_tables()}
-
-
-def connector() -> ModuleType:
-    """``snowflake.connector``, imported on first use (it is an optional extra)."""
-    try:
-        with warnings.catch_warnings():
-            # Its vendored requests warns about the urllib3/chardet versions on import.
-            warnings.filterwarnings("ignore", message=r".*doesn't match a supported version")
-            import snowflake.connector
-    except ImportError:
-        raise WarehouseError(
-            "the snowflake target needs the Snowflake connector: pip install"
-            " 'retail-pipeline[snowflake]'"
-        ) from None
-    # Its errors reach the caller as one-line WarehouseErrors; its own log of them (tracebacks
-    # included) would otherwise be printed to stderr by logging's last-resort handler.
-    log = logging.getLogger("snowflake.connector")
-    if not log.handlers:
-        log.addHandler(logging.NullHandler())
-        log.propagate = False
-    return snowflake.connector
 
 
 _PLACEHOLDERS = re.compile(r"'(?:[^'\\]|\\.)*'|\$\$.*?\$\$|\"[^\"]*\"|[?%]", re.DOTALL)
@@ -412,7 +378,7 @@ class SnowflakeWarehouse(Closing):
         (Snowflake converts each Parquet type to the column's); the file is purged once loaded.
 
         The plain form, without a transforming ``SELECT``, is the one every endpoint runs:
-        Snowflake, fakesnow and (through :mod:`retail_pipeline.warehouse.emulator`) snowduck.
+        Snowflake, fakesnow and (through :mod:`retail_pipeline.local.snowflake_emulator`) snowduck.
         """
         columns = {name for name, _, _ in all_tables()[bronze_table(table)]}
         unknown = [name for name in rows.column_names if name not in columns]

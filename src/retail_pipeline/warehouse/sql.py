@@ -8,11 +8,13 @@ of passing it on.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from retail_pipeline.errors import PipelineError
+from retail_pipeline.errors import PipelineError, WarehouseError
 
 Dialect = Literal["duckdb", "snowflake"]
+_PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,254}")
 
 
 def literal(value: str, dialect: Dialect = "duckdb") -> str:
@@ -32,3 +34,13 @@ def identifier(name: str) -> str:
     if "\x00" in name or not name:
         raise PipelineError(f"not a usable SQL identifier: {name!r}")
     return '"' + name.replace('"', '""') + '"'
+
+
+def plain_identifier(name: str) -> str:
+    """``name``, checked to be a plain (unquoted) Snowflake identifier before SQL text holds
+    it: a letter or ``_``, then letters, digits, ``_`` or ``$``."""
+    if not _PLAIN_IDENTIFIER.fullmatch(name):
+        raise WarehouseError(
+            f"Snowflake name {name!r} is not a plain identifier (letters, digits, _ and $)"
+        )
+    return name

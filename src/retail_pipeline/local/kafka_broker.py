@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from retail_pipeline.local_services import (
+from retail_pipeline.local.services import (
     checkout_root,
     home_lock,
     live_command_line,
@@ -98,7 +98,7 @@ _KAFKA_JAR_GLOB = "kafka_2.13-*.jar"
 _POLL_SECONDS = 0.2
 
 _LOG4J2_PROPERTIES = """\
-# Written by retail_pipeline.ingestion.kafka.broker; rewritten on every start.
+# Written by retail_pipeline.local.kafka_broker; rewritten on every start.
 status = warn
 shutdownHook = disable
 name = retail-pipeline-kafka
@@ -549,7 +549,7 @@ def ensure_topics(
 
 def _server_properties(*, port: int, controller_port: int, data_dir: Path, partitions: int) -> str:
     return f"""\
-# Written by retail_pipeline.ingestion.kafka.broker; rewritten on every start.
+# Written by retail_pipeline.local.kafka_broker; rewritten on every start.
 # One node in KRaft mode, broker and controller in one process, on {_HOST} only.
 process.roles=broker,controller
 node.id={_NODE_ID}

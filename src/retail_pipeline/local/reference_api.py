@@ -874,7 +874,7 @@ def _loopback(host: str) -> bool:
 
 
 def _load_simulation(api: ReferenceApi) -> tuple[int, int]:
-    from retail_pipeline.events.simulator import generate
+    from retail_pipeline.simulation import generate
 
     with tempfile.TemporaryDirectory(prefix="retail-api-") as folder:
         summary = generate(

@@ -39,8 +39,8 @@ from typing import Any
 
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.settings import environment
-from retail_pipeline.warehouse.snowflake import connector, plain_identifier
-from retail_pipeline.warehouse.sql import identifier, literal
+from retail_pipeline.warehouse.drivers import snowflake_connector as connector
+from retail_pipeline.warehouse.sql import identifier, literal, plain_identifier
 
 START_TIMEOUT = 60.0
 DATABASE = "RETAIL"

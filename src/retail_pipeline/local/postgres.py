@@ -57,7 +57,7 @@ from typing import Any
 from urllib.parse import quote
 
 from retail_pipeline.errors import InputError, PipelineError, redact
-from retail_pipeline.local_services import home_lock, live_command_line, local_home, port_free
+from retail_pipeline.local.services import home_lock, live_command_line, local_home, port_free
 
 try:
     import psycopg
@@ -105,7 +105,7 @@ _SOCKET_PATH_MAX = 107  # sun_path, less the terminating NUL
 _LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+ \w+ \[\d+\] ")  # log_line_prefix '%m [%p] '
 
 _HBA = """\
-# Written by retail_pipeline.sources.postgres: a local cluster on loopback, passwords required.
+# Written by retail_pipeline.local.postgres: a local cluster on loopback, passwords required.
 local   all   all                  scram-sha-256
 host    all   all   127.0.0.1/32   scram-sha-256
 """
@@ -588,7 +588,7 @@ class LocalPostgres:
         self._owned(data / "pg_hba.conf", owner, directory=False, text=_HBA)
         with (data / "postgresql.conf").open("a") as conf:
             conf.write(
-                f"\n# The settings of retail_pipeline.sources.postgres\ninclude '{_CONF_NAME}'\n"
+                f"\n# The settings of retail_pipeline.local.postgres\ninclude '{_CONF_NAME}'\n"
             )
 
     def _passwords(self) -> dict[str, str]:
@@ -658,7 +658,7 @@ class LocalPostgres:
             self.data_dir / _CONF_NAME,
             owner,
             directory=False,
-            text="# Written by retail_pipeline.sources.postgres on every start.\n"
+            text="# Written by retail_pipeline.local.postgres on every start.\n"
             f"listen_addresses = {_quote_conf(_HOST)}\n"
             f"port = {self.port}\n"
             f"unix_socket_directories = {_quote_conf(socket_dir)}\n"
@@ -832,7 +832,7 @@ class LocalPostgres:
 def schema_sql() -> str:
     """The text of ``postgres_schema.sql`` (the tables, indexes and updated_at trigger)."""
     return (
-        importlib.resources.files("retail_pipeline.sources")
+        importlib.resources.files("retail_pipeline.local")
         .joinpath("postgres_schema.sql")
         .read_text(encoding="utf-8")
     )
@@ -983,7 +983,7 @@ def seed_simulated(
 ) -> tuple[int, int]:
     """Seed the reference data of a simulated shop, by default the one ``retail-pipeline demo``
     simulates (so its events find their customers and products); return the rows written."""
-    from retail_pipeline.events.simulator import FaultRates, generate
+    from retail_pipeline.simulation import FaultRates, generate
 
     with tempfile.TemporaryDirectory(prefix="retail-postgres-seed-") as work:
         summary = generate(

@@ -6,7 +6,7 @@ snapshot per day), and for every order a lifecycle of order, payment and shipmen
 failed and re-dispatched shipments). Events are written in arrival order to one NDJSON file per
 topic, with faults injected: duplicate deliveries, out-of-order and late arrivals, malformed
 lines and orphan events. ``truth.json`` holds the docs/metrics.md answers computed from the
-simulator's own decisions (see :mod:`retail_pipeline.events.truth`).
+simulator's own decisions (see :mod:`retail_pipeline.simulation.truth`).
 
 Money is exact: unit prices are integers in 1/10000 (about 15% of products have sub-cent prices
 such as 0.125 or 2.4999), ``order_total`` is the exact sum of quantity * unit_price rounded to cents
@@ -40,7 +40,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from retail_pipeline.events.contract import EVENT_TYPE_TOPIC, TOPICS
-from retail_pipeline.events.truth import (
+from retail_pipeline.simulation.truth import (
     CENTS_PER_UNIT_PRICE,
     MS_PER_DAY,
     MS_PER_HOUR,
