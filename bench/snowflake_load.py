@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=ROOT / "data" / "bench")
     args = parser.parse_args()
 
-    from tests.snowflake_fixtures import fakesnow_process
+    from tests.local.snowflake_fixtures import fakesnow_process
 
     from retail_pipeline.local.snowflake_emulator import snowduck_server
 

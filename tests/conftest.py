@@ -30,7 +30,7 @@ def warehouse(tmp_path: Path) -> Iterator[DuckDBWarehouse]:
 
 pytest_plugins = [
     "tests.markers",  # marks each test with the services it needs: `make test-fast` leaves them out
-    "tests.ingestion.kafka_fixtures",
-    "tests.snowflake_fixtures",
-    "tests.sources.postgres_fixtures",
+    "tests.local.kafka_fixtures",
+    "tests.local.snowflake_fixtures",
+    "tests.local.postgres_fixtures",
 ]

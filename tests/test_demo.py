@@ -28,7 +28,7 @@ from retail_pipeline.simulation.truth import compare_with_truth
 from retail_pipeline.transform import NodeProgress, read_answers
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 
-from .ingestion.kafka_fixtures import LocalBroker, broker_unavailable, kafka_libs
+from .local.kafka_fixtures import LocalBroker, broker_unavailable, kafka_libs
 
 SMALL: dict[str, Any] = {"days": 3, "orders_per_day": 120, "seed": 5}
 
@@ -299,7 +299,7 @@ def test_demo_on_snowflake_prints_the_same_answers_as_on_duckdb(
     the truth; settings naming a real account are ignored, and the emulator is stopped."""
     from retail_pipeline.local import snowflake_emulator as emulator
 
-    from .snowflake_fixtures import emulator_unavailable
+    from .local.snowflake_fixtures import emulator_unavailable
 
     reason = emulator.available()
     if reason:

@@ -33,7 +33,7 @@ def _only_names_the_demo(name: str, root: Path, commands: dict[str, str]) -> obj
 
 
 def _local_import() -> None:
-    from tests.snowflake_fixtures import emulator_unavailable
+    from tests.local.snowflake_fixtures import emulator_unavailable
 
     emulator_unavailable("not here")
 

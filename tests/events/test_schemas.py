@@ -12,7 +12,7 @@ from referencing import Registry, Resource
 from retail_pipeline.events.contract import EVENT_TYPES, ISO_4217
 from retail_pipeline.events.schemas import write_schemas
 from tests.events.reference import reference_reason
-from tests.ingestion.messages import BASES, ORDER
+from tests.messages import BASES, ORDER
 
 COMMITTED = Path(__file__).resolve().parents[2] / "schemas"
 

@@ -10,7 +10,7 @@ import pytest
 
 from retail_pipeline.events.validator import check_event, validate_events, validate_records
 from tests.events.reference import reference_reason
-from tests.ingestion.messages import ORDER, PAYMENT, SHIPMENT
+from tests.messages import ORDER, PAYMENT, SHIPMENT
 
 
 def line(event: dict[str, object], **changes: object) -> bytes:

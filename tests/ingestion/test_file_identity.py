@@ -19,7 +19,7 @@ from retail_pipeline.errors import InputError
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
-from tests.ingestion.messages import PAYMENT
+from tests.messages import PAYMENT
 
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]
 

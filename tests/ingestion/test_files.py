@@ -139,7 +139,7 @@ def test_appended_file_resumes_exactly_where_it_stopped(
 def test_unterminated_last_line_waits_for_its_newline(
     warehouse: DuckDBWarehouse, tmp_path: Path
 ) -> None:
-    from tests.ingestion.messages import PAYMENT
+    from tests.messages import PAYMENT
 
     path = tmp_path / "p.ndjson"
     whole = orjson.dumps({**PAYMENT, "event_id": "x"})
@@ -165,7 +165,7 @@ def test_unterminated_last_line_waits_for_its_newline(
 
 
 def test_bom_crlf_and_whitespace_lines(warehouse: DuckDBWarehouse, tmp_path: Path) -> None:
-    from tests.ingestion.messages import PAYMENT, SHIPMENT
+    from tests.messages import PAYMENT, SHIPMENT
 
     first, second = orjson.dumps(PAYMENT), orjson.dumps(SHIPMENT)
     path = tmp_path / "crlf.ndjson"
@@ -208,7 +208,7 @@ def test_bad_paths_fail_before_anything_is_written(
 def test_a_changed_later_file_stops_the_run_before_anything_is_written(
     warehouse: DuckDBWarehouse, tmp_path: Path
 ) -> None:
-    from tests.ingestion.messages import PAYMENT, SHIPMENT
+    from tests.messages import PAYMENT, SHIPMENT
 
     first, second = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
     second.write_bytes(orjson.dumps(SHIPMENT) + b"\n")
@@ -227,7 +227,7 @@ def test_a_changed_later_file_stops_the_run_before_anything_is_written(
 def test_gzip_ndjson_is_read_and_resumed(warehouse: DuckDBWarehouse, tmp_path: Path) -> None:
     import gzip
 
-    from tests.ingestion.messages import PAYMENT, SHIPMENT
+    from tests.messages import PAYMENT, SHIPMENT
 
     lines = [orjson.dumps({**PAYMENT, "event_id": f"p{i}"}) for i in range(50)]
     path = tmp_path / "events.ndjson.gz"
@@ -269,7 +269,7 @@ def test_a_truncated_gzip_and_a_fifo_are_refused(
     import gzip
     import os
 
-    from tests.ingestion.messages import PAYMENT
+    from tests.messages import PAYMENT
 
     path = tmp_path / "cut.ndjson.gz"
     path.write_bytes(gzip.compress(orjson.dumps(PAYMENT) + b"\n" * 5000)[:-20])

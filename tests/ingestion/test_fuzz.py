@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from retail_pipeline.ingestion.files import ingest_files
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.events.reference import reference_reason
-from tests.ingestion.messages import BASES, mutated_events
+from tests.messages import BASES, mutated_events
 
 
 @st.composite

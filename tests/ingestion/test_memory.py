@@ -13,7 +13,7 @@ import duckdb
 import orjson
 import pytest
 
-from tests.ingestion.messages import PAYMENT
+from tests.messages import PAYMENT
 from tests.rss import run_measured
 
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]

@@ -11,7 +11,7 @@ import pytest
 
 from retail_pipeline.local import airflow as local
 from retail_pipeline.simulation import generate
-from tests.ingestion.kafka_fixtures import free_port
+from tests.local.kafka_fixtures import free_port
 from tests.orchestration.conftest import airflow_unavailable
 from tests.orchestration.test_dags import BRONZE
 

@@ -88,7 +88,7 @@ def test_the_validator_hands_over_exactly_the_bronze_column_types(tmp_path: Path
     import orjson
 
     from retail_pipeline.events.validator import validate_events, validate_records
-    from tests.ingestion.messages import BASES
+    from tests.messages import BASES
 
     validated = validate_events([orjson.dumps(event) for event in BASES])
     assert validated.dead_reasons == []

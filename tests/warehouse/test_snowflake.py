@@ -32,7 +32,7 @@ from retail_pipeline.warehouse.snowflake import (
     create_statements,
     snowflake_type,
 )
-from tests.ingestion.kafka_fixtures import free_port
+from tests.local.kafka_fixtures import free_port
 
 BOOKKEEPING = ["_meta", "dead_letter", "_positions", "_loads"]
 

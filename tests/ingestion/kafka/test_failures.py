@@ -37,8 +37,8 @@ from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings, KafkaBron
 from retail_pipeline.ingestion.kafka.producer import DLQ_PREVIEW_BYTES, Delivered, produce_files
 from retail_pipeline.ingestion.staging import escaped_bytes, escaped_text, payload_text
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
-from tests.ingestion.kafka_fixtures import LocalBroker, free_port
-from tests.ingestion.messages import ORDER
+from tests.local.kafka_fixtures import LocalBroker, free_port
+from tests.messages import ORDER
 from tests.rss import run_measured
 
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]

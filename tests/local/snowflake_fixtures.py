@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from tests.ingestion.kafka_fixtures import free_port
+from tests.local.kafka_fixtures import free_port
 from tests.services import unavailable
 
 START_TIMEOUT = 60.0

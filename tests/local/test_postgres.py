@@ -31,8 +31,8 @@ from retail_pipeline.local.postgres import (
     upsert,
 )
 from retail_pipeline.simulation import generate
-from tests.ingestion.kafka_fixtures import free_port
-from tests.sources.postgres_fixtures import postgres_unavailable
+from tests.local.kafka_fixtures import free_port
+from tests.local.postgres_fixtures import postgres_unavailable
 from tests.test_cli import COMMAND
 
 T0 = datetime(2020, 1, 1, 12, 0, tzinfo=UTC)  # explicit stamps, all before any now()

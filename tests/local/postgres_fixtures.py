@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NoReturn
 import pytest
 
 from retail_pipeline.errors import PipelineError
-from tests.ingestion.kafka_fixtures import free_port
+from tests.local.kafka_fixtures import free_port
 from tests.services import unavailable
 
 if TYPE_CHECKING:

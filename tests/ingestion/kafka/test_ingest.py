@@ -163,7 +163,7 @@ def test_transaction_markers_leave_offset_gaps_and_caught_up_still_ends(
 ) -> None:
     import orjson
 
-    from tests.ingestion.messages import PAYMENT
+    from tests.messages import PAYMENT
 
     prefix = fresh_prefix(kafka_broker, partitions=1)
     producer = Producer({"bootstrap.servers": kafka_broker, "transactional.id": f"tx-{prefix}"})

@@ -16,8 +16,8 @@ import pytest
 from retail_pipeline.ingestion.kafka.producer import Delivered, produce_files
 from retail_pipeline.simulation import FaultRates, generate
 from tests.accounting import unaccounted_rows
-from tests.ingestion.kafka_fixtures import LocalBroker
 from tests.ingestion.kills import adapt_window
+from tests.local.kafka_fixtures import LocalBroker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]
