@@ -1,19 +1,22 @@
 /*
-    One row for all orders to date: conversion, cancellation and refund rates. Each rate is a
-    count of orders over orders created (not a mean of daily rates); 0 when there are no orders.
-    Rates are doubles on every target (Snowflake's integer division keeps only a few decimals).
+    One row for all orders to date: conversion, cancellation and refund rates. The counts are
+    the sums of daily_orders' daily counts (every order has exactly one order date); each rate
+    is a count of orders over orders created (not a mean of daily rates), 0 when there are no
+    orders. Rates are doubles on every target (Snowflake's integer division keeps only a few
+    decimals).
 */
 with
 
 totals as (
 
     select
-        count(*) as orders_created,
-        count(case when is_converted then 1 end) as orders_converted,
-        count(case when is_canceled then 1 end) as orders_canceled,
-        count(case when is_refunded then 1 end) as orders_refunded,
-        count(case when is_canceled_or_refunded then 1 end) as orders_canceled_or_refunded
-    from {{ ref('fct_orders') }}
+        cast(coalesce(sum(orders_created), 0) as bigint) as orders_created,
+        cast(coalesce(sum(orders_converted), 0) as bigint) as orders_converted,
+        cast(coalesce(sum(orders_canceled), 0) as bigint) as orders_canceled,
+        cast(coalesce(sum(orders_refunded), 0) as bigint) as orders_refunded,
+        cast(coalesce(sum(orders_canceled_or_refunded), 0) as bigint)
+            as orders_canceled_or_refunded
+    from {{ ref('daily_orders') }}
 
 )
 

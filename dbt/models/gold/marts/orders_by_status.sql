@@ -1,24 +1,15 @@
 /*
-    One row per order status (all seven, zero included): how many orders are in it now. Status is
-    the furthest milestone reached; CANCELED, then REFUNDED, override the others.
+    One row per order status (every status of dim_order_statuses, zero included): how many
+    orders are in it now. Status is the furthest milestone reached (macros/order_statuses.sql).
 */
 with
 
 statuses as (
 
     select
-        status_list.status_order,
-        status_list.order_status
-    from (
-        values
-        (1, 'CREATED'),
-        (2, 'PAYMENT_FAILED'),
-        (3, 'PAID'),
-        (4, 'SHIPPED'),
-        (5, 'DELIVERED'),
-        (6, 'REFUNDED'),
-        (7, 'CANCELED')
-    ) as status_list (status_order, order_status)
+        order_status,
+        status_order
+    from {{ ref('dim_order_statuses') }}
 
 ),
 
@@ -34,7 +25,7 @@ counts as (
 
 select
     statuses.order_status,
-    cast(statuses.status_order as integer) as status_order,
+    statuses.status_order,
     coalesce(counts.orders, 0) as orders,
     -- A double on every target (Snowflake's integer division keeps only a few decimals).
     coalesce(

@@ -171,16 +171,9 @@ select
     currency = {{ reporting_currency() }} as is_reporting_currency,
     created_at,
     order_date,
-    -- Furthest milestone reached; a cancellation, then a refund, overrides all of them.
-    case
-        when first_canceled_at is not null then 'CANCELED'
-        when first_refunded_at is not null then 'REFUNDED'
-        when first_delivered_at is not null then 'DELIVERED'
-        when first_dispatched_at is not null then 'SHIPPED'
-        when first_captured_at is not null then 'PAID'
-        when failed_payments > 0 and first_authorized_at is null then 'PAYMENT_FAILED'
-        else 'CREATED'
-    end as order_status,
+    -- Furthest milestone reached; a cancellation, then a refund, overrides all of them
+    -- (the statuses and their precedence: macros/order_statuses.sql).
+    {{ order_status_case() }} as order_status,
     first_captured_at is not null as is_converted,
     first_canceled_at is not null as is_canceled,
     first_refunded_at is not null as is_refunded,
