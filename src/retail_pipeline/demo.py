@@ -42,7 +42,7 @@ MARKER_SUFFIX = ".simulation.json"
 """Beside a demo warehouse: which simulation it holds."""
 
 DbtProgress = Callable[[], AbstractContextManager[Callable[[NodeProgress], None]]]
-"""Makes the callback for dbt's nodes for the length of the build (see ``node_progress``)."""
+"""Makes the callback for dbt's nodes for the length of the build (the CLI's ``node_progress``)."""
 
 
 @dataclass(frozen=True)
@@ -149,8 +149,8 @@ def run_demo(
     if given, else the local broker, started by ``start_broker`` (default: ``broker.start``
     on ``broker.default_home()``). A broker the demo started is stopped again when the events
     are in, also on errors and Ctrl-C; one that was already running is left running.
-    ``dbt_progress`` wraps the dbt build and reports its nodes (e.g.
-    ``lambda: node_progress(console)``).
+    ``dbt_progress`` wraps the dbt build and reports its nodes (the CLI passes a rich
+    progress bar, ``retail_pipeline.cli.output.node_progress``).
 
     ``target`` ``"snowflake"`` loads, builds and reads a local Snowflake emulator instead
     (:mod:`retail_pipeline.local.snowflake_emulator`), started empty and stopped at the end; it

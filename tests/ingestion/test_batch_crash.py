@@ -113,7 +113,7 @@ def test_sigkill_mid_window_loses_and_duplicates_nothing(tmp_path: Path) -> None
 
 
 def test_the_cli_default_batch_size_is_the_loader_default() -> None:
-    from retail_pipeline.cli import load_batch
+    from retail_pipeline.cli.sources import load_batch
 
     default = inspect.signature(load_batch).parameters["batch_size"].default
     assert default == BATCH_SIZE == BATCH_RECORDS

@@ -5,11 +5,9 @@
 - :func:`read_answers` reads the answers from Gold in docs/metrics.md's JSON shape;
   :func:`format_answers` renders them as tables; :func:`gold_status` says when Gold was built
   and whether Bronze has grown since (a :class:`GoldStatus`, with a one-line warning).
-- :func:`node_progress` is a rich progress bar to pass as ``run_transform``'s ``progress``.
 """
 
 from retail_pipeline.transform.answers import GoldStatus, format_answers, gold_status, read_answers
-from retail_pipeline.transform.progress import node_progress
 from retail_pipeline.transform.runner import (
     NodeFailure,
     NodeProgress,
@@ -28,7 +26,6 @@ __all__ = [
     "TransformSummary",
     "format_answers",
     "gold_status",
-    "node_progress",
     "project_dir",
     "read_answers",
     "run_dbt",

@@ -1,0 +1,419 @@
+"""The pipeline's commands: simulate events, ingest them into Bronze (from files or Kafka),
+publish them to Kafka, watch the lag, build Silver and Gold, read the answers; and the demo
+that runs them all end to end.
+
+Each command works on the warehouse ``--target`` (or ``RETAIL_TARGET``) names: the DuckDB file
+``--warehouse`` (or ``RETAIL_WAREHOUSE``), or the Snowflake account of the ``SNOWFLAKE_*``
+settings. Only the demo keeps a warehouse of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from retail_pipeline.cli.options import (
+    BootstrapOpt,
+    DaysOpt,
+    OrdersPerDayOpt,
+    SeedOpt,
+    TargetOpt,
+    TopicPrefixOpt,
+    WarehouseOpt,
+    resolve_topic_prefix,
+)
+from retail_pipeline.cli.output import node_progress, out, progress, say, to_stderr
+from retail_pipeline.errors import InputError, PipelineError, printable
+
+
+def generate(
+    out_dir: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output folder")] = Path(
+        "data/sim"
+    ),
+    days: DaysOpt = 7,
+    orders_per_day: OrdersPerDayOpt = 500,
+    seed: SeedOpt = 42,
+    faults: Annotated[
+        bool, typer.Option("--faults/--no-faults", help="Add duplicates, late and bad messages")
+    ] = True,
+) -> None:
+    """Simulate customers, products and order/payment/shipment events, with truth.json."""
+    from retail_pipeline.simulation import FaultRates
+    from retail_pipeline.simulation import generate as simulate
+
+    blocker = next((p for p in (out_dir, *out_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise InputError(f"--out {out_dir}: {blocker} is a file, expected a folder")
+
+    with progress("simulating days", days) as advance:
+        summary = simulate(
+            out_dir,
+            days=days,
+            orders_per_day=orders_per_day,
+            seed=seed,
+            faults=FaultRates() if faults else None,
+            progress=lambda _done: advance(1),
+        )
+    say(
+        f"simulated {summary.days} days: {summary.orders:,} orders, {summary.lines:,} event lines"
+        f" ({summary.duplicates:,} duplicates, {summary.malformed:,} malformed),"
+        f" {summary.customers:,} customers, {summary.products:,} products in {summary.out_dir}"
+    )
+
+
+def ingest(
+    from_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--from-files", metavar="FILE...", help="NDJSON event files (any mix of topics)"
+        ),
+    ] = None,
+    files: Annotated[
+        list[Path] | None, typer.Argument(metavar="FILE", help="More NDJSON files")
+    ] = None,
+    kafka: Annotated[bool, typer.Option("--kafka", help="Consume the Kafka topics")] = False,
+    until_caught_up: Annotated[
+        bool, typer.Option(help="--kafka: stop at the end offsets seen at start")
+    ] = False,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option(min=0, metavar="SECONDS", help="--kafka: stop after this many seconds"),
+    ] = None,
+    batch_mb: Annotated[
+        int, typer.Option(min=1, metavar="MIB", help="Files: MiB per transaction")
+    ] = 64,
+    batch_size: Annotated[
+        int, typer.Option(min=1, metavar="N", help="--kafka: messages per transaction")
+    ] = (30_000),
+    linger_ms: Annotated[
+        int,
+        typer.Option(
+            min=0, metavar="MS", help="--kafka: max wait before a partial batch is written"
+        ),
+    ] = 500,
+    group: Annotated[
+        str, typer.Option(metavar="NAME", help="--kafka: consumer group")
+    ] = "retail-bronze",
+    instance_id: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ID",
+            help="--kafka: static group member id (fast restarts); unique per consumer",
+        ),
+    ] = None,
+    shared: Annotated[
+        bool,
+        typer.Option(
+            help="--kafka on DuckDB: take the file lock per batch so several consumer"
+            " processes can write one file (slower; one consumer per file is the default)."
+            " Snowflake takes concurrent writers without it"
+        ),
+    ] = False,
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefixOpt = None,
+    warehouse: WarehouseOpt = None,
+    target: TargetOpt = None,
+) -> None:
+    """Load events into Bronze exactly once, from files or Kafka, resuming where it stopped."""
+    from retail_pipeline.ingestion.files import check_file, ingest_files
+    from retail_pipeline.warehouse import open_warehouse
+
+    if kafka:
+        if from_files or files:
+            raise PipelineError("give either --kafka or files to ingest, not both")
+        _ingest_kafka(
+            warehouse,
+            target,
+            bootstrap,
+            until_caught_up=until_caught_up,
+            max_seconds=max_seconds,
+            batch_size=batch_size,
+            linger_ms=linger_ms,
+            group=group,
+            instance_id=instance_id,
+            topic_prefix=resolve_topic_prefix(topic_prefix),
+            shared=shared,
+        )
+        return
+    paths = [check_file(p) for p in [*(from_files or []), *(files or [])]]
+    if not paths:
+        raise PipelineError("nothing to ingest: give --from-files FILE... or --kafka")
+    total = sum(p.stat().st_size for p in paths)
+    with (
+        open_warehouse(warehouse, target=target) as wh,
+        progress("ingesting", total, in_bytes=True) as advance,
+    ):
+        summary = ingest_files(wh, paths, batch_bytes=batch_mb << 20, progress=advance)
+    say(summary.line())
+
+
+def _ingest_kafka(
+    warehouse: Path | None,
+    target: str | None,
+    bootstrap: str | None,
+    *,
+    until_caught_up: bool,
+    max_seconds: float | None,
+    batch_size: int,
+    linger_ms: int,
+    group: str,
+    instance_id: str | None,
+    topic_prefix: str,
+    shared: bool,
+) -> None:
+    import signal
+    import threading
+
+    from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings, KafkaBronzeConsumer
+    from retail_pipeline.warehouse import open_warehouse
+
+    stop, interrupted = threading.Event(), threading.Event()
+
+    def finish_then_stop(signum: int, _frame: object) -> None:
+        """SIGTERM or a first Ctrl-C: finish the batches in hand, then stop."""
+        if signum == signal.SIGINT:
+            interrupted.set()
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one aborts now
+        stop.set()
+
+    settings = ConsumerSettings(
+        bootstrap=bootstrap,
+        group_id=group,
+        instance_id=instance_id,
+        batch_size=batch_size,
+        linger_ms=linger_ms,
+        topic_prefix=topic_prefix,
+    )
+    wh = open_warehouse(warehouse, target=target, exclusive=not shared)
+    try:
+        consumer = KafkaBronzeConsumer(wh, settings)  # waits for the broker, bounded
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, finish_then_stop)
+        with progress("consuming", 0) as advance:
+            summary = consumer.run(
+                until_caught_up=until_caught_up,
+                max_seconds=max_seconds,
+                stop=stop,
+                progress=advance,
+            )
+    finally:
+        wh.close()
+    say(summary.line())
+    if interrupted.is_set():  # stopped cleanly, but by Ctrl-C: say so, exit 130
+        raise KeyboardInterrupt
+
+
+def produce(
+    from_files: Annotated[
+        list[Path] | None,
+        typer.Option("--from-files", metavar="FILE...", help="NDJSON event files to publish"),
+    ] = None,
+    files: Annotated[
+        list[Path] | None, typer.Argument(metavar="FILE", help="More NDJSON files")
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            min=1, metavar="PER_SECOND", help="Messages per second [default: as fast as possible]"
+        ),
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Drop lines that break the contract instead of sending them")
+    ] = False,
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefixOpt = None,
+) -> None:
+    """Publish events to Kafka: topic by event_type, key order_id, idempotent producer.
+
+    A line Kafka refuses (over the size limit, say) goes to the dead-letter topic with the
+    reason, and the summary names it; the rest of the files are still sent. Waits at most
+    $RETAIL_KAFKA_CONNECT_TIMEOUT seconds (10) for the broker.
+    """
+    from retail_pipeline.ingestion.files import check_file
+    from retail_pipeline.ingestion.kafka.producer import produce_files
+
+    paths = [check_file(p) for p in [*(from_files or []), *(files or [])]]
+    if not paths:
+        raise PipelineError("nothing to produce: give --from-files FILE...")
+    with progress("producing", 0) as advance:
+        summary = produce_files(
+            paths,
+            bootstrap=bootstrap,
+            rate=rate,
+            skip_invalid=skip_invalid,
+            progress=advance,
+            topic_prefix=resolve_topic_prefix(topic_prefix),
+        )
+    say(summary.line())
+
+
+def status(
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefixOpt = None,
+    warehouse: WarehouseOpt = None,
+    target: TargetOpt = None,
+) -> None:
+    """Per topic/partition: warehouse offset, broker end offset and lag; Bronze counts.
+
+    When the broker cannot be asked (it waits $RETAIL_KAFKA_CONNECT_TIMEOUT seconds, 10), the
+    warehouse side is still printed, the broker side shows '?', and one error line says why:
+    exit code 1.
+    """
+    from rich.table import Table
+
+    from retail_pipeline.events.contract import TOPICS
+    from retail_pipeline.ingestion.kafka.status import partition_lags
+    from retail_pipeline.warehouse import open_warehouse
+
+    wh = open_warehouse(warehouse, target=target, read_only=True, exclusive=False)
+    topics = tuple(resolve_topic_prefix(topic_prefix) + t for t in TOPICS)
+    lags, error = partition_lags(wh.all_positions(), bootstrap, topics)
+    table = Table("topic", "partition", "warehouse offset", "end offset", "lag")
+    for lag in lags:
+        table.add_row(
+            lag.topic,
+            str(lag.partition),
+            "-" if lag.warehouse_offset is None else f"{lag.warehouse_offset:,}",
+            "?" if lag.end_offset is None else f"{lag.end_offset:,}",
+            "?" if lag.lag is None else f"{lag.lag:,}",
+        )
+    out.print(table)
+    for name, n in wh.counts().items():
+        out.print(f"bronze.{name:<16} {n:>12,}")
+    if error:
+        raise PipelineError(f"broker side unknown ('?'): {error}")
+
+
+def counts(warehouse: WarehouseOpt = None, target: TargetOpt = None) -> None:
+    """Row counts of the Bronze tables."""
+    from retail_pipeline.warehouse import open_warehouse
+
+    with open_warehouse(warehouse, target=target, read_only=True) as wh:
+        for table, n in wh.counts().items():
+            out.print(f"bronze.{table:<16} {n:>12,}")
+
+
+def schemas(
+    out_dir: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Folder for the JSON Schema files")
+    ] = Path("schemas"),
+) -> None:
+    """Write the event contract as JSON Schema files (one per event type, plus reference data)."""
+    from retail_pipeline.events.schemas import write_schemas
+
+    written = write_schemas(out_dir)
+    say(f"wrote {len(written)} JSON Schema files to {out_dir}")
+
+
+def transform(
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Rebuild incremental models from all of Bronze")
+    ] = False,
+    warehouse: WarehouseOpt = None,
+    target: TargetOpt = None,
+) -> None:
+    """Build Silver and Gold with dbt (models, tests, unit tests); incremental by default.
+    On Snowflake, dbt runs the snowflake target of dbt/profiles.yml (SNOWFLAKE_* settings)."""
+    from retail_pipeline.transform import run_transform
+
+    with node_progress() as advance:
+        summary = run_transform(warehouse, full_refresh, advance, target=target)
+    say(summary.line())
+    if not summary.success:
+        for failure in summary.failures:
+            to_stderr(f"failed: {failure.unique_id}: {failure.message}")
+        raise PipelineError(f"dbt build failed ({len(summary.failures)} failing nodes)")
+
+
+def answers(
+    as_json: Annotated[bool, typer.Option("--json", help="docs/metrics.md's JSON shape")] = False,
+    warehouse: WarehouseOpt = None,
+    target: TargetOpt = None,
+) -> None:
+    """The six business answers, read from Gold (warns on stderr when Gold is stale)."""
+    from retail_pipeline.transform import format_answers, gold_status, read_answers
+
+    result = read_answers(warehouse, target=target)
+    status = gold_status(warehouse, target=target)
+    warning = status.warning()
+    if warning:
+        to_stderr(warning)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:  # the answers quote names from the sources: printable, line by line
+        print(printable(format_answers(result, status=status)), end="")
+
+
+def demo(
+    workdir: Annotated[
+        Path,
+        typer.Option(metavar="DIR", help="Where the simulation (sim/) and the demo's warehouse go"),
+    ] = Path("data/demo"),
+    days: DaysOpt = 14,
+    orders_per_day: OrdersPerDayOpt = 300,
+    seed: SeedOpt = 7,
+    kafka: Annotated[
+        bool,
+        typer.Option(
+            "--kafka",
+            help="Go through the local Kafka broker (started if needed, and then stopped again)",
+        ),
+    ] = False,
+    warehouse: Annotated[
+        Path | None,
+        typer.Option(
+            "--warehouse",
+            "-w",
+            metavar="FILE",
+            help="The demo's DuckDB warehouse file, refused if it holds anything but this"
+            " simulation (--target snowflake has none: refused)"
+            "  [default: DIR/warehouse.duckdb; RETAIL_WAREHOUSE is not used]",
+            show_default=False,
+        ),
+    ] = None,
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target",
+            metavar="duckdb|snowflake",
+            help="duckdb: the DuckDB file; snowflake: a local Snowflake emulator the demo starts"
+            " and stops (needs the snowflake and emulator extras). RETAIL_TARGET and"
+            " SNOWFLAKE_* are not used: the demo never touches a real account",
+        ),
+    ] = "duckdb",
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the answers as docs/metrics.md's JSON (the rest goes to stderr)"
+        ),
+    ] = False,
+) -> None:
+    """End to end on embedded defaults: simulate, load, transform, print the six answers and
+    whether they equal the simulation's truth (exit code 1 if not)."""
+    from retail_pipeline.demo import run_demo
+    from retail_pipeline.transform import format_answers
+
+    result = run_demo(
+        workdir,
+        days=days,
+        orders_per_day=orders_per_day,
+        seed=seed,
+        kafka=kafka,
+        warehouse=warehouse,
+        target=target,
+        dbt_progress=node_progress,
+        echo=to_stderr if as_json else say,
+    )
+    if as_json:  # stdout is the JSON alone, for tools; the story goes to stderr
+        print(json.dumps(result.answers, indent=2))
+        to_stderr(result.where())
+        to_stderr(result.verdict())
+    else:
+        print(printable(format_answers(result.answers)), end="")
+        say(result.where())
+        say(result.verdict())
+    if not result.matches_truth:
+        raise PipelineError(f"the demo's answers differ from {result.truth_file}")
