@@ -609,7 +609,7 @@ NEVER_SENT = (
     "src/retail_pipeline/__pycache__/cli.cpython-311.pyc",
     "src/retail_pipeline.egg-info/PKG-INFO",
     "terraform/environments/dev/terraform.tfstate",
-    "tests/test_cli.py",
+    "tests/cli/test_main.py",
     "some/where/warehouse.duckdb",
 )
 """Paths that must never reach the Docker build context."""

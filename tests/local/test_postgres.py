@@ -31,9 +31,9 @@ from retail_pipeline.local.postgres import (
     upsert,
 )
 from retail_pipeline.simulation import generate
+from tests.cli.test_main import COMMAND
 from tests.local.kafka_fixtures import free_port
 from tests.local.postgres_fixtures import postgres_unavailable
-from tests.test_cli import COMMAND
 
 T0 = datetime(2020, 1, 1, 12, 0, tzinfo=UTC)  # explicit stamps, all before any now()
 
