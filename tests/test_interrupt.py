@@ -18,7 +18,7 @@ import pytest
 
 from retail_pipeline.simulation import FaultRates, GenerationSummary, generate
 from tests.accounting import message_lines, stored_messages, unaccounted_rows
-from tests.cli.test_main import COMMAND, cli, ok
+from tests.cli.run import COMMAND, cli, ok
 
 
 def interrupted(*args: str | Path, after: float, warehouse: Path, cwd: Path) -> str:

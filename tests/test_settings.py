@@ -12,7 +12,7 @@ import pytest
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.settings import Settings, settings
 from retail_pipeline.warehouse import open_warehouse, resolve_target
-from tests.cli.test_main import cli, one_error_line
+from tests.cli.run import cli, one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "src" / "retail_pipeline").rglob("*.py"))

@@ -31,7 +31,7 @@ from retail_pipeline.local.postgres import (
     upsert,
 )
 from retail_pipeline.simulation import generate
-from tests.cli.test_main import COMMAND
+from tests.cli.run import COMMAND
 from tests.local.kafka_fixtures import free_port
 from tests.local.postgres_fixtures import postgres_unavailable
 

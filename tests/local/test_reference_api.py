@@ -34,7 +34,7 @@ from retail_pipeline.local.reference_api import (
     format_timestamp,
     parse_timestamp,
 )
-from tests.cli.test_main import COMMAND
+from tests.cli.run import COMMAND
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 TOKEN = "s3cret-token"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
-from tests.cli.test_main import cli, one_error_line
+from tests.cli.run import cli, one_error_line
 
 
 def corrupt_warehouse(path: Path) -> Path:

@@ -18,7 +18,7 @@ import pytest
 
 from retail_pipeline.simulation import FaultRates, GenerationSummary, generate
 from tests.accounting import message_lines, stored_messages, unaccounted_rows
-from tests.cli.test_main import cli, ok, one_error_line
+from tests.cli.run import cli, ok, one_error_line
 
 FREE_BYTES = 2 << 20
 

@@ -12,7 +12,7 @@ from retail_pipeline.events.contract import REFERENCE_FIELDS, TOPICS, event_fiel
 from retail_pipeline.warehouse.base import EVENT_TABLES
 from retail_pipeline.warehouse.bronze import bronze_tables
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
-from tests.cli.test_main import cli, one_error_line
+from tests.cli.run import cli, one_error_line
 
 
 def v1_warehouse(path: Path) -> Path:

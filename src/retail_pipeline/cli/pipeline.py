@@ -316,7 +316,8 @@ def transform(
     target: TargetOpt = None,
 ) -> None:
     """Build Silver and Gold with dbt (models, tests, unit tests); incremental by default.
-    On Snowflake, dbt runs the snowflake target of dbt/profiles.yml (SNOWFLAKE_* settings)."""
+    dbt builds in the warehouse --target names: the DuckDB file or the Snowflake account (the
+    target of that name in dbt/profiles.yml)."""
     from retail_pipeline.transform import run_transform
 
     with node_progress() as advance:
