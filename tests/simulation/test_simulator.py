@@ -20,13 +20,8 @@ import orjson
 import pytest
 
 from retail_pipeline.events import contract
-from retail_pipeline.simulation.simulator import (
-    _UNKNOWN_EVENT_TYPES,
-    MALFORMED_KINDS,
-    FaultRates,
-    GenerationSummary,
-    generate,
-)
+from retail_pipeline.simulation import FaultRates, GenerationSummary, generate
+from retail_pipeline.simulation.faults import MALFORMED_KINDS, UNKNOWN_EVENT_TYPES
 from tests.events.reference import (
     Invalid,
     check_decimal_amount,
@@ -458,8 +453,8 @@ def test_unknown_event_types_are_not_the_contracts_and_valid_ones_are(tmp_path: 
     """The event types the simulator writes on purpose as unknown are in no topic of the contract
     (``retail_pipeline.events.contract``, not the test reference); every type on a valid line is
     the contract's type of that line's topic."""
-    assert set(_UNKNOWN_EVENT_TYPES) == set(contract.TOPICS)
-    for topic, unknown in _UNKNOWN_EVENT_TYPES.items():
+    assert set(UNKNOWN_EVENT_TYPES) == set(contract.TOPICS)
+    for topic, unknown in UNKNOWN_EVENT_TYPES.items():
         assert unknown, topic
         assert set(unknown).isdisjoint(contract.EVENT_TYPES), (topic, unknown)
 
@@ -483,7 +478,7 @@ def test_unknown_event_types_are_not_the_contracts_and_valid_ones_are(tmp_path: 
                 unknown_written.add(event_type)
         assert valid and valid <= set(contract.TOPIC_EVENT_TYPES[topic]), (topic, valid)
         assert summary.topics[topic].malformed_by_kind["unknown_event_type"] > 0, topic
-        assert unknown_written == set(_UNKNOWN_EVENT_TYPES[topic]), topic
+        assert unknown_written == set(UNKNOWN_EVENT_TYPES[topic]), topic
 
 
 def _has_repeated_key(raw: bytes) -> bool:

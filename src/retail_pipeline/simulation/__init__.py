@@ -6,10 +6,17 @@
 computed from the simulator's own decisions (:mod:`~retail_pipeline.simulation.truth`), against
 which every test, the demo and the benchmarks check the pipeline's numbers.
 
+The parts, one concern each: ``simulator`` (:func:`generate`, the wiring and the days),
+``shop`` (customers, products, orders and their lifecycles), ``encoding`` (a valid event as a
+JSON line, its fields from the contract), ``faults`` (the fault injector: :class:`FaultRates`,
+duplicates, late and out-of-order arrivals, garbage lines, orphans), ``writers`` (event files,
+snapshots, ``truth.json``), ``draws`` (the shared random draws) and ``truth`` (the answers).
+
 Nothing in the pipeline's production packages imports this package: it stands in for the shop,
 as :mod:`retail_pipeline.local` stands in for its systems.
 """
 
-from retail_pipeline.simulation.simulator import FaultRates, GenerationSummary, generate
+from retail_pipeline.simulation.faults import FaultRates
+from retail_pipeline.simulation.simulator import GenerationSummary, generate
 
 __all__ = ["FaultRates", "GenerationSummary", "generate"]
