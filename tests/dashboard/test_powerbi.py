@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from retail_pipeline.dashboard.powerbi import MEASURES, NAME, project_files
+from retail_pipeline.dashboard.powerbi import NAME, measures, project_files
 from retail_pipeline.dashboard.powerbi_check import check_project
 from retail_pipeline.transform import project_dir
 from tests.terraform.policy import personal_columns, personal_data_in_reporting
@@ -54,7 +54,7 @@ def test_the_model_holds_no_personal_data() -> None:
 
 
 def test_every_answer_has_its_measures() -> None:
-    names = {measure.name for measure in MEASURES}
+    names = {measure.name for measure in measures(project_dir())}
     for wanted in (
         "Orders",
         "Gross Revenue",
@@ -125,6 +125,23 @@ PLANTED = {
         ),
         "[Gross] is not a measure",
     ),
+    "DAX restated": (
+        _replace(
+            f"{MODEL}/tables/fct_orders.tmdl",
+            "CALCULATE(COUNTROWS(fct_orders), fct_orders[is_converted] = TRUE())",
+            "COUNTROWS(FILTER(fct_orders, fct_orders[is_converted]))",
+        ),
+        "measure [Orders Converted] = COUNTROWS(FILTER(fct_orders, fct_orders[is_converted]))"
+        " restates its metric",
+    ),
+    "measure no metric states": (
+        _replace(
+            f"{MODEL}/tables/fct_orders.tmdl",
+            "measure 'Orders Canceled' =",
+            "measure 'Orders Cancelled' =",
+        ),
+        "measure [Orders Cancelled]: no metric of dbt's semantic layer has that label",
+    ),
     "relationship": (
         _replace(
             f"{MODEL}/relationships.tmdl", "toColumn: dim_date.date_day", "toColumn: dim_date.day"
@@ -184,3 +201,30 @@ def test_the_check_catches_a_new_gold_column(tmp_path: Path) -> None:
     )
     problems = check_project(POWERBI, dbt)
     assert "dim_carriers[carrier_name]: Gold column missing from the model" in problems
+
+
+def test_a_metric_added_to_the_semantic_layer_needs_its_measure(tmp_path: Path) -> None:
+    dbt = tmp_path / "dbt"
+    shutil.copytree(project_dir() / "models" / "gold", dbt / "models" / "gold")
+    metrics = dbt / "models" / "gold" / "semantic" / "_metrics.yml"
+    metrics.write_text(
+        metrics.read_text()
+        + """
+  - name: captured_orders_value
+    label: Captured Orders Value
+    type: simple
+    type_params:
+      measure: payment_amount
+    filter:
+      - "{{ Dimension('payment__movement_type') }} = 'capture'"
+    config:
+      meta: {unit: money}
+"""
+    )
+    problems = check_project(POWERBI, dbt)
+    assert "metric 'Captured Orders Value' of dbt's semantic layer has no measure" in problems
+    generated = project_files(dbt)[f"{MODEL}/tables/fct_payments.tmdl"]
+    assert (
+        "measure 'Captured Orders Value' = ROUND(CALCULATE(SUM(fct_payments[amount]),"
+        ' fct_payments[movement_type] = "capture"), 2)'
+    ) in generated

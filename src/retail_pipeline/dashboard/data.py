@@ -5,9 +5,11 @@ through the warehouse seam into an in-memory DuckDB, in one short read-only sess
 answers every request from that copy: the live warehouse is never held open between refreshes,
 so the loaders and ``transform`` keep writing. The same code reads DuckDB and Snowflake.
 
-Every figure is computed from the facts with the definitions of docs/metrics.md, so with no
-filter the numbers equal ``retail-pipeline answers`` (the tests check it), and a filter narrows
-the orders counted (see docs/dashboard.md for what each filter means).
+Every figure is a metric of dbt's semantic layer (``dbt/models/gold/semantic/``), computed on
+the facts with the SQL ``transform.semantic`` renders from it, so with no filter the numbers
+equal ``retail-pipeline answers`` (the tests check it, and check every filter against queries
+on the star schema), and a filter narrows the orders counted (see docs/dashboard.md for what
+each filter means). The order statuses and their order come from ``gold.dim_order_statuses``.
 """
 
 from __future__ import annotations
@@ -31,9 +33,29 @@ from retail_pipeline.transform.answers import (
     revenue_answer,
     status_of,
 )
+from retail_pipeline.transform.semantic import SemanticLayer, semantic_layer
 from retail_pipeline.warehouse import Warehouse, open_warehouse
 
-STATUSES = ("CREATED", "PAYMENT_FAILED", "PAID", "SHIPPED", "DELIVERED", "REFUNDED", "CANCELED")
+DAILY_ORDERS = ("orders", "orders_converted")
+"""The metrics of each day's row of orders and conversion."""
+ORDER_TOTALS = (
+    "orders",
+    "conversion_rate",
+    "canceled_rate",
+    "refunded_rate",
+    "canceled_or_refunded_rate",
+)
+"""The metrics over all the selected orders."""
+REVENUE = ("gross_revenue", "refunds")
+"""The money movements of each day (net revenue is the derived metric on them)."""
+PRODUCTS = ("units_sold", "product_revenue")
+LEAD_TIME_STATISTICS = {
+    "count": "orders",
+    "mean": "mean_hours",
+    "p50": "p50_hours",
+    "p90": "p90_hours",
+}
+"""The answers' lead-time statistics and the suffix of the metric of each (per segment)."""
 HISTOGRAM_BINS = 30
 MAX_FILTER_CHARS = 200
 """The longest filter value accepted (names and codes are far shorter)."""
@@ -73,6 +95,7 @@ SNAPSHOT_COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
     ),
     "dim_customers": (("customer_id", _TEXT), ("country_code", _TEXT)),
     "dim_products": (("product_id", _TEXT), ("product_name", _TEXT), ("category", _TEXT)),
+    "dim_order_statuses": (("order_status", _TEXT), ("status_order", pa.int32())),
 }
 """The Gold columns the dashboard reads, by table (tests check them against dbt's YAML)."""
 
@@ -129,11 +152,13 @@ class Snapshot:
     currency: str
     taken_at: datetime
     source: str
+    metrics: SemanticLayer
     notes: list[str] = field(default_factory=list)
 
     @classmethod
     def take(cls, warehouse: Warehouse) -> Snapshot:
         """Copy Gold from an open (read-only) warehouse."""
+        metrics = semantic_layer()
         present = warehouse.tables("gold")
         missing = [name for name in (*SNAPSHOT_COLUMNS, "build_info") if name not in present]
         if missing:
@@ -161,7 +186,7 @@ class Snapshot:
             con.execute(f"create table {table} as select * from _snapshot")
             con.unregister("_snapshot")
         _lock_down(con)
-        return cls(con, status, currency, datetime.now(UTC), warehouse.describe())
+        return cls(con, status, currency, datetime.now(UTC), warehouse.describe(), metrics)
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -211,14 +236,15 @@ class Snapshot:
         count the selected orders by order date; revenue counts their captures and refunds by
         the date of the money movement (cash basis), as docs/metrics.md defines.
         """
+        metrics = self.metrics
         with self.cursor() as cur:
-            _scope(cur, filters)
+            _scope(cur, filters, metrics)
             return {
-                **_orders(cur),
-                "revenue": _revenue(cur),
-                "top_products": _top_products(cur, filters),
-                "status_funnel": _status(cur),
-                "lead_times_hours": _lead_times(cur),
+                **_orders(cur, metrics),
+                "revenue": _revenue(cur, metrics),
+                "top_products": _top_products(cur, filters, metrics),
+                "status_funnel": _status(cur, metrics),
+                "lead_times_hours": _lead_times(cur, metrics),
                 "lead_time_histogram": _histogram(cur),
             }
 
@@ -274,13 +300,14 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _scope(cur: duckdb.DuckDBPyConnection, filters: Filters) -> None:
+def _scope(cur: duckdb.DuckDBPyConnection, filters: Filters, metrics: SemanticLayer) -> None:
     """Temp tables ``scoped_orders`` (the orders the attribute filters select, any date),
-    ``dated_orders`` (those of them with an order date in the range) and ``dated_payments``
-    (their reporting-currency money movements dated in the range).
+    ``dated_orders`` (those of them dated in the range) and ``dated_payments`` (their money
+    movements dated in the range); each fact is dated by its semantic model's time dimension.
 
-    Every filter value is a bound parameter: the SQL text is made of constants only (the
-    tables are per cursor, so concurrent requests never see each other's)."""
+    Every filter value is a bound parameter: the SQL text is made of constants and of what
+    dbt's semantic layer states (the tables are per cursor, so concurrent requests never see
+    each other's)."""
     params: list[object] = []
     where: list[str] = []
     if filters.country is not None:
@@ -306,18 +333,18 @@ def _scope(cur: duckdb.DuckDBPyConnection, filters: Filters) -> None:
         params,
     )
     dates = [filters.date_from, filters.date_to]
+    order_day, payment_day = metrics["orders"].day, metrics[REVENUE[0]].day
     cur.execute(
         "create or replace temp table dated_orders as select * from scoped_orders"
-        " where ($1::date is null or order_date >= $1::date)"
-        " and ($2::date is null or order_date <= $2::date)",
+        f" where ($1::date is null or {order_day} >= $1::date)"
+        f" and ($2::date is null or {order_day} <= $2::date)",
         dates,
     )
     cur.execute(
-        "create or replace temp table dated_payments as select payments.* from fct_payments"
-        " as payments where payments.is_reporting_currency"
-        " and payments.order_id in (select order_id from scoped_orders)"
-        " and ($1::date is null or payments.movement_date >= $1::date)"
-        " and ($2::date is null or payments.movement_date <= $2::date)",
+        "create or replace temp table dated_payments as select * from fct_payments"
+        " where order_id in (select order_id from scoped_orders)"
+        f" and ($1::date is null or {payment_day} >= $1::date)"
+        f" and ($2::date is null or {payment_day} <= $2::date)",
         dates,
     )
 
@@ -326,63 +353,81 @@ def _rate(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
-def _orders(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    by_day = cur.execute(
-        "select order_date, count(*), count(case when is_converted then 1 end)"
-        " from dated_orders group by order_date order by order_date"
-    ).fetchall()
-    totals = cur.execute(
-        "select count(*), count(case when is_converted then 1 end),"
-        " count(case when is_canceled then 1 end), count(case when is_refunded then 1 end),"
-        " count(case when is_canceled_or_refunded then 1 end) from dated_orders"
+def _totals(
+    cur: duckdb.DuckDBPyConnection, metrics: SemanticLayer, names: Sequence[str], table: str
+) -> dict[str, Any]:
+    """The simple metrics behind ``names``, over every row of ``table``."""
+    simple = [metric.name for metric in metrics.simple(names)]
+    row = cur.execute(
+        f"select {', '.join(metrics.sql(name) for name in simple)} from {table}"
     ).fetchone()
-    created, converted, canceled, refunded, either = totals or (0, 0, 0, 0, 0)
+    return dict(zip(simple, row or (), strict=True))
+
+
+def _orders(cur: duckdb.DuckDBPyConnection, metrics: SemanticLayer) -> dict[str, Any]:
+    day = metrics[DAILY_ORDERS[0]].day
+    by_day = [
+        (when, dict(zip(DAILY_ORDERS, values, strict=True)))
+        for when, *values in cur.execute(
+            f"select {day}, {', '.join(metrics.sql(name) for name in DAILY_ORDERS)}"
+            f" from dated_orders group by {day} order by {day}"
+        ).fetchall()
+    ]
+    totals = _totals(cur, metrics, ORDER_TOTALS, "dated_orders")
+    orders, conversion, canceled, refunded, either = (
+        metrics.value(name, totals) for name in ORDER_TOTALS
+    )
     return {
         "orders_per_day": [
-            {"date": day.isoformat(), "orders": int(orders)} for day, orders, _ in by_day
+            {"date": when.isoformat(), "orders": int(values["orders"])} for when, values in by_day
         ],
         "conversion_rate": {
-            "overall": _rate(converted, created),
+            "overall": conversion,
             "by_day": [
                 {
-                    "date": day.isoformat(),
-                    "created": int(orders),
-                    "converted": int(conv),
-                    "rate": _rate(conv, orders),
+                    "date": when.isoformat(),
+                    "created": int(values["orders"]),
+                    "converted": int(values["orders_converted"]),
+                    "rate": metrics.value("conversion_rate", values),
                 }
-                for day, orders, conv in by_day
+                for when, values in by_day
             ],
         },
         "cancel_refund": {
-            "orders": int(created),
-            "canceled_rate": _rate(canceled, created),
-            "refunded_rate": _rate(refunded, created),
-            "canceled_or_refunded_rate": _rate(either, created),
+            "orders": int(orders),
+            "canceled_rate": canceled,
+            "refunded_rate": refunded,
+            "canceled_or_refunded_rate": either,
         },
     }
 
 
-def _revenue(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+def _revenue(cur: duckdb.DuckDBPyConnection, metrics: SemanticLayer) -> dict[str, Any]:
     # Amounts have cents at most: the exact sums are already cents (no rounding needed).
-    by_day = cur.execute(
-        "select movement_date,"
-        " coalesce(sum(case when movement_type = 'capture' then amount end), 0),"
-        " coalesce(sum(case when movement_type = 'refund' then amount end), 0)"
-        " from dated_payments group by movement_date order by movement_date"
+    day = metrics[REVENUE[0]].day
+    rows = cur.execute(
+        f"select {day}, {', '.join(metrics.sql(name) for name in REVENUE)}"
+        f" from dated_payments where {metrics.scope(REVENUE)} group by {day} order by {day}"
     ).fetchall()
-    return revenue_answer(
-        [(day, gross, refunds, gross - refunds) for day, gross, refunds in by_day]
-    )
+    by_day = []
+    for when, *values in rows:
+        sums = dict(zip(REVENUE, values, strict=True))
+        by_day.append((when, *values, metrics.value("net_revenue", sums)))
+    return revenue_answer(by_day)
 
 
-def _top_products(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict[str, Any]]:
+def _top_products(
+    cur: duckdb.DuckDBPyConnection, filters: Filters, metrics: SemanticLayer
+) -> list[dict[str, Any]]:
+    units, revenue = (metrics.sql(name, "items") for name in PRODUCTS)
     rows = cur.execute(
         "with revenue as ("
-        " select items.product_id, sum(items.quantity) as units, sum(items.line_amount) as exact"
+        f" select items.product_id, {units} as units, {revenue} as exact"
         " from fct_order_items as items"
         " join dated_orders on items.order_id = dated_orders.order_id"
         " left join dim_products as products on items.product_id = products.product_id"
-        " where items.is_revenue_eligible and ($1::varchar is null or products.category = $1)"
+        f" where ({metrics.scope(PRODUCTS, 'items')})"
+        " and ($1::varchar is null or products.category = $1)"
         " group by items.product_id)"
         " select revenue.product_id, products.product_name, products.category, revenue.units,"
         " cast(round(revenue.exact, 2) as decimal(38, 2))"
@@ -403,10 +448,14 @@ def _top_products(cur: duckdb.DuckDBPyConnection, filters: Filters) -> list[dict
     ]
 
 
-def _status(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+def _status(cur: duckdb.DuckDBPyConnection, metrics: SemanticLayer) -> list[dict[str, Any]]:
+    """Orders per status, every status of ``dim_order_statuses`` in its order."""
     counts = dict(
-        cur.execute("select order_status, count(*) from dated_orders group by 1").fetchall()
+        cur.execute(
+            f"select order_status, {metrics.sql('orders')} from dated_orders group by 1"
+        ).fetchall()
     )
+    statuses = cur.execute("select order_status from dim_order_statuses order by status_order")
     total = sum(counts.values())
     return [
         {
@@ -414,7 +463,7 @@ def _status(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
             "orders": int(counts.get(status, 0)),
             "share": _rate(counts.get(status, 0), total),
         }
-        for status in STATUSES
+        for (status,) in statuses.fetchall()
     ]
 
 
@@ -426,22 +475,19 @@ def _segments_sql() -> str:
     )
 
 
-def _lead_times(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    # The same statistics as gold.fulfillment_lead_times (the mean over whole microseconds).
-    rows = cur.execute(
-        f"with segments as ({_segments_sql()})"
-        " select segment, count(hours), avg(cast(round(hours * 3600e6) as bigint)) / 3600e6,"
-        " percentile_cont(0.5) within group (order by hours),"
-        " percentile_cont(0.9) within group (order by hours)"
-        " from segments where hours is not null group by segment"
-    ).fetchall()
-    found: dict[str, tuple[Any, ...]] = {segment: tuple(rest) for segment, *rest in rows}
+def _lead_times(cur: duckdb.DuckDBPyConnection, metrics: SemanticLayer) -> dict[str, Any]:
+    names = [
+        f"{segment}_{suffix}"
+        for segment in LEAD_TIME_SEGMENTS
+        for suffix in LEAD_TIME_STATISTICS.values()
+    ]
+    values = _totals(cur, metrics, names, "dated_orders")
 
     def stats(segment: str) -> dict[str, Any]:
-        count, mean, p50, p90 = found.get(segment, (0, None, None, None))
-        if not count:
+        found = {key: values[f"{segment}_{suffix}"] for key, suffix in LEAD_TIME_STATISTICS.items()}
+        if not found["count"]:
             return {"count": 0, "mean": None, "p50": None, "p90": None}
-        return {"count": int(count), "mean": float(mean), "p50": float(p50), "p90": float(p90)}
+        return {key: int(value) if key == "count" else float(value) for key, value in found.items()}
 
     return {segment: stats(segment) for segment in LEAD_TIME_SEGMENTS}
 

@@ -6,7 +6,9 @@
   star schema's, read from ``dbt/models/gold/**/*.yml`` (names and data types), so the model
   cannot drift from Gold: the tests regenerate it and compare. Each table is a DirectQuery
   partition on ``<database>.GOLD.<TABLE>`` in Snowflake (parameters in ``expressions.tmdl``).
-  The DAX measures state docs/metrics.md's definitions; relationships follow the star schema.
+  The DAX measures are generated from dbt's semantic layer (``dbt/models/gold/semantic/``,
+  rendered by ``transform.semantic``): one per metric, named by its label, so they state the
+  metrics the dashboard computes too. Relationships follow the star schema.
 - ``RetailPipeline.Report``: a PBIR report with one page per business question.
 
 Nothing here talks to Power BI or Snowflake; ``check_project`` is the structural check CI runs.
@@ -24,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from retail_pipeline.transform.semantic import semantic_layer
+
 NAME = "RetailPipeline"
 NAMESPACE = uuid.UUID("5b0f7c36-2a7e-4c1e-9d55-0d2f3e8f6a11")
 GOLD_MODELS = (
@@ -35,7 +39,10 @@ GOLD_MODELS = (
     "dim_products",
     "dim_payment_methods",
     "dim_carriers",
+    "dim_order_statuses",
 )
+SORT_BY = {("dim_order_statuses", "order_status"): "status_order"}
+"""Columns shown in another column's order (statuses in lifecycle order, not by name)."""
 TMDL_TYPES = {
     "varchar": "string",
     "date": "dateTime",
@@ -76,6 +83,7 @@ RELATIONSHIPS = (
     Relationship("fct_orders", "customer_id", "dim_customers", "customer_id"),
     Relationship("fct_orders", "payment_method", "dim_payment_methods", "payment_method"),
     Relationship("fct_orders", "carrier", "dim_carriers", "carrier"),
+    Relationship("fct_orders", "order_status", "dim_order_statuses", "order_status"),
     Relationship("fct_order_items", "order_id", "fct_orders", "order_id"),
     Relationship("fct_order_items", "product_id", "dim_products", "product_id"),
     # Revenue is dated by the money movement (cash basis), so payments meet dim_date directly;
@@ -86,150 +94,20 @@ RELATIONSHIPS = (
 )
 
 
-def _count(condition: str) -> str:
-    return f"CALCULATE(COUNTROWS(fct_orders), fct_orders[{condition}] = TRUE())"
+FORMATS = {"count": "#,0", "fraction": "0.00%", "money": r"\$#,0.00", "hours": "#,0.0"}
+"""The format string of a measure, by its metric's ``meta.unit``."""
 
 
-def _lead(segment: str, label: str) -> list[Measure]:
-    column = f"fct_orders[hours_{segment}]"
-    reached = f"FILTER(fct_orders, NOT ISBLANK({column}))"
-    why = f"{label} in hours; only orders that reached the later milestone count"
-    return [
-        Measure("fct_orders", f"{label} Orders", f"COUNT({column})", "#,0", why),
-        Measure("fct_orders", f"{label} Mean Hours", f"AVERAGE({column})", "#,0.0", why),
+def measures(dbt_dir: Path) -> tuple[Measure, ...]:
+    """The DAX measures: one per metric of dbt's semantic layer (``dbt/models/gold/semantic``),
+    named by its label, on its fact table, with the DAX the spec renders to."""
+    layer = semantic_layer(dbt_dir)
+    return tuple(
         Measure(
-            "fct_orders",
-            f"{label} P50 Hours",
-            f"PERCENTILEX.INC({reached}, {column}, 0.5)",
-            "#,0.0",
-            why + " (median, continuous interpolation like percentile_cont)",
-        ),
-        Measure(
-            "fct_orders",
-            f"{label} P90 Hours",
-            f"PERCENTILEX.INC({reached}, {column}, 0.9)",
-            "#,0.0",
-            why + " (continuous interpolation like percentile_cont)",
-        ),
-    ]
-
-
-MONEY = r"\$#,0.00"
-
-
-def _cash(movement: str) -> str:
-    """Payments of one movement type in the reporting currency, summed, rounded once."""
-    return (
-        "ROUND(CALCULATE(SUM(fct_payments[amount]),"
-        f' fct_payments[movement_type] = "{movement}",'
-        " fct_payments[is_reporting_currency] = TRUE()), 2)"
+            metric.table, metric.label, layer.dax(name), FORMATS[metric.unit], metric.description
+        )
+        for name, metric in layer.metrics.items()
     )
-
-
-PERCENT = "0.00%"
-MEASURES = (
-    Measure(
-        "fct_orders", "Orders", "COUNTROWS(fct_orders)", "#,0", "Orders created (by order date)."
-    ),
-    Measure(
-        "fct_orders",
-        "Orders Converted",
-        _count("is_converted"),
-        "#,0",
-        "Orders with at least one payment_captured.",
-    ),
-    Measure(
-        "fct_orders",
-        "Conversion Rate",
-        "DIVIDE([Orders Converted], [Orders], 0)",
-        PERCENT,
-        "Orders converted / orders created; over several days it is the ratio of the sums,"
-        " not a mean of daily rates.",
-    ),
-    Measure(
-        "fct_orders",
-        "Orders Canceled",
-        _count("is_canceled"),
-        "#,0",
-        "Orders with an order_canceled.",
-    ),
-    Measure(
-        "fct_orders",
-        "Orders Refunded",
-        _count("is_refunded"),
-        "#,0",
-        "Orders with a payment_refunded.",
-    ),
-    Measure(
-        "fct_orders",
-        "Orders Canceled or Refunded",
-        _count("is_canceled_or_refunded"),
-        "#,0",
-        "Orders with either.",
-    ),
-    Measure(
-        "fct_orders",
-        "Canceled Rate",
-        "DIVIDE([Orders Canceled], [Orders], 0)",
-        PERCENT,
-        "Orders canceled / orders created.",
-    ),
-    Measure(
-        "fct_orders",
-        "Refunded Rate",
-        "DIVIDE([Orders Refunded], [Orders], 0)",
-        PERCENT,
-        "Orders refunded / orders created.",
-    ),
-    Measure(
-        "fct_orders",
-        "Canceled or Refunded Rate",
-        "DIVIDE([Orders Canceled or Refunded], [Orders], 0)",
-        PERCENT,
-        "Orders canceled or refunded / orders created.",
-    ),
-    *_lead("created_to_shipped", "Created to Shipped"),
-    *_lead("shipped_to_delivered", "Shipped to Delivered"),
-    *_lead("created_to_delivered", "Created to Delivered"),
-    Measure(
-        "fct_payments",
-        "Gross Revenue",
-        _cash("capture"),
-        MONEY,
-        "Cash basis: sum of payment_captured amounts in USD by the capture's date, exact,"
-        " rounded to cents once.",
-    ),
-    Measure(
-        "fct_payments",
-        "Refunds",
-        _cash("refund"),
-        MONEY,
-        "Sum of payment_refunded amounts in USD by the refund's date.",
-    ),
-    Measure(
-        "fct_payments",
-        "Net Revenue",
-        "[Gross Revenue] - [Refunds]",
-        MONEY,
-        "Gross revenue - refunds (USD).",
-    ),
-    Measure(
-        "fct_order_items",
-        "Product Revenue",
-        "ROUND(CALCULATE(SUM(fct_order_items[line_amount]),"
-        " fct_order_items[is_revenue_eligible] = TRUE()), 2)",
-        MONEY,
-        "Sum of quantity x unit_price over the latest basket of orders captured and neither"
-        " canceled nor refunded, in USD; exact, rounded to cents once.",
-    ),
-    Measure(
-        "fct_order_items",
-        "Units Sold",
-        "CALCULATE(SUM(fct_order_items[quantity]), fct_order_items[is_revenue_eligible] = TRUE())",
-        "#,0",
-        "Units in the baskets that count as product revenue.",
-    ),
-)
 
 
 @dataclass
@@ -292,10 +170,10 @@ def _description(text: str, indent: str) -> list[str]:
     return [f"{indent}/// {text}"] if text else []
 
 
-def _table_tmdl(table: Table) -> str:
+def _table_tmdl(table: Table, measures: list[Measure]) -> str:
     lines = [*_description(table.description, ""), f"table {table.name}"]
     lines += [f"\tlineageTag: {_tag(table.name)}", ""]
-    for measure in (m for m in MEASURES if m.table == table.name):
+    for measure in measures:
         lines += _description(measure.description, "\t")
         lines.append(f"\tmeasure {_name(measure.name)} = {measure.expression}")
         lines.append(f"\t\tformatString: {measure.format}")
@@ -315,6 +193,8 @@ def _table_tmdl(table: Table) -> str:
         elif kind == "decimal":
             lines.append("\t\tformatString: #,0.00##")
         lines.append(f"\t\tlineageTag: {_tag(table.name, column.name)}")
+        if (table.name, column.name) in SORT_BY:
+            lines.append(f"\t\tsortByColumn: {SORT_BY[table.name, column.name]}")
         lines.append("\t\tsummarizeBy: none")
         lines.append(f"\t\tsourceColumn: {column.name.upper()}")
         lines.append("")
@@ -350,7 +230,7 @@ EXPRESSIONS = (
 )
 
 
-def semantic_model(tables: dict[str, Table]) -> dict[str, str]:
+def semantic_model(tables: dict[str, Table], measures: tuple[Measure, ...]) -> dict[str, str]:
     """The TMDL files of the semantic model, by path under ``<NAME>.SemanticModel/``."""
     missing = [name for name in GOLD_MODELS if name not in tables]
     if missing:
@@ -409,41 +289,82 @@ def semantic_model(tables: dict[str, Table]) -> dict[str, str]:
         ),
     }
     for name in GOLD_MODELS:
-        files[f"definition/tables/{name}.tmdl"] = _table_tmdl(tables[name])
+        files[f"definition/tables/{name}.tmdl"] = _table_tmdl(
+            tables[name], [m for m in measures if m.table == name]
+        )
     return files
 
 
 # -- the report ------------------------------------------------------------------------------
 
 
-def _field(table: str, name: str) -> dict[str, Any]:
-    kind = "Measure" if any(m.name == name and m.table == table for m in MEASURES) else "Column"
-    return {
-        "field": {kind: {"Expression": {"SourceRef": {"Entity": table}}, "Property": name}},
-        "queryRef": f"{table}.{name}",
-        "nativeQueryRef": name,
-    }
+@dataclass(frozen=True)
+class Ref:
+    """A field a visual shows: a column of a table, or a measure (``table`` None: the table
+    is the one its metric is computed on)."""
+
+    name: str
+    table: str | None = None
 
 
-def _measure(name: str) -> tuple[str, str]:
-    return next(m.table for m in MEASURES if m.name == name), name
+@dataclass(frozen=True)
+class Visual:
+    """One visual of a report page, before the measures' tables are known."""
+
+    name: str
+    kind: str
+    roles: dict[str, list[Ref]]
+    box: tuple[int, int, int, int]
+    title: str
+    sort: Ref | None = None
+
+
+def _column(table: str, name: str) -> Ref:
+    return Ref(name, table)
+
+
+def _measure(name: str) -> Ref:
+    return Ref(name)
 
 
 def _visual(
     name: str,
     kind: str,
-    roles: dict[str, list[tuple[str, str]]],
+    roles: dict[str, list[Ref]],
     box: tuple[int, int, int, int],
     title: str,
-    sort: tuple[str, str] | None = None,
-) -> dict[str, Any]:
-    x, y, width, height = box
-    visual: dict[str, Any] = {
-        "visualType": kind,
+    sort: Ref | None = None,
+) -> Visual:
+    return Visual(name, kind, roles, box, title, sort)
+
+
+def _field(ref: Ref, owners: dict[str, str]) -> tuple[dict[str, Any], str]:
+    """A visual's field and its table; a measure's table from ``owners`` (name -> table)."""
+    if ref.table is not None:
+        kind, table = "Column", ref.table
+    elif ref.name in owners:
+        kind, table = "Measure", owners[ref.name]
+    else:
+        raise ValueError(
+            f"the report shows measure [{ref.name}], but no metric of dbt's semantic layer"
+            " has that label"
+        )
+    return {kind: {"Expression": {"SourceRef": {"Entity": table}}, "Property": ref.name}}, table
+
+
+def _projection(ref: Ref, owners: dict[str, str]) -> dict[str, Any]:
+    field, table = _field(ref, owners)
+    return {"field": field, "queryRef": f"{table}.{ref.name}", "nativeQueryRef": ref.name}
+
+
+def _render(visual: Visual, owners: dict[str, str]) -> dict[str, Any]:
+    x, y, width, height = visual.box
+    body: dict[str, Any] = {
+        "visualType": visual.kind,
         "query": {
             "queryState": {
-                role: {"projections": [_field(table, column) for table, column in fields]}
-                for role, fields in roles.items()
+                role: {"projections": [_projection(ref, owners) for ref in refs]}
+                for role, refs in visual.roles.items()
             }
         },
         "visualContainerObjects": {
@@ -451,40 +372,28 @@ def _visual(
                 {
                     "properties": {
                         "show": {"expr": {"Literal": {"Value": "true"}}},
-                        "text": {"expr": {"Literal": {"Value": f"'{title}'"}}},
+                        "text": {"expr": {"Literal": {"Value": f"'{visual.title}'"}}},
                     }
                 }
             ]
         },
         "drillFilterOtherVisuals": True,
     }
-    if sort is not None:
-        table, column = sort
-        kind_key = "Measure" if any(m.name == column for m in MEASURES) else "Column"
-        visual["query"]["sortDefinition"] = {
-            "sort": [
-                {
-                    "field": {
-                        kind_key: {
-                            "Expression": {"SourceRef": {"Entity": table}},
-                            "Property": column,
-                        }
-                    },
-                    "direction": "Descending",
-                }
-            ],
+    if visual.sort is not None:
+        body["query"]["sortDefinition"] = {
+            "sort": [{"field": _field(visual.sort, owners)[0], "direction": "Descending"}],
             "isDefaultSort": False,
         }
     return {
         "$schema": f"{SCHEMA_URL}/item/report/definition/visualContainer/2.0.0/schema.json",
-        "name": name,
+        "name": visual.name,
         "position": {"x": x, "y": y, "z": 0, "width": width, "height": height, "tabOrder": 0},
-        "visual": visual,
+        "visual": body,
     }
 
 
-def _cards(prefix: str, measures: list[str], y: int = 16) -> list[dict[str, Any]]:
-    width = (PAGE_WIDTH - 32 - 16 * (len(measures) - 1)) // len(measures)
+def _cards(prefix: str, names: list[str], y: int = 16) -> list[Visual]:
+    width = (PAGE_WIDTH - 32 - 16 * (len(names) - 1)) // len(names)
     return [
         _visual(
             f"{prefix}_card{index}",
@@ -493,13 +402,13 @@ def _cards(prefix: str, measures: list[str], y: int = 16) -> list[dict[str, Any]
             (16 + index * (width + 16), y, width, 120),
             name,
         )
-        for index, name in enumerate(measures)
+        for index, name in enumerate(names)
     ]
 
 
-DAY = ("dim_date", "date_day")
+DAY = _column("dim_date", "date_day")
 BODY = (16, 152, PAGE_WIDTH - 32, PAGE_HEIGHT - 168)
-PAGES: tuple[tuple[str, str, list[dict[str, Any]]], ...] = (
+PAGES: tuple[tuple[str, str, list[Visual]], ...] = (
     (
         "orders_per_day",
         "1 Orders per day",
@@ -554,7 +463,7 @@ PAGES: tuple[tuple[str, str, list[dict[str, Any]]], ...] = (
                 "products_bar",
                 "clusteredBarChart",
                 {
-                    "Category": [("dim_products", "product_name")],
+                    "Category": [_column("dim_products", "product_name")],
                     "Y": [_measure("Product Revenue")],
                 },
                 (16, 152, 760, PAGE_HEIGHT - 168),
@@ -566,9 +475,9 @@ PAGES: tuple[tuple[str, str, list[dict[str, Any]]], ...] = (
                 "tableEx",
                 {
                     "Values": [
-                        ("dim_products", "product_id"),
-                        ("dim_products", "product_name"),
-                        ("dim_products", "category"),
+                        _column("dim_products", "product_id"),
+                        _column("dim_products", "product_name"),
+                        _column("dim_products", "category"),
                         _measure("Units Sold"),
                         _measure("Product Revenue"),
                     ]
@@ -587,7 +496,10 @@ PAGES: tuple[tuple[str, str, list[dict[str, Any]]], ...] = (
             _visual(
                 "status_bar",
                 "clusteredBarChart",
-                {"Category": [("fct_orders", "order_status")], "Y": [_measure("Orders")]},
+                {
+                    "Category": [_column("dim_order_statuses", "order_status")],
+                    "Y": [_measure("Orders")],
+                },
                 BODY,
                 "Orders by current status",
             ),
@@ -627,8 +539,9 @@ PAGES: tuple[tuple[str, str, list[dict[str, Any]]], ...] = (
 )
 
 
-def report() -> dict[str, str]:
+def report(measures: tuple[Measure, ...]) -> dict[str, str]:
     """The PBIR files of the report, by path under ``<NAME>.Report/``."""
+    owners = {measure.name: measure.table for measure in measures}
 
     def dump(data: object) -> str:
         return json.dumps(data, indent=2) + "\n"
@@ -673,7 +586,9 @@ def report() -> dict[str, str]:
             }
         )
         for visual in visuals:
-            files[f"definition/pages/{name}/visuals/{visual['name']}/visual.json"] = dump(visual)
+            files[f"definition/pages/{name}/visuals/{visual.name}/visual.json"] = dump(
+                _render(visual, owners)
+            )
     return files
 
 
@@ -692,10 +607,10 @@ def project_files(dbt_dir: Path) -> dict[str, str]:
         + "\n",
         ".gitignore": "**/.pbi/localSettings.json\n**/.pbi/cache.abf\n",
     }
-    files.update(
-        {f"{NAME}.SemanticModel/{p}": t for p, t in semantic_model(gold_tables(dbt_dir)).items()}
-    )
-    files.update({f"{NAME}.Report/{p}": t for p, t in report().items()})
+    generated = measures(dbt_dir)
+    model = semantic_model(gold_tables(dbt_dir), generated)
+    files.update({f"{NAME}.SemanticModel/{p}": t for p, t in model.items()})
+    files.update({f"{NAME}.Report/{p}": t for p, t in report(generated).items()})
     return files
 
 

@@ -9,6 +9,8 @@ It checks what the project relies on, not everything Power BI could accept:
   table, column and data type is Gold's (dbt's YAML) and every Gold column is in the model;
   relationships, DAX ``table[column]`` and ``[measure]`` references and the report's fields all
   resolve;
+- measures: each is a metric of dbt's semantic layer (by label) with exactly the DAX the spec
+  renders to, and every metric has one;
 - PBIR: each JSON file against a schema written here from the required properties, constants
   and enumerations of Microsoft's published schemas (microsoft/json-schemas,
   ``fabric/item/report/...``: the versions named in each file's ``$schema``), which are not
@@ -29,7 +31,15 @@ from typing import Any
 
 import jsonschema
 
-from retail_pipeline.dashboard.powerbi import NAME, SCHEMA_URL, TMDL_TYPES, Table, gold_tables
+from retail_pipeline.dashboard.powerbi import (
+    NAME,
+    SCHEMA_URL,
+    TMDL_TYPES,
+    Measure,
+    Table,
+    gold_tables,
+    measures,
+)
 
 OBJECTS: dict[str, set[str]] = {
     "": {"table", "model", "database", "relationship", "expression", "ref", "cultureInfo"},
@@ -444,8 +454,24 @@ def check_project(root: Path, dbt_dir: Path) -> list[str]:
     if problems:
         return problems
     model = check_semantic_model(root / f"{NAME}.SemanticModel", gold_tables(dbt_dir), problems)
+    check_measures(model, measures(dbt_dir), problems)
     check_report(root / f"{NAME}.Report", model, problems)
     return problems
+
+
+def check_measures(model: Model, metrics: tuple[Measure, ...], problems: list[str]) -> None:
+    """Every measure is a metric of dbt's semantic layer, with the DAX the spec renders to."""
+    expected = {measure.name: measure.expression for measure in metrics}
+    for name, expression in model.measures.items():
+        if name not in expected:
+            problems.append(f"measure [{name}]: no metric of dbt's semantic layer has that label")
+        elif " ".join(expression.split()) != expected[name]:
+            problems.append(
+                f"measure [{name}] = {expression} restates its metric; the semantic layer"
+                f" gives {expected[name]}"
+            )
+    for name in sorted(expected.keys() - model.measures.keys()):
+        problems.append(f"metric {name!r} of dbt's semantic layer has no measure")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,12 +58,11 @@ def revenue_answer(by_day: Sequence[Sequence[Any]]) -> dict[str, Any]:
     """docs/metrics.md's revenue answer from (day, gross, refunds, net) rows, one per day:
     totals summed exactly, each figure rounded to cents once. ``answers`` reads the rows from
     Gold; the dashboard computes them for its filters."""
-    gross = sum((row[1] for row in by_day), Decimal(0))
-    refunds = sum((row[2] for row in by_day), Decimal(0))
+    gross, refunds, net = (sum((row[i] for row in by_day), Decimal(0)) for i in (1, 2, 3))
     return {
         "gross": money_text(gross),
         "refunds": money_text(refunds),
-        "net": money_text(gross - refunds),
+        "net": money_text(net),
         "by_day": [
             {
                 "date": day.isoformat(),

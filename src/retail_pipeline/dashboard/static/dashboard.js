@@ -3,7 +3,6 @@
 "use strict";
 
 const POLL_MS = 5000;
-const STATUSES = ["CREATED", "PAYMENT_FAILED", "PAID", "SHIPPED", "DELIVERED", "REFUNDED", "CANCELED"];
 const SEGMENTS = {
   created_to_shipped: "created → shipped",
   shipped_to_delivered: "shipped → delivered",
@@ -196,7 +195,8 @@ function specs(figures) {
       width: width("chart-status"), autosize: FIT, height: 180,
       data: { values: figures.status_funnel },
       encoding: {
-        y: { field: "status", type: "nominal", sort: STATUSES, title: "Status" },
+        // The server lists every status in lifecycle order (gold.dim_order_statuses).
+        y: { field: "status", type: "nominal", sort: figures.status_funnel.map((row) => row.status), title: "Status" },
         x: { field: "orders", type: "quantitative", title: "Orders", axis: { format: ",d" } },
       },
       layer: [
