@@ -407,6 +407,7 @@ def _cards(prefix: str, names: list[str], y: int = 16) -> list[Visual]:
 
 
 DAY = _column("dim_date", "date_day")
+STATUS = _column("dim_order_statuses", "order_status")  # sorted by status_order
 BODY = (16, 152, PAGE_WIDTH - 32, PAGE_HEIGHT - 168)
 PAGES: tuple[tuple[str, str, list[Visual]], ...] = (
     (
@@ -496,10 +497,7 @@ PAGES: tuple[tuple[str, str, list[Visual]], ...] = (
             _visual(
                 "status_bar",
                 "clusteredBarChart",
-                {
-                    "Category": [_column("dim_order_statuses", "order_status")],
-                    "Y": [_measure("Orders")],
-                },
+                {"Category": [STATUS], "Y": [_measure("Orders")]},
                 BODY,
                 "Orders by current status",
             ),
