@@ -545,6 +545,37 @@ def test_event_shapes_money_and_currencies(heavy_run: tuple[Path, GenerationSumm
     assert behind > 0
 
 
+def test_fields_are_the_contracts_in_its_order(heavy_run: tuple[Path, GenerationSummary]) -> None:
+    """Valid events and reference records carry the contract's fields, in the contract's order
+    (``retail_pipeline.events.contract``); the only field of our own is a failed payment's
+    ``failure_reason``, last."""
+    out, summary = heavy_run
+    for topic in TOPICS:
+        fields = contract.event_fields(topic)
+        required = [spec.name for spec in fields if spec.required]
+        names = [spec.name for spec in fields]
+        checked = 0
+        for raw in read_lines(out, topic):
+            if not is_valid(raw, topic):
+                continue
+            checked += 1
+            keys = list(orjson.loads(raw))
+            if keys[-1] == "failure_reason":
+                assert orjson.loads(raw)["event_type"] == "payment_failed", raw
+                keys.pop()
+            assert keys == [name for name in names if name in keys], raw
+            assert set(required) <= set(keys), raw
+        written = summary.topics[topic]
+        assert checked == written.valid_events + written.duplicates, topic
+    for entity, path in (
+        ("customers", summary.customers_path),
+        ("products", summary.products_path),
+    ):
+        expected = [spec.name for spec in contract.REFERENCE_FIELDS[entity]]
+        records = orjson.loads(path.read_bytes())
+        assert records and all(list(record) == expected for record in records), entity
+
+
 def test_money_is_written_as_exact_decimal_text(heavy_run: tuple[Path, GenerationSummary]) -> None:
     out, _ = heavy_run
     prices: set[bytes] = set()
