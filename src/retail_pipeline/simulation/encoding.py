@@ -22,7 +22,6 @@ from retail_pipeline.events.contract import (
     ENVELOPE,
     EVENT_TYPE_TOPIC,
     ITEM_FIELDS,
-    SUPPORTED_EVENT_VERSIONS,
     FieldSpec,
     Kind,
     event_fields,
@@ -38,8 +37,8 @@ MS_PER_SECOND = 1_000
 MS_PER_MINUTE = 60_000
 EPOCH = date(1970, 1, 1)
 """Times are integer milliseconds since this day (UTC)."""
-EVENT_VERSION = max(SUPPORTED_EVENT_VERSIONS)
-"""The contract version the simulator writes: the newest the loaders accept."""
+EVENT_VERSION = 1
+"""The contract version the simulator writes (its fields are the contract's version 1 table)."""
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")

@@ -24,12 +24,13 @@ from retail_pipeline.events.contract import (
     EVENT_TYPE_TOPIC,
     ITEMS_REQUIRED,
     REPORTING_CURRENCY,
+    SUPPORTED_EVENT_VERSIONS,
     TOPIC_FIELDS,
     TOPICS,
     event_fields,
 )
 from retail_pipeline.simulation.draws import Draws, cumulative
-from retail_pipeline.simulation.encoding import EVENT_VERSION, MS_PER_MINUTE, MS_PER_SECOND
+from retail_pipeline.simulation.encoding import MS_PER_MINUTE, MS_PER_SECOND
 from retail_pipeline.simulation.truth import MS_PER_HOUR
 
 # kind: (weight, what the event needs for the kind to apply)
@@ -287,7 +288,7 @@ class FaultInjector:
         elif kind == "unknown_event_type":
             event["event_type"] = rng.choice(UNKNOWN_EVENT_TYPES[topic_name])
         elif kind == "unsupported_version":
-            event["event_version"] = EVENT_VERSION + 1
+            event["event_version"] = max(SUPPORTED_EVENT_VERSIONS) + 1
         elif kind == "bad_timestamp":
             key = rng.choice(_TIMESTAMPS)
             value: str = event[key]
