@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,6 +27,9 @@ from retail_pipeline.cli.options import (
 )
 from retail_pipeline.cli.output import node_progress, out, progress, say, to_stderr
 from retail_pipeline.errors import InputError, PipelineError, printable
+
+if TYPE_CHECKING:
+    from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings
 
 
 def generate(
@@ -124,17 +127,22 @@ def ingest(
     if kafka:
         if from_files or files:
             raise PipelineError("give either --kafka or files to ingest, not both")
+        from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings
+
+        consumer = ConsumerSettings(
+            bootstrap=bootstrap,
+            group_id=group,
+            instance_id=instance_id,
+            batch_size=batch_size,
+            linger_ms=linger_ms,
+            topic_prefix=resolve_topic_prefix(topic_prefix),
+        )
         _ingest_kafka(
             warehouse,
             target,
-            bootstrap,
+            consumer,
             until_caught_up=until_caught_up,
             max_seconds=max_seconds,
-            batch_size=batch_size,
-            linger_ms=linger_ms,
-            group=group,
-            instance_id=instance_id,
-            topic_prefix=resolve_topic_prefix(topic_prefix),
             shared=shared,
         )
         return
@@ -153,21 +161,17 @@ def ingest(
 def _ingest_kafka(
     warehouse: Path | None,
     target: str | None,
-    bootstrap: str | None,
+    settings: ConsumerSettings,
     *,
     until_caught_up: bool,
     max_seconds: float | None,
-    batch_size: int,
-    linger_ms: int,
-    group: str,
-    instance_id: str | None,
-    topic_prefix: str,
     shared: bool,
 ) -> None:
+    """Consume until caught up, ``max_seconds`` or a signal; one summary line."""
     import signal
     import threading
 
-    from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings, KafkaBronzeConsumer
+    from retail_pipeline.ingestion.kafka.consumer import KafkaBronzeConsumer
     from retail_pipeline.warehouse import open_warehouse
 
     stop, interrupted = threading.Event(), threading.Event()
@@ -179,14 +183,6 @@ def _ingest_kafka(
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one aborts now
         stop.set()
 
-    settings = ConsumerSettings(
-        bootstrap=bootstrap,
-        group_id=group,
-        instance_id=instance_id,
-        batch_size=batch_size,
-        linger_ms=linger_ms,
-        topic_prefix=topic_prefix,
-    )
     wh = open_warehouse(warehouse, target=target, exclusive=not shared)
     try:
         consumer = KafkaBronzeConsumer(wh, settings)  # waits for the broker, bounded
