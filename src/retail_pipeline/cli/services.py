@@ -180,7 +180,11 @@ def airflow_up(
     port: Annotated[int, typer.Option(metavar="PORT", help="API server port on 127.0.0.1")] = 8080,
 ) -> None:
     """Start Airflow (home: $AIRFLOW_HOME or data/airflow) and print the URL and the login
-    (the user, and the file only you can read that holds its password: never the password)."""
+    (the user, and the file only you can read that holds its password: never the password).
+
+    Its DAGs work on the warehouse of the environment it starts in: the DuckDB file
+    (RETAIL_WAREHOUSE), or Snowflake with RETAIL_TARGET=snowflake and the SNOWFLAKE_* settings.
+    """
     from retail_pipeline.local import airflow as local
 
     info = local.start(port=port)
