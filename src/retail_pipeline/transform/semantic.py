@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from retail_pipeline.errors import PipelineError
+
 AGGREGATIONS = ("count", "sum", "sum_boolean", "average", "percentile")
 UNITS = ("count", "fraction", "money", "hours")
 """``meta.unit`` of a metric: a count, a rate in [0, 1], money (reporting currency, rounded to
@@ -41,7 +43,7 @@ _DERIVED = re.compile(r"\s*([a-z_][a-z0-9_]*)\s*([-+])\s*([a-z_][a-z0-9_]*)\s*")
 HOUR_MICROSECONDS = "3600e6"
 
 
-class SemanticError(ValueError):
+class SemanticError(PipelineError):
     """The semantic layer's YAML states something this module cannot render exactly."""
 
 
@@ -357,7 +359,8 @@ def _metric(
 def read_semantic_layer(dbt_dir: Path) -> SemanticLayer:
     """The semantic models and metrics of every YAML file under ``dbt_dir/models``."""
     specs: dict[str, list[dict[str, Any]]] = {"semantic_models": [], "metrics": []}
-    for path in sorted((dbt_dir / "models").rglob("*.yml")):
+    models_dir = dbt_dir / "models"
+    for path in sorted([*models_dir.rglob("*.yml"), *models_dir.rglob("*.yaml")]):
         document = yaml.safe_load(path.read_text()) or {}
         for key, found in specs.items():
             found.extend(document.get(key) or [])
