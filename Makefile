@@ -62,11 +62,14 @@ test: lint ## Lint, type-check and run every test (starts its own services)
 # tests/markers.py marks the others from what they use. `make test` (CI) still runs them all.
 FAST_TESTS := not (kafka or postgres or browser or airflow or emulator or dbt or terraform or slow)
 
-test-fast: $(STAMP) ## ruff, mypy and the tests that need no service or dbt build (~3 min)
+# The fast tier runs on every core (pytest-xdist, FAST_WORKERS=auto); `make test` stays serial
+# so that one Kafka broker, one PostgreSQL and one emulator serve the whole session.
+FAST_WORKERS ?= auto
+test-fast: $(STAMP) ## ruff, mypy and the tests that need no service or dbt build (~2 min on 2 cores)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -m "$(FAST_TESTS)" --durations=10
+	$(BIN)/pytest -m "$(FAST_TESTS)" -n $(FAST_WORKERS) --durations=10
 
 bench: $(STAMP) ## File-ingest benchmark (prints figures; nothing is asserted)
 	$(BIN)/python bench/ingest_files.py
