@@ -45,6 +45,7 @@ from retail_pipeline.local.services import (
     home_lock,
     live_command_line,
     local_home,
+    log_excerpt,
     port_free,
 )
 from retail_pipeline.settings import settings
@@ -590,17 +591,7 @@ def _new_cluster_id() -> str:
 
 def _log_excerpt(log_file: Path, offset: int) -> str:
     """The most telling line the broker wrote to ``log_file`` after ``offset``."""
-    try:
-        with log_file.open("rb") as handle:
-            handle.seek(offset)
-            lines = handle.read().decode(errors="replace").splitlines()
-    except OSError:
-        return "no log"
-    for pattern in ("Exception: ", "Error: ", "ERROR"):
-        for line in lines:
-            if pattern in line:
-                return line.strip()[:300]
-    return lines[-1].strip()[:300] if lines else "no output"
+    return log_excerpt(log_file, offset, ("Exception: ", "Error: ", "ERROR"))
 
 
 def _format_storage(

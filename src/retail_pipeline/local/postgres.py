@@ -57,7 +57,13 @@ from typing import Any
 from urllib.parse import quote
 
 from retail_pipeline.errors import InputError, PipelineError, redact
-from retail_pipeline.local.services import home_lock, live_command_line, local_home, port_free
+from retail_pipeline.local.services import (
+    home_lock,
+    live_command_line,
+    local_home,
+    log_excerpt,
+    port_free,
+)
 
 try:
     import psycopg
@@ -255,18 +261,8 @@ def _quote_conf(value: str) -> str:
 
 def _log_excerpt(log_file: Path, offset: int = 0) -> str:
     """The most telling line written to ``log_file`` after ``offset``."""
-    try:
-        with log_file.open("rb") as handle:
-            handle.seek(offset)
-            lines = handle.read().decode(errors="replace").splitlines()
-    except OSError:
-        return "no log"
-    lines = [_LOG_PREFIX.sub("", line).strip() for line in lines]
-    for pattern in ("FATAL:", "PANIC:", "ERROR:", "could not", "initdb: error"):
-        for line in lines:
-            if pattern in line:
-                return line[:300]
-    return lines[-1][:300] if lines else "no output"
+    patterns = ("FATAL:", "PANIC:", "ERROR:", "could not", "initdb: error")
+    return log_excerpt(log_file, offset, patterns, _LOG_PREFIX)
 
 
 def _where(dsn: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,3 +65,28 @@ def home_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+LOG_EXCERPT_BYTES = 1 << 20
+"""How much of a log's end :func:`log_excerpt` reads at most (a log can be any size)."""
+
+
+def log_excerpt(
+    log_file: Path, offset: int, patterns: tuple[str, ...], prefix: re.Pattern[str] | None = None
+) -> str:
+    """The most telling line a service wrote to ``log_file`` after ``offset``: the first holding
+    one of ``patterns`` (tried in order), else the last line; ``prefix`` (a timestamp, a pid) is
+    cut off each line first. Reads at most the last ``LOG_EXCERPT_BYTES``; 300 characters."""
+    try:
+        with log_file.open("rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(offset, size - LOG_EXCERPT_BYTES))
+            lines = handle.read(LOG_EXCERPT_BYTES).decode(errors="replace").splitlines()
+    except OSError:
+        return "no log"
+    lines = [(prefix.sub("", line) if prefix else line).strip() for line in lines]
+    for pattern in patterns:
+        for line in lines:
+            if pattern in line:
+                return line[:300]
+    return lines[-1][:300] if lines else "no output"
