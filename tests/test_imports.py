@@ -22,20 +22,24 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "settings": 1,
     "http_server": 1,
+    # what every layer may record: Prometheus metrics and OpenLineage events
+    "metrics": 2,
+    "lineage": 2,
     "events": 2,
     "warehouse": 3,
     "ingestion": 4,
     "transform": 4,
-    "orchestration": 5,
-    "dashboard": 5,
+    "monitoring": 5,
+    "orchestration": 6,
+    "dashboard": 6,
     # stand-ins for the shop and its systems: they may use the pipeline, never the reverse
-    "simulation": 6,
-    "local": 7,
+    "simulation": 7,
+    "local": 8,
     # the entry points, which wire the stand-ins to the pipeline
-    "demo": 8,
-    "cli": 9,
+    "demo": 9,
+    "cli": 10,
 }
-PRODUCTION = {part for part, rank in LAYERS.items() if rank <= 5}
+PRODUCTION = {part for part, rank in LAYERS.items() if rank <= 6}
 STAND_INS = {"local", "simulation"}
 IMPLEMENTATIONS = {"retail_pipeline.warehouse.duckdb", "retail_pipeline.warehouse.snowflake"}
 IMPLEMENTATION_CLASSES = {"DuckDBWarehouse", "SnowflakeWarehouse"}
