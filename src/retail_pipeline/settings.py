@@ -371,6 +371,24 @@ class Settings(BaseSettings):
     chromium: Annotated[str, _checked(_program)] | None = None
     """The browser the dashboard's screenshots and tests drive (default: the first Chromium
     on ``PATH``)."""
+    health_kafka_lag_warn: int = Field(10_000, ge=0, le=10**12)
+    """``health``: messages a Kafka partition may hold beyond Bronze before it warns."""
+    health_kafka_lag_error: int = Field(100_000, ge=0, le=10**12)
+    """``health``: ... before it is an error (docs/operations.md#health)."""
+    health_gold_lag_warn: Seconds = Field(3600.0, ge=0, le=90 * 86400)
+    """``health``: seconds Gold may miss Bronze rows (since the oldest of them arrived)
+    before it warns."""
+    health_gold_lag_error: Seconds = Field(6 * 3600.0, ge=0, le=90 * 86400)
+    """``health``: ... before it is an error."""
+    health_dead_letter_warn: float = Field(0.1, ge=0, le=1)
+    """``health``: the share of a loader run's messages dead-lettered before it warns."""
+    health_dead_letter_error: float = Field(0.5, ge=0, le=1)
+    """``health``: ... before it is an error."""
+    health_event_lag_warn: Seconds | None = Field(None, ge=0, le=3650 * 86400)
+    """``health``: seconds the newest event time of a Bronze event table may trail the clock
+    before it warns (unset: reported, never judged; replays and simulations are old)."""
+    health_event_lag_error: Seconds | None = Field(None, ge=0, le=3650 * 86400)
+    """``health``: ... before it is an error (unset: never)."""
     snowflake: SnowflakeSettings = Field(default_factory=SnowflakeSettings)
 
 

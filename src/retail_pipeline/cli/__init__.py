@@ -5,6 +5,7 @@ One module per command group, registered here in the order ``--help`` lists them
 - :mod:`~retail_pipeline.cli.pipeline`: ``generate``, ``ingest``, ``produce``, ``status``,
   ``counts``, ``schemas``, ``transform``, ``answers`` and the end-to-end ``demo``;
 - :mod:`~retail_pipeline.cli.sources`: ``load-batch`` (snapshots, the HTTP API, PostgreSQL);
+- :mod:`~retail_pipeline.cli.operations`: ``health``;
 - :mod:`~retail_pipeline.cli.dashboard`: ``dashboard``;
 - :mod:`~retail_pipeline.cli.services`: the local stand-ins, ``api-server``, ``kafka``,
   ``postgres`` and ``airflow``;
@@ -22,7 +23,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from retail_pipeline.cli import dashboard, pipeline, services, sources
+from retail_pipeline.cli import dashboard, operations, pipeline, services, sources
 from retail_pipeline.cli.output import console, out
 from retail_pipeline.errors import PipelineError, one_line, printable
 
@@ -73,6 +74,7 @@ for command in (
     pipeline.schemas,
     pipeline.transform,
     pipeline.answers,
+    operations.health,
     dashboard.dashboard,
     services.api_server,
     pipeline.demo,
