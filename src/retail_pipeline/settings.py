@@ -184,6 +184,13 @@ def check_api_url(url: str) -> str:
     return url
 
 
+def _lineage_url(url: str) -> str:
+    """``OPENLINEAGE_URL``: an http(s) base URL, checked as the API's is; no credentials."""
+    if "@" in urllib.parse.urlsplit(url).netloc:
+        raise ValueError("put no credentials in the URL: events would carry them")
+    return check_api_url(url)
+
+
 def _token(secret: SecretStr) -> SecretStr:
     value = secret.get_secret_value()
     if len(value) > TEXT_MAX or not re.fullmatch(r"[\x21-\x7e]+", value):
@@ -352,6 +359,22 @@ class Settings(BaseSettings):
     landing_dir: SettingPath = Path("data/landing")
     """Where the batch DAG finds files to load: ``snapshots/<date>/{customers,products}.json``
     and ``events/*.ndjson``, the simulator's layout (docs/airflow.md)."""
+    metrics_dir: SettingPath | None = None
+    """Where the batch commands (ingest from files, load-batch, transform) write their metrics
+    in Prometheus's textfile-collector format, ``retail_pipeline_<job>.prom`` (unset: nowhere;
+    docs/operations.md#metrics)."""
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    """The port ``ingest --kafka`` serves ``/metrics`` on (unset: no server; 0: any free port)."""
+    metrics_host: Annotated[str, _checked(check_host)] = "127.0.0.1"
+    """The address that ``/metrics`` server binds (loopback unless a scraper elsewhere needs it)."""
+    lineage_dir: SettingPath = Path("data/lineage")
+    """Where every load appends its OpenLineage events, ``openlineage.ndjson`` (one JSON event
+    a line; docs/operations.md#lineage)."""
+    openlineage_url: Annotated[str, _checked(_lineage_url)] | None = Field(
+        None, validation_alias="OPENLINEAGE_URL"
+    )
+    """An OpenLineage HTTP endpoint (e.g. Marquez, ``http://127.0.0.1:5000``) the events are
+    posted to instead of the file; without credentials, a query or a fragment."""
     api_url: Annotated[str, _checked(check_api_url)] | None = None
     """The reference-data HTTP API ``load-batch --api`` reads (docs/batch-sources.md), e.g.
     ``http://127.0.0.1:8765``."""
@@ -400,7 +423,7 @@ SECRETS = frozenset(
     }
 )
 """Variables whose value never shows in a message, not even in part."""
-LOCATORS = frozenset({"RETAIL_POSTGRES_DSN", "RETAIL_API_URL"})
+LOCATORS = frozenset({"RETAIL_POSTGRES_DSN", "RETAIL_API_URL", "OPENLINEAGE_URL"})
 """Variables shown as :func:`~retail_pipeline.errors.display_dsn` renders them (no password)."""
 
 
@@ -422,7 +445,7 @@ def _one_line(exc: ValidationError) -> str:
     prefix = "SNOWFLAKE_" if exc.title == SnowflakeSettings.__name__ else "RETAIL_"
     error = exc.errors()[0]
     field = str(error["loc"][0]) if error["loc"] else "?"
-    name = field if field.startswith(prefix) else prefix + field.upper()
+    name = field if field.startswith(prefix) or field.isupper() else prefix + field.upper()
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{name}={shown(name, error.get('input'))}: {message}"
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,7 +44,9 @@ from retail_pipeline.ingestion.files import (
     too_long_reason,
     truncated_text,
 )
+from retail_pipeline.ingestion.observe import LoadObserver
 from retail_pipeline.ingestion.staging import payload_text
+from retail_pipeline.lineage import file_dataset
 from retail_pipeline.warehouse.base import (
     LoadRecord,
     Position,
@@ -589,6 +592,7 @@ class _SnapshotLoad:
         self.written, self.expected = written, expected
         self.limit = max_record_bytes()
         self.read = self.loaded = self.dead = 0
+        self.observer: LoadObserver | None = None
 
     def stage(self, block: list[Item]) -> tuple[pa.Table, pa.Table]:
         """One block of records validated (Arrow from here on: the records' objects go)."""
@@ -622,6 +626,7 @@ class _SnapshotLoad:
             positions=[Position(self.name, 0, written.next_offset, None, written.fingerprint())],
             expected={(self.name, 0): self.expected},
         )
+        started = time.monotonic()
         try:
             self.warehouse.write_reference(batch)
         except PositionConflict as exc:
@@ -629,6 +634,14 @@ class _SnapshotLoad:
                 f"{snapshot.path}: {exc}; another load of this snapshot ran at the same time and"
                 " nothing of this batch was written (run again to continue after it)"
             ) from None
+        if self.observer is not None:
+            self.observer.committed(
+                {snapshot.entity: rows.num_rows},
+                dead,
+                read=records,
+                seconds=time.monotonic() - started,
+                table=snapshot.entity,
+            )
         self.written, self.expected = written, written.next_offset
         self.read += records
         self.loaded += rows.num_rows
@@ -641,6 +654,29 @@ def load_snapshot(
     *,
     batch_records: int = BATCH_RECORDS,
     batch_bytes: int = BATCH_BYTES,
+) -> BatchSummary:
+    """:func:`_load_snapshot`, seen by metrics and lineage (job ``load_batch``; the OpenLineage
+    job ``load_batch.<entity>``)."""
+    inputs = [file_dataset(path_text(snapshot.path.resolve()))]
+    with LoadObserver(
+        warehouse,
+        "load_batch",
+        inputs,
+        [snapshot.entity],
+        lineage_job=f"load_batch.{snapshot.entity}",
+    ) as observer:
+        return _load_snapshot(
+            warehouse, snapshot, observer, batch_records=batch_records, batch_bytes=batch_bytes
+        )
+
+
+def _load_snapshot(
+    warehouse: Warehouse,
+    snapshot: Snapshot,
+    observer: LoadObserver,
+    *,
+    batch_records: int,
+    batch_bytes: int,
 ) -> BatchSummary:
     """Append a snapshot read by :func:`read_snapshot`, unless it is a re-send: the content of
     its entity's latest load, or of the latest load from the same file (a landing folder read
@@ -670,6 +706,7 @@ def load_snapshot(
     load = _SnapshotLoad(
         warehouse, snapshot, source, name, written, stored.next_offset if stored else None
     )
+    load.observer = observer
     parts: list[tuple[pa.Table, pa.Table]] = []  # the batch so far, validated
     block: list[Item] = []  # records not validated yet
     records = size = block_size = 0

@@ -12,6 +12,7 @@ import ctypes
 import gzip
 import hashlib
 import os
+import time
 import uuid
 import zlib
 from collections import deque
@@ -26,10 +27,12 @@ import numpy as np
 import pyarrow as pa
 
 from retail_pipeline.errors import InputError
+from retail_pipeline.ingestion.observe import LoadObserver, event_rows
 from retail_pipeline.ingestion.staging import METADATA_SCHEMA, escaped_text, stage_events
 from retail_pipeline.ingestion.workers import Validators, default_workers
+from retail_pipeline.lineage import file_dataset
 from retail_pipeline.settings import settings
-from retail_pipeline.warehouse.base import EventBatch, Position, Warehouse
+from retail_pipeline.warehouse.base import EVENT_TABLES, EventBatch, Position, Warehouse
 
 DEFAULT_BATCH_BYTES = 64 << 20
 """Bytes of file per transaction (``--batch-mb``)."""
@@ -474,10 +477,22 @@ def ingest_files(
     remaining = sum(p.stat().st_size for p in files)  # an upper bound: some may be loaded
     if workers is None:
         workers = default_workers() if remaining >= PROCESS_POOL_BYTES else 0
-    with Validators(workers) as validators:
+    inputs = [file_dataset(path_text(path)) for path in files]
+    with (
+        LoadObserver(warehouse, "ingest_files", inputs, list(EVENT_TABLES.values())) as observer,
+        Validators(workers) as validators,
+    ):
         for path in files:
             counts = _ingest_one(
-                warehouse, path, stored[path], load_id, batch_bytes, progress, validators, sources
+                warehouse,
+                path,
+                stored[path],
+                load_id,
+                batch_bytes,
+                progress,
+                validators,
+                sources,
+                observer,
             )
             _add(summary, path_text(path), *counts)
     return summary
@@ -591,6 +606,7 @@ def _ingest_one(
     progress: Callable[[int], None] | None,
     validators: Validators,
     sources: str,
+    observer: LoadObserver,
 ) -> tuple[int, int, int, int, int, int]:
     name = path_text(path)
     source = f"file:{name}"
@@ -621,7 +637,14 @@ def _ingest_one(
             batch = EventBatch(
                 load_id, "file", events, dead_letters, [position], expected, messages, sources
             )
+            started = time.monotonic()
             result = warehouse.write_events(batch)
+            observer.committed(
+                event_rows(events),
+                dead_letters,
+                read=messages,
+                seconds=time.monotonic() - started,
+            )
             read += messages
             blank += sum(staged.blank for staged in group)
             done = end

@@ -42,7 +42,9 @@ from retail_pipeline.errors import InputError, PipelineError
 from retail_pipeline.events.contract import REFERENCE_FIELDS
 from retail_pipeline.events.validator import validate_records
 from retail_pipeline.ingestion.files import new_load_id
+from retail_pipeline.ingestion.observe import LoadObserver
 from retail_pipeline.ingestion.staging import escaped_text, payload_text
+from retail_pipeline.lineage import Dataset, postgres_dataset, url_dataset
 from retail_pipeline.warehouse.base import (
     LoadRecord,
     Position,
@@ -273,6 +275,13 @@ class _State:
         return orjson.dumps(window).decode()
 
 
+def source_dataset(source: ChangeSource, entity: str) -> Dataset:
+    """The OpenLineage dataset ``source`` reads ``entity`` from: the API's URL or the
+    Postgres table, without credentials."""
+    where = source.describe(entity)
+    return postgres_dataset(where) if source.kind == "postgres" else url_dataset(where)
+
+
 def load_changes(
     warehouse: Warehouse,
     source: ChangeSource,
@@ -281,9 +290,28 @@ def load_changes(
     lag_seconds: float,
     batch_size: int = BATCH_SIZE,
 ) -> IncrementalSummary:
-    """Read ``entity``'s next window of changes from ``source`` into Bronze."""
+    """Read ``entity``'s next window of changes from ``source`` into Bronze (seen by metrics
+    and lineage as job ``load_batch``, OpenLineage job ``load_batch.<entity>``)."""
     if entity not in REFERENCE_FIELDS:
         raise InputError(f"unknown reference entity {entity!r}; expected customers or products")
+    with LoadObserver(
+        warehouse,
+        "load_batch",
+        [source_dataset(source, entity)],
+        [entity],
+        lineage_job=f"load_batch.{entity}",
+    ) as observer:
+        return _load_changes(warehouse, source, entity, observer, lag_seconds, batch_size)
+
+
+def _load_changes(
+    warehouse: Warehouse,
+    source: ChangeSource,
+    entity: str,
+    observer: LoadObserver,
+    lag_seconds: float,
+    batch_size: int,
+) -> IncrementalSummary:
     if not 0 <= lag_seconds <= MAX_LAG:  # also refuses nan and inf
         raise InputError(
             f"--lag / RETAIL_BATCH_LAG {lag_seconds!r}: expected 0 to {MAX_LAG:,} seconds"
@@ -301,6 +329,7 @@ def load_changes(
     assert state.until is not None
     window = Window(state.since, state.until, state.after)
     run = _Run(warehouse, source, entity, where, position_name, stored, state)
+    run.observer = observer
     batch = _Batch(run, batch_size)
     for page in source.read(entity, window):
         run.check_order(page)
@@ -382,6 +411,7 @@ class _Run:
         self.last = state.after
         self.load_id = new_load_id(entity)
         self.read = self.loaded = self.dead = 0
+        self.observer: LoadObserver | None = None
 
     def check_order(self, page: Sequence[Change]) -> None:
         """Refuse a page that breaks the window or the order (before anything of it is written):
@@ -456,6 +486,7 @@ class _Run:
             expected={(self.position_name, 0): self.expected},
             record_load=bool(changes) or self.read > 0,
         )
+        started = time.monotonic()
         try:
             self.warehouse.write_reference(batch)
         except PositionConflict as exc:
@@ -463,6 +494,14 @@ class _Run:
                 f"{self.where}: {exc}; another load of this source ran at the same time and"
                 " nothing of this batch was written (run again to continue after it)"
             ) from None
+        if self.observer is not None:
+            self.observer.committed(
+                {self.entity: rows.num_rows},
+                dead_letters,
+                read=len(changes),
+                seconds=time.monotonic() - started,
+                table=self.entity,
+            )
         self.expected = taken
         self.read += len(changes)
         self.loaded += rows.num_rows

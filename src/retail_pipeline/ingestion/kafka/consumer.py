@@ -23,6 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from retail_pipeline import metrics
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.events.contract import TOPICS
 from retail_pipeline.ingestion.files import new_load_id
@@ -34,9 +35,12 @@ from retail_pipeline.ingestion.kafka.client import (
     wait_for_broker,
 )
 from retail_pipeline.ingestion.kafka.producer import bootstrap_servers
+from retail_pipeline.ingestion.observe import LoadObserver, event_rows
 from retail_pipeline.ingestion.staging import escaped_text, stage_events
 from retail_pipeline.ingestion.workers import Validators
+from retail_pipeline.lineage import kafka_dataset
 from retail_pipeline.warehouse.base import (
+    EVENT_TABLES,
     EventBatch,
     Position,
     PositionConflict,
@@ -50,6 +54,8 @@ __all__ = ["DLQ_TOPIC", "ConsumeSummary", "ConsumerSettings", "KafkaBronzeConsum
 
 MAX_INFLIGHT = 2
 """Batches handed on (being validated or written) and not yet settled."""
+LAG_INTERVAL_SECONDS = 2.0
+"""How often the consumer asks the broker for its partitions' end offsets (the lag metric)."""
 
 
 class TopicResetError(PipelineError):
@@ -190,6 +196,15 @@ class KafkaBronzeConsumer:
         self.eof: dict[tuple[str, int], int] = {}
         self.error: Exception | None = None
         self.summary = ConsumeSummary()
+        self.committed: dict[tuple[str, int], int] = {}
+        """Next offset in Bronze of each partition this member owns (the lag's baseline)."""
+        self.observer = LoadObserver(
+            warehouse,
+            "ingest_kafka",
+            [kafka_dataset(self.bootstrap, topic) for topic in self.physical],
+            [EVENT_TABLES[topic] for topic in self.settings.topics if topic in EVENT_TABLES],
+            textfile=False,
+        )
 
     # -- rebalance callbacks -------------------------------------------------------------
 
@@ -206,6 +221,7 @@ class KafkaBronzeConsumer:
                 else:
                     tp.offset = OFFSET_BEGINNING
                 self.expected[(tp.topic, tp.partition)] = position.next_offset if position else None
+                self.committed[(tp.topic, tp.partition)] = position.next_offset if position else 0
             consumer.assign(partitions)
         except Exception as exc:  # surfaced by run(); raising here would be lost in librdkafka
             self.error = exc
@@ -219,6 +235,11 @@ class KafkaBronzeConsumer:
         for tp in partitions:
             self.expected.pop((tp.topic, tp.partition), None)
             self.eof.pop((tp.topic, tp.partition), None)
+            self._forget(tp.topic, tp.partition)
+
+    def _forget(self, topic: str, partition: int) -> None:
+        self.committed.pop((topic, partition), None)
+        metrics.forget_kafka_partition(topic, partition)
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         lost = {(tp.topic, tp.partition) for tp in partitions}
@@ -226,6 +247,7 @@ class KafkaBronzeConsumer:
         for key in lost:
             self.expected.pop(key, None)
             self.eof.pop(key, None)
+            self._forget(*key)
 
     def _kafka_positions(self) -> list[Position]:
         return [p for p in self.warehouse.all_positions() if p.source.startswith("kafka:")]
@@ -316,6 +338,7 @@ class KafkaBronzeConsumer:
             Position(f"kafka:{t}", p, offset, None, self.topic_ids.get(t))
             for (t, p), offset in sorted(next_offsets.items())
         ]
+        started = time.monotonic()
         result = self.warehouse.write_events(
             EventBatch(
                 self.load_id,
@@ -327,6 +350,9 @@ class KafkaBronzeConsumer:
                 len(originals[3]),
                 "kafka:" + ",".join(self.physical),
             )
+        )
+        self.observer.committed(
+            event_rows(events), dead, read=len(originals[3]), seconds=time.monotonic() - started
         )
         if self.dlq is not None and dead.num_rows:
             topics, partitions, offsets, messages = originals
@@ -357,6 +383,9 @@ class KafkaBronzeConsumer:
         self.summary.loaded += result.loaded
         self.summary.dead_lettered += result.dead_lettered
         self.summary.batches += 1
+        for key, offset in next_offsets.items():
+            if key in self.committed:
+                self.committed[key] = max(self.committed[key], offset)
         self._commit_to_kafka(next_offsets)
 
     def _seek_to_stored(self, keys: list[tuple[str, int]]) -> None:
@@ -428,6 +457,21 @@ class KafkaBronzeConsumer:
                 ends[(topic, partition)] = high
         return ends
 
+    def _record_lag(self) -> None:
+        """Set each owned partition's lag: its end offset now minus its next offset in Bronze.
+        A broker that does not answer in time leaves the previous value."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        for (topic, partition), done in list(self.committed.items()):
+            try:
+                _, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=1, cached=False
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                metrics.set_kafka_lag(topic, partition, high - done)
+
     def _caught_up(self, targets: dict[tuple[str, int], int]) -> bool:
         stored: dict[tuple[str, int], int] | None = None
         for key, target in targets.items():
@@ -471,7 +515,8 @@ class KafkaBronzeConsumer:
         )
         batch_started: float | None = None
         linger = self.settings.linger_ms / 1000
-        last_check = 0.0
+        last_check = last_lag = 0.0
+        self.observer.__enter__()
         try:
             while True:
                 if self.error is not None:
@@ -517,6 +562,9 @@ class KafkaBronzeConsumer:
                     batch_started = None
                     if progress:
                         progress(self.summary.read - before)
+                if now - last_lag >= LAG_INTERVAL_SECONDS:
+                    last_lag = now
+                    self._record_lag()
                 if targets is not None and now - last_check >= 0.2:
                     last_check = now
                     if self._inflight and self._inflight[0][0].done():
@@ -527,9 +575,15 @@ class KafkaBronzeConsumer:
             if self.error is not None:
                 raise self.error
             self.flush()
-        finally:
+            self._record_lag()
+        except BaseException as exc:
             self.summary.seconds = time.monotonic() - started
             self.close()
+            self.observer.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self.summary.seconds = time.monotonic() - started
+        self.close()
+        self.observer.__exit__(None, None, None)
         return self.summary
 
     def close(self) -> None:
