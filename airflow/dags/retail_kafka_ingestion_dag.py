@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from retail_pipeline.orchestration import DEFAULT_ARGS, TAGS
+from retail_pipeline.orchestration import TAGS
 from retail_pipeline.orchestration.assets import EVENT_ASSETS
+from retail_pipeline.orchestration.notifier import ALERTING_ARGS
 from retail_pipeline.orchestration.tasks import KAFKA_GROUP, consume_kafka
 
 
@@ -27,7 +28,7 @@ from retail_pipeline.orchestration.tasks import KAFKA_GROUP, consume_kafka
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=ALERTING_ARGS,
     tags=[*TAGS, "ingestion", "kafka"],
     doc_md=__doc__,
     params={

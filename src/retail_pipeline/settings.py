@@ -184,6 +184,30 @@ def check_api_url(url: str) -> str:
     return url
 
 
+def _webhook(secret: SecretStr) -> SecretStr:
+    """An alert webhook: ``http(s)://host[:port]/path[?query]`` without user:password@ or a
+    fragment. Its path or query usually holds the secret (Slack's, Teams'), so it is a
+    SecretStr and never shows in a message."""
+    url = secret.get_secret_value()
+    _printable(url)
+    if any(char.isspace() for char in url):
+        raise ValueError("a URL holds no spaces")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError("not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("put no user:password@ in the URL")
+    if parts.fragment or url.endswith("#"):
+        raise ValueError("a webhook URL has no #fragment")
+    if port == 0:
+        raise ValueError("the port must be from 1 to 65535")
+    return secret
+
+
 def _lineage_url(url: str) -> str:
     """``OPENLINEAGE_URL``: an http(s) base URL, checked as the API's is; no credentials."""
     if "@" in urllib.parse.urlsplit(url).netloc:
@@ -391,6 +415,14 @@ class Settings(BaseSettings):
     batch_lag: Seconds = Field(5.0, ge=0, le=86400)
     """Seconds an incremental read stays behind the source's clock, so that a change committed
     late (a long transaction, a skewed clock) still falls in a later window."""
+    alert_webhook: Annotated[SecretStr, _checked(_webhook)] | None = None
+    """Where the DAGs' failure and deadline alerts are posted (JSON, Slack-compatible: a
+    ``text`` field); unset, an alert is only a log line (docs/operations.md#alerts)."""
+    alert_timeout: Seconds = Field(10.0, gt=0, le=300)
+    """Seconds one alert post may take (connect, send, answer); past it the alert is a log line."""
+    gold_deadline_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
+    """How long new Bronze rows may wait for a Gold build before the dbt DAG's deadline check
+    alerts (docs/operations.md#alerts)."""
     chromium: Annotated[str, _checked(_program)] | None = None
     """The browser the dashboard's screenshots and tests drive (default: the first Chromium
     on ``PATH``)."""
@@ -418,6 +450,7 @@ class Settings(BaseSettings):
 SECRETS = frozenset(
     {
         "RETAIL_API_TOKEN",
+        "RETAIL_ALERT_WEBHOOK",
         "SNOWFLAKE_PASSWORD",
         "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE",
     }

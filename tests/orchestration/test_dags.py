@@ -31,6 +31,7 @@ from retail_pipeline.transform import read_answers
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.accounting import _rows, message_lines, stored_messages, unaccounted_rows
 from tests.orchestration.conftest import DAGS_FOLDER, SEED_DAG_IDS, run_dags
+from tests.orchestration.receiver import receiver
 
 BRONZE = {
     f"retail://bronze/{table}"
@@ -77,6 +78,7 @@ def test_dagbag(airflow_env: dict[str, str]) -> None:
     assert dbt["schedule"] == "AssetTriggeredTimetable"
     assert set(dbt["schedule_assets"]) == BRONZE
     assert "dbt.daily_orders_model_build" in dbt["tasks"]
+    assert {"health", "gold_deadline"} <= set(dbt["tasks"])
 
 
 @pytest.mark.kafka
@@ -176,10 +178,27 @@ def test_failing_data_test_fails_the_run_and_names_the_model(
         "RETAIL_DBT_PROJECT_DIR": str(project),
     }
     failing = "dbt.stg_bronze__order_events_model_build"
-    others = rf"(?!{re.escape(failing)}$).*"  # not run, marked successful: a quicker test
+    # not run, marked successful: a quicker test (the deadline check runs: nothing waits)
+    others = rf"(?!(?:{re.escape(failing)}|gold_deadline)$).*"
     step = {"dag_id": "retail_dbt_dag", "retries": 0, "mark_success": others}
-    (run,) = run_dags(env, [step])["runs"]
+    with receiver() as got:
+        (run,) = run_dags({**env, "RETAIL_ALERT_WEBHOOK": got.url}, [step])["runs"]
     assert run["state"] == "failed"
     failed = {task_id for task_id, state in task_states(run).items() if state == "failed"}
-    assert failed == {failing}
+    assert failed == {failing}, got.posts
     assert task_states(run)["dbt.daily_orders_model_build"] == "upstream_failed"
+    assert task_states(run)["health"] == "upstream_failed"
+    assert task_states(run)["gold_deadline"] == "success"
+    # exactly one alert, from the failed task, naming the DAG, task, run and the failing test
+    assert len(got.posts) == 1, got.posts
+    alert = got.posts[0]["json"]
+    assert {key: alert[key] for key in ("alert", "dag_id", "task_id", "try", "failing_test")} == {
+        "alert": "failure",
+        "dag_id": "retail_dbt_dag",
+        "task_id": failing,
+        "try": 1,
+        "failing_test": "planted_failure",
+    }
+    assert alert["run_id"].startswith("manual__"), alert
+    assert f"retail_dbt_dag.{failing} failed (run {alert['run_id']}, try 1)" in alert["text"]
+    assert "dbt test planted_failure failed" in alert["text"]
