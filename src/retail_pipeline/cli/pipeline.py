@@ -30,6 +30,7 @@ from retail_pipeline.errors import InputError, PipelineError, printable
 
 if TYPE_CHECKING:
     from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings
+    from retail_pipeline.metrics import MetricsServer
 
 
 def generate(
@@ -184,8 +185,10 @@ def _ingest_kafka(
         stop.set()
 
     wh = open_warehouse(warehouse, target=target, exclusive=not shared)
+    server = None
     try:
         consumer = KafkaBronzeConsumer(wh, settings)  # waits for the broker, bounded
+        server = _metrics_server()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, finish_then_stop)
         with progress("consuming", 0) as advance:
@@ -196,6 +199,8 @@ def _ingest_kafka(
                 progress=advance,
             )
     finally:
+        if server is not None:
+            server.stop()
         wh.close()
     say(summary.line())
     if interrupted.is_set():  # stopped cleanly, but by Ctrl-C: say so, exit 130
@@ -304,6 +309,21 @@ def schemas(
     say(f"wrote {len(written)} JSON Schema files to {out_dir}")
 
 
+def _metrics_server() -> MetricsServer | None:
+    """``/metrics`` on ``RETAIL_METRICS_HOST``:``RETAIL_METRICS_PORT`` while consuming (when the
+    port is set); its URL is a line on stderr."""
+    from retail_pipeline import metrics
+    from retail_pipeline.settings import settings
+
+    config = settings()
+    if config.metrics_port is None:
+        return None
+    server = metrics.serve(config.metrics_host, config.metrics_port)
+    host = f"[{config.metrics_host}]" if ":" in config.metrics_host else config.metrics_host
+    to_stderr(f"serving metrics on http://{host}:{server.port}/metrics")
+    return server
+
+
 def transform(
     full_refresh: Annotated[
         bool, typer.Option("--full-refresh", help="Rebuild incremental models from all of Bronze")
@@ -319,10 +339,30 @@ def transform(
     with node_progress() as advance:
         summary = run_transform(warehouse, full_refresh, advance, target=target)
     say(summary.line())
+    _record_transform(warehouse, target, success=summary.success)
     if not summary.success:
         for failure in summary.failures:
             to_stderr(f"failed: {failure.unique_id}: {failure.message}")
         raise PipelineError(f"dbt build failed ({len(summary.failures)} failing nodes)")
+
+
+def _record_transform(warehouse: Path | None, target: str | None, *, success: bool) -> None:
+    """The transform job's metrics: its success and Gold's freshness, in the textfile when
+    ``RETAIL_METRICS_DIR`` is set. Reading Gold's build info is one small query; a warehouse
+    that cannot be read leaves the Gold series out, never fails the command."""
+    from retail_pipeline import metrics
+    from retail_pipeline.transform import gold_status
+
+    if success:
+        metrics.record_success("transform")
+    try:
+        status = gold_status(warehouse, target=target)
+    except PipelineError:
+        pass
+    else:
+        behind = status.events_since + status.reference_rows_since
+        metrics.set_gold(status.built_at, behind if status.freshness_known else None)
+    metrics.write_textfile("transform")
 
 
 def answers(

@@ -4,7 +4,8 @@
 nothing comes from a CDN); ``GET /api/data?date_from=&date_to=&category=&country=&
 payment_method=&carrier=`` returns the figures for those filters, the filter options and how
 fresh the snapshot is. The page polls it, so the numbers follow the warehouse while the
-loaders and ``transform`` run.
+loaders and ``transform`` run. ``GET /metrics`` is the Prometheus registry: Gold's freshness,
+Bronze's row counts as ``gold.pipeline_freshness`` reads them, the requests answered.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from retail_pipeline import metrics
 from retail_pipeline.dashboard.data import Filters, Snapshot, take_snapshot
 from retail_pipeline.errors import PipelineError, one_line, printable
 from retail_pipeline.http_server import BoundedHTTPServer
@@ -63,6 +65,10 @@ class LiveGold:
         self._snapshot = take_snapshot(warehouse, target=self.target)
         self._signature = self._file_signature()
         self._checked = time.monotonic()
+        self._rows_lock = threading.Lock()
+        self._rows: dict[str, int] = {}
+        self._rows_signature: tuple[int, ...] | None = None
+        self._rows_checked = -refresh_seconds
 
     @property
     def snapshot(self) -> Snapshot:
@@ -75,6 +81,27 @@ class LiveGold:
             finally:
                 self._lock.release()
         return self._snapshot
+
+    def bronze_rows(self) -> dict[str, int]:
+        """Rows per Bronze table as ``gold.pipeline_freshness`` counts them now (Gold alone),
+        read at most every ``refresh_seconds`` and only when the DuckDB file changed; the last
+        values stay when the warehouse cannot be read (a writer holds it)."""
+        with self._rows_lock:
+            signature = self._file_signature()
+            fresh = signature is not None and signature == self._rows_signature
+            if fresh or time.monotonic() - self._rows_checked < self.refresh_seconds:
+                return self._rows
+            self._rows_checked = time.monotonic()
+            try:
+                with open_warehouse(self.warehouse, target=self.target, read_only=True) as wh:
+                    if "pipeline_freshness" not in wh.tables("gold"):
+                        return self._rows
+                    rows = wh.query("select bronze_table, bronze_rows from gold.pipeline_freshness")
+            except PipelineError:
+                return self._rows
+            self._rows = {str(table): int(count) for table, count in rows}
+            self._rows_signature = signature
+            return self._rows
 
     def _file_signature(self) -> tuple[int, ...] | None:
         """Size and mtime of a DuckDB file and its WAL (None for Snowflake)."""
@@ -284,6 +311,11 @@ def _handler(gold: LiveGold) -> type[BaseHTTPRequestHandler]:
                 raise RequestRefused(
                     HTTPStatus.REQUEST_URI_TOO_LONG, f"query over {MAX_QUERY} characters"
                 )
+            if path == "/metrics":
+                if query:
+                    raise RequestRefused(HTTPStatus.BAD_REQUEST, "/metrics takes no query")
+                self._send_metrics()
+                return
             if path == "/api/data":
                 filters = Filters.parse(_parameters(query))
                 self._send_json(payload(gold.snapshot, filters), cache="no-store")
@@ -293,6 +325,18 @@ def _handler(gold: LiveGold) -> type[BaseHTTPRequestHandler]:
             if query:
                 raise RequestRefused(HTTPStatus.BAD_REQUEST, "static files take no query")
             self._send_static("/index.html" if path == "/" else path)
+
+        def _send_metrics(self) -> None:
+            """The Prometheus registry, with Gold's freshness and Bronze's row counts."""
+            status = gold.snapshot.status
+            behind = status.events_since + status.reference_rows_since
+            metrics.set_gold(
+                status.built_at,
+                behind if status.freshness_known and status.built_at else None,
+                gold.bronze_rows(),
+            )
+            body, kind = metrics.exposition()
+            self._send(body, kind)
 
         def _send_static(self, path: str) -> None:
             resource = STATIC
@@ -320,6 +364,7 @@ def _handler(gold: LiveGold) -> type[BaseHTTPRequestHandler]:
             status: HTTPStatus = HTTPStatus.OK,
             cache: str = "no-store",
         ) -> None:
+            metrics.count_request("dashboard", status)
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))

@@ -52,6 +52,7 @@ from urllib.parse import SplitResult, parse_qs, parse_qsl, unquote, urlsplit
 import msgspec
 import orjson
 
+from retail_pipeline import metrics
 from retail_pipeline.errors import InputError, PipelineError
 from retail_pipeline.events.contract import REFERENCE_KEYS
 from retail_pipeline.http_server import BoundedHTTPServer
@@ -629,6 +630,10 @@ def _handler(api: ReferenceApi) -> type[BaseHTTPRequestHandler]:
             if url.path == "/health":
                 self._send(HTTPStatus.OK, b'{"status":"ok"}')
                 return
+            if url.path == "/metrics":  # requests answered, by status class (no auth: counts)
+                body, kind = metrics.exposition()
+                self._send(HTTPStatus.OK, body, kind=kind)
+                return
             entity = url.path[1:]
             if entity not in REFERENCE_KEYS:
                 self._not_found(url.path)
@@ -758,7 +763,9 @@ def _handler(api: ReferenceApi) -> type[BaseHTTPRequestHandler]:
                 body += chunk
             return bytes(body)
 
-        def _not_found(self, path: str, expected: str = "/customers, /products or /health") -> None:
+        def _not_found(
+            self, path: str, expected: str = "/customers, /products, /health or /metrics"
+        ) -> None:
             self._error(HTTPStatus.NOT_FOUND, f"no such resource {path!r}; expected {expected}")
 
         def _error(
@@ -766,11 +773,19 @@ def _handler(api: ReferenceApi) -> type[BaseHTTPRequestHandler]:
         ) -> None:
             self._send(status, _error_body(message), headers)
 
-        def _send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        def _send(
+            self,
+            status: int,
+            body: bytes,
+            headers: Mapping[str, str] | None = None,
+            *,
+            kind: str = "application/json",
+        ) -> None:
             self._sent = True
+            metrics.count_request("api", status)
             self.connection.settimeout(REQUEST_DEADLINE)  # a reader that stalls is cut off
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.send_header("X-Content-Type-Options", "nosniff")

@@ -1,0 +1,254 @@
+"""OpenLineage events of every load: `ingest` and `load-batch` as commands, the file they append
+to, the HTTP transport against a local receiver, and a transport that fails (the load commits).
+
+Every event written is validated against the OpenLineage core schema 2-0-2
+(tests/openlineage/README.md says where it comes from)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import jsonschema
+import pytest
+
+from retail_pipeline import lineage
+from retail_pipeline.simulation import FaultRates, generate
+
+CLI = [sys.executable, "-m", "retail_pipeline.cli"]
+SCHEMA = json.loads((Path(__file__).parent / "openlineage" / "OpenLineage-2-0-2.json").read_text())
+EVENT_TABLES = ("order_events", "payment_events", "shipment_events")
+
+
+def validate(event: dict[str, Any]) -> None:
+    jsonschema.Draft202012Validator(
+        SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    ).validate(event)
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A faulted simulation ingested and its first day's snapshots loaded, by the commands,
+    with the lineage file in a folder of its own: (simulation, warehouse, lineage file)."""
+    root = tmp_path_factory.mktemp("lineage")
+    sim = root / "sim"
+    generate(sim, days=2, orders_per_day=150, seed=5, faults=FaultRates())
+    warehouse = root / "wh.duckdb"
+    env = {**os.environ, "RETAIL_WAREHOUSE": str(warehouse), "RETAIL_LINEAGE_DIR": "lineage"}
+    env.pop("OPENLINEAGE_URL", None)
+    events = sorted(str(p) for p in (sim / "events").glob("*.ndjson"))
+    done = run(["ingest", *events], env, root)
+    assert done.returncode == 0, done.stderr
+    day = sorted((sim / "snapshots").iterdir())[0]
+    done = run(
+        [
+            "load-batch",
+            "--customers",
+            str(day / "customers.json"),
+            "--products",
+            str(day / "products.json"),
+        ],
+        env,
+        root,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr
+    return sim, warehouse, root / "lineage" / "openlineage.ndjson"
+
+
+def events_of(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_each_load_is_a_start_complete_pair_that_validates(loaded: tuple[Path, Path, Path]) -> None:
+    _, _, file = loaded
+    events = events_of(file)
+    for event in events:
+        validate(event)
+    runs: dict[str, list[str]] = {}
+    for event in events:
+        runs.setdefault(event["run"]["runId"], []).append(event["eventType"])
+    assert list(runs.values()) == [["START", "COMPLETE"]] * 3
+    jobs = [e["job"]["name"] for e in events if e["eventType"] == "COMPLETE"]
+    assert jobs == ["ingest_files", "load_batch.customers", "load_batch.products"]
+    assert {e["job"]["namespace"] for e in events} == {"retail-pipeline"}
+
+
+def test_inputs_outputs_and_counts_are_bronze_s(loaded: tuple[Path, Path, Path]) -> None:
+    sim, warehouse, file = loaded
+    complete = {e["job"]["name"]: e for e in events_of(file) if e["eventType"] == "COMPLETE"}
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        rows = {
+            table: con.execute(f"select count(*) from bronze.{table}").fetchone()[0]  # type: ignore[index]
+            for table in (*EVENT_TABLES, "customers", "products")
+        }
+        dead = dict(
+            con.execute(
+                "select _source_kind, count(*) from bronze.dead_letter group by 1"
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    namespace = f"duckdb://{warehouse}"
+
+    ingest = complete["ingest_files"]
+    assert ingest["inputs"] == [
+        {"namespace": "file", "name": str(p.resolve()), "facets": {}, "inputFacets": {}}
+        for p in sorted((sim / "events").glob("*.ndjson"))
+    ]
+    written = {
+        o["name"]: o["outputFacets"]["outputStatistics"]["rowCount"] for o in ingest["outputs"]
+    }
+    assert {o["namespace"] for o in ingest["outputs"]} == {namespace}
+    assert written == {
+        **{f"bronze.{t}": rows[t] for t in EVENT_TABLES},
+        "bronze.dead_letter": dead["file"],
+    }
+    facet = ingest["run"]["facets"]["retailLoad"]
+    lines = sum(
+        1
+        for p in (sim / "events").glob("*.ndjson")
+        for line in p.read_bytes().split(b"\n")
+        if line.strip()
+    )
+    assert facet["rowsRead"] == lines
+    assert facet["rowsLoaded"] == sum(rows[t] for t in EVENT_TABLES)
+    assert facet["deadLettered"] == dead["file"] > 0
+    assert sum(facet["deadLettersByReason"].values()) == dead["file"]
+
+    for entity in ("customers", "products"):
+        event = complete[f"load_batch.{entity}"]
+        day = sorted((sim / "snapshots").iterdir())[0]
+        assert [i["name"] for i in event["inputs"]] == [str((day / f"{entity}.json").resolve())]
+        outputs = {
+            o["name"]: o["outputFacets"]["outputStatistics"]["rowCount"] for o in event["outputs"]
+        }
+        assert outputs == {f"bronze.{entity}": rows[entity], "bronze.dead_letter": 0}
+        assert event["run"]["facets"]["retailLoad"]["rowsLoaded"] == rows[entity]
+
+
+def test_no_secret_reaches_a_dataset_name() -> None:
+    assert lineage.url_dataset("https://user:pw@api.example:8443/v1/customers?token=x") == (
+        lineage.Dataset("https://api.example:8443", "/v1/customers")
+    )
+    assert lineage.postgres_dataset("postgresql://db.example:5433/retail/products") == (
+        lineage.Dataset("postgres://db.example:5433", "retail.public.products")
+    )
+    assert lineage.kafka_dataset("sasl_ssl://b1:9093,b2:9093", "prod.orders") == (
+        lineage.Dataset("kafka://b1:9093", "prod.orders")
+    )
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((self.path, json.loads(body)))
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    _Receiver.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", _Receiver.received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_openlineage_url_receives_the_events_instead_of_the_file(
+    receiver: tuple[str, list[tuple[str, dict[str, Any]]]], tmp_path: Path
+) -> None:
+    url, received = receiver
+    sim = tmp_path / "sim"
+    generate(sim, days=1, orders_per_day=20, seed=3, faults=None)
+    env = {
+        **os.environ,
+        "RETAIL_WAREHOUSE": str(tmp_path / "wh.duckdb"),
+        "RETAIL_LINEAGE_DIR": str(tmp_path / "lineage"),
+        "OPENLINEAGE_URL": url,
+    }
+    done = run(["ingest", str(sim / "events" / "orders.ndjson")], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [(path, event["eventType"]) for path, event in received] == [
+        ("/api/v1/lineage", "START"),
+        ("/api/v1/lineage", "COMPLETE"),
+    ]
+    for _, event in received:
+        validate(event)
+    assert not (tmp_path / "lineage").exists()
+
+
+def test_a_transport_that_fails_is_a_warning_and_the_load_commits(tmp_path: Path) -> None:
+    sim = tmp_path / "sim"
+    generate(sim, days=1, orders_per_day=20, seed=3, faults=None)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the lineage folder should be")
+    warehouse = tmp_path / "wh.duckdb"
+    env = {**os.environ, "RETAIL_WAREHOUSE": str(warehouse), "RETAIL_LINEAGE_DIR": str(blocker)}
+    env.pop("OPENLINEAGE_URL", None)
+    done = run(["ingest", str(sim / "events" / "orders.ndjson")], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2  # START and COMPLETE, one line each
+    assert all("lineage event not recorded" in line for line in warnings)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        assert con.execute("select count(*) from bronze.order_events").fetchone()[0] > 0  # type: ignore[index]
+    finally:
+        con.close()
+
+
+def test_a_load_that_fails_emits_fail_with_what_it_committed(tmp_path: Path) -> None:
+    """A second writer got there first: the batch is refused, the run ends in FAIL."""
+    from retail_pipeline.ingestion.files import ingest_files
+    from retail_pipeline.warehouse import open_warehouse
+    from retail_pipeline.warehouse.base import PositionConflict
+
+    sim = tmp_path / "sim"
+    generate(sim, days=1, orders_per_day=20, seed=3, faults=None)
+    env = {"RETAIL_LINEAGE_DIR": str(tmp_path / "lineage")}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        patch.delenv("OPENLINEAGE_URL", raising=False)
+        with open_warehouse(tmp_path / "wh.duckdb") as wh:
+
+            def conflict(batch: object) -> object:
+                raise PositionConflict("file:orders.ndjson: stored position moved")
+
+            patch.setattr(wh, "write_events", conflict)
+            with pytest.raises(PositionConflict):
+                ingest_files(wh, [sim / "events" / "orders.ndjson"])
+    events = events_of(tmp_path / "lineage" / "openlineage.ndjson")
+    for event in events:
+        validate(event)
+    assert [e["eventType"] for e in events] == ["START", "FAIL"]
+    failed = events[1]["run"]["facets"]
+    assert "stored position moved" in failed["errorMessage"]["message"]
+    assert failed["retailLoad"]["rowsLoaded"] == 0
