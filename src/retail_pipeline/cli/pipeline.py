@@ -333,11 +333,18 @@ def transform(
 ) -> None:
     """Build Silver and Gold with dbt (models, tests, unit tests); incremental by default.
     dbt builds in the warehouse --target names: the DuckDB file or the Snowflake account (the
-    target of that name in dbt/profiles.yml)."""
+    target of that name in dbt/profiles.yml). First `dbt source freshness`: each Bronze table
+    past its warn_after/error_after is a warning line, and the build goes on."""
     from retail_pipeline.transform import run_transform
 
     with node_progress() as advance:
-        summary = run_transform(warehouse, full_refresh, advance, target=target)
+        summary = run_transform(
+            warehouse, full_refresh, advance, target=target, source_freshness=True
+        )
+    if summary.freshness_error:
+        to_stderr(f"warning: dbt source freshness could not run: {summary.freshness_error}")
+    for source in summary.stale:  # stale Bronze is reported, never a reason not to build
+        to_stderr(f"warning: stale source {source.line()}")
     say(summary.line())
     _record_transform(warehouse, target, success=summary.success)
     if not summary.success:

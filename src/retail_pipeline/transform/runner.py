@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,35 @@ class NodeFailure:
     rows_query: str | None = None
 
 
+@dataclass(frozen=True)
+class SourceFreshness:
+    """One Bronze table as ``dbt source freshness`` judged it (``_bronze__sources.yml``)."""
+
+    table: str
+    status: str
+    """``pass``, ``warn``, ``error`` (past ``error_after``) or ``runtime error``."""
+    max_loaded_at: datetime | None
+    age_seconds: float | None
+    warn_after: str | None
+    """e.g. ``6 hours`` (None: no limit)."""
+    error_after: str | None
+    message: str = ""
+
+    def line(self) -> str:
+        """One line saying how stale the table is and against which limit."""
+        if self.status == "runtime error":
+            return f"bronze.{self.table}: freshness unknown: {self.message}"
+        limit = self.error_after if self.status == "error" else self.warn_after
+        which = "error_after" if self.status == "error" else "warn_after"
+        loaded = (
+            "no rows yet"
+            if self.max_loaded_at is None
+            else f"newest row loaded {self.max_loaded_at.strftime('%Y-%m-%d %H:%M:%S')} UTC"
+        )
+        age = "" if self.age_seconds is None else f", {self.age_seconds / 3600:.1f} hours ago"
+        return f"bronze.{self.table}: {loaded}{age}, past {which} ({limit})"
+
+
 @dataclass
 class TransformSummary:
     """What one ``run_transform`` did."""
@@ -74,6 +104,15 @@ class TransformSummary:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per resource type (model, test, unit_test), how many nodes ended in each status."""
     failures: list[NodeFailure] = field(default_factory=list)
+    freshness: list[SourceFreshness] | None = None
+    """What ``dbt source freshness`` said before the build (None: not run)."""
+    freshness_error: str | None = None
+    """Why ``dbt source freshness`` could not run (the build ran anyway)."""
+
+    @property
+    def stale(self) -> list[SourceFreshness]:
+        """The Bronze tables past their ``warn_after`` or ``error_after``."""
+        return [f for f in self.freshness or [] if f.status != "pass"]
 
     def line(self) -> str:
         """The one-line summary the CLI prints."""
@@ -288,6 +327,7 @@ def run_transform(
     select: Sequence[str] = (),
     command: str = "build",
     extra_vars: dict[str, Any] | None = None,
+    source_freshness: bool = False,
 ) -> TransformSummary:
     """Build Silver and Gold with dbt (models, tests, unit tests) on a warehouse holding Bronze.
 
@@ -296,8 +336,17 @@ def run_transform(
     models process only what was ingested since the last run; ``full_refresh`` rebuilds them
     from all of Bronze. ``progress`` is called after every dbt node. ``command`` may be ``run``
     (models only). Failing nodes are reported in the summary (``success`` false), not raised.
+    ``source_freshness`` runs ``dbt source freshness`` first: the summary says which Bronze
+    tables are stale (``stale``); a stale source never stops the build (docs/operations.md).
     """
     dbt = _dbt_target(warehouse, target)
+    freshness: list[SourceFreshness] | None = None
+    freshness_error = None
+    if source_freshness:
+        try:
+            freshness = _source_freshness(dbt)
+        except TransformError as exc:
+            freshness_error = str(exc)
     args = [command]
     if full_refresh:
         args.append("--full-refresh")
@@ -315,6 +364,8 @@ def run_transform(
         full_refresh=full_refresh,
         success=bool(outcome.success),
         seconds=time.perf_counter() - started,
+        freshness=freshness,
+        freshness_error=freshness_error,
     )
     results = getattr(outcome.result, "results", None) or []
     for result in results:
@@ -345,3 +396,37 @@ def _storage_error(failures: Sequence[NodeFailure]) -> str | None:
             if cause in failure.message:
                 return cause
     return None
+
+
+def _threshold(rule: Any) -> str | None:
+    if rule is None or getattr(rule, "count", None) is None:
+        return None
+    period = str(getattr(rule.period, "value", rule.period))
+    return f"{rule.count} {period}{'' if rule.count == 1 else 's'}"
+
+
+def _source_freshness(dbt: _DbtTarget) -> list[SourceFreshness]:
+    """``dbt source freshness`` on the Bronze source: every table's verdict."""
+    outcome = _invoke(["source", "freshness", "--select", "source:bronze"], dbt, None)
+    found = []
+    for result in getattr(outcome.result, "results", None) or []:
+        node = result.node
+        rule = getattr(node, "freshness", None)
+        loaded = getattr(result, "max_loaded_at", None)
+        age = getattr(result, "age", None)
+        if isinstance(loaded, datetime) and loaded.year <= 1:  # dbt's stand-in for no rows
+            loaded = age = None
+        if isinstance(loaded, datetime):
+            loaded = loaded.replace(tzinfo=UTC) if loaded.tzinfo is None else loaded
+        found.append(
+            SourceFreshness(
+                table=str(node.name),
+                status=str(getattr(result.status, "value", result.status)),
+                max_loaded_at=loaded if isinstance(loaded, datetime) else None,
+                age_seconds=float(age) if age is not None else None,
+                warn_after=_threshold(getattr(rule, "warn_after", None)),
+                error_after=_threshold(getattr(rule, "error_after", None)),
+                message=_one_line(Exception(getattr(result, "message", None) or "")),
+            )
+        )
+    return sorted(found, key=lambda f: f.table)
