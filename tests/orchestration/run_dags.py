@@ -3,7 +3,8 @@
 The tests run this as a subprocess (``python -m tests.orchestration.run_dags SPEC_JSON``) with
 the Airflow environment of the session, so that Airflow's logging and settings never enter
 the pytest process. It prints one line ``RESULT <json>``: the DagBag's import errors, each
-DAG's attributes, and per run its state, wall time and task states and durations.
+DAG's attributes, and per run its state, wall time, task states and durations and the
+asset events its tasks emitted.
 
 SPEC: ``{"dags_folder": ..., "runs": [{"dag_id": ..., "conf": {...}, "retries": 0}]}``
 (``retries`` overrides every task's retries for that run; ``mark_success`` is a regex of task
@@ -39,6 +40,21 @@ def describe(dag: Any) -> dict[str, Any]:
     }
 
 
+def asset_events(dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """The asset events the run's tasks emitted: URI, name and the emitting task."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(AssetEvent.source_task_id, AssetModel.uri, AssetModel.name)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .filter(AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == run_id)
+            .all()
+        )
+    return [{"task_id": task_id, "uri": uri, "name": name} for task_id, uri, name in rows]
+
+
 def main(spec: dict[str, Any]) -> dict[str, Any]:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -64,7 +80,13 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
             for ti in run.get_task_instances()
         }
         result["runs"].append(
-            {"dag_id": dag.dag_id, "state": str(run.state), "seconds": seconds, "tasks": tasks}
+            {
+                "dag_id": dag.dag_id,
+                "state": str(run.state),
+                "seconds": seconds,
+                "tasks": tasks,
+                "asset_events": asset_events(dag.dag_id, run.run_id),
+            }
         )
     return result
 

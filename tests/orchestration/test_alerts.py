@@ -141,7 +141,8 @@ def test_alert_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name)
 
 
-SHIFT = timedelta(hours=2)
+SILVER_TASK = "dbt.stg_bronze__order_events_model_build"
+GOLD_TASK = "dbt.daily_orders_model_build"
 
 
 @pytest.fixture(scope="module")
@@ -208,13 +209,23 @@ def test_deadline_and_health_alert_through_the_dbt_dag(
             "RETAIL_HEALTH_GOLD_LAG_WARN": "600",
             "RETAIL_HEALTH_GOLD_LAG_ERROR": "3600",
         }
-        # the build is not run here (marked successful): the two checks run on the warehouse
-        others = r"(?!(?:gold_deadline|health)$).*"
+        # the build is not run here (marked successful) but for one Silver and one Gold model,
+        # rebuilt on the built warehouse; the two checks run on the warehouse
+        others = rf"(?!(?:gold_deadline|health|{SILVER_TASK}|{GOLD_TASK})$).*"
         step = {"dag_id": "retail_dbt_dag", "retries": 0, "mark_success": others}
         (run,) = run_dags(env, [step])["runs"]
     assert run["state"] == "failed"
     failed = {t for t, task in run["tasks"].items() if task["state"] == "failed"}
     assert failed == {"gold_deadline", "health"}, got.posts
+    assert run["tasks"][SILVER_TASK]["state"] == run["tasks"][GOLD_TASK]["state"] == "success"
+    # Cosmos's emit_datasets: each model task emits its model's Asset (found by OpenLineage)
+    events = run["asset_events"]
+    # OpenLineage's DuckDB dataset: namespace duckdb://<file>, name <database>.<schema>.<table>
+    model = f"duckdb:{warehouse}/{warehouse.stem}/{{}}"
+    assert {(event["task_id"], event["uri"]) for event in events} == {
+        (SILVER_TASK, model.format("silver/stg_bronze__order_events")),
+        (GOLD_TASK, model.format("gold/daily_orders")),
+    }
     by_task = {post["json"]["task_id"]: post["json"] for post in got.posts}
     assert len(got.posts) == len(by_task) == 2, got.posts
     deadline, health = by_task["gold_deadline"], by_task["health"]

@@ -139,6 +139,10 @@ def test_dags_end_to_end(
     assert set(task_states(batch).values()) == {"success"}
     assert task_states(kafka) == {"consume_micro_batch": "success"}
     assert set(task_states(dbt).values()) == {"success"}
+    # Cosmos's emit_datasets: Assets of the Silver and Gold models (duckdb:<file>/<db>/<schema>/..)
+    emitted = {event["uri"].split("/")[-2:][0] for event in dbt["asset_events"]}
+    assert emitted == {"silver", "gold"}, dbt["asset_events"]
+    assert f"duckdb:{warehouse}/wh/gold/daily_orders" in {e["uri"] for e in dbt["asset_events"]}
     # nothing new: both succeed with their task skipped, so no Bronze asset is announced
     assert batch_again["state"] == kafka_again["state"] == "success"
     assert set(task_states(batch_again).values()) | set(task_states(kafka_again).values()) == {

@@ -158,6 +158,8 @@ def task_group_args(target: str | None = None) -> dict[str, Any]:
             test_behavior=TestBehavior.BUILD,
             # a test of two models (relationships) runs once both are built, as a task of its own
             should_detach_multiple_parents_tests=True,
-            emit_datasets=False,
+            # an Asset per model built (outlets through an AssetAlias), found by OpenLineage's
+            # dbt processor (openlineage-integration-common) from the run's artifacts
+            emit_datasets=True,
         ),
     }
