@@ -25,6 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from retail_pipeline.errors import PipelineError, printable
+from retail_pipeline.monitoring.health import check_health
 from retail_pipeline.transform.answers import (
     LEAD_TIME_SEGMENTS,
     TOP_PRODUCTS,
@@ -154,6 +155,9 @@ class Snapshot:
     source: str
     metrics: SemanticLayer
     notes: list[str] = field(default_factory=list)
+    health: dict[str, Any] = field(default_factory=dict)
+    """``retail-pipeline health``'s summary when the snapshot was taken (status, one line,
+    the first check that is not ok); Kafka is not asked (docs/operations.md#health)."""
 
     @classmethod
     def take(cls, warehouse: Warehouse) -> Snapshot:
@@ -186,7 +190,16 @@ class Snapshot:
             con.execute(f"create table {table} as select * from _snapshot")
             con.unregister("_snapshot")
         _lock_down(con)
-        return cls(con, status, currency, datetime.now(UTC), warehouse.describe(), metrics)
+        report = check_health(warehouse)
+        problem = report.first_problem
+        health = {
+            "status": report.status,
+            "line": report.line(),
+            "first_problem": None if problem is None else problem.name,
+        }
+        return cls(
+            con, status, currency, datetime.now(UTC), warehouse.describe(), metrics, health=health
+        )
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -262,6 +275,7 @@ class Snapshot:
             "reference_rows_since_build": status.reference_rows_since,
             "stale_warning": status.warning(),
             "notes": list(self.notes),
+            "health": dict(self.health),
         }
 
     def close(self) -> None:

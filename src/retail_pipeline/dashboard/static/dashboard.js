@@ -79,6 +79,9 @@ function showMeta(meta) {
   const lines = [meta.stale_warning, ...meta.notes].filter(Boolean);
   warning.hidden = lines.length === 0;
   warning.textContent = lines.join(" · ");
+  const health = document.getElementById("health");
+  health.textContent = meta.health && meta.health.line ? meta.health.line : "health unknown";
+  health.dataset.status = (meta.health && meta.health.status) || "unknown";
 }
 
 function fillTables(figures) {

@@ -1,0 +1,37 @@
+"""The dashboard's JSON carries the health summary ``retail-pipeline health`` computes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from retail_pipeline.dashboard import take_snapshot
+from retail_pipeline.ingestion.files import ingest_files
+from retail_pipeline.warehouse import open_warehouse
+from tests.dashboard.conftest import Shop
+
+
+def test_meta_has_the_health_line(shop: Shop, tmp_path: Path) -> None:
+    snapshot = take_snapshot(shop.warehouse)
+    try:
+        health = snapshot.meta()["health"]
+    finally:
+        snapshot.close()
+    assert health == {"status": "ok", "line": health["line"], "first_problem": None}
+    assert health["line"].startswith("health ok: ")
+
+    behind = tmp_path / "behind.duckdb"
+    shutil.copyfile(shop.warehouse, behind)
+    with open_warehouse(behind) as wh:
+        ingest_files(wh, shop.second_half)  # Bronze grows, Gold is not rebuilt
+    os.environ["RETAIL_HEALTH_GOLD_LAG_WARN"] = "0"
+    try:
+        snapshot = take_snapshot(behind)
+        health = snapshot.meta()["health"]
+        snapshot.close()
+    finally:
+        del os.environ["RETAIL_HEALTH_GOLD_LAG_WARN"]
+    assert health["status"] == "warning"
+    assert health["first_problem"] == "gold.pending_rows"
+    assert "Bronze rows not in Gold yet" in health["line"]
