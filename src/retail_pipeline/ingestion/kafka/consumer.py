@@ -197,7 +197,8 @@ class KafkaBronzeConsumer:
         self.error: Exception | None = None
         self.summary = ConsumeSummary()
         self.committed: dict[tuple[str, int], int] = {}
-        """Next offset in Bronze of each partition this member owns (the lag's baseline)."""
+        """Next offset in Bronze of each partition this member owns (the lag's baseline), as
+        the writer thread commits them."""
         self.observer = LoadObserver(
             warehouse,
             "ingest_kafka",
@@ -354,6 +355,9 @@ class KafkaBronzeConsumer:
         self.observer.committed(
             event_rows(events), dead, read=len(originals[3]), seconds=time.monotonic() - started
         )
+        for key, offset in next_offsets.items():  # read by the main thread for the lag
+            if key in self.committed:
+                self.committed[key] = max(self.committed[key], offset)
         if self.dlq is not None and dead.num_rows:
             topics, partitions, offsets, messages = originals
             where = zip(topics, partitions, offsets, strict=True)
@@ -383,9 +387,6 @@ class KafkaBronzeConsumer:
         self.summary.loaded += result.loaded
         self.summary.dead_lettered += result.dead_lettered
         self.summary.batches += 1
-        for key, offset in next_offsets.items():
-            if key in self.committed:
-                self.committed[key] = max(self.committed[key], offset)
         self._commit_to_kafka(next_offsets)
 
     def _seek_to_stored(self, keys: list[tuple[str, int]]) -> None:
