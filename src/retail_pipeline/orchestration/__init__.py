@@ -6,9 +6,14 @@
   the ingestion DAGs' outlets and the dbt DAG's schedule.
 - :mod:`~retail_pipeline.orchestration.dbt`: the one place the Cosmos configuration (project,
   profile, manifest) comes from.
+- :mod:`~retail_pipeline.orchestration.alerts`: what an alert posts to ``RETAIL_ALERT_WEBHOOK``
+  and how (never raising); :mod:`~retail_pipeline.orchestration.notifier`: the Airflow 3
+  notifier every task has as ``on_failure_callback``.
+- :mod:`~retail_pipeline.orchestration.checks`: the dbt DAG's ``health`` and ``gold_deadline``.
 - :mod:`~retail_pipeline.local.airflow`: ``retail-pipeline airflow up`` / ``down``.
 
-Only ``assets`` and ``dbt`` import Airflow (the ``[airflow]`` extra); the rest works without it.
+Only ``assets``, ``notifier`` and ``dbt`` import Airflow (the ``[airflow]`` extra); the rest
+works without it.
 See docs/airflow.md.
 """
 

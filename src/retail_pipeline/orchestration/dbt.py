@@ -1,12 +1,13 @@
 """The dbt project as Cosmos sees it: the one place the DAG's dbt configuration comes from.
 
-Cosmos renders one Airflow task per model, each followed by a task running that model's tests
-(``TestBehavior.AFTER_EACH``), from dbt's ``manifest.json`` (``LoadMode.DBT_MANIFEST``: no dbt
+Cosmos renders one Airflow task per model, ``dbt build`` of the model and its tests
+(``TestBehavior.BUILD``), from dbt's ``manifest.json`` (``LoadMode.DBT_MANIFEST``: no dbt
 call while Airflow parses the DAG file) and runs them in the worker's process with dbt's
-in-process runner (``ExecutionMode.LOCAL`` + ``InvocationMode.DBT_RUNNER``). The profile is the
-project's own ``dbt/profiles.yml``, which reads the same settings the CLI does: the target
-(``RETAIL_TARGET``), the DuckDB file (``RETAIL_WAREHOUSE``, handed over as an absolute path)
-or the Snowflake account (``SNOWFLAKE_*``).
+in-process runner (``ExecutionMode.LOCAL`` + ``InvocationMode.DBT_RUNNER``). Each model task
+emits its model as an Asset (``emit_datasets``, found by OpenLineage's dbt processor). The
+profile is the project's own ``dbt/profiles.yml``, which reads the same settings the CLI
+does: the target (``RETAIL_TARGET``), the DuckDB file (``RETAIL_WAREHOUSE``, handed over as an
+absolute path) or the Snowflake account (``SNOWFLAKE_*``).
 
 The manifest is generated, never committed: :func:`ensure_manifest` runs ``dbt parse`` into
 ``<dbt project>/target/cosmos/<target>-<digest>/`` when no manifest exists for the project's
