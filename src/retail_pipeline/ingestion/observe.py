@@ -11,10 +11,8 @@ are in memory and the lineage and textfile writers warn instead of raising.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -131,17 +129,6 @@ class LoadObserver:
             self.run.fail(str(error) or type(error).__name__, self.counts(), self._rows())
         if self.textfile:
             metrics.write_textfile(self.job)
-
-
-@contextmanager
-def timed() -> Iterator[list[float]]:
-    """``with timed() as elapsed:`` ... ``elapsed[0]`` holds the block's seconds after it."""
-    elapsed = [0.0]
-    started = time.monotonic()
-    try:
-        yield elapsed
-    finally:
-        elapsed[0] = time.monotonic() - started
 
 
 def event_rows(events: Mapping[str, pa.Table]) -> dict[str, int]:
