@@ -64,8 +64,11 @@ def expected_report(path: Path, now: datetime) -> dict[str, Any]:
         add(f"bronze.{table}.last_run", last_run(table), dead_letter_limits)
     [(finished,)] = _rows(path, "select max(finished_at) from bronze._loads")
     add("bronze._loads.last_ingest", (now - finished).total_seconds(), EVENT_LIMITS)
+    [(finished, command)] = _rows(path, "select finished_at, command from gold.build_log")
     [(built,)] = _rows(path, "select built_at from gold.build_info")
-    add("gold.last_build", _iso(built), None)
+    assert finished > built  # the hook ran after the build
+    last_build = {"at": _iso(finished), "command": command, "status": "success"}
+    add("gold.last_build", {**last_build, "failed_nodes": 0, "first_failure": None}, None)
     [(newest_in_gold,)] = _rows(
         path,
         "select max(t) from (select unnest([order_created_at, first_captured_at,"

@@ -3,7 +3,8 @@
 :func:`check_health` reads Bronze (per table: last ingest time against dbt's freshness rule,
 event-time watermark, the last loader run's rows and dead letters), Kafka (per partition: the
 broker's end offset minus the position stored in the warehouse, when the caller measured it with
-:func:`measure_kafka_lag`) and Gold (last successful build, event-time watermark, Bronze rows
+:func:`measure_kafka_lag`) and Gold (the last build's result from ``gold.build_log``, which
+dbt's on-run-end hook appends to even when a build fails; event-time watermark, Bronze rows
 not yet in Gold) and judges each against its thresholds: dbt's ``warn_after``/``error_after``
 for Bronze (``_bronze__sources.yml``, the one place they are set) and the ``RETAIL_HEALTH_*``
 settings for the rest. docs/operations.md#health says what each check means and what to do.
@@ -389,31 +390,108 @@ def _latest_build(warehouse: Warehouse) -> _Build | None:
     )
 
 
+@dataclass(frozen=True)
+class _Logged:
+    """The newest row of gold.build_log: the last dbt build, run or test and its result."""
+
+    invocation_id: str
+    command: str
+    selected: str | None
+    finished_at: datetime
+    status: str
+    failed_nodes: int
+    first_failure: str | None
+    first_failure_type: str | None
+
+    def value(self) -> dict[str, Any]:
+        return {
+            "at": _iso(self.finished_at),
+            "command": self.command,
+            "status": self.status,
+            "failed_nodes": self.failed_nodes,
+            "first_failure": self.first_failure,
+        }
+
+    def what(self) -> str:
+        selection = f" --select {self.selected}" if self.selected else ""
+        return f"dbt {self.command}{selection} ({self.invocation_id})"
+
+
+def _last_logged(warehouse: Warehouse) -> _Logged | None:
+    """The newest row of gold.build_log (dbt/macros/build_log.sql), None before the first."""
+    if "build_log" not in warehouse.tables("gold"):
+        return None
+    rows = warehouse.query(
+        "select invocation_id, command, selected, finished_at, status, failed_nodes,"
+        " first_failure, first_failure_type from gold.build_log"
+        " order by finished_at desc, started_at desc limit 1"
+    )
+    if not rows:
+        return None
+    invocation, command, selected, finished, status, failed, first, kind = rows[0]
+    finished_at = _utc(finished)
+    assert finished_at is not None
+    return _Logged(
+        str(invocation),
+        str(command),
+        None if selected is None else str(selected),
+        finished_at,
+        str(status),
+        int(failed or 0),
+        None if first is None else str(first),
+        None if kind is None else str(kind),
+    )
+
+
 def _gold_checks(warehouse: Warehouse, now: datetime, config: Settings) -> list[Check]:
     build: list[_Build | None] = []
 
     def last_build() -> Check:
+        logged = _last_logged(warehouse)
         found = _latest_build(warehouse)
         build.append(found)
+        if logged is not None and logged.status != "success":
+            first = f"{logged.first_failure_type or 'node'} {logged.first_failure}"
+            age = (now - logged.finished_at).total_seconds()
+            return Check(
+                "gold.last_build",
+                "error",
+                logged.value(),
+                None,
+                f"the last build, {logged.what()} at {_iso(logged.finished_at)}"
+                f" ({_ago(age)} ago), failed: {logged.failed_nodes:,} failing nodes, the"
+                f" first {first}: read `retail-pipeline transform`'s failures, fix, rerun",
+            )
         if found is None:
             return Check(
                 "gold.last_build",
                 "error",
-                None,
+                None if logged is None else logged.value(),
                 None,
                 "Gold has no successful build (no gold.build_info): run `retail-pipeline"
                 " transform` and read its failures",
             )
-        age = (now - found.built_at).total_seconds()
+        if logged is None:  # built before gold.build_log existed: build_info's time
+            value = {
+                "at": _iso(found.built_at),
+                "command": None,
+                "status": "success",
+                "failed_nodes": 0,
+                "first_failure": None,
+            }
+            at, what = found.built_at, "last successful build"
+        else:
+            value, at, what = logged.value(), logged.finished_at, f"last build, {logged.what()},"
+        age = (now - at).total_seconds()
         return Check(
             "gold.last_build",
             "ok",
-            _iso(found.built_at),
+            value,
             None,
-            f"last successful build {_iso(found.built_at)} ({_ago(age)} ago)",
+            f"{what} succeeded at {_iso(at)} ({_ago(age)} ago)",
         )
 
-    checks = [_guarded("gold.last_build", None, "gold.build_info", last_build)]
+    checks = [_guarded("gold.last_build", None, "gold.build_log", last_build)]
     if not build or build[0] is None:
         return checks
     latest = build[0]

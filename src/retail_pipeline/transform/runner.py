@@ -411,6 +411,8 @@ def _source_freshness(dbt: _DbtTarget) -> list[SourceFreshness]:
     found = []
     for result in getattr(outcome.result, "results", None) or []:
         node = result.node
+        if str(node.resource_type) != "source":  # dbt runs the project's hooks here too
+            continue
         rule = getattr(node, "freshness", None)
         loaded = getattr(result, "max_loaded_at", None)
         age = getattr(result, "age", None)
