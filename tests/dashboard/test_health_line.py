@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
+
+import pytest
 
 from retail_pipeline.dashboard import take_snapshot
 from retail_pipeline.ingestion.files import ingest_files
@@ -12,7 +13,9 @@ from retail_pipeline.warehouse import open_warehouse
 from tests.dashboard.conftest import Shop
 
 
-def test_meta_has_the_health_line(shop: Shop, tmp_path: Path) -> None:
+def test_meta_has_the_health_line(
+    shop: Shop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     snapshot = take_snapshot(shop.warehouse)
     try:
         health = snapshot.meta()["health"]
@@ -25,13 +28,12 @@ def test_meta_has_the_health_line(shop: Shop, tmp_path: Path) -> None:
     shutil.copyfile(shop.warehouse, behind)
     with open_warehouse(behind) as wh:
         ingest_files(wh, shop.second_half)  # Bronze grows, Gold is not rebuilt
-    os.environ["RETAIL_HEALTH_GOLD_LAG_WARN"] = "0"
+    monkeypatch.setenv("RETAIL_HEALTH_GOLD_LAG_WARN", "0")
+    snapshot = take_snapshot(behind)
     try:
-        snapshot = take_snapshot(behind)
         health = snapshot.meta()["health"]
-        snapshot.close()
     finally:
-        del os.environ["RETAIL_HEALTH_GOLD_LAG_WARN"]
+        snapshot.close()
     assert health["status"] == "warning"
     assert health["first_problem"] == "gold.pending_rows"
     assert "Bronze rows not in Gold yet" in health["line"]
