@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,32 @@ def faulted_sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sim-faulted")
     generate(out, days=4, orders_per_day=300, seed=11, faults=HEAVY_FAULTS)
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _lineage_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Loads and builds append OpenLineage events to ``$RETAIL_LINEAGE_DIR``: in tests, a
+    folder of the session's own (session fixtures, Airflow's environment), never
+    ``data/lineage/`` of the checkout, and never a developer's ``OPENLINEAGE_URL``."""
+    folder = tmp_path_factory.getbasetemp() / "lineage" / "session"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RETAIL_LINEAGE_DIR", str(folder))
+        patch.delenv("OPENLINEAGE_URL", raising=False)
+        yield folder
+
+
+@pytest.fixture(autouse=True)
+def _lineage_of_the_test(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Path:
+    """Each test's own lineage folder (made only when something emits), so no test reads
+    another's events."""
+    name = re.sub(r"[^\w.-]+", "_", request.node.nodeid)[-120:]
+    folder = tmp_path_factory.getbasetemp() / "lineage" / name
+    monkeypatch.setenv("RETAIL_LINEAGE_DIR", str(folder))
+    return folder
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
 """OpenLineage events of every load: `ingest` and `load-batch` as commands, the file they append
 to, the HTTP transport against a local receiver, and a transport that fails (the load commits).
+Then the dbt build of `transform` (the demo's path): one run per model, whose datasets connect
+each file loaded to each Gold model reading it (tests/lineage_graph.py), and a model that fails
+(FAIL) with the model it feeds (ABORT).
 
 Every event written is validated against the OpenLineage core schema 2-0-2
 (tests/openlineage/README.md says where it comes from)."""
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -17,21 +21,22 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import duckdb
-import jsonschema
 import pytest
 
 from retail_pipeline import lineage
 from retail_pipeline.simulation import FaultRates, generate
+from tests.lineage_graph import (
+    TERMINAL,
+    check_connected,
+    events_of,
+    graph,
+    reachable,
+    run_states,
+    validate,
+)
 
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]
-SCHEMA = json.loads((Path(__file__).parent / "openlineage" / "OpenLineage-2-0-2.json").read_text())
 EVENT_TABLES = ("order_events", "payment_events", "shipment_events")
-
-
-def validate(event: dict[str, Any]) -> None:
-    jsonschema.Draft202012Validator(
-        SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    ).validate(event)
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -68,10 +73,6 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr
     return sim, warehouse, root / "lineage" / "openlineage.ndjson"
-
-
-def events_of(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_each_load_is_a_start_complete_pair_that_validates(loaded: tuple[Path, Path, Path]) -> None:
@@ -252,3 +253,119 @@ def test_a_load_that_fails_emits_fail_with_what_it_committed(tmp_path: Path) -> 
     failed = events[1]["run"]["facets"]
     assert "stored position moved" in failed["errorMessage"]["message"]
     assert failed["retailLoad"]["rowsLoaded"] == 0
+
+
+# -- dbt: one run per model, connected to the loads' datasets ----------------------------
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """The demo's path by the commands: `ingest` the event files, `load-batch` the first day's
+    snapshots, `transform` (a real dbt build on DuckDB), one lineage file for all three:
+    (simulation, warehouse, lineage file)."""
+    root = tmp_path_factory.mktemp("lineage-transform")
+    sim = root / "sim"
+    generate(sim, days=2, orders_per_day=60, seed=7, faults=FaultRates())
+    warehouse = root / "wh.duckdb"
+    env = {**os.environ, "RETAIL_WAREHOUSE": str(warehouse), "RETAIL_LINEAGE_DIR": "lineage"}
+    env.pop("OPENLINEAGE_URL", None)
+    day = sorted((sim / "snapshots").iterdir())[0]
+    for args in (
+        ["ingest", *sorted(str(p) for p in (sim / "events").glob("*.ndjson"))],
+        ["load-batch", "--customers", str(day / "customers.json")],
+        ["load-batch", "--products", str(day / "products.json")],
+        ["transform"],
+    ):
+        done = run(args, env, root)
+        assert done.returncode == 0, done.stderr
+        assert "lineage" not in done.stderr, done.stderr
+    return sim, warehouse, root / "lineage" / "openlineage.ndjson"
+
+
+def manifest() -> dict[str, Any]:
+    from retail_pipeline.transform.runner import project_dir
+
+    return json.loads((project_dir() / "target" / "manifest.json").read_text())
+
+
+def test_transform_connects_each_source_to_each_gold_model(
+    transformed: tuple[Path, Path, Path],
+) -> None:
+    sim, warehouse, file = transformed
+    events = events_of(file)
+    for event in events:
+        validate(event)
+    assert set(map(tuple, run_states(events).values())) == {("START", "COMPLETE")}
+    project = manifest()
+    models = {n["name"] for n in project["nodes"].values() if n["resource_type"] == "model"}
+    complete = [e for e in events if e["eventType"] == "COMPLETE"]
+    dbt_jobs = [e["job"]["name"] for e in complete if e["job"]["name"].startswith("dbt.")]
+    assert sorted(dbt_jobs) == sorted(f"dbt.{name}" for name in models)  # each model once
+    (build,) = [e for e in complete if e["job"]["name"] == "transform"]
+    for event in complete:
+        if event["job"]["name"].startswith("dbt."):
+            assert event["run"]["facets"]["parent"]["run"]["runId"] == build["run"]["runId"]
+
+    day = sorted((sim / "snapshots").iterdir())[0]
+    events_dir = (sim / "events").resolve()
+    fed_by = {
+        "order_events": [("file", str(events_dir / "orders.ndjson"))],
+        "payment_events": [("file", str(events_dir / "payments.ndjson"))],
+        "shipment_events": [("file", str(events_dir / "shipments.ndjson"))],
+        "customers": [("file", str((day / "customers.json").resolve()))],
+        "products": [("file", str((day / "products.json").resolve()))],
+    }
+    assert check_connected(events, project, f"duckdb://{warehouse}", fed_by) == []
+    # spelled out once, for the reader: the order events reach the daily orders through Silver
+    edges = graph(events)
+    orders = reachable(edges, fed_by["order_events"][0])
+    namespace = f"duckdb://{warehouse}"
+    assert {
+        (namespace, "bronze.order_events"),
+        (namespace, "silver.stg_bronze__order_events"),
+        (namespace, "silver.int_orders"),
+        (namespace, "gold.fct_orders"),
+        (namespace, "gold.daily_orders"),
+    } <= orders
+    assert (namespace, "gold.daily_revenue") in reachable(edges, fed_by["payment_events"][0])
+
+
+def test_a_failing_model_fails_and_what_it_feeds_aborts(
+    transformed: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fct_payments cannot build: its run is FAIL with dbt's error, daily_revenue (downstream)
+    ABORT, the build FAIL; nothing of theirs COMPLETE, and every run ends."""
+    from retail_pipeline.transform import run_transform
+    from retail_pipeline.transform.runner import project_dir
+
+    project = tmp_path / "dbt"
+    shutil.copytree(project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
+    (project / "models" / "gold" / "facts" / "fct_payments.sql").write_text(
+        "select no_such_column from {{ ref('int_orders') }}\n"
+    )
+    warehouse = tmp_path / "wh.duckdb"
+    shutil.copy(transformed[1], warehouse)
+    monkeypatch.setenv("RETAIL_DBT_PROJECT_DIR", str(project))
+    monkeypatch.setenv("RETAIL_LINEAGE_DIR", str(tmp_path / "lineage"))
+    summary = run_transform(warehouse, select=["+daily_revenue"])
+    assert not summary.success
+    events = events_of(tmp_path / "lineage" / "openlineage.ndjson")
+    for event in events:
+        validate(event)
+    final = {}
+    for states in run_states(events).values():
+        assert states[0] == "START" and len(states) == 2 and states[1] in TERMINAL, states
+    for event in events:
+        if event["eventType"] != "START":
+            final[event["job"]["name"]] = event
+    assert {job: e["eventType"] for job, e in final.items() if e["eventType"] != "COMPLETE"} == {
+        "dbt.fct_payments": "FAIL",
+        "dbt.daily_revenue": "ABORT",
+        "transform": "FAIL",
+    }
+    assert "no_such_column" in final["dbt.fct_payments"]["run"]["facets"]["errorMessage"]["message"]
+    assert final["dbt.int_orders"]["eventType"] == "COMPLETE"
+    namespace = f"duckdb://{warehouse}"
+    assert final["dbt.fct_payments"]["outputs"] == [
+        {"namespace": namespace, "name": "gold.fct_payments", "facets": {}, "outputFacets": {}}
+    ]

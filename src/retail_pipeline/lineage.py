@@ -23,7 +23,7 @@ import sys
 import threading
 import urllib.parse
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,11 +88,32 @@ def postgres_dataset(where: str) -> Dataset:
     return Dataset(f"postgres://{host}{port}", f"{database}.public.{table}")
 
 
+def table_dataset(
+    target: str, location: str, schema: str, table: str, database: str = ""
+) -> Dataset:
+    """A table of the DuckDB file ``location`` (``duckdb://<file>``, ``<schema>.<table>``) or
+    of the Snowflake account ``location`` (``snowflake://<account>``,
+    ``<DATABASE>.<SCHEMA>.<TABLE>``): the one naming of Bronze, Silver and Gold."""
+    if target == "snowflake":
+        return Dataset(f"snowflake://{location.lower()}", f"{database}.{schema}.{table}".upper())
+    return Dataset(f"duckdb://{location}", f"{schema}.{table}")
+
+
 def bronze_dataset(target: str, location: str, table: str, database: str = "") -> Dataset:
     """A Bronze table of the DuckDB file ``location`` or the Snowflake account ``location``."""
+    return table_dataset(target, location, "bronze", table, database)
+
+
+def warehouse_tables(target: str, env: Mapping[str, str]) -> Callable[[str, str], Dataset]:
+    """``(schema, table) -> Dataset`` for the warehouse dbt's profile reaches with ``env``
+    (a warehouse's ``dbt_env()``: ``RETAIL_WAREHOUSE``, or ``SNOWFLAKE_ACCOUNT`` and
+    ``SNOWFLAKE_DATABASE``), named exactly as the loads name Bronze."""
     if target == "snowflake":
-        return Dataset(f"snowflake://{location.lower()}", f"{database}.BRONZE.{table}".upper())
-    return Dataset(f"duckdb://{location}", f"bronze.{table}")
+        account = env.get("SNOWFLAKE_ACCOUNT", "")
+        database = env.get("SNOWFLAKE_DATABASE", "")
+        return lambda schema, table: table_dataset("snowflake", account, schema, table, database)
+    location = env.get("RETAIL_WAREHOUSE", "")
+    return lambda schema, table: table_dataset("duckdb", location, schema, table)
 
 
 def _transport() -> Transport:
@@ -249,3 +270,325 @@ class LoadRun:
         """Emit FAIL with what the run committed before it failed and the error's one line."""
         self.start()
         emit(self._event("FAIL", counts=counts, rows=rows, error=one_line(message)))
+
+
+# -- dbt: one job run per model built, from dbt's own artifacts --------------------------
+
+DBT_FACET = "retailDbt"
+"""The run facet of a dbt model's run: its dbt status and the tests of the model."""
+DBT_FACET_SCHEMA = "urn:retail-pipeline:openlineage:RetailDbtRunFacet:1"
+DBT_RELATIONS = frozenset({"model", "snapshot", "seed"})
+"""The dbt nodes that build a relation; each is an OpenLineage job ``dbt.<name>``."""
+DBT_STATES = {"success": "COMPLETE", "skipped": "ABORT"}
+"""A model's dbt status as a run's final state; any other status (error, ...) is FAIL."""
+MANIFEST_READS = 5
+"""Tries to read ``manifest.json`` (another build of the same project may be rewriting it)."""
+
+
+@dataclass(frozen=True)
+class DbtResult:
+    """One node of a dbt invocation, as ``run_results.json`` holds it."""
+
+    unique_id: str
+    status: str
+    started_at: str | None
+    """ISO 8601 UTC (None: the node never ran, e.g. skipped)."""
+    completed_at: str | None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ParentRun:
+    """The run a dbt model's run belongs to: ``transform``'s, or the Airflow task's."""
+
+    job: str
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    namespace: str = NAMESPACE
+
+
+def _iso(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        text = moment.astimezone(UTC).isoformat(timespec="microseconds")
+        return text.replace("+00:00", "Z")
+    return str(value)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dbt_results(run_results: Mapping[str, Any]) -> list[DbtResult]:
+    """The nodes of a ``run_results.json`` (as read with ``json.load``)."""
+    found = []
+    for result in run_results.get("results", []):
+        timing = result.get("timing") or []
+        found.append(
+            DbtResult(
+                unique_id=str(result["unique_id"]),
+                status=str(result.get("status")),
+                started_at=_iso(timing[0].get("started_at")) if timing else None,
+                completed_at=_iso(timing[-1].get("completed_at")) if timing else None,
+                message=str(result.get("message") or ""),
+            )
+        )
+    return found
+
+
+def dbt_result(result: Any) -> DbtResult:
+    """One result of an in-process dbt invocation (``dbtRunner``'s ``RunResult``)."""
+    timing = list(getattr(result, "timing", None) or [])
+    status = getattr(result.status, "value", result.status)
+    return DbtResult(
+        unique_id=str(result.node.unique_id),
+        status=str(status),
+        started_at=_iso(timing[0].started_at) if timing else None,
+        completed_at=_iso(timing[-1].completed_at) if timing else None,
+        message=str(result.message or ""),
+    )
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """dbt's ``manifest.json``; read again when caught half-written by another build."""
+    import json
+    import time
+
+    for attempt in range(MANIFEST_READS):
+        try:
+            manifest: dict[str, Any] = json.loads(path.read_bytes())
+            return manifest
+        except json.JSONDecodeError:
+            if attempt == MANIFEST_READS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _relation(manifest: Mapping[str, Any], unique_id: str) -> tuple[str, str] | None:
+    """``(schema, table)`` of a source or of a node that builds a relation."""
+    source = manifest.get("sources", {}).get(unique_id)
+    if source is not None:
+        return str(source["schema"]), str(source.get("identifier") or source["name"])
+    node = manifest.get("nodes", {}).get(unique_id)
+    if node is None or node.get("resource_type") not in DBT_RELATIONS:
+        return None
+    if (node.get("config") or {}).get("materialized") == "ephemeral":
+        return None
+    return str(node["schema"]), str(node.get("alias") or node["name"])
+
+
+def dbt_inputs(manifest: Mapping[str, Any], unique_id: str) -> list[tuple[str, str]]:
+    """The relations a node reads (``depends_on``): sources and the relations of its refs;
+    an ephemeral model stands for what it reads itself."""
+    found: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    pending = list(manifest["nodes"][unique_id].get("depends_on", {}).get("nodes", []))
+    while pending:
+        parent = pending.pop(0)
+        if parent in seen:
+            continue
+        seen.add(parent)
+        relation = _relation(manifest, parent)
+        node = manifest.get("nodes", {}).get(parent)
+        if relation is not None:
+            if relation not in found:
+                found.append(relation)
+        elif node is not None and (node.get("config") or {}).get("materialized") == "ephemeral":
+            pending += node.get("depends_on", {}).get("nodes", [])
+    return found
+
+
+@functools.cache
+def _dbt_facet() -> type:
+    import attr
+    from openlineage.client.generated.base import RunFacet
+
+    @attr.define
+    class RetailDbtRunFacet(RunFacet):
+        uniqueId: str
+        status: str
+        testsPassed: int
+        failingTests: list[str]
+
+        @staticmethod
+        def _get_schema() -> str:
+            return DBT_FACET_SCHEMA
+
+    return RetailDbtRunFacet
+
+
+def _tests_of(
+    manifest: Mapping[str, Any], results: Sequence[DbtResult]
+) -> dict[str, tuple[int, list[str]]]:
+    """Per model: its tests that passed and the names of those that did not (warn, fail)."""
+    tests: dict[str, tuple[int, list[str]]] = {}
+    for result in results:
+        node = manifest.get("nodes", {}).get(result.unique_id) or {}
+        model = node.get("attached_node")
+        if node.get("resource_type") != "test" or not model:
+            continue
+        passed, failing = tests.get(model, (0, []))
+        if result.status == "pass":
+            passed += 1
+        else:
+            failing = [*failing, str(node.get("name"))]
+        tests[model] = (passed, failing)
+    return tests
+
+
+def dbt_events(
+    manifest: Mapping[str, Any],
+    results: Sequence[DbtResult],
+    tables: Callable[[str, str], Dataset],
+    parent: ParentRun | None = None,
+) -> list[Any]:
+    """START and COMPLETE (``success``), ABORT (``skipped``) or FAIL (any other status) of
+    each model, snapshot and seed in ``results``: inputs are the relations it reads, named by
+    ``tables`` as the loads name Bronze, the output its own relation."""
+    from openlineage.client.event_v2 import (
+        InputDataset,
+        Job,
+        OutputDataset,
+        Run,
+        RunEvent,
+        RunState,
+    )
+    from openlineage.client.facet_v2 import error_message_run, job_type_job, parent_run
+
+    tests = _tests_of(manifest, results)
+    events = []
+    for result in results:
+        node = manifest.get("nodes", {}).get(result.unique_id)
+        output = _relation(manifest, result.unique_id)
+        if node is None or output is None:
+            continue
+        state = DBT_STATES.get(result.status, "FAIL")
+        passed, failing = tests.get(result.unique_id, (0, []))
+        run_facets: dict[str, Any] = {
+            DBT_FACET: _dbt_facet()(
+                uniqueId=result.unique_id,
+                status=result.status,
+                testsPassed=passed,
+                failingTests=failing,
+                producer=PRODUCER,
+            )
+        }
+        if parent is not None:
+            run_facets["parent"] = parent_run.ParentRunFacet(
+                run=parent_run.Run(runId=parent.run_id),
+                job=parent_run.Job(namespace=parent.namespace, name=parent.job),
+                producer=PRODUCER,
+            )
+        job = Job(
+            namespace=NAMESPACE,
+            name=f"dbt.{node['name']}",
+            facets={
+                "jobType": job_type_job.JobTypeJobFacet(
+                    processingType="BATCH", integration="DBT", jobType="MODEL", producer=PRODUCER
+                )
+            },
+        )
+        inputs = [
+            InputDataset(namespace=d.namespace, name=d.name)
+            for d in (tables(*relation) for relation in dbt_inputs(manifest, result.unique_id))
+        ]
+        produced = tables(*output)
+        outputs = [OutputDataset(namespace=produced.namespace, name=produced.name)]
+        run_id = str(uuid.uuid4())
+        end = result.completed_at or _now()
+        final_facets = dict(run_facets)
+        if state == "FAIL":
+            final_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
+                message=one_line(result.message) or result.status,
+                programmingLanguage="sql",
+                producer=PRODUCER,
+            )
+        for event_state, moment, facets in (
+            ("START", result.started_at or end, run_facets),
+            (state, end, final_facets),
+        ):
+            events.append(
+                RunEvent(
+                    eventType=getattr(RunState, event_state),
+                    eventTime=moment,
+                    run=Run(runId=run_id, facets=facets),
+                    job=job,
+                    inputs=inputs,
+                    outputs=outputs,
+                    producer=PRODUCER,
+                )
+            )
+    return events
+
+
+def _job_event(parent: ParentRun, state: str, moment: str, error: str | None = None) -> Any:
+    from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+    from openlineage.client.facet_v2 import error_message_run, job_type_job
+
+    facets: dict[str, Any] = {}
+    if error is not None:
+        facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
+            message=error, programmingLanguage="python", producer=PRODUCER
+        )
+    job_type = job_type_job.JobTypeJobFacet(
+        processingType="BATCH", integration="DBT", jobType="JOB", producer=PRODUCER
+    )
+    return RunEvent(
+        eventType=getattr(RunState, state),
+        eventTime=moment,
+        run=Run(runId=parent.run_id, facets=facets or None),
+        job=Job(namespace=parent.namespace, name=parent.job, facets={"jobType": job_type}),
+        inputs=[],
+        outputs=[],
+        producer=PRODUCER,
+    )
+
+
+def record_dbt_build(
+    manifest_path: Path,
+    results: Sequence[DbtResult],
+    tables: Callable[[str, str], Dataset],
+    *,
+    job: str,
+    started: datetime,
+    success: bool,
+) -> None:
+    """Emit a dbt build as OpenLineage: the run of ``job`` (START, then COMPLETE or FAIL)
+    holding one run per model it built (:func:`dbt_events`). Nothing when no model ran; a
+    manifest that cannot be read is one warning line (lineage never fails a build)."""
+    try:
+        manifest = read_manifest(manifest_path)
+        parent = ParentRun(job)
+        children = dbt_events(manifest, results, tables, parent)
+    except Exception as exc:  # unreadable artifacts: the build stands, the graph has a gap
+        print(f"warning: dbt lineage not recorded: {one_line(str(exc))}", file=sys.stderr)
+        return
+    if not children:
+        return
+    emit(_job_event(parent, "START", _iso(started) or _now()))
+    for event in children:
+        emit(event)
+    failed = None if success else f"dbt {job} failed"
+    emit(_job_event(parent, "COMPLETE" if success else "FAIL", _now(), failed))
+
+
+def record_dbt_artifacts(
+    target_dir: Path, tables: Callable[[str, str], Dataset], parent: ParentRun | None = None
+) -> int:
+    """Emit the runs of the models in ``target_dir``'s ``run_results.json`` (with its
+    ``manifest.json``), as an orchestrator's dbt task left them; how many runs. Never raises:
+    unreadable artifacts are one warning line."""
+    import json
+
+    try:
+        manifest = read_manifest(target_dir / "manifest.json")
+        results = dbt_results(json.loads((target_dir / "run_results.json").read_bytes()))
+        events = dbt_events(manifest, results, tables, parent)
+    except Exception as exc:  # lineage never fails a build
+        print(f"warning: dbt lineage not recorded: {one_line(str(exc))}", file=sys.stderr)
+        return 0
+    for event in events:
+        emit(event)
+    return len(events) // 2

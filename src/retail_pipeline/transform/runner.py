@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from retail_pipeline import lineage
 from retail_pipeline.errors import PipelineError, WarehouseError, one_line
 from retail_pipeline.settings import environment, settings
 from retail_pipeline.warehouse import open_warehouse
@@ -357,6 +358,7 @@ def run_transform(
 
         args += ["--vars", json.dumps(extra_vars)]
     started = time.perf_counter()
+    began = datetime.now(UTC)
     outcome = _invoke(args, dbt, progress)
     summary = TransformSummary(
         warehouse=dbt.where,
@@ -375,6 +377,14 @@ def run_transform(
         by_status[status] = by_status.get(status, 0) + 1
         if status in {"error", "fail"}:
             summary.failures.append(_failure(result, status))
+    lineage.record_dbt_build(  # one OpenLineage run per model built (docs/operations.md)
+        project_dir() / "target" / "manifest.json",
+        [lineage.dbt_result(result) for result in results],
+        lineage.warehouse_tables(dbt.name, dbt.env),
+        job="transform",
+        started=began,
+        success=summary.success,
+    )
     if not summary.success and not summary.failures and not results:
         raise TransformError(f"dbt {command} failed on {dbt.where} before running any node")
     cause = _storage_error(summary.failures)
