@@ -114,3 +114,46 @@ def check_connected(
                 elif target not in reachable(edges, source):
                     missing.append(f"{source} -/-> {gold}")
     return missing
+
+
+def fed_by_bronze(
+    warehouse: Path, kafka_bootstrap: str | None = None, topic_prefix: str = ""
+) -> dict[str, list[Node]]:
+    """What fed each Bronze table, as Bronze itself records it: each distinct ``_source_file``
+    (a file's path, the API's URL, the Postgres table) and ``_topic`` (on ``kafka_bootstrap``;
+    Bronze keeps the topic without the deployment's ``topic_prefix``), named as OpenLineage's
+    naming conventions name them."""
+    import duckdb
+
+    from retail_pipeline import lineage
+
+    def dataset(where: str) -> Node:
+        if where.startswith(("http://", "https://")):
+            found = lineage.url_dataset(where)
+        elif where.startswith("postgresql://"):
+            found = lineage.postgres_dataset(where)
+        else:
+            found = lineage.file_dataset(where)
+        return found.namespace, found.name
+
+    fed: dict[str, list[Node]] = {}
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        for table in ("order_events", "payment_events", "shipment_events"):
+            rows = con.execute(
+                f"select distinct _source_file, _topic from bronze.{table} order by all"
+            ).fetchall()
+            for source_file, topic in rows:
+                if source_file is not None:
+                    fed.setdefault(table, []).append(dataset(source_file))
+                elif topic is not None and kafka_bootstrap is not None:
+                    found = lineage.kafka_dataset(kafka_bootstrap, topic_prefix + topic)
+                    fed.setdefault(table, []).append((found.namespace, found.name))
+        for table in ("customers", "products"):
+            rows = con.execute(
+                f"select distinct _source_file from bronze.{table} order by all"
+            ).fetchall()
+            fed[table] = [dataset(source_file) for (source_file,) in rows]
+    finally:
+        con.close()
+    return fed

@@ -25,11 +25,13 @@ from retail_pipeline.ingestion.kafka.producer import produce_files
 from retail_pipeline.local import kafka_broker as broker
 from retail_pipeline.local.postgres import upsert
 from retail_pipeline.local.reference_api import ReferenceApi
+from retail_pipeline.orchestration.dbt import manifest_path
 from retail_pipeline.simulation import generate
 from retail_pipeline.simulation.truth import compare_with_truth
 from retail_pipeline.transform import read_answers
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.accounting import _rows, message_lines, stored_messages, unaccounted_rows
+from tests.lineage_graph import check_connected, events_of, fed_by_bronze, run_states, validate
 from tests.orchestration.conftest import DAGS_FOLDER, SEED_DAG_IDS, run_dags
 from tests.orchestration.receiver import receiver
 
@@ -115,6 +117,7 @@ def test_dags_end_to_end(
         "RETAIL_API_TOKEN": "dag-token",
         "RETAIL_POSTGRES_DSN": postgres_db,
         "RETAIL_BATCH_LAG": "0",
+        "RETAIL_LINEAGE_DIR": str(tmp_path / "lineage"),
     }
     kafka_conf = {"max_seconds": 60, "group": f"{prefix}bronze"}
     try:
@@ -162,6 +165,26 @@ def test_dags_end_to_end(
     stored = stored_messages(warehouse) - _rows(warehouse, dead_batch)[0][0]
     assert stored == message_lines((sim / "events").glob("*.ndjson"))  # each line once
     assert unaccounted_rows(warehouse) == []
+    check_dag_lineage(tmp_path / "lineage" / "openlineage.ndjson", warehouse, kafka_broker, prefix)
+
+
+def check_dag_lineage(file: Path, warehouse: Path, kafka_broker: str, prefix: str) -> None:
+    """The OpenLineage file of the run: every event valid, every run START then COMPLETE, each
+    model built once, and a path from every source Bronze records (the landing files, the
+    topics, the API, the Postgres table) to every Gold model reading it (tests/lineage_graph.py).
+    """
+    events = events_of(file)
+    for event in events:
+        validate(event)
+    assert set(map(tuple, run_states(events).values())) == {("START", "COMPLETE")}
+    manifest = json.loads(manifest_path("duckdb").read_text())
+    nodes = manifest["nodes"].values()
+    models = sorted(f"dbt.{n['name']}" for n in nodes if n["resource_type"] == "model")
+    built = [e["job"]["name"] for e in events if e["eventType"] == "COMPLETE"]
+    assert sorted(job for job in built if job.startswith("dbt.")) == models
+    fed_by = fed_by_bronze(warehouse, kafka_broker, prefix)
+    assert all(fed_by.get(table) for table in ("order_events", "payment_events", "products"))
+    assert check_connected(events, manifest, f"duckdb://{warehouse}", fed_by) == []
 
 
 def test_failing_data_test_fails_the_run_and_names_the_model(

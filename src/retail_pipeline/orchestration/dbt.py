@@ -4,7 +4,9 @@ Cosmos renders one Airflow task per model, ``dbt build`` of the model and its te
 (``TestBehavior.BUILD``), from dbt's ``manifest.json`` (``LoadMode.DBT_MANIFEST``: no dbt
 call while Airflow parses the DAG file) and runs them in the worker's process with dbt's
 in-process runner (``ExecutionMode.LOCAL`` + ``InvocationMode.DBT_RUNNER``). Each model task
-emits its model as an Asset (``emit_datasets``, found by OpenLineage's dbt processor). The
+emits its model as an Asset (``emit_datasets``, found by OpenLineage's dbt processor) and, by
+the callback :func:`emit_lineage`, its OpenLineage run to the file or endpoint the loads use,
+with datasets named as theirs (docs/operations.md, "Lineage"). The
 profile is the project's own ``dbt/profiles.yml``, which reads the same settings the CLI
 does: the target (``RETAIL_TARGET``), the DuckDB file (``RETAIL_WAREHOUSE``, handed over as an
 absolute path) or the Snowflake account (``SNOWFLAKE_*``).
@@ -22,6 +24,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +133,36 @@ def _parse(project: Path, target: str, out: Path) -> None:
         raise PipelineError(one_line(f"dbt parse of {project} failed: {outcome.exception}"))
 
 
+def warehouse_env(target: str | None = None) -> dict[str, str]:
+    """What names the warehouse in lineage (no credential): the DuckDB file, or the Snowflake
+    account and database, as the loads' ``Warehouse.dbt_env()`` gives them."""
+    chosen = resolve_target(target)
+    if chosen == "duckdb":
+        return dbt_env(chosen)
+    snowflake = settings().snowflake
+    return {"SNOWFLAKE_ACCOUNT": snowflake.account, "SNOWFLAKE_DATABASE": snowflake.database}
+
+
+def emit_lineage(project: str, context: Any = None, **_: Any) -> None:
+    """Cosmos's callback after each dbt task: one OpenLineage run per model the task built,
+    from the artifacts of its copy of the project (``target/manifest.json`` and
+    ``run_results.json``), datasets named as the loads name Bronze, parent the Airflow task's
+    run. Called before Cosmos raises for a failed node, so a failed model is a FAIL; never
+    raises."""
+    from retail_pipeline import lineage
+
+    parent = None
+    ti = (context or {}).get("ti")
+    if ti is not None:
+        key = f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{getattr(ti, 'try_number', 0)}"
+        parent = lineage.ParentRun(
+            f"{ti.dag_id}.{ti.task_id}", str(uuid.uuid5(uuid.NAMESPACE_URL, key))
+        )
+    target = resolve_target(None)
+    tables = lineage.warehouse_tables(target, warehouse_env(target))
+    lineage.record_dbt_artifacts(Path(project) / "target", tables, parent)
+
+
 def task_group_args(target: str | None = None) -> dict[str, Any]:
     """Keyword arguments of Cosmos's ``DbtTaskGroup`` for the project on ``target``."""
     from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
@@ -163,4 +196,7 @@ def task_group_args(target: str | None = None) -> dict[str, Any]:
             # dbt processor (openlineage-integration-common) from the run's artifacts
             emit_datasets=True,
         ),
+        # our OpenLineage runs per model (docs/operations.md, "Lineage"), to the same file or
+        # OPENLINEAGE_URL as the loads', from the artifacts each task leaves
+        "operator_args": {"callback": emit_lineage},
     }
