@@ -29,9 +29,10 @@ def health(
 ) -> None:
     """Is the pipeline healthy? Per Bronze table: last ingest against dbt's freshness rule,
     event-time watermark, rows and dead letters of the last run; per Kafka partition: lag;
-    Gold: the last build's result (gold.build_log), event-time watermark, Bronze rows not yet in Gold. Reads the
-    warehouse --target names (the DuckDB file or the Snowflake account). One line per check
-    (or --json); exit code 0 healthy, 1 warning, 2 error (docs/operations.md#health)."""
+    Gold: the last build's result (gold.build_log), event-time watermark, Bronze rows not yet
+    in Gold. Reads the warehouse --target names (the DuckDB file or the Snowflake account).
+    One line per check (or --json); exit code 0 healthy, 1 warning, 2 error
+    (docs/operations.md#health)."""
     from retail_pipeline.monitoring.health import health as check
     from retail_pipeline.settings import settings
 
