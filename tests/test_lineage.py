@@ -369,3 +369,74 @@ def test_a_failing_model_fails_and_what_it_feeds_aborts(
     assert final["dbt.fct_payments"]["outputs"] == [
         {"namespace": namespace, "name": "gold.fct_payments", "facets": {}, "outputFacets": {}}
     ]
+
+
+def test_dbt_runs_from_a_hand_made_manifest() -> None:
+    """No dbt: an ephemeral model stands for what it reads, a test is not a run, a skipped
+    model is ABORT, and Snowflake names match the loads' Bronze names."""
+    from openlineage.client.serde import Serde
+
+    manifest = {
+        "sources": {
+            "source.p.bronze.orders": {"schema": "bronze", "identifier": "order_events"},
+        },
+        "nodes": {
+            "model.p.eph": {
+                "resource_type": "model",
+                "name": "eph",
+                "schema": "silver",
+                "alias": "eph",
+                "config": {"materialized": "ephemeral"},
+                "depends_on": {"nodes": ["source.p.bronze.orders", "macro.p.m"]},
+            },
+            "model.p.daily": {
+                "resource_type": "model",
+                "name": "daily",
+                "schema": "gold",
+                "alias": "daily_orders",
+                "config": {"materialized": "table"},
+                "depends_on": {"nodes": ["model.p.eph"]},
+            },
+            "test.p.not_null": {
+                "resource_type": "test",
+                "name": "not_null_daily",
+                "attached_node": "model.p.daily",
+                "depends_on": {"nodes": ["model.p.daily"]},
+            },
+        },
+    }
+    env = {"SNOWFLAKE_ACCOUNT": "Org-Acct", "SNOWFLAKE_DATABASE": "retail"}
+    tables = lineage.warehouse_tables("snowflake", env)
+    assert tables("bronze", "order_events") == lineage.bronze_dataset(
+        "snowflake", "Org-Acct", "order_events", "retail"
+    )
+    results = [
+        lineage.DbtResult(
+            "model.p.daily", "success", "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"
+        ),
+        lineage.DbtResult(
+            "test.p.not_null", "fail", "2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z"
+        ),
+    ]
+    events = [json.loads(Serde.to_json(e)) for e in lineage.dbt_events(manifest, results, tables)]
+    for event in events:
+        validate(event)
+    assert [(e["eventType"], e["job"]["name"]) for e in events] == [
+        ("START", "dbt.daily"),
+        ("COMPLETE", "dbt.daily"),
+    ]
+    assert events[1]["inputs"] == [
+        {
+            "namespace": "snowflake://org-acct",
+            "name": "RETAIL.BRONZE.ORDER_EVENTS",
+            "facets": {},
+            "inputFacets": {},
+        }
+    ]
+    assert events[1]["outputs"][0]["name"] == "RETAIL.GOLD.DAILY_ORDERS"
+    facet = events[1]["run"]["facets"]["retailDbt"]
+    assert (facet["testsPassed"], facet["failingTests"]) == (0, ["not_null_daily"])
+    skipped = lineage.dbt_events(
+        manifest, [lineage.DbtResult("model.p.daily", "skipped", None, None)], tables
+    )
+    assert [e.eventType.value for e in skipped] == ["START", "ABORT"]

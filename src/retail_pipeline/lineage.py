@@ -422,19 +422,22 @@ def _dbt_facet() -> type:
 def _tests_of(
     manifest: Mapping[str, Any], results: Sequence[DbtResult]
 ) -> dict[str, tuple[int, list[str]]]:
-    """Per model: its tests that passed and the names of those that did not (warn, fail)."""
+    """Per model: its tests that passed and the names of those that did not (warn, fail). A
+    generic test belongs to its ``attached_node``; a singular one to each model it reads."""
     tests: dict[str, tuple[int, list[str]]] = {}
     for result in results:
         node = manifest.get("nodes", {}).get(result.unique_id) or {}
-        model = node.get("attached_node")
-        if node.get("resource_type") != "test" or not model:
+        if node.get("resource_type") != "test":
             continue
-        passed, failing = tests.get(model, (0, []))
-        if result.status == "pass":
-            passed += 1
-        else:
-            failing = [*failing, str(node.get("name"))]
-        tests[model] = (passed, failing)
+        attached = node.get("attached_node")
+        models = [attached] if attached else node.get("depends_on", {}).get("nodes", [])
+        for model in models:
+            passed, failing = tests.get(model, (0, []))
+            if result.status == "pass":
+                passed += 1
+            else:
+                failing = [*failing, str(node.get("name"))]
+            tests[model] = (passed, failing)
     return tests
 
 

@@ -203,6 +203,7 @@ def test_failing_data_test_fails_the_run_and_names_the_model(
         **airflow_env,
         "RETAIL_WAREHOUSE": str(warehouse),
         "RETAIL_DBT_PROJECT_DIR": str(project),
+        "RETAIL_LINEAGE_DIR": str(tmp_path / "lineage"),
     }
     failing = "dbt.stg_bronze__order_events_model_build"
     # not run, marked successful: a quicker test (the deadline check runs: nothing waits)
@@ -229,3 +230,13 @@ def test_failing_data_test_fails_the_run_and_names_the_model(
     assert alert["run_id"].startswith("manual__"), alert
     assert f"retail_dbt_dag.{failing} failed (run {alert['run_id']}, try 1)" in alert["text"]
     assert "dbt test planted_failure failed" in alert["text"]
+    # lineage: the model was built (COMPLETE) and names its failing test; parent = the task
+    events = events_of(tmp_path / "lineage" / "openlineage.ndjson")
+    for event in events:
+        validate(event)
+    assert [(e["eventType"], e["job"]["name"]) for e in events] == [
+        ("START", "dbt.stg_bronze__order_events"),
+        ("COMPLETE", "dbt.stg_bronze__order_events"),
+    ]
+    assert events[1]["run"]["facets"]["retailDbt"]["failingTests"] == ["planted_failure"]
+    assert events[1]["run"]["facets"]["parent"]["job"]["name"] == f"retail_dbt_dag.{failing}"
