@@ -72,8 +72,12 @@ def test_ctrl_c_during_ingest(
     total = message_lines([big])
     warehouse = tmp_path / "wh.duckdb"
 
-    interrupted("ingest", "--batch-mb", "4", big, after=2.5, warehouse=warehouse, cwd=tmp_path)
-    assert unaccounted_rows(warehouse) == []  # what was committed is whole and recorded
+    # At several moments: while the validation workers start (a Ctrl-C then once left a
+    # traceback of a half-started worker beside "aborted") and mid-load.
+    for after in (0.7, 1.1, 1.5, 2.5):
+        args = ("ingest", "--batch-mb", "4", big)
+        interrupted(*args, after=after, warehouse=warehouse, cwd=tmp_path)
+        assert unaccounted_rows(warehouse) == []  # what was committed is whole and recorded
 
     ok(cli("ingest", big, warehouse=warehouse, cwd=tmp_path))
     assert stored_messages(warehouse) == total

@@ -9,12 +9,13 @@ in one thread instead.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -29,7 +30,8 @@ T = TypeVar("T")
 # workers import the caller's ``__main__`` once, so a script that loads files must keep its
 # work under ``if __name__ == "__main__":``.
 _CONTEXT = "forkserver"
-_PRELOAD = ["retail_pipeline.ingestion.staging"]
+# The server ignores Ctrl-C before it imports the validator (fork_server.py), then imports it.
+_PRELOAD = ["retail_pipeline.ingestion.fork_server", "retail_pipeline.ingestion.staging"]
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -51,6 +53,28 @@ def _exit_with_parent(parent: int) -> None:
             time.sleep(0.5)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C back until the block ends, then raise it.
+
+    ``submit`` may start a worker process, writing its pickled state to the fork server; a
+    KeyboardInterrupt in the middle left a worker the pool never registered, so the loader
+    exited without waiting for it and the half-started worker printed a traceback (its
+    semaphores gone) beside "aborted". Only the main thread receives signals.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def default_workers() -> int:
@@ -78,8 +102,9 @@ class Validators:
         self.processes = processes
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        """Run ``fn(*args)`` in a worker."""
-        return self._executor.submit(fn, *args)
+        """Run ``fn(*args)`` in a worker (a Ctrl-C meanwhile is raised once it is handed over)."""
+        with _ctrl_c_deferred():
+            return self._executor.submit(fn, *args)
 
     def close(self) -> None:
         """Stop the workers (pending work is cancelled)."""
