@@ -162,9 +162,10 @@ def check_topic_prefix(prefix: str) -> str:
     return prefix
 
 
-def check_api_url(url: str) -> str:
-    """The reference API's base URL: ``http(s)://host[:port][/path]``, without credentials, a
-    query or a fragment."""
+def _http_url(url: str, *, credentials: str, detail: bool = True) -> urllib.parse.SplitResult:
+    """``url`` checked the one way every URL setting is: printable, no spaces, ``http(s)://``
+    with a host, no ``user:password@`` (``credentials`` says why), a port of 1-65535.
+    ``detail=False`` keeps the parser's words (which may quote the URL) out of the message."""
     _printable(url)
     if any(char.isspace() for char in url):
         raise ValueError("a URL holds no spaces")
@@ -172,15 +173,24 @@ def check_api_url(url: str) -> str:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ValueError(f"not a URL ({exc})") from None
+        raise ValueError(f"not a URL ({exc})" if detail else "not a URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("expected an http:// or https:// URL with a host")
     if parts.username is not None or parts.password is not None:
-        raise ValueError("put no credentials in the URL (the token is RETAIL_API_TOKEN)")
-    if parts.query or parts.fragment or url.endswith(("?", "#")):
-        raise ValueError("give the API's base URL, without a query or fragment")
+        raise ValueError(credentials)
     if port == 0:
         raise ValueError("the port must be from 1 to 65535")
+    return parts
+
+
+def check_api_url(url: str) -> str:
+    """The reference API's base URL: ``http(s)://host[:port][/path]``, without credentials, a
+    query or a fragment."""
+    parts = _http_url(
+        url, credentials="put no credentials in the URL (the token is RETAIL_API_TOKEN)"
+    )
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise ValueError("give the API's base URL, without a query or fragment")
     return url
 
 
@@ -189,22 +199,9 @@ def _webhook(secret: SecretStr) -> SecretStr:
     fragment. Its path or query usually holds the secret (Slack's, Teams'), so it is a
     SecretStr and never shows in a message."""
     url = secret.get_secret_value()
-    _printable(url)
-    if any(char.isspace() for char in url):
-        raise ValueError("a URL holds no spaces")
-    try:
-        parts = urllib.parse.urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise ValueError("not a URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("expected an http:// or https:// URL with a host")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("put no user:password@ in the URL")
+    parts = _http_url(url, credentials="put no user:password@ in the URL", detail=False)
     if parts.fragment or url.endswith("#"):
         raise ValueError("a webhook URL has no #fragment")
-    if port == 0:
-        raise ValueError("the port must be from 1 to 65535")
     return secret
 
 
