@@ -28,7 +28,7 @@ ORDERS_PER_DAY = 150
 HEAVY_FAULTS = FaultRates(duplicate=0.05, out_of_order=0.1, late=0.03, malformed=0.05, orphan=0.01)
 # Columns and tables that record when something was loaded or built, not what the data says.
 LOAD_TIME_COLUMNS = {"version_valid_from"}
-LOAD_TIME_TABLES = {"build_info", "pipeline_freshness"}
+LOAD_TIME_TABLES = {"build_info", "build_log", "pipeline_freshness"}
 
 
 @dataclass(frozen=True)
