@@ -11,6 +11,8 @@ import logging
 import re
 import shutil
 import threading
+import urllib.error
+import urllib.request
 from datetime import UTC, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -243,3 +245,22 @@ def test_deadline_and_health_alert_through_the_dbt_dag(
     assert re.search(waited, deadline["text"]), deadline["text"]
     assert health["error"].startswith("pipeline health is error: "), health
     assert "gold" in health["error"], health
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [TimeoutError("timed out"), urllib.error.URLError(TimeoutError("timed out"))],
+)
+def test_a_socket_timeout_is_the_same_no_answer_as_the_deadline(
+    raised: Exception, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which timer fires first (the socket's or the join's, both ``timeout``) depends on load:
+    the log says the same either way (a CI run once saw 'TimeoutError: timed out')."""
+
+    def times_out(*_args: object, **_kwargs: object) -> None:
+        raise raised
+
+    monkeypatch.setattr(urllib.request.OpenerDirector, "open", times_out)
+    payload = alerts.alert_payload(dag_id="d", task_id="t", run_id="r")
+    assert not alerts.post_alert(payload, url="http://127.0.0.1:9/hook", timeout=5)
+    assert "no answer within 5 s" in caplog.text and "TimeoutError" not in caplog.text

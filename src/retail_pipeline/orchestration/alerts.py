@@ -202,7 +202,13 @@ def post_alert(
         except urllib.error.HTTPError as exc:
             outcome.append(f"HTTP {exc.code}: {exc.read(RESPONSE_MAX).decode(errors='replace')}")
         except Exception as exc:  # an alert never fails the task
-            outcome.append(f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, TimeoutError) or isinstance(
+                getattr(exc, "reason", None), TimeoutError
+            ):
+                # the socket's own timeout won the race with the join below: the same verdict
+                outcome.append(f"no answer within {timeout:g} s")
+            else:
+                outcome.append(f"{type(exc).__name__}: {exc}")
 
     sender = threading.Thread(target=send, name="retail-alert", daemon=True)
     sender.start()
