@@ -77,7 +77,9 @@ def test_ctrl_c_during_ingest(
     for after in (0.7, 1.1, 1.5, 2.5):
         args = ("ingest", "--batch-mb", "4", big)
         interrupted(*args, after=after, warehouse=warehouse, cwd=tmp_path)
-        assert unaccounted_rows(warehouse) == []  # what was committed is whole and recorded
+        # what was committed is whole and recorded (a Ctrl-C during start-up, before the
+        # warehouse exists, wrote nothing at all: a fresh clone starts slower)
+        assert not warehouse.exists() or unaccounted_rows(warehouse) == []
 
     ok(cli("ingest", big, warehouse=warehouse, cwd=tmp_path))
     assert stored_messages(warehouse) == total
