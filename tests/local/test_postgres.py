@@ -420,6 +420,34 @@ def test_cli_seed_fills_any_database_once(postgres_db: str) -> None:
     assert missing.exit_code == 1 and "RETAIL_POSTGRES_DSN" in str(missing.exception)
 
 
+def test_cli_seed_from_files_writes_exactly_those_records(
+    postgres_db: str, small_sim: Path
+) -> None:
+    """``--customers``/``--products`` seed a simulation's own reference data (the Docker stack's
+    end-to-end run does this, so the events it produces find their customers and products)."""
+    from retail_pipeline.local.postgres import row_counts
+
+    runner = CliRunner()
+    files = ["--customers", str(small_sim / "customers.json")]
+    half = runner.invoke(app, ["postgres", "seed", "--dsn", postgres_db, *files])
+    assert half.exit_code == 1 and "both --customers FILE and --products FILE" in str(
+        half.exception
+    )
+    files += ["--products", str(small_sim / "products.json")]
+    first = runner.invoke(app, ["postgres", "seed", "--dsn", postgres_db, "--force", *files])
+    assert first.exit_code == 0, first.output
+    expected = {
+        name: len(orjson.loads((small_sim / f"{name}.json").read_text()))
+        for name in ("customers", "products")
+    }
+    counts = row_counts(postgres_db)
+    assert counts == expected  # the files' records, not the demo's shop (another size)
+    assert first.output.endswith(
+        f"seeded {expected['customers']:,} customers and {expected['products']:,} products"
+        " (from customers.json and products.json)\n"
+    )
+
+
 # --------------------------------------------------------------------------- safe by default
 
 

@@ -126,22 +126,47 @@ def postgres_seed(
     force: Annotated[
         bool, typer.Option("--force", help="Upsert the records even into tables that have rows")
     ] = False,
+    customers: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Customers to seed (JSON array or NDJSON, with --products)  [default: the demo's]",
+            show_default=False,
+        ),
+    ] = None,
+    products: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Products to seed (JSON array or NDJSON, with --customers)  [default: the demo's]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Create the source tables in any PostgreSQL and fill them with the demo shop's customers
-    and products (tables that already have rows are left alone without --force)."""
+    and products, or those of --customers and --products (the files 'retail-pipeline generate'
+    writes); tables that already have rows are left alone without --force."""
     from retail_pipeline.local import postgres
     from retail_pipeline.settings import settings
 
+    if (customers is None) != (products is None):
+        raise PipelineError("give both --customers FILE and --products FILE, or neither")
     configured = settings().postgres_dsn
     target = dsn or (configured.get_secret_value() if configured else None)
     if not target:
         raise PipelineError("no database: give --dsn DSN or set RETAIL_POSTGRES_DSN")
     postgres.apply_schema(target)
+    what = "the demo's" if customers is None else "the files'"
     if not force and any(postgres.row_counts(target).values()):
-        out.print("the tables already have rows: left alone (--force upserts the demo's records)")
+        out.print(f"the tables already have rows: left alone (--force upserts {what} records)")
         return
-    customers, products = postgres.seed_simulated(target)
-    out.print(f"seeded {customers:,} customers and {products:,} products (the demo's shop)")
+    if customers is None or products is None:
+        written = postgres.seed_simulated(target)
+        shop = "the demo's shop"
+    else:
+        written = postgres.seed(target, customers, products)
+        shop = f"from {customers.name} and {products.name}"
+    out.print(f"seeded {written[0]:,} customers and {written[1]:,} products ({shop})")
 
 
 @postgres_app.command("down")
