@@ -186,16 +186,18 @@ def ensure_bases(*, env: dict[str, str], log: Callable[[str], None]) -> dict[str
         tag = tags[name]
         started = time.monotonic()
         if _podman(env, "image", "exists", tag).returncode == 0:
-            log(f"{tag} cached {time.monotonic() - started:.1f} s")
-            continue
-        if name == "bookworm":
+            outcome = "cached"
+        elif name == "bookworm":
             _build_bookworm(tag, env)
+            outcome = "built"
         elif name == "kafka":
             _build_kafka(tag, tags["bookworm"], env)
+            outcome = "built"
         else:
             _build(tag, BASES / name, env, build_args={"BASE": tags["bookworm"]})
+            outcome = "built"
+        log(f"{tag} {outcome} {time.monotonic() - started:.1f} s")
         _remove_older(tag, env, log)
-        log(f"{tag} built {time.monotonic() - started:.1f} s")
     return {references[name]: tags[name] for name in references}
 
 
@@ -324,7 +326,8 @@ def _build_kafka(tag: str, parent: str, env: Mapping[str, str]) -> None:
 
 
 def _remove_older(tag: str, env: Mapping[str, str], log: Callable[[str], None]) -> None:
-    """Remove the other tags of ``tag``'s image, so that rebuilds do not pile up in the store."""
+    """Remove the other tags of ``tag``'s image, so that rebuilds do not pile up in the store;
+    one still in use (by a container, or as the parent of another image) is kept."""
     repository = tag.rpartition(":")[0]
     listed = _podman(
         env, "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={repository}"
