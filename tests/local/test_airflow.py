@@ -92,7 +92,7 @@ def test_airflow_up_prints_where_the_password_is_never_what(
 
     monkeypatch.setattr(local.subprocess, "Popen", stand_in)
     monkeypatch.setattr(local, "_wait_healthy", lambda *args: None)
-    monkeypatch.setattr(local, "_token", lambda url, password: "token")
+    monkeypatch.setattr(local, "token", lambda url, password: "token")
     monkeypatch.setattr(local, "_ensure_pool", lambda url, token: None)
     monkeypatch.setattr(local, "airflow_env", lambda home, port: {"AIRFLOW_HOME": str(home)})
     airflow = Path(sys.executable).parent / "airflow"

@@ -13,6 +13,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,9 +27,8 @@ T = TypeVar("T")
 # forkserver: the workers are forked from a clean single-threaded server process that has the
 # validator imported, never from the loader itself. Forking the loader would copy a process
 # whose other threads (librdkafka's, DuckDB's, Arrow's allocator) may hold locks at that
-# instant; measured here, a Kafka consumer's forked worker crashed in pickle. Like spawn, the
-# workers import the caller's ``__main__`` once, so a script that loads files must keep its
-# work under ``if __name__ == "__main__":``.
+# instant; measured here, a Kafka consumer's forked worker crashed in pickle. The workers never
+# import the caller's ``__main__`` (see _main_module_hidden): they run the validator only.
 _CONTEXT = "forkserver"
 # The server ignores Ctrl-C before it imports the validator (fork_server.py), then imports it.
 _PRELOAD = ["retail_pipeline.ingestion.fork_server", "retail_pipeline.ingestion.staging"]
@@ -77,6 +77,32 @@ def _ctrl_c_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start workers without the caller's ``__main__`` script.
+
+    multiprocessing makes each new worker run the parent's main script (by path) first, as
+    ``__mp_main__``. Validation needs nothing from it, and for some callers importing it is
+    fatal: in an Airflow task the main script is the ``airflow`` command, whose import
+    initialises Airflow with the database URL a task is refused, so every worker died and the
+    scheduled Kafka DAG failed (seen in the Docker stack's end-to-end run). Hiding the path
+    while a worker starts makes multiprocessing skip that step; a main started with ``-m``
+    (``__spec__`` set) is hidden the same way.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {name: main.__dict__.pop(name) for name in ("__file__",) if name in main.__dict__}
+    spec = getattr(main, "__spec__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+        main.__spec__ = spec
+
+
 def default_workers() -> int:
     """Worker processes for validation: ``RETAIL_VALIDATION_WORKERS``, else the core count."""
     value = settings().validation_workers
@@ -103,7 +129,7 @@ class Validators:
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Run ``fn(*args)`` in a worker (a Ctrl-C meanwhile is raised once it is handed over)."""
-        with _ctrl_c_deferred():
+        with _ctrl_c_deferred(), _main_module_hidden():
             return self._executor.submit(fn, *args)
 
     def close(self) -> None:

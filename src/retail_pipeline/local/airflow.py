@@ -192,7 +192,7 @@ def start(
     try:
         _wait_healthy(url, process, log_file, timeout)
         password = _password(home)
-        _ensure_pool(url, _token(url, password))
+        _ensure_pool(url, token(url, password))
     except BaseException:
         stop(home)
         raise
@@ -254,10 +254,12 @@ def api(url: str, token: str, method: str, path: str, body: dict[str, Any] | Non
 
 def login(airflow: LocalAirflow) -> str:
     """A bearer token for the REST API."""
-    return _token(airflow.url, airflow.password)
+    return token(airflow.url, airflow.password)
 
 
-def _token(url: str, password: str) -> str:
+def token(url: str, password: str) -> str:
+    """A bearer token of the simple auth manager's ``admin`` at ``url`` (any Airflow 3 API
+    server, e.g. the Docker stack's)."""
     request = urllib.request.Request(
         f"{url}/auth/token",
         method="POST",
@@ -265,8 +267,8 @@ def _token(url: str, password: str) -> str:
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
-        token: str = json.load(response)["access_token"]
-    return token
+        access: str = json.load(response)["access_token"]
+    return access
 
 
 def _ensure_pool(url: str, token: str) -> None:
