@@ -117,11 +117,14 @@ airflow: $(STAMP) ## Start a local Airflow 3 (127.0.0.1:8080) with the three DAG
 airflow-down: $(STAMP) ## Stop the local Airflow
 	$(BIN)/retail-pipeline airflow down
 
-docker-up: ## With Docker: build and start the whole stack (docker/compose.yml; needs .env, docs/docker.md)
-	docker compose -f docker/compose.yml --env-file .env up -d --build
+docker-up: $(STAMP) ## Build and start the whole stack: Docker, or podman where no daemon is (needs .env; docs/docker.md)
+	$(BIN)/python docker/stack.py up
 
-docker-down: ## With Docker: stop the stack (its volumes stay)
-	docker compose -f docker/compose.yml --env-file .env down
+docker-down: $(STAMP) ## Stop the stack, Docker or podman (its volumes stay)
+	$(BIN)/python docker/stack.py down
+
+docker-e2e: $(STAMP) ## The whole story inside containers, checked against the truth, then all torn down
+	$(BIN)/python docker/stack.py e2e
 
 bench-batch: $(STAMP) ## Customers from the reference API and a local PostgreSQL into Bronze (prints figures)
 	$(BIN)/python bench/batch_sources.py
@@ -141,4 +144,4 @@ tf-validate: $(STAMP) ## Terraform fmt -check, init, validate and mock-plan test
 clean: ## Remove generated data (keeps .venv)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install lock demo lint test test-fast bench bench-memory bench-dbt transform answers dashboard api-server powerbi bench-kafka bench-batch kafka-up kafka-down postgres-up postgres-down airflow airflow-down docker-up docker-down bench-airflow schemas tf-columns tf-validate clean
+.PHONY: help install lock demo lint test test-fast bench bench-memory bench-dbt transform answers dashboard api-server powerbi bench-kafka bench-batch kafka-up kafka-down postgres-up postgres-down airflow airflow-down docker-up docker-down docker-e2e bench-airflow schemas tf-columns tf-validate clean
