@@ -11,6 +11,9 @@
   metrics the dashboard computes too. Relationships follow the star schema.
 - ``RetailPipeline.Report``: a PBIR report with one page per business question.
 
+Each item folder holds the ``.platform`` file Fabric Git integration reads (item type, name and
+a stable logical id).
+
 Nothing here talks to Power BI or Snowflake; ``check_project`` is the structural check CI runs.
 """
 
@@ -590,6 +593,29 @@ def report(measures: tuple[Measure, ...]) -> dict[str, str]:
     return files
 
 
+ITEM_TYPES = ("Report", "SemanticModel")
+"""Fabric's item types; each item's folder is ``<NAME>.<type>``."""
+
+
+def platform_file(item_type: str) -> str:
+    """The ``.platform`` file Fabric Git integration expects in an item folder.
+
+    Its ``logicalId`` is a UUID5 of the folder's name, so regenerating changes nothing and a
+    workspace synced from Git keeps recognising the item.
+    """
+    return (
+        json.dumps(
+            {
+                "$schema": f"{SCHEMA_URL}/gitIntegration/platformProperties/2.0.0/schema.json",
+                "metadata": {"type": item_type, "displayName": NAME},
+                "config": {"version": "2.0", "logicalId": _tag("platform", f"{NAME}.{item_type}")},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
 def project_files(dbt_dir: Path) -> dict[str, str]:
     """Every file of the PBIP project, by path under ``powerbi/``."""
     files = {
@@ -609,6 +635,7 @@ def project_files(dbt_dir: Path) -> dict[str, str]:
     model = semantic_model(gold_tables(dbt_dir), generated)
     files.update({f"{NAME}.SemanticModel/{p}": t for p, t in model.items()})
     files.update({f"{NAME}.Report/{p}": t for p, t in report(generated).items()})
+    files.update({f"{NAME}.{kind}/.platform": platform_file(kind) for kind in ITEM_TYPES})
     return files
 
 

@@ -13,8 +13,11 @@ It checks what the project relies on, not everything Power BI could accept:
   renders to, and every metric has one;
 - PBIR: each JSON file against a schema written here from the required properties, constants
   and enumerations of Microsoft's published schemas (microsoft/json-schemas,
-  ``fabric/item/report/...``: the versions named in each file's ``$schema``), which are not
-  vendored.
+  ``fabric/item/report/...``: the versions named in each file's ``$schema``); the tests validate
+  every JSON file against Microsoft's full schemas too (vendored in
+  ``tests/dashboard/powerbi_schemas``);
+- Fabric Git integration: each item folder has a ``.platform`` file with its item type and a
+  GUID logical id.
 
 ``python -m retail_pipeline.dashboard.powerbi_check [DIR]`` prints the problems (exit code 1).
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +36,7 @@ from typing import Any
 import jsonschema
 
 from retail_pipeline.dashboard.powerbi import (
+    ITEM_TYPES,
     NAME,
     SCHEMA_URL,
     TMDL_TYPES,
@@ -445,6 +450,23 @@ def check_report(folder: Path, model: Model, problems: list[str]) -> None:
             problems.append("definition.pbir: datasetReference.byPath.path is not a folder")
 
 
+def check_platform(folder: Path, item_type: str, problems: list[str]) -> None:
+    """The item's ``.platform`` file: without it, or with another type, Fabric Git integration
+    does not recognise the folder as this item."""
+    where = f"{folder.name}/.platform"
+    if not (folder / ".platform").is_file():
+        problems.append(f"{where} is missing (Fabric Git integration needs it)")
+        return
+    data = json.loads((folder / ".platform").read_text())
+    found = data.get("metadata", {}).get("type")
+    if found != item_type:
+        problems.append(f"{where}: metadata.type is {found!r}, not {item_type!r}")
+    try:
+        uuid.UUID(str(data.get("config", {}).get("logicalId")))
+    except ValueError:
+        problems.append(f"{where}: config.logicalId is not a GUID")
+
+
 def check_project(root: Path, dbt_dir: Path) -> list[str]:
     """Every structural problem of the PBIP project under ``root``, as lines."""
     problems: list[str] = []
@@ -456,6 +478,8 @@ def check_project(root: Path, dbt_dir: Path) -> list[str]:
     model = check_semantic_model(root / f"{NAME}.SemanticModel", gold_tables(dbt_dir), problems)
     check_measures(model, measures(dbt_dir), problems)
     check_report(root / f"{NAME}.Report", model, problems)
+    for item_type in ITEM_TYPES:
+        check_platform(root / f"{NAME}.{item_type}", item_type, problems)
     return problems
 
 
