@@ -15,6 +15,13 @@ docs/terraform.md:
 - nobody: OWNERSHIP, ALL, MANAGE GRANTS, ``all_privileges``, ``with_grant_option``, database-wide
   or all-schemas grants, one pipeline role granted to another, a role granted to another role's
   user, ownership transfers, database roles, or GRANT/REVOKE in ``snowflake_execute``.
+- people: only the reporting role is granted to the existing users and roles listed in
+  ``var.reporter_grantees`` (one grant each, ``for_each`` over the list, the grantee
+  ``each.key``), so a person reads Gold from Power BI and nothing else.
+
+An external OAuth integration (Power BI SSO) names the roles its sessions may use
+(``external_oauth_allowed_roles_list``) and does not let a token pick another one
+(``external_oauth_any_role_mode = "DISABLE"``).
 
 Every service user has the environment's network policy (``snowflake_network_policy.this``).
 
@@ -23,6 +30,9 @@ entries spell out the role, schema and privileges (``each.value.role``, ``each.v
 ...): every entry is checked as its own grant. It fails closed: a grant whose role, schema or
 privileges it cannot work out (a computed ``for_each``, an entry without a literal role, ...) is a
 violation too.
+
+:func:`role_grants` lists every privilege one role holds (for tests that pin a role's grants
+exactly).
 
 :func:`wiring` checks what feeds the roles_and_grants module: the composition module
 (``modules/retail_platform``) must pass each layer's own schema, and every environment must call
@@ -89,6 +99,13 @@ ALLOWED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
 ACCOUNT_OBJECTS = {"WAREHOUSE": frozenset({"USAGE"}), "DATABASE": frozenset({"USAGE"})}
 OBJECT_TYPES = {"TABLES", "VIEWS", "TABLE", "VIEW"}
 NEVER = frozenset({"OWNERSHIP", "ALL", "ALL PRIVILEGES", "MANAGE GRANTS"})
+PEOPLE_ROLE = "reporting"
+"""The one pipeline role granted to people (the users and roles of var.reporter_grantees)."""
+GRANTEES = {
+    "${toset(var.reporter_grantees.users)}": "user_name",
+    "${toset(var.reporter_grantees.roles)}": "parent_role_name",
+}
+"""The ``for_each`` of a grant of a role to people, and the argument that names each of them."""
 
 _OPTIONS = hcl2.SerializationOptions(
     with_comments=False, strip_string_quotes=True, explicit_blocks=False
@@ -291,6 +308,32 @@ def _role_grant(body: dict[str, Any], key: str | None, value: Any) -> list[str]:
     return []
 
 
+def _grant_to_people(body: dict[str, Any]) -> list[str]:
+    """What is wrong with a ``snowflake_grant_account_role`` over ``var.reporter_grantees``: it
+    may grant the reporting role only, to each listed user (or role) by ``each.key``."""
+    field = GRANTEES[str(body["for_each"])]
+    role = _role(body, "role_name", None, None)
+    if role != PEOPLE_ROLE:
+        return [f"{role} is granted to var.reporter_grantees (only {PEOPLE_ROLE} is)"]
+    others = {"user_name", "parent_role_name"} - {field}
+    if body.get(field) != "${each.key}" or others & set(body):
+        grantee = {name: body[name] for name in ("user_name", "parent_role_name") if name in body}
+        return [f"{role} is granted to {grantee} (only to each of var.reporter_grantees)"]
+    return []
+
+
+def _sso_integration(body: dict[str, Any]) -> list[str]:
+    """What is wrong with an external OAuth integration: sessions must be held to its allowed
+    roles."""
+    problems = []
+    if body.get("external_oauth_allowed_roles_list") is None:
+        problems.append("external OAuth sessions may use any role (no allowed roles list)")
+    mode = str(body.get("external_oauth_any_role_mode", "")).upper()
+    if mode != "DISABLE":
+        problems.append(f"external_oauth_any_role_mode is {mode or 'unset'}, not DISABLE")
+    return problems
+
+
 def check_file(path: Path) -> list[str]:
     """Violations in one ``.tf`` file, each prefixed with the resource address."""
     parsed = load(path)
@@ -308,6 +351,9 @@ def check_file(path: Path) -> list[str]:
             if statement := _grants_in_sql(sql):
                 problems.append(f"{address}: runs {statement} in SQL")
             continue
+        if kind == "snowflake_external_oauth_integration":
+            problems += [f"{address}: {problem}" for problem in _sso_integration(body)]
+            continue
         if kind not in (
             "snowflake_grant_privileges_to_account_role",
             "snowflake_grant_account_role",
@@ -316,6 +362,9 @@ def check_file(path: Path) -> list[str]:
                 problems.append(f"{address}: {kind} is outside the role model")
             continue
         try:
+            if kind == "snowflake_grant_account_role" and str(body.get("for_each")) in GRANTEES:
+                problems += [f"{address}: {problem}" for problem in _grant_to_people(body)]
+                continue
             for key, value in _instances(body, locals_):
                 label = f"{address}[{key}]" if key is not None else address
                 if kind == "snowflake_grant_account_role":
@@ -340,6 +389,56 @@ def violations(root: Path) -> list[str]:
         if ".terraform" not in path.parts:
             problems += check_file(path)
     return problems
+
+
+def _target(body: dict[str, Any], key: str | None, value: Any) -> tuple[str, str]:
+    """What one grant instance is on: (kind, where), e.g. ("WAREHOUSE", "${var.warehouses.x}"),
+    ("schema", "gold"), ("future TABLES", "gold"), ("TABLE", "${var.bronze_schema}..."),
+    ("ACCOUNT", "")."""
+    if str(_field(body, "on_account", key, value)).lower() == "true":
+        return "ACCOUNT", ""
+    if "on_account_object" in body:
+        block = _one(body["on_account_object"], "on_account_object")
+        kind = str(_field(block, "object_type", key, value)).upper()
+        return kind, str(_field(block, "object_name", key, value))
+    if "on_schema" in body:
+        block = _one(body["on_schema"], "on_schema")
+        return "schema", ",".join(sorted(_layers(str(_field(block, "schema_name", key, value)))))
+    block = _one(body.get("on_schema_object"), "on_schema_object")
+    for kind in ("all", "future"):
+        if kind in block:
+            inner = _one(block[kind], kind)
+            plural = str(_field(inner, "object_type_plural", key, value)).upper()
+            where = str(_field(inner, "in_schema", key, value))  # in_database: Unclear
+            return f"{kind} {plural}", ",".join(sorted(_layers(where)))
+    kind = str(_field(block, "object_type", key, value)).upper()
+    return kind, str(_field(block, "object_name", key, value))
+
+
+def role_grants(root: Path, role: str) -> set[tuple[str, str, str]]:
+    """Every privilege the pipeline role ``role`` holds in the configuration under ``root``, one
+    (privilege, kind of object, which) each: ``("USAGE", "DATABASE", "${var.database}")``,
+    ``("SELECT", "future VIEWS", "gold")``, ... (``all_privileges`` shows as ``ALL PRIVILEGES``).
+    Raises Unclear on a grant it cannot resolve."""
+    found = set()
+    for path in sorted(root.rglob("*.tf")):
+        if ".terraform" in path.parts:
+            continue
+        parsed = load(path)
+        locals_ = _locals(parsed)
+        for kind, _, body in _resources(parsed):
+            if kind != "snowflake_grant_privileges_to_account_role":
+                continue
+            for key, value in _instances(body, locals_):
+                if _role(body, "account_role_name", key, value) != role:
+                    continue
+                if str(_field(body, "all_privileges", key, value)).lower() == "true":
+                    privileges = frozenset({"ALL PRIVILEGES"})
+                else:
+                    privileges = _privileges(body, key, value)
+                on, where = _target(body, key, value)
+                found |= {(privilege, on, where) for privilege in privileges}
+    return found
 
 
 def _modules(parsed: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -31,4 +31,11 @@ module "retail_platform" {
     transformer = { name = "RETAIL_TRANSFORMER_DEV", rsa_public_key = var.transformer_rsa_public_key }
     reporting   = { name = "RETAIL_REPORTER_DEV", rsa_public_key = var.reporting_rsa_public_key }
   }
+
+  reporter_grantees = var.reporter_grantees
+  powerbi_sso = {
+    integration_name = "POWERBI_SSO_DEV"
+    entra_tenant_id  = var.entra_tenant_id
+    allowed_roles    = var.entra_allowed_roles
+  }
 }

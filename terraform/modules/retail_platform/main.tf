@@ -1,6 +1,7 @@
 # The whole Snowflake side of the pipeline, composed from the other modules: the database, its
-# four layer schemas, one warehouse a role, the Bronze tables, and the roles with their service
-# users and grants. Each environment calls it once with its own names, sizes and retention.
+# four layer schemas, one warehouse a role, the Bronze tables, the roles with their service users
+# and grants, and (given an Entra ID tenant) Power BI's SSO integration. Each environment calls it
+# once with its own names, sizes and retention.
 
 locals {
   # Schema names are fixed by the code, not by the environment: the loader writes BRONZE, dbt's
@@ -65,7 +66,16 @@ module "roles_and_grants" {
   warehouses           = { for key, warehouse in module.warehouse : key => warehouse.name }
   service_users        = var.service_users
   network_policy       = var.network_policy
+  reporter_grantees    = var.reporter_grantees
 
   # The grants on existing Bronze tables need the tables first.
   depends_on = [module.bronze_tables]
+}
+
+module "powerbi_sso" {
+  source = "../powerbi_sso"
+
+  name            = var.powerbi_sso.integration_name
+  entra_tenant_id = var.powerbi_sso.entra_tenant_id
+  allowed_roles   = coalesce(var.powerbi_sso.allowed_roles, [module.roles_and_grants.roles.reporting])
 }

@@ -27,3 +27,13 @@ output "network_policy" {
   description = "The service users' network policy (name null when there is none) and the policy of each user."
   value       = module.roles_and_grants.network_policy
 }
+
+output "reporter_grantees" {
+  description = "The users and roles the reporting role is granted to besides its service user and the parent role."
+  value       = module.roles_and_grants.reporter_grantees
+}
+
+output "powerbi_sso" {
+  description = "Power BI's SSO integration (null without an Entra ID tenant): name, issuer, JWS keys URL, audience, allowed roles."
+  value       = module.powerbi_sso.integration
+}

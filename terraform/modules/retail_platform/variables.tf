@@ -51,3 +51,21 @@ variable "network_policy" {
   })
   description = "Network policy of the service users, as roles_and_grants takes it: its name and the IPv4 addresses or CIDR ranges allowed (an empty list: no policy, an explicit choice)."
 }
+
+variable "reporter_grantees" {
+  type = object({
+    users = optional(list(string), [])
+    roles = optional(list(string), [])
+  })
+  description = "Existing users and roles the reporting role is granted to, as roles_and_grants takes them (people reading Gold from Power BI)."
+  default     = {}
+}
+
+variable "powerbi_sso" {
+  type = object({
+    integration_name = string
+    entra_tenant_id  = optional(string)
+    allowed_roles    = optional(list(string))
+  })
+  description = "Power BI SSO with Entra ID, as the powerbi_sso module takes it: the integration's name, the tenant (null: no integration) and the roles a session may use (null: the reporting role only)."
+}

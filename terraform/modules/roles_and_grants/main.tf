@@ -5,7 +5,7 @@
 #                hold personal data, and the loader needs none of it).
 #   transformer  reads Bronze; creates and owns the tables and views dbt builds in Silver, Gold and
 #                the test-failure schema.
-#   reporting    reads Gold only.
+#   reporting    reads Gold only; people get it too (reporter_grantees: Power BI users).
 # Future grants cover the tables created after an apply (new Bronze tables, every dbt rebuild).
 # tests/terraform/test_policy.py fails when a grant here goes beyond this.
 
@@ -105,6 +105,30 @@ resource "snowflake_grant_account_role" "user" {
 
   role_name = snowflake_account_role.this[each.key].name
   user_name = snowflake_service_user.this[each.key].name
+}
+
+# People read Gold through the reporting role too: the existing users (for instance provisioned by
+# SCIM from Entra ID, who sign in to Power BI with SSO) and roles listed in reporter_grantees. It
+# is the only pipeline role granted beyond its own service user and the parent role.
+resource "snowflake_grant_account_role" "reporter_user" {
+  for_each = toset(var.reporter_grantees.users)
+
+  role_name = snowflake_account_role.this["reporting"].name
+  user_name = each.key
+}
+
+resource "snowflake_grant_account_role" "reporter_role" {
+  for_each = toset(var.reporter_grantees.roles)
+
+  role_name        = snowflake_account_role.this["reporting"].name
+  parent_role_name = each.key
+
+  lifecycle {
+    precondition {
+      condition     = !contains(concat([for name in values(var.roles) : upper(name)], [upper(var.parent_role), "PUBLIC"]), upper(each.key))
+      error_message = "reporter_grantees.roles may not name a pipeline role, the parent role or PUBLIC (${each.key}): a pipeline role would read Gold, the parent already has it (grant_account_role.parent), PUBLIC is every user."
+    }
+  }
 }
 
 resource "snowflake_grant_privileges_to_account_role" "warehouse" {

@@ -15,3 +15,11 @@ output "network_policy" {
     users = { for key, user in snowflake_service_user.this : key => user.network_policy }
   }
 }
+
+output "reporter_grantees" {
+  description = "The users and roles the reporting role is granted to besides its service user and the parent role."
+  value = {
+    users = sort([for grant in snowflake_grant_account_role.reporter_user : grant.user_name])
+    roles = sort([for grant in snowflake_grant_account_role.reporter_role : grant.parent_role_name])
+  }
+}

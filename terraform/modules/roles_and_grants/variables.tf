@@ -79,6 +79,20 @@ variable "network_policy" {
   }
 }
 
+variable "reporter_grantees" {
+  type = object({
+    users = optional(list(string), [])
+    roles = optional(list(string), [])
+  })
+  description = "Existing users and roles the reporting role is granted to, besides its service user (people who read Gold from Power BI, e.g. SSO users provisioned by SCIM). Empty by default."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name in concat(var.reporter_grantees.users, var.reporter_grantees.roles) : length(trimspace(name)) > 0 && !strcontains(name, "\"")])
+    error_message = "reporter_grantees names users and roles by name: not empty, no double quotes."
+  }
+}
+
 variable "parent_role" {
   type        = string
   description = "Role the three roles are granted to, so administrators inherit them."

@@ -50,3 +50,65 @@ run "no_network_policy" {
     error_message = "An empty allowed list means no network policy."
   }
 }
+
+run "no_powerbi_sso_without_a_tenant" {
+  command = plan
+
+  assert {
+    condition     = output.platform.powerbi_sso == null
+    error_message = "Without entra_tenant_id there is no SSO integration."
+  }
+
+  assert {
+    condition     = length(output.platform.reporter_grantees.users) + length(output.platform.reporter_grantees.roles) == 0
+    error_message = "The reporting role goes to no one else by default."
+  }
+}
+
+run "powerbi_sso" {
+  command = plan
+
+  # dev and prod sharing one account: one integration, for both reporting roles.
+  variables {
+    entra_tenant_id     = "00000000-0000-4000-8000-000000000000"
+    entra_allowed_roles = ["REPORTER", "REPORTER_DEV"]
+    reporter_grantees   = { users = ["ALICE@EXAMPLE.COM", "BOB@EXAMPLE.COM"] }
+  }
+
+  assert {
+    condition = output.platform.powerbi_sso == {
+      name          = "POWERBI_SSO"
+      issuer        = "https://sts.windows.net/00000000-0000-4000-8000-000000000000/"
+      jws_keys_url  = toset(["https://login.microsoftonline.com/00000000-0000-4000-8000-000000000000/discovery/v2.0/keys"])
+      audience      = toset(["https://analysis.windows.net/powerbi/connector/Snowflake"])
+      allowed_roles = toset(["REPORTER", "REPORTER_DEV"])
+    }
+    error_message = "The SSO integration trusts the tenant's tokens for Power BI, for the listed roles only."
+  }
+
+  assert {
+    condition     = output.platform.reporter_grantees.users == tolist(["ALICE@EXAMPLE.COM", "BOB@EXAMPLE.COM"]) && length(output.platform.reporter_grantees.roles) == 0
+    error_message = "The reporting role goes to the listed users."
+  }
+}
+
+run "tenant_not_a_guid" {
+  command = plan
+
+  variables {
+    entra_tenant_id = "00000000-0000-4000-8000-00000000000"
+  }
+
+  expect_failures = [var.entra_tenant_id]
+}
+
+run "admin_role_over_sso" {
+  command = plan
+
+  variables {
+    entra_tenant_id     = "00000000-0000-4000-8000-000000000000"
+    entra_allowed_roles = ["SECURITYADMIN"]
+  }
+
+  expect_failures = [var.entra_allowed_roles]
+}
