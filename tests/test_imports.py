@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "settings": 1,
     "http_server": 1,
+    "kafka_config": 2,
     # what every layer may record: Prometheus metrics and OpenLineage events
     "metrics": 2,
     "lineage": 2,

@@ -369,6 +369,9 @@ class Settings(BaseSettings):
     topic_prefix: Annotated[str, _checked(check_topic_prefix)] = ""
     kafka_connect_timeout: Seconds = Field(10.0, gt=0, le=3600)
     """Seconds to wait for a broker that does not answer before giving up."""
+    kafka_config_file: Utf8Path | None = None
+    """A properties file of librdkafka properties every Kafka client gets (SASL, TLS...);
+    ``RETAIL_KAFKA_CONFIG_<NAME>`` variables win over it (:mod:`retail_pipeline.kafka_config`)."""
     kafka_home: Utf8Path | None = None
     """The local broker's home (default: ``.kafka`` in the checkout)."""
     kafka_pom: Utf8Path | None = None
@@ -463,6 +466,20 @@ def settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise PipelineError(_one_line(exc)) from None
+
+
+KAFKA_CONFIG_PREFIX = "RETAIL_KAFKA_CONFIG_"
+
+
+def kafka_config_variables() -> dict[str, str]:
+    """The ``RETAIL_KAFKA_CONFIG_<NAME>`` variables (librdkafka properties; not
+    ``RETAIL_KAFKA_CONFIG_FILE``) that are set and not empty, by name. Their values may be
+    secrets: :mod:`retail_pipeline.kafka_config` checks them without ever showing one."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.startswith(KAFKA_CONFIG_PREFIX) and name != "RETAIL_KAFKA_CONFIG_FILE" and value
+    }
 
 
 def check_settings() -> None:

@@ -6,6 +6,11 @@ for ever; the pipeline reports every failure itself, in one line. So librdkafka'
 to the Python logger ``retail_pipeline.kafka.librdkafka`` one level down (its errors and warnings
 at INFO, the rest at DEBUG), and a command that needs the broker first waits at most
 ``$RETAIL_KAFKA_CONNECT_TIMEOUT`` seconds (10) for it, then fails with the reason.
+
+Every client's configuration is built by a pure ``..._config`` function through
+:func:`retail_pipeline.kafka_config.client_config`, which adds the operator's librdkafka
+properties (``RETAIL_KAFKA_CONFIG_FILE``, ``RETAIL_KAFKA_CONFIG_<NAME>``: SASL, TLS...); a
+property librdkafka refuses is one line (:func:`new_client`), and a secret never reaches the log.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.events.contract import TOPICS
+from retail_pipeline.kafka_config import ENV_PREFIX, FILE_VARIABLE, client_config, scrub
 from retail_pipeline.settings import settings
 
 LIBRDKAFKA_LOGGER = "retail_pipeline.kafka.librdkafka"
@@ -49,11 +55,12 @@ class ClientLog:
 
     def log(self, level: int, msg: str, *args: object) -> None:
         """Called by confluent-kafka for each librdkafka log line."""
-        self.logger.log(logging.INFO if level >= logging.WARNING else logging.DEBUG, msg, *args)
+        text = scrub(msg % args if args else msg)
+        self.logger.log(logging.INFO if level >= logging.WARNING else logging.DEBUG, "%s", text)
 
     def error(self, err: Any) -> None:
         """``error_cb``: a client-level error (connection refused, all brokers down, ...)."""
-        text = str(err.str())
+        text = scrub(str(err.str()))
         if not text.endswith("brokers are down"):  # keep the more telling reason before it
             self.last_error = text
         self.logger.info("%s", text)
@@ -71,7 +78,27 @@ def kafka_reason(exc: BaseException) -> str:
 
     first = exc.args[0] if exc.args else None
     text = first.str() if isinstance(first, KafkaError) else str(exc)
-    return str(text) or type(exc).__name__
+    return scrub(str(text)) or type(exc).__name__
+
+
+def admin_config(bootstrap: str, log: ClientLog) -> dict[str, Any]:
+    """An admin client's configuration (metadata, topic ids, the broker wait)."""
+    return client_config({"bootstrap.servers": bootstrap, "logger": log, "error_cb": log.error})
+
+
+def new_client(kind: Any, config: dict[str, Any], **kwargs: Any) -> Any:
+    """``kind(config, **kwargs)`` (a Consumer, Producer or AdminClient); a configuration
+    librdkafka refuses (an unknown property, a bad value) is one line naming where the
+    operator's properties come from."""
+    from confluent_kafka import KafkaException
+
+    try:
+        return kind(config, **kwargs)
+    except (KafkaException, ValueError, TypeError) as exc:
+        raise PipelineError(
+            f"Kafka client for {config.get('bootstrap.servers')} not created: {kafka_reason(exc)}"
+            f" (check {FILE_VARIABLE} and the {ENV_PREFIX}* variables)"
+        ) from None
 
 
 def wait_for_broker(bootstrap: str, timeout: float | None = None) -> Any:
@@ -85,11 +112,7 @@ def wait_for_broker(bootstrap: str, timeout: float | None = None) -> Any:
 
     timeout = connect_timeout() if timeout is None else timeout
     log = ClientLog()
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": log, "error_cb": log.error}
-    try:
-        admin = AdminClient(config)
-    except KafkaException as exc:
-        raise PipelineError(f"Kafka bootstrap {bootstrap!r}: {kafka_reason(exc)}") from None
+    admin = new_client(AdminClient, admin_config(bootstrap, log))
     try:
         return admin.list_topics(timeout=timeout)
     except KafkaException as exc:

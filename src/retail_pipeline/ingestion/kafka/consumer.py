@@ -30,7 +30,9 @@ from retail_pipeline.ingestion.files import new_load_id
 from retail_pipeline.ingestion.kafka.client import (
     DLQ_TOPIC,
     ClientLog,
+    admin_config,
     kafka_reason,
+    new_client,
     require_topics,
     wait_for_broker,
 )
@@ -38,6 +40,7 @@ from retail_pipeline.ingestion.kafka.producer import bootstrap_servers
 from retail_pipeline.ingestion.observe import LoadObserver, event_rows
 from retail_pipeline.ingestion.staging import escaped_text, stage_events
 from retail_pipeline.ingestion.workers import Validators
+from retail_pipeline.kafka_config import client_config
 from retail_pipeline.lineage import kafka_dataset
 from retail_pipeline.warehouse.base import (
     EVENT_TABLES,
@@ -123,8 +126,7 @@ def _topic_ids(bootstrap: str, topics: Sequence[str]) -> dict[str, str]:
     from confluent_kafka import TopicCollection
     from confluent_kafka.admin import AdminClient
 
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": ClientLog()}
-    admin = AdminClient(config)
+    admin = new_client(AdminClient, admin_config(bootstrap, ClientLog()))
     ids: dict[str, str] = {}
     futures = admin.describe_topics(TopicCollection(list(topics)), request_timeout=30)
     for topic, future in futures.items():
@@ -136,6 +138,35 @@ def _topic_ids(bootstrap: str, topics: Sequence[str]) -> dict[str, str]:
             ) from None
         ids[topic] = str(description.topic_id)
     return ids
+
+
+def consumer_config(settings: ConsumerSettings, bootstrap: str) -> dict[str, Any]:
+    """The Bronze consumer's configuration: the keys exactly-once rests on (offsets of record
+    in the warehouse, end-of-partition events) required; fetch sizes and timeouts tunable."""
+    required: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": settings.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+    }
+    if settings.instance_id:
+        required["group.instance.id"] = settings.instance_id
+    defaults: dict[str, Any] = {
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 5),
+        "max.poll.interval.ms": 300_000,
+        "fetch.max.bytes": 64 << 20,
+        "max.partition.fetch.bytes": 8 << 20,
+        "queued.max.messages.kbytes": 16_384,  # per partition: bounds prefetch memory
+    }
+    return client_config(required, defaults)
+
+
+def dead_letter_producer_config(bootstrap: str) -> dict[str, Any]:
+    """The consumer's dead-letter producer: idempotent, so a retry never writes twice."""
+    return client_config({"bootstrap.servers": bootstrap, "enable.idempotence": True})
 
 
 class KafkaBronzeConsumer:
@@ -160,28 +191,10 @@ class KafkaBronzeConsumer:
         needed = [*self.physical, *([self.settings.topic_prefix + dlq] if dlq else [])]
         require_topics(wait_for_broker(self.bootstrap), self.bootstrap, needed)
         self.topic_ids = _topic_ids(self.bootstrap, self.physical)
-        config: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap,
-            "group.id": self.settings.group_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-            "session.timeout.ms": self.settings.session_timeout_ms,
-            "heartbeat.interval.ms": max(1000, self.settings.session_timeout_ms // 5),
-            "max.poll.interval.ms": 300_000,
-            "fetch.max.bytes": 64 << 20,
-            "max.partition.fetch.bytes": 8 << 20,
-            "queued.max.messages.kbytes": 16_384,  # per partition: bounds prefetch memory
-        }
-        if self.settings.instance_id:
-            config["group.instance.id"] = self.settings.instance_id
-        self.consumer = Consumer(config, logger=ClientLog())
+        config = consumer_config(self.settings, self.bootstrap)
+        self.consumer = new_client(Consumer, config, logger=ClientLog())
         self.dlq = (
-            Producer(
-                {"bootstrap.servers": self.bootstrap, "enable.idempotence": True},
-                logger=ClientLog(),
-            )
+            new_client(Producer, dead_letter_producer_config(self.bootstrap), logger=ClientLog())
             if self.settings.dlq_topic
             else None
         )

@@ -43,9 +43,11 @@ from retail_pipeline.ingestion.kafka.client import (
     PIPELINE_TOPICS,
     ClientLog,
     kafka_reason,
+    new_client,
     require_topics,
     wait_for_broker,
 )
+from retail_pipeline.kafka_config import client_config
 from retail_pipeline.settings import settings
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -139,19 +141,23 @@ def route(line: bytes, fallback_topic: str) -> tuple[str, bytes | None, bool]:
 
 
 def producer_config(bootstrap: str) -> dict[str, Any]:
-    """Idempotent, throughput-oriented producer settings."""
-    return {
+    """Idempotent, throughput-oriented producer settings: idempotence and the delivery timeout
+    (the run waits for every report within it) required, the batching tunable."""
+    required: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
+        "message.timeout.ms": 120_000,
+    }
+    defaults: dict[str, Any] = {
         "linger.ms": 20,
         "batch.size": 1_000_000,
         "message.max.bytes": MESSAGE_MAX_BYTES,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 500_000,
         "queue.buffering.max.kbytes": 1_048_576,
-        "message.timeout.ms": 120_000,
     }
+    return client_config(required, defaults)
 
 
 def produce_files(
@@ -282,7 +288,7 @@ class _Publisher:
 
         self.config = producer_config(bootstrap)
         self.log = ClientLog()
-        self.producer = Producer(self.config, logger=self.log)
+        self.producer = new_client(Producer, self.config, logger=self.log)
         self.alone: Any = None  # a producer of one-message batches, made on first need
         self.files = files
         self.topic_prefix = topic_prefix
@@ -382,7 +388,7 @@ class _Publisher:
             self._fatal(err.str())
         if code == KafkaError.MSG_SIZE_TOO_LARGE:
             reason = (
-                f"larger than the producer's limit of {self.config['message.max.bytes']:,}"
+                f"larger than the producer's limit of {int(self.config['message.max.bytes']):,}"
                 " bytes (message.max.bytes)"
             )
         else:
@@ -400,7 +406,8 @@ class _Publisher:
         from confluent_kafka import KafkaException, Producer
 
         if self.alone is None:
-            self.alone = Producer({**self.config, "batch.num.messages": 1}, logger=self.log)
+            alone = {**self.config, "batch.num.messages": 1}
+            self.alone = new_client(Producer, alone, logger=self.log)
         try:
             _send(self.alone, topic, key, value, self.alone_report)
         except KafkaException as exc:

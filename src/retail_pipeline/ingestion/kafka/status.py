@@ -8,8 +8,14 @@ from typing import Any
 
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.events.contract import TOPICS
-from retail_pipeline.ingestion.kafka.client import ClientLog, kafka_reason, wait_for_broker
+from retail_pipeline.ingestion.kafka.client import (
+    ClientLog,
+    kafka_reason,
+    new_client,
+    wait_for_broker,
+)
 from retail_pipeline.ingestion.kafka.producer import bootstrap_servers
+from retail_pipeline.kafka_config import client_config
 from retail_pipeline.warehouse.base import Position
 
 
@@ -55,16 +61,19 @@ def partition_lags(
     return [PartitionLag(t, p, stored.get((t, p)), ends.get((t, p))) for t, p in keys], error
 
 
+def status_consumer_config(bootstrap: str) -> dict[str, Any]:
+    """The consumer that only asks for end offsets (``status``, ``health``); it joins no group
+    but librdkafka wants a group id."""
+    return client_config(
+        {"bootstrap.servers": bootstrap, "group.id": "retail-status", "logger": ClientLog()}
+    )
+
+
 def _end_offsets(bootstrap: str, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
     from confluent_kafka import Consumer, TopicPartition
 
     metadata = wait_for_broker(bootstrap)
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
-        "group.id": "retail-status",
-        "logger": ClientLog(),
-    }
-    consumer = Consumer(config)
+    consumer = new_client(Consumer, status_consumer_config(bootstrap))
     try:
         ends = {}
         for topic in topics:
