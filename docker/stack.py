@@ -95,6 +95,13 @@ def say(message: str) -> None:
         print(message, flush=True)
 
 
+def report(message: str) -> None:
+    """An error on stdout, line by line, each made printable: the first line says what failed,
+    the others are the failing service's own last lines."""
+    for line in message.splitlines() or [""]:
+        say(printable(line))
+
+
 def printable(text: str) -> str:
     """``text`` from a container's log or a service's answer, safe on a terminal: terminal
     escape sequences dropped, any other control character shown as ``?``."""
@@ -853,7 +860,7 @@ def command_e2e(engine: str) -> int:
             say("docker-e2e: interrupted; tearing down")
             status = 130
         else:
-            say(f"docker-e2e: error: {printable(str(exc))}")
+            report(f"docker-e2e: error: {exc}")
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the teardown
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -902,7 +909,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             command_down(engine, env_file_of(args.env_file), volumes=args.volumes)
     except StackError as exc:
-        say(f"error: {printable(str(exc))}")
+        report(f"error: {exc}")
         return 1
     except KeyboardInterrupt:
         say("interrupted")

@@ -86,10 +86,11 @@ def remains(project: str, env: dict[str, str]) -> list[str]:
     return found
 
 
-def test_the_whole_story_runs_in_containers_and_leaves_nothing(
-    container_engine: dict[str, str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    started = time.monotonic()
+def run_e2e(
+    settings: dict[str, str] | None = None,
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """One ``docker/stack.py e2e`` to its end, with ``settings`` added to its environment; the
+    result and its whole output."""
     result = subprocess.run(
         [sys.executable, str(STACK), "e2e"],
         capture_output=True,
@@ -97,8 +98,16 @@ def test_the_whole_story_runs_in_containers_and_leaves_nothing(
         timeout=RUN_TIMEOUT,
         check=False,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, **(settings or {})},
     )
-    output = result.stdout + result.stderr
+    return result, result.stdout + result.stderr
+
+
+def test_the_whole_story_runs_in_containers_and_leaves_nothing(
+    container_engine: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    result, output = run_e2e()
     with capsys.disabled():  # the run's phases and timings belong in the CI log
         print(f"\n--- docker-e2e ({time.monotonic() - started:.0f} s) ---\n{output}", flush=True)
     assert result.returncode == 0, output[-3000:]
@@ -148,6 +157,19 @@ def test_an_interrupted_run_tears_everything_down(
     assert process.returncode == 130, output[-3000:]
     assert "docker-e2e: interrupted; tearing down" in output
     assert "docker-e2e: failed (130)" in output
+    assert "left after teardown" not in output and "firewall" not in output
+    found = _PROJECT.search(output)
+    assert found, output[:500]
+    assert remains(found.group(1), container_engine) == []
+
+
+def test_a_failed_run_tears_everything_down(container_engine: dict[str, str]) -> None:
+    """A setting the stack refuses (a topic prefix Kafka cannot name a topic with) fails the
+    run at the service that refuses it: exit 1, that service named, and nothing left."""
+    result, output = run_e2e({"RETAIL_TOPIC_PREFIX": "no spaces allowed!"})
+    assert result.returncode == 1, output[-3000:]
+    assert re.search(r"docker-e2e: error: (service|job) [\w-]+ ", output), output[-3000:]
+    assert "docker-e2e: failed (1)" in output
     assert "left after teardown" not in output and "firewall" not in output
     found = _PROJECT.search(output)
     assert found, output[:500]
