@@ -91,6 +91,27 @@ def resolve_topic_prefix(value: str | None) -> str:
     return settings().topic_prefix if value is None else value
 
 
+# The reference data of a shop, as `generate` writes it (api-server serves it, postgres seed
+# writes it); without them each command uses its own simulated shop, which its help names.
+CustomersFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--customers",
+        metavar="FILE",
+        help="Customers (JSON array or NDJSON, as 'generate' writes)",
+        show_default=False,
+    ),
+]
+ProductsFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--products",
+        metavar="FILE",
+        help="Products (JSON array or NDJSON, as 'generate' writes)",
+        show_default=False,
+    ),
+]
+
 DaysOpt = Annotated[int, typer.Option(min=1, metavar="N", help="Days to simulate")]
 OrdersPerDayOpt = Annotated[int, typer.Option(min=1, metavar="N", help="Mean orders per day")]
 SeedOpt = Annotated[int, typer.Option(metavar="N", help="Random seed (same seed, same simulation)")]

@@ -10,7 +10,12 @@ from typing import Annotated
 
 import typer
 
-from retail_pipeline.cli.options import TopicPrefixOpt, resolve_topic_prefix
+from retail_pipeline.cli.options import (
+    CustomersFileOpt,
+    ProductsFileOpt,
+    TopicPrefixOpt,
+    resolve_topic_prefix,
+)
 from retail_pipeline.cli.output import out, say
 from retail_pipeline.errors import PipelineError
 
@@ -126,22 +131,8 @@ def postgres_seed(
     force: Annotated[
         bool, typer.Option("--force", help="Upsert the records even into tables that have rows")
     ] = False,
-    customers: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="Customers to seed (JSON array or NDJSON, with --products)  [default: the demo's]",
-            show_default=False,
-        ),
-    ] = None,
-    products: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="Products to seed (JSON array or NDJSON, with --customers)  [default: the demo's]",
-            show_default=False,
-        ),
-    ] = None,
+    customers: CustomersFileOpt = None,
+    products: ProductsFileOpt = None,
 ) -> None:
     """Create the source tables in any PostgreSQL and fill them with the demo shop's customers
     and products, or those of --customers and --products (the files 'retail-pipeline generate'
@@ -230,22 +221,8 @@ def airflow_down() -> None:
 def api_server(
     host: Annotated[str, typer.Option(metavar="HOST", help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, metavar="N", help="Port (0: any free)")] = 8765,
-    customers: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="Customers to serve (JSON array or NDJSON)  [default: the simulator's]",
-            show_default=False,
-        ),
-    ] = None,
-    products: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="Products to serve (JSON array or NDJSON)  [default: the simulator's]",
-            show_default=False,
-        ),
-    ] = None,
+    customers: CustomersFileOpt = None,
+    products: ProductsFileOpt = None,
 ) -> None:
     """Serve the reference customers/products HTTP API (docs/batch-sources.md; Ctrl-C stops it).
 
