@@ -33,6 +33,8 @@ from pathlib import Path
 
 import yaml
 
+from retail_pipeline.local.services import log_excerpt
+
 REPO = Path(__file__).resolve().parents[1]
 BASES = Path(__file__).resolve().with_name("bases")
 HOST_CAS = Path("/usr/local/share/ca-certificates")
@@ -218,6 +220,7 @@ def _run_logged(command: list[str], *, env: Mapping[str, str], what: str, log_fi
     with log_file.open("a") as out:
         out.write(f"$ {' '.join(command)}\n")
         out.flush()
+        offset = out.tell()
         try:
             done = subprocess.run(
                 command,
@@ -230,12 +233,9 @@ def _run_logged(command: list[str], *, env: Mapping[str, str], what: str, log_fi
             )
         except subprocess.TimeoutExpired as exc:
             raise BasesError(f"{what} took over {exc.timeout:.0f} s; see {log_file}") from exc
-    if done.returncode != 0:
-        lines = [line for line in log_file.read_text().splitlines() if line.strip()]
-        raise BasesError(
-            f"{what} failed (exit {done.returncode}): {lines[-1] if lines else 'no output'}; "
-            f"see {log_file}"
-        )
+    if done.returncode != 0:  # the log grows across runs: only this run's tail is read
+        last = log_excerpt(log_file, offset, ())
+        raise BasesError(f"{what} failed (exit {done.returncode}): {last}; see {log_file}")
 
 
 def _build(tag: str, context: Path, env: Mapping[str, str], *, build_args: dict[str, str]) -> None:
