@@ -56,16 +56,18 @@ lint: $(STAMP) ## ruff (lint + format check), mypy and sqlfluff (dbt models, duc
 	$(BIN)/mypy --strict docker/stack.py docker/bases.py
 	cd dbt && ../$(BIN)/sqlfluff lint models tests
 
-test: lint ## Lint, type-check and run every test (starts its own services)
-	$(BIN)/pytest --durations=15
-
 # The tests that need no service, browser, dbt build or Terraform provider, and are not slow:
 # tests/markers.py marks the others from what they use. `make test` (CI) still runs them all.
 FAST_TESTS := not (kafka or postgres or browser or airflow or emulator or dbt or terraform or docker or slow)
 
-# The fast tier runs on every core (pytest-xdist, FAST_WORKERS=auto); `make test` stays serial
-# so that one Kafka broker, one PostgreSQL and one emulator serve the whole session.
+# The fast tier runs on every core (pytest-xdist, FAST_WORKERS=auto). `make test` runs it the
+# same way first, then the service tier serially, so that one Kafka broker, one PostgreSQL and
+# one emulator serve that whole session. Each pytest run fails make on its own (exit 5 too).
 FAST_WORKERS ?= auto
+
+test: lint ## Lint, type-check and run every test (starts its own services)
+	$(BIN)/pytest -m "$(FAST_TESTS)" -n $(FAST_WORKERS) --durations=10
+	$(BIN)/pytest -m "not ($(FAST_TESTS))" --durations=30
 test-fast: $(STAMP) ## ruff, mypy and the tests that need no service or dbt build (~2 min on 2 cores)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -89,3 +89,19 @@ def test_every_starter_still_exists() -> None:
             if re.search(rf"^\s*(def|class) {name}\b|import .*\b{name}\b", texts[p], re.M)
         ]
         assert found, f"{starter}: no module {module or '*'}.py defines {name}"
+
+
+def test_make_test_runs_the_fast_tier_and_exactly_its_complement() -> None:
+    """`make test` (CI) runs two pytest sessions; together they must leave no test out."""
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    recipe = re.search(r"^test: .*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert recipe, "no `test` target in the Makefile"
+    runs = [line.strip() for line in recipe.group(1).splitlines() if "pytest" in line]
+    assert runs == [
+        '$(BIN)/pytest -m "$(FAST_TESTS)" -n $(FAST_WORKERS) --durations=10',
+        '$(BIN)/pytest -m "not ($(FAST_TESTS))" --durations=30',
+    ]
+    fast = re.search(r"^FAST_TESTS := (.+)$", makefile, re.MULTILINE)
+    assert fast, "no FAST_TESTS in the Makefile"
+    # every expensive marker is left out of the fast tier, and so is `slow`
+    assert set(re.findall(r"\w+", fast.group(1))) - {"not", "or"} == {*markers.EXPENSIVE, "slow"}
