@@ -4,12 +4,13 @@
 Loads the customer and product snapshots that arrived in the landing folder
 (`RETAIL_LANDING_DIR`, default `data/landing`, or the run's `source_dir`) under
 `snapshots/<YYYY-MM-DD>/`, oldest first; then the customers and products that changed since the
-last run in the HTTP API (`RETAIL_API_URL`) and Postgres (`RETAIL_POSTGRES_DSN`), when set; then
-the NDJSON event files under `events/`. Every loader is idempotent (a snapshot loaded before is
-skipped by its content hash; the API and Postgres resume from the window, and event files from
-the byte offset, stored in the warehouse with the rows), so reruns and retries load nothing
-twice. A task that found nothing new is skipped and announces no Bronze asset (the next still
-runs: `none_failed`). See docs/airflow.md and docs/batch-sources.md.
+last run in the HTTP API and Postgres of the Airflow connections `retail_api` and
+`retail_postgres` (else `RETAIL_API_URL`, `RETAIL_POSTGRES_DSN`), when set; then the NDJSON
+event files under `events/`. Every loader is idempotent (a snapshot loaded before is skipped by
+its content hash; the API and Postgres resume from the window, and event files from the byte
+offset, stored in the warehouse with the rows), so reruns and retries load nothing twice. A
+task that found nothing new is skipped and announces no Bronze asset (the next still runs:
+`none_failed`). See docs/airflow.md and docs/batch-sources.md.
 """
 
 from datetime import datetime, timedelta
@@ -19,12 +20,15 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from retail_pipeline.orchestration import TAGS
 from retail_pipeline.orchestration.assets import EVENT_ASSETS, REFERENCE_ASSETS
+from retail_pipeline.orchestration.connections import CONNECTION_IDS, connections
 from retail_pipeline.orchestration.notifier import ALERTING_ARGS
 from retail_pipeline.orchestration.tasks import (
     ingest_event_files,
     load_reference_snapshots,
     load_source_changes,
 )
+
+CONNECTIONS = CONNECTION_IDS  # or this DAG's own ids, e.g. {**CONNECTION_IDS, "api": "crm_api"}
 
 
 def _loaded_something(summary: dict) -> dict:
@@ -46,7 +50,8 @@ def _loaded_something(summary: dict) -> dict:
 def retail_batch_ingestion_dag():
     @task(outlets=REFERENCE_ASSETS, execution_timeout=timedelta(minutes=30))
     def load_snapshots(params=None) -> dict:
-        return _loaded_something(load_reference_snapshots(params["source_dir"] or None))
+        with connections(ids=CONNECTIONS):
+            return _loaded_something(load_reference_snapshots(params["source_dir"] or None))
 
     @task(
         outlets=REFERENCE_ASSETS,
@@ -54,11 +59,13 @@ def retail_batch_ingestion_dag():
         trigger_rule="none_failed",
     )
     def load_api_and_postgres() -> dict:
-        return _loaded_something(load_source_changes())
+        with connections("api", "postgres", ids=CONNECTIONS):
+            return _loaded_something(load_source_changes())
 
     @task(outlets=EVENT_ASSETS, execution_timeout=timedelta(minutes=30), trigger_rule="none_failed")
     def load_event_files(params=None) -> dict:
-        return _loaded_something(ingest_event_files(params["source_dir"] or None))
+        with connections(ids=CONNECTIONS):
+            return _loaded_something(ingest_event_files(params["source_dir"] or None))
 
     load_snapshots() >> load_api_and_postgres() >> load_event_files()
 

@@ -14,7 +14,8 @@ Asset per Silver and Gold model it builds.
 
 Every task holds a slot of the `retail_warehouse` pool (one slot for a DuckDB file: builds and
 loads take turns). The profile comes from `retail_pipeline.orchestration.dbt` (target
-`RETAIL_TARGET`; `RETAIL_WAREHOUSE` or `SNOWFLAKE_*`). See docs/airflow.md and
+`RETAIL_TARGET`; `RETAIL_WAREHOUSE`, or the Airflow connection `retail_snowflake` as a Cosmos
+profile mapping, else `SNOWFLAKE_*`). See docs/airflow.md and
 docs/operations.md.
 """
 
@@ -26,8 +27,11 @@ from cosmos import DbtTaskGroup
 from retail_pipeline.orchestration import TAGS
 from retail_pipeline.orchestration.assets import ANY_BRONZE_UPDATE
 from retail_pipeline.orchestration.checks import check_gold_deadline, check_pipeline_health
+from retail_pipeline.orchestration.connections import CONNECTION_IDS, connections
 from retail_pipeline.orchestration.dbt import task_group_args
 from retail_pipeline.orchestration.notifier import ALERTING_ARGS
+
+CONNECTIONS = CONNECTION_IDS  # or this DAG's own ids, e.g. {**CONNECTION_IDS, "snowflake": ...}
 
 
 @dag(
@@ -40,15 +44,19 @@ from retail_pipeline.orchestration.notifier import ALERTING_ARGS
     doc_md=__doc__,
 )
 def retail_dbt_dag():
-    build = DbtTaskGroup(group_id="dbt", **task_group_args())
+    build = DbtTaskGroup(
+        group_id="dbt", **task_group_args(snowflake_conn_id=CONNECTIONS["snowflake"])
+    )
 
     @task
     def health() -> dict:
-        return check_pipeline_health()
+        with connections(ids=CONNECTIONS):
+            return check_pipeline_health()
 
     @task(trigger_rule="all_done")
     def gold_deadline() -> dict:
-        return check_gold_deadline()
+        with connections(ids=CONNECTIONS):
+            return check_gold_deadline()
 
     build >> [health(), gold_deadline()]
 

@@ -9,7 +9,8 @@ Exactly once across overlapping or retried runs: the consumer resumes from the o
 the warehouse in the same transaction as the rows; `max_active_runs=1` and the one-slot
 `retail_warehouse` pool keep a second writer off the DuckDB file. When nothing new arrived the
 task is skipped, so the Bronze assets (and the dbt DAG) only hear of new rows.
-See docs/airflow.md.
+The broker and its client properties come from the Airflow connection `retail_kafka` (and
+the warehouse from `retail_snowflake` on that target), else the environment. See docs/airflow.md.
 """
 
 from datetime import datetime, timedelta
@@ -19,8 +20,11 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from retail_pipeline.orchestration import TAGS
 from retail_pipeline.orchestration.assets import EVENT_ASSETS
+from retail_pipeline.orchestration.connections import CONNECTION_IDS, connections
 from retail_pipeline.orchestration.notifier import ALERTING_ARGS
 from retail_pipeline.orchestration.tasks import KAFKA_GROUP, consume_kafka
+
+CONNECTIONS = CONNECTION_IDS  # or this DAG's own ids, e.g. {**CONNECTION_IDS, "kafka": "msk"}
 
 
 @dag(
@@ -39,7 +43,8 @@ from retail_pipeline.orchestration.tasks import KAFKA_GROUP, consume_kafka
 def retail_kafka_ingestion_dag():
     @task(outlets=EVENT_ASSETS, execution_timeout=timedelta(minutes=10))
     def consume_micro_batch(params=None) -> dict:
-        summary = consume_kafka(params["max_seconds"], group=params["group"])
+        with connections("kafka", ids=CONNECTIONS):
+            summary = consume_kafka(params["max_seconds"], group=params["group"])
         if not summary["read"]:
             raise AirflowSkipException("no new messages")
         return summary

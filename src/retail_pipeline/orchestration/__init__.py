@@ -10,10 +10,12 @@
   and how (never raising); :mod:`~retail_pipeline.orchestration.notifier`: the Airflow 3
   notifier every task has as ``on_failure_callback``.
 - :mod:`~retail_pipeline.orchestration.checks`: the dbt DAG's ``health`` and ``gold_deadline``.
+- :mod:`~retail_pipeline.orchestration.connections`: the Airflow Connections (Snowflake,
+  Postgres, Kafka, the API) a task's body runs with, as the package's settings.
 - :mod:`~retail_pipeline.local.airflow`: ``retail-pipeline airflow up`` / ``down``.
 
-Only ``assets``, ``notifier`` and ``dbt`` import Airflow (the ``[airflow]`` extra); the rest
-works without it.
+Only ``assets``, ``notifier``, ``dbt`` and ``connections.lookup`` import Airflow (the
+``[airflow]`` extra); the rest works without it.
 See docs/airflow.md.
 """
 

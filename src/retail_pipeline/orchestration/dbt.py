@@ -7,9 +7,11 @@ in-process runner (``ExecutionMode.LOCAL`` + ``InvocationMode.DBT_RUNNER``). Eac
 emits its model as an Asset (``emit_datasets``, found by OpenLineage's dbt processor) and, by
 the callback :func:`emit_lineage`, its OpenLineage run to the file or endpoint the loads use,
 with datasets named as theirs (docs/operations.md, "Lineage"). The
-profile is the project's own ``dbt/profiles.yml``, which reads the same settings the CLI
-does: the target (``RETAIL_TARGET``), the DuckDB file (``RETAIL_WAREHOUSE``, handed over as an
-absolute path) or the Snowflake account (``SNOWFLAKE_*``).
+profile on Snowflake is a Cosmos profile mapping of the Airflow connection ``retail_snowflake``
+(:func:`profile_config`) when it is defined; else, and on DuckDB, it is the project's own
+``dbt/profiles.yml``, which reads the same settings the CLI does: the target
+(``RETAIL_TARGET``), the DuckDB file (``RETAIL_WAREHOUSE``, handed over as an absolute path) or
+the Snowflake account (``SNOWFLAKE_*``).
 
 The manifest is generated, never committed: :func:`ensure_manifest` runs ``dbt parse`` into
 ``<dbt project>/target/cosmos/<target>-<digest>/`` when no manifest exists for the project's
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from retail_pipeline.errors import PipelineError, one_line
+from retail_pipeline.orchestration.connections import CONNECTION_IDS, Resolved, resolve
 from retail_pipeline.settings import environment, settings
 from retail_pipeline.warehouse import resolve_target
 
@@ -163,9 +166,61 @@ def emit_lineage(project: str, context: Any = None, **_: Any) -> None:
     lineage.record_dbt_artifacts(Path(project) / "target", tables, parent)
 
 
-def task_group_args(target: str | None = None) -> dict[str, Any]:
+def snowflake_profile_args(resolved: Resolved) -> dict[str, Any]:
+    """What dbt's profile takes from the Snowflake settings a connection gives, beyond Cosmos's
+    mapping of it: the objects (with the settings' defaults where the connection has none), the
+    emulator's protocol, threads and connection retries, as ``dbt/profiles.yml`` sets them. No
+    secret: Cosmos hands those to dbt as environment variables."""
+    with environment(**resolved.variables):
+        config = settings().snowflake
+    args: dict[str, Any] = {
+        "role": config.role,
+        "warehouse": config.warehouse,
+        "database": config.database,
+        "schema": config.schema_name,
+        "threads": config.threads,
+        "connect_retries": config.connect_retries,
+        "connect_timeout": config.connect_timeout,
+    }
+    if config.host:
+        args |= {"host": config.host, "protocol": config.protocol}
+        if config.port:
+            args["port"] = config.port
+    return args
+
+
+def profile_config(target: str, project: Path, snowflake_conn_id: str | None = None) -> Any:
+    """Cosmos's ``ProfileConfig``: on Snowflake, a profile mapping of the Airflow connection
+    (``retail_snowflake``, or ``snowflake_conn_id``) when it is defined, so dbt gets the
+    credentials the loaders get; else (DuckDB, or no connection) the project's own
+    ``profiles.yml``, which reads the environment as the CLI does."""
+    from cosmos import ProfileConfig
+
+    if target == "snowflake":
+        from cosmos.profiles import get_automatic_profile_mapping
+
+        conn_id = snowflake_conn_id or CONNECTION_IDS["snowflake"]
+        resolved = resolve("snowflake", conn_id)
+        if resolved is not None:
+            try:
+                mapping = get_automatic_profile_mapping(conn_id, snowflake_profile_args(resolved))
+            except ValueError as exc:
+                raise PipelineError(one_line(f"Airflow connection {conn_id}: {exc}")) from None
+            return ProfileConfig(
+                profile_name=PROFILE_NAME, target_name=target, profile_mapping=mapping
+            )
+    return ProfileConfig(
+        profile_name=PROFILE_NAME,
+        target_name=target,
+        profiles_yml_filepath=project / "profiles.yml",
+    )
+
+
+def task_group_args(
+    target: str | None = None, *, snowflake_conn_id: str | None = None
+) -> dict[str, Any]:
     """Keyword arguments of Cosmos's ``DbtTaskGroup`` for the project on ``target``."""
-    from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos import ExecutionConfig, ProjectConfig, RenderConfig
     from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
     chosen = resolve_target(target)
@@ -179,11 +234,7 @@ def task_group_args(target: str | None = None) -> dict[str, Any]:
             install_dbt_deps=False,  # the project has no packages
             env_vars=env,
         ),
-        "profile_config": ProfileConfig(
-            profile_name=PROFILE_NAME,
-            target_name=chosen,
-            profiles_yml_filepath=project / "profiles.yml",
-        ),
+        "profile_config": profile_config(chosen, project, snowflake_conn_id),
         "execution_config": ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER
         ),
