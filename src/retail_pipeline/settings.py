@@ -63,6 +63,12 @@ _TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]*")
 _SNOWFLAKE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,254}")
 _SNOWFLAKE_ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 _BOOTSTRAP_SCHEME = re.compile(r"(?:plaintext|ssl|sasl_plaintext|sasl_ssl)://", re.IGNORECASE)
+_SCHEMA_PREFIX = re.compile(r"[a-z][a-z0-9_]{0,30}")
+
+Environment = Literal["prod", "dev", "ci"]
+Layer = Literal["silver", "gold", "test_failures"]
+LAYERS: tuple[Layer, ...] = ("silver", "gold", "test_failures")
+"""The schemas dbt builds; each environment has its own (Bronze is shared: docs/transform.md)."""
 
 
 def parse_memory(text: str) -> str:
@@ -159,6 +165,17 @@ def check_topic_prefix(prefix: str) -> str:
         raise ValueError("a Kafka topic name holds only letters, digits, '.', '_' and '-'")
     if len(prefix) > TOPIC_PREFIX_MAX:
         raise ValueError(f"at most {TOPIC_PREFIX_MAX} characters (a topic name is at most 249)")
+    return prefix
+
+
+def check_schema_prefix(prefix: str) -> str:
+    """A schema prefix (``RETAIL_SCHEMA_PREFIX``): it becomes part of a schema name in SQL, so
+    only a plain lowercase identifier, ``[a-z][a-z0-9_]{0,30}``, is accepted."""
+    if not _SCHEMA_PREFIX.fullmatch(prefix):
+        raise ValueError(
+            "expected a lowercase identifier: a letter, then at most 30 letters, digits or _"
+            " (it becomes part of a schema name)"
+        )
     return prefix
 
 
@@ -378,6 +395,13 @@ class Settings(BaseSettings):
     """The pom naming the local broker's jars (default: the checkout's ``kafka/pom.xml``)."""
     dbt_project_dir: Utf8Path | None = None
     """The dbt project (default: ``dbt/`` of the checkout)."""
+    environment: Environment = "prod"
+    """Which schemas dbt builds and every reader reads (:func:`layer_schema`): ``prod`` the
+    production ``silver``/``gold``/``test_failures``, ``dev`` and ``ci`` their own
+    ``<prefix>_silver``/... (docs/transform.md#environments)."""
+    schema_prefix: Annotated[str, _checked(check_schema_prefix)] | None = None
+    """The prefix of a ``dev`` or ``ci`` environment's schemas (``dev`` default: the OS user);
+    refused in ``prod``."""
     dbt_enforce_contracts: Flag = True
     """Whether dbt enforces the Gold models' column contracts (read by ``dbt_project.yml``)."""
     landing_dir: SettingPath = Path("data/landing")
@@ -466,6 +490,60 @@ def settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise PipelineError(_one_line(exc)) from None
+
+
+def user_prefix(user: str) -> str | None:
+    """A ``dev`` environment's default schema prefix from an OS user name: lowercased, every
+    other character than ``a-z``, ``0-9`` and ``_`` made ``_``, ``u_`` in front when it does
+    not start with a letter, cut to 31 characters; None when nothing is left of it."""
+    name = re.sub(r"[^a-z0-9_]", "_", user.lower()).strip("_")
+    if not name:
+        return None
+    if not name[0].isalpha():
+        name = "u_" + name
+    return name[:31].rstrip("_") or None
+
+
+def schema_prefix(config: Settings | None = None) -> str:
+    """This environment's schema prefix: ``""`` in ``prod`` (which refuses one), else
+    ``RETAIL_SCHEMA_PREFIX`` (``dev`` falls back to the OS user, ``ci`` requires it). A
+    problem is one line naming the variables."""
+    config = config or settings()
+    prefix = config.schema_prefix
+    if config.environment == "prod":
+        if prefix:
+            raise PipelineError(
+                f"RETAIL_SCHEMA_PREFIX={prefix!r}: production (RETAIL_ENVIRONMENT=prod) builds"
+                " and reads silver and gold themselves; set RETAIL_ENVIRONMENT=dev or ci, or"
+                " unset RETAIL_SCHEMA_PREFIX"
+            )
+        return ""
+    if prefix:
+        return prefix
+    if config.environment == "dev":
+        import getpass
+
+        try:
+            user = user_prefix(getpass.getuser())
+        except (KeyError, OSError):  # no name for this uid (a container's)
+            user = None
+        if user:
+            return user
+    raise PipelineError(
+        f"RETAIL_ENVIRONMENT={config.environment} builds into schemas of its own: set"
+        " RETAIL_SCHEMA_PREFIX (a lowercase identifier, e.g. the user or pr_<number>)"
+    )
+
+
+def layer_schema(layer: Layer, prefix: str | None = None) -> str:
+    """The schema of a dbt layer (``silver``, ``gold``, ``test_failures``) in this environment:
+    the layer's own name in ``prod``, ``<prefix>_<layer>`` in ``dev``/``ci``. The one naming
+    every reader of Silver and Gold uses, as ``dbt/macros/generate_schema_name.sql`` does;
+    ``prefix`` (already checked) instead of the settings' for a caller that resolved it."""
+    if layer not in LAYERS:
+        raise ValueError(f"not a dbt layer: {layer!r}")
+    prefix = schema_prefix() if prefix is None else prefix
+    return f"{check_schema_prefix(prefix)}_{layer}" if prefix else layer
 
 
 KAFKA_CONFIG_PREFIX = "RETAIL_KAFKA_CONFIG_"

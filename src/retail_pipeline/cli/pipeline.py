@@ -330,16 +330,44 @@ def transform(
     ] = False,
     warehouse: WarehouseOpt = None,
     target: TargetOpt = None,
+    defer: Annotated[
+        bool,
+        typer.Option(
+            "--defer",
+            help="dev/ci only: build just the models that differ from --state's production"
+            " manifest and their children, reading the rest from production",
+        ),
+    ] = False,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            metavar="DIR",
+            help="With --defer: the folder holding a production build's manifest.json",
+        ),
+    ] = None,
 ) -> None:
     """Build Silver and Gold with dbt (models, tests, unit tests); incremental by default.
     dbt builds in the warehouse --target names: the DuckDB file or the Snowflake account (the
-    target of that name in dbt/profiles.yml). First `dbt source freshness`: each Bronze table
-    past its warn_after/error_after is a warning line, and the build goes on."""
+    target of that name in dbt/profiles.yml), into the schemas of RETAIL_ENVIRONMENT (prod:
+    silver and gold; dev, ci: <RETAIL_SCHEMA_PREFIX>_silver and _gold). First `dbt source
+    freshness`: each Bronze table past its warn_after/error_after is a warning line, and the
+    build goes on."""
+    from retail_pipeline.settings import utf8_path
     from retail_pipeline.transform import run_transform
 
+    if defer != (state is not None):
+        raise PipelineError("--defer and --state DIR go together (docs/transform.md#environments)")
+    if state is not None:
+        utf8_path(state, "--state")
     with node_progress() as advance:
         summary = run_transform(
-            warehouse, full_refresh, advance, target=target, source_freshness=True
+            warehouse,
+            full_refresh,
+            advance,
+            target=target,
+            source_freshness=True,
+            defer_state=state,
         )
     if summary.freshness_error:
         to_stderr(f"warning: dbt source freshness could not run: {summary.freshness_error}")

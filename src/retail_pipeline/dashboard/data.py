@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from retail_pipeline.errors import PipelineError, printable
 from retail_pipeline.monitoring.health import check_health
+from retail_pipeline.settings import layer_schema
 from retail_pipeline.transform.answers import (
     LEAD_TIME_SEGMENTS,
     TOP_PRODUCTS,
@@ -163,21 +164,22 @@ class Snapshot:
     def take(cls, warehouse: Warehouse) -> Snapshot:
         """Copy Gold from an open (read-only) warehouse."""
         metrics = semantic_layer()
-        present = warehouse.tables("gold")
+        gold = layer_schema("gold")  # this environment's Gold (docs/transform.md#environments)
+        present = warehouse.tables(gold)
         missing = [name for name in (*SNAPSHOT_COLUMNS, "build_info") if name not in present]
         if missing:
             raise PipelineError(
-                f"{warehouse.describe()} has no Gold star schema yet (missing gold.{missing[0]});"
+                f"{warehouse.describe()} has no Gold star schema yet (missing {gold}.{missing[0]});"
                 " run `retail-pipeline transform` first"
             )
         status = status_of(warehouse)
-        rows = warehouse.query("select reporting_currency from gold.build_info limit 1")
+        rows = warehouse.query(f"select reporting_currency from {gold}.build_info limit 1")
         currency = str(rows[0][0]) if rows else "USD"
         con = duckdb.connect(":memory:")
         con.execute("set timezone = 'UTC'")
         for table, columns in SNAPSHOT_COLUMNS.items():
             names = [name for name, _ in columns]
-            data = warehouse.query(f"select {', '.join(names)} from gold.{table}")
+            data = warehouse.query(f"select {', '.join(names)} from {gold}.{table}")
             schema = pa.schema(list(columns))
             arrow = pa.Table.from_arrays(
                 [

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from retail_pipeline.settings import layer_schema
 from retail_pipeline.transform.semantic import semantic_layer
 
 NAME = "RetailPipeline"
@@ -204,11 +205,12 @@ def _table_tmdl(table: Table, measures: list[Measure]) -> str:
     lines.append(f"\tpartition {table.name} = m")
     lines.append("\t\tmode: directQuery")
     lines.append("\t\tsource =")
+    schema = layer_schema("gold").upper()  # GOLD in production (docs/transform.md#environments)
     m_query = [
         "let",
         "    Source = Snowflake.Databases(SnowflakeAccount, SnowflakeWarehouse),",
         '    Database = Source{[Name = SnowflakeDatabase, Kind = "Database"]}[Data],',
-        '    Gold = Database{[Name = "GOLD", Kind = "Schema"]}[Data],',
+        f'    Gold = Database{{[Name = "{schema}", Kind = "Schema"]}}[Data],',
         f'    Rows = Gold{{[Name = "{table.name.upper()}", Kind = "Table"]}}[Data]',
         "in",
         "    Rows",

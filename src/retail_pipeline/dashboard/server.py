@@ -32,7 +32,7 @@ from retail_pipeline import metrics
 from retail_pipeline.dashboard.data import Filters, Snapshot, take_snapshot
 from retail_pipeline.errors import PipelineError, one_line, printable
 from retail_pipeline.http_server import BoundedHTTPServer
-from retail_pipeline.settings import settings
+from retail_pipeline.settings import layer_schema, settings
 from retail_pipeline.transform.answers import status_of
 from retail_pipeline.warehouse import open_warehouse, resolve_target
 
@@ -93,10 +93,13 @@ class LiveGold:
                 return self._rows
             self._rows_checked = time.monotonic()
             try:
+                gold = layer_schema("gold")
                 with open_warehouse(self.warehouse, target=self.target, read_only=True) as wh:
-                    if "pipeline_freshness" not in wh.tables("gold"):
+                    if "pipeline_freshness" not in wh.tables(gold):
                         return self._rows
-                    rows = wh.query("select bronze_table, bronze_rows from gold.pipeline_freshness")
+                    rows = wh.query(
+                        f"select bronze_table, bronze_rows from {gold}.pipeline_freshness"
+                    )
             except PipelineError:
                 return self._rows
             self._rows = {str(table): int(count) for table, count in rows}

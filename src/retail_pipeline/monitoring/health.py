@@ -27,7 +27,7 @@ from typing import Any, Literal
 from retail_pipeline.errors import PipelineError, one_line
 from retail_pipeline.events.contract import TOPICS
 from retail_pipeline.monitoring.freshness import Freshness, bronze_freshness
-from retail_pipeline.settings import Settings, settings
+from retail_pipeline.settings import Settings, layer_schema, settings
 from retail_pipeline.warehouse import Warehouse, open_warehouse
 from retail_pipeline.warehouse.base import BRONZE_TABLES, EVENT_TABLES, REFERENCE_TABLES
 from retail_pipeline.warehouse.sql import plain_identifier
@@ -374,11 +374,12 @@ class _Build:
 
 
 def _latest_build(warehouse: Warehouse) -> _Build | None:
-    if "build_info" not in warehouse.tables("gold"):
+    gold = layer_schema("gold")  # this environment's Gold (docs/transform.md#environments)
+    if "build_info" not in warehouse.tables(gold):
         return None
     rows = warehouse.query(
         "select built_at, bronze_event_rows, events_ingested_through, bronze_reference_rows,"
-        " reference_ingested_through from gold.build_info order by built_at desc limit 1"
+        f" reference_ingested_through from {gold}.build_info order by built_at desc limit 1"
     )
     if not rows:
         return None
@@ -419,11 +420,12 @@ class _Logged:
 
 def _last_logged(warehouse: Warehouse) -> _Logged | None:
     """The newest row of gold.build_log (dbt/macros/build_log.sql), None before the first."""
-    if "build_log" not in warehouse.tables("gold"):
+    gold = layer_schema("gold")
+    if "build_log" not in warehouse.tables(gold):
         return None
     rows = warehouse.query(
         "select invocation_id, command, selected, finished_at, status, failed_nodes,"
-        " first_failure, first_failure_type from gold.build_log"
+        f" first_failure, first_failure_type from {gold}.build_log"
         " order by finished_at desc, started_at desc limit 1"
     )
     if not rows:
@@ -499,7 +501,12 @@ def _gold_checks(warehouse: Warehouse, now: datetime, config: Settings) -> list[
     newest = ", ".join(f"coalesce(max({c}), max(order_created_at))" for c in GOLD_MILESTONES)
     checks.append(
         _event_watermark(
-            "gold.event_watermark", "gold.fct_orders", f"greatest({newest})", warehouse, now, config
+            "gold.event_watermark",
+            f"{layer_schema('gold')}.fct_orders",
+            f"greatest({newest})",
+            warehouse,
+            now,
+            config,
         )
     )
     threshold = _limits(config.health_gold_lag_warn, config.health_gold_lag_error)

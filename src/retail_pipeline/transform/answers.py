@@ -24,6 +24,7 @@ from rich.text import Text
 
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.events.contract import REPORTING_CURRENCY
+from retail_pipeline.settings import layer_schema
 from retail_pipeline.warehouse import Warehouse, open_warehouse
 
 TOP_PRODUCTS = 10
@@ -77,15 +78,17 @@ def revenue_answer(by_day: Sequence[Sequence[Any]]) -> dict[str, Any]:
 
 @contextmanager
 def _gold(warehouse: str | os.PathLike[str] | None, target: str | None) -> Iterator[Warehouse]:
-    """The warehouse, read-only, once it is known to hold the Gold answers."""
+    """The warehouse, read-only, once it is known to hold the Gold answers (in this
+    environment's Gold schema, :func:`~retail_pipeline.settings.layer_schema`)."""
+    gold = layer_schema("gold")
     with open_warehouse(
         warehouse, target=target, read_only=True, missing_hint="load and transform first"
     ) as wh:
-        present = wh.tables("gold")
+        present = wh.tables(gold)
         missing = [name for name in GOLD_TABLES if name not in present]
         if missing:
             raise PipelineError(
-                f"{wh.describe()} has no Gold answers yet (missing gold.{missing[0]});"
+                f"{wh.describe()} has no Gold answers yet (missing {gold}.{missing[0]});"
                 " run `retail-pipeline transform` first"
             )
         yield wh
@@ -102,15 +105,16 @@ def read_answers(
     text (``"1234.50"``: JSON numbers are binary floats to most readers); rates are fractions;
     lead-time statistics of an empty segment are ``None``.
     """
+    schema = layer_schema("gold")
     with _gold(warehouse, target) as gold:
         orders_per_day = [
             {"date": day.isoformat(), "orders": int(orders)}
             for day, orders in gold.query(
-                "select order_date, orders_created from gold.daily_orders order by order_date"
+                f"select order_date, orders_created from {schema}.daily_orders order by order_date"
             )
         ]
         revenue_rows = gold.query(
-            "select revenue_date, gross_revenue, refunds, net_revenue from gold.daily_revenue"
+            f"select revenue_date, gross_revenue, refunds, net_revenue from {schema}.daily_revenue"
             " order by revenue_date"
         )
         conversion_by_day = [
@@ -122,12 +126,12 @@ def read_answers(
             }
             for day, created, converted, rate in gold.query(
                 "select order_date, orders_created, orders_converted, conversion_rate"
-                " from gold.daily_conversion order by order_date"
+                f" from {schema}.daily_conversion order by order_date"
             )
         ]
         rates = gold.query(
             "select orders_created, conversion_rate, canceled_rate, refunded_rate,"
-            " canceled_or_refunded_rate from gold.order_rates"
+            f" canceled_or_refunded_rate from {schema}.order_rates"
         )
         orders, conversion, canceled, refunded, either = (
             rates[0] if rates else (0, 0.0, 0.0, 0.0, 0.0)
@@ -142,7 +146,7 @@ def read_answers(
             }
             for product_id, name, category, units, revenue in gold.query(
                 "select product_id, product_name, category, units_sold, revenue"
-                " from gold.top_products where revenue_rank <= ? order by revenue_rank",
+                f" from {schema}.top_products where revenue_rank <= ? order by revenue_rank",
                 [TOP_PRODUCTS],
             )
         ]
@@ -150,7 +154,7 @@ def read_answers(
             segment: (count, mean, p50, p90)
             for segment, count, mean, p50, p90 in gold.query(
                 "select segment, orders, mean_hours, p50_hours, p90_hours"
-                " from gold.fulfillment_lead_times"
+                f" from {schema}.fulfillment_lead_times"
             )
         }
 
@@ -273,12 +277,13 @@ def status_of(gold: Warehouse) -> GoldStatus:
 
     Reads Gold only (``build_info`` and the view ``pipeline_freshness``), so the reporting
     role, which has no privilege on Bronze, can run it."""
-    present = gold.tables("gold")
+    schema = layer_schema("gold")
+    present = gold.tables(schema)
     if "build_info" not in present:
         return GoldStatus(None, None, 0, 0)
     rows = gold.query(
         "select built_at, events_ingested_through, bronze_event_rows, bronze_reference_rows"
-        " from gold.build_info order by built_at desc limit 1"
+        f" from {schema}.build_info order by built_at desc limit 1"
     )
     if not rows:
         return GoldStatus(None, None, 0, 0)
@@ -289,7 +294,7 @@ def status_of(gold: Warehouse) -> GoldStatus:
         )
     try:
         live = gold.query(
-            "select bronze_kind, bronze_rows, last_ingested_at from gold.pipeline_freshness"
+            f"select bronze_kind, bronze_rows, last_ingested_at from {schema}.{FRESHNESS_VIEW}"
         )
     except Exception:  # a view Bronze no longer matches: freshness unknown, answers still read
         return GoldStatus(

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from retail_pipeline import lineage
-from retail_pipeline.errors import PipelineError, WarehouseError, one_line
-from retail_pipeline.settings import environment, settings
+from retail_pipeline.errors import PipelineError, WarehouseError, one_line, printable
+from retail_pipeline.settings import environment, schema_prefix, settings
 from retail_pipeline.warehouse import open_warehouse
 
 DBT_PROJECT_ENV = "RETAIL_DBT_PROJECT_DIR"
@@ -109,6 +109,8 @@ class TransformSummary:
     """What ``dbt source freshness`` said before the build (None: not run)."""
     freshness_error: str | None = None
     """Why ``dbt source freshness`` could not run (the build ran anyway)."""
+    cloned: int = 0
+    """Models a deferred build cloned from production instead of building (``--defer``)."""
 
     @property
     def stale(self) -> list[SourceFreshness]:
@@ -125,6 +127,8 @@ class TransformSummary:
                 parts.append(f"{label}: {detail}")
         mode = " --full-refresh" if self.full_refresh else ""
         verdict = "ok" if self.success else f"FAILED ({len(self.failures)} failing)"
+        if self.cloned:
+            parts.append(f"{self.cloned} unchanged models cloned from production")
         return f"dbt {self.command}{mode} {verdict} in {self.seconds:.1f}s; " + "; ".join(parts)
 
 
@@ -242,9 +246,20 @@ class _DbtTarget:
 
 
 def _dbt_target(warehouse: str | os.PathLike[str] | None, target: str | None) -> _DbtTarget:
-    """Open the warehouse once (read-only: it refuses a Bronze dbt must not read, at once)."""
+    """Open the warehouse once (read-only: it refuses a Bronze dbt must not read, at once).
+
+    dbt is given the environment and the schema prefix the settings resolve (a ``dev``
+    environment's default prefix, the OS user, included), so ``generate_schema_name`` names
+    exactly the schemas :func:`~retail_pipeline.settings.layer_schema` gives every reader."""
+    config = settings()
+    prefix = schema_prefix(config)  # a bad or missing prefix: one line, before any dbt work
     with open_warehouse(warehouse, target=target, read_only=True) as wh:
-        return _DbtTarget(wh.target, wh.dbt_env(), wh.describe())
+        env = {
+            **wh.dbt_env(),
+            "RETAIL_ENVIRONMENT": config.environment,
+            "RETAIL_SCHEMA_PREFIX": prefix,
+        }
+        return _DbtTarget(wh.target, env, wh.describe())
 
 
 def run_dbt(
@@ -329,6 +344,7 @@ def run_transform(
     command: str = "build",
     extra_vars: dict[str, Any] | None = None,
     source_freshness: bool = False,
+    defer_state: str | os.PathLike[str] | None = None,
 ) -> TransformSummary:
     """Build Silver and Gold with dbt (models, tests, unit tests) on a warehouse holding Bronze.
 
@@ -339,7 +355,11 @@ def run_transform(
     (models only). Failing nodes are reported in the summary (``success`` false), not raised.
     ``source_freshness`` runs ``dbt source freshness`` first: the summary says which Bronze
     tables are stale (``stale``); a stale source never stops the build (docs/operations.md).
+    ``defer_state`` (a folder holding a production build's ``manifest.json``; ``dev`` and ``ci``
+    environments only) builds only the models that differ from it and their children
+    (``state:modified+``), reading unchanged parents from production (``--defer``).
     """
+    state = None if defer_state is None else _defer_state(Path(defer_state), select)
     dbt = _dbt_target(warehouse, target)
     freshness: list[SourceFreshness] | None = None
     freshness_error = None
@@ -353,6 +373,8 @@ def run_transform(
         args.append("--full-refresh")
     for selector in select:
         args += ["--select", selector]
+    if state is not None:
+        args += ["--select", "state:modified+", "--defer", "--state", str(state)]
     if extra_vars:
         import json
 
@@ -377,6 +399,8 @@ def run_transform(
         by_status[status] = by_status.get(status, 0) + 1
         if status in {"error", "fail"}:
             summary.failures.append(_failure(result, status))
+    if state is not None and summary.success:
+        _clone_unchanged(dbt, state, summary, {str(result.node.unique_id) for result in results})
     lineage.record_dbt_build(  # one OpenLineage run per model built (docs/operations.md)
         project_dir() / "target" / "manifest.json",
         [lineage.dbt_result(result) for result in results],
@@ -394,6 +418,42 @@ def run_transform(
             " failed); free space and run transform again"
         )
     return summary
+
+
+def _clone_unchanged(
+    dbt: _DbtTarget, state: Path, summary: TransformSummary, built: set[str]
+) -> None:
+    """After a deferred build, ``dbt clone`` every model it did not build from production
+    into the environment's schemas (a zero-copy clone on Snowflake, a view on DuckDB; the
+    models just built are kept), so the environment's Gold is whole and every reader reads
+    one schema. A failing clone fails the summary like a failing node."""
+    outcome = _invoke(["clone", "--state", str(state)], dbt, None)
+    for result in getattr(outcome.result, "results", None) or []:
+        status = str(result.status)
+        if status in {"error", "fail"}:
+            summary.failures.append(_failure(result, status))
+        elif str(result.node.unique_id) not in built:
+            summary.cloned += 1
+    summary.success = summary.success and bool(outcome.success)
+
+
+def _defer_state(folder: Path, select: Sequence[str]) -> Path:
+    """The folder of the production manifest a deferred build compares with, checked."""
+    environment = settings().environment
+    if environment == "prod":
+        raise TransformError(
+            "--defer builds what changed into a dev or ci environment's own schemas, reading"
+            " the rest from production; production (RETAIL_ENVIRONMENT=prod) builds everything"
+        )
+    if select:
+        raise TransformError("--defer selects what it builds (state:modified+); drop --select")
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        raise TransformError(
+            f"--state {printable(str(folder))}: no manifest.json there; copy the one a production"
+            " build wrote (dbt/target/manifest.json) into it"
+        )
+    return folder.resolve()
 
 
 STORAGE_ERRORS = ("No space left on device", "Disk quota exceeded", "Read-only file system")
