@@ -11,7 +11,9 @@ docs/terraform.md:
 - transformer: USAGE on Bronze and SELECT on its tables and views; USAGE, CREATE TABLE and CREATE
   VIEW on Silver, Gold and the test-failure schema (plus DML on their tables).
 - reporting: USAGE on Gold and SELECT on its tables and views. Nothing else.
-- every role: USAGE on the database and on warehouses; nothing on the account.
+- every role: USAGE on the database and on warehouses; nothing on the account. The transformer
+  alone may also CREATE SCHEMA on the database (the ``<PREFIX>_SILVER``... of development and CI
+  builds, docs/transform.md#environments), which makes it the owner of those schemas only.
 - nobody: OWNERSHIP, ALL, MANAGE GRANTS, ``all_privileges``, ``with_grant_option``, database-wide
   or all-schemas grants, one pipeline role granted to another, a role granted to another role's
   user, ownership transfers, database roles, or GRANT/REVOKE in ``snowflake_execute``.
@@ -97,6 +99,9 @@ ALLOWED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
     ("reporting", "gold"): {"schema": frozenset({"USAGE"}), "objects": READ, "object": READ},
 }
 ACCOUNT_OBJECTS = {"WAREHOUSE": frozenset({"USAGE"}), "DATABASE": frozenset({"USAGE"})}
+ROLE_ACCOUNT_OBJECTS = {("transformer", "DATABASE"): frozenset({"CREATE SCHEMA"})}
+"""Beyond :data:`ACCOUNT_OBJECTS`, per role: the transformer creates the schemas of isolated
+environments (``var.environment_schemas``)."""
 OBJECT_TYPES = {"TABLES", "VIEWS", "TABLE", "VIEW"}
 NEVER = frozenset({"OWNERSHIP", "ALL", "ALL PRIVILEGES", "MANAGE GRANTS"})
 PEOPLE_ROLE = "reporting"
@@ -254,7 +259,9 @@ def _grant(body: dict[str, Any], key: str | None, value: Any) -> list[str]:
     block = _one(body[scope], scope)
     if scope == "on_account_object":
         object_type = str(_field(block, "object_type", key, value) or "").upper()
-        allowed = ACCOUNT_OBJECTS.get(object_type, frozenset())
+        allowed = ACCOUNT_OBJECTS.get(object_type, frozenset()) | ROLE_ACCOUNT_OBJECTS.get(
+            (role, object_type), frozenset()
+        )
         extra = privileges - allowed
         return [f"{role} gets {sorted(extra)} on a {object_type or '?'}"] if extra else []
     on_type: str | None = None

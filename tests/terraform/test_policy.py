@@ -158,6 +158,24 @@ OVER_GRANTS = {
         grant("loader", '"CREATE DATABASE"', "  on_account = true"),
         "loader gets on_account",
     ),
+    "create schemas as another role": (
+        grant(
+            "reporting",
+            '"CREATE SCHEMA"',
+            '  on_account_object {\n    object_type = "DATABASE"\n'
+            "    object_name = var.database\n  }",
+        ),
+        "reporting gets ['CREATE SCHEMA'] on a DATABASE",
+    ),
+    "transformer creates databases": (
+        grant(
+            "transformer",
+            '"CREATE SCHEMA", "CREATE DATABASE ROLE"',
+            '  on_account_object {\n    object_type = "DATABASE"\n'
+            "    object_name = var.database\n  }",
+        ),
+        "transformer gets ['CREATE DATABASE ROLE'] on a DATABASE",
+    ),
     "operate a warehouse": (
         grant(
             "reporting",

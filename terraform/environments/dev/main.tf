@@ -33,6 +33,9 @@ module "retail_platform" {
   }
 
   reporter_grantees = var.reporter_grantees
+  # Developers and pull requests build their own <PREFIX>_SILVER, <PREFIX>_GOLD here, next to
+  # SILVER and GOLD, on the shared BRONZE (docs/transform.md#environments).
+  environment_schemas = true
   powerbi_sso = {
     integration_name = "POWERBI_SSO_DEV"
     entra_tenant_id  = var.entra_tenant_id

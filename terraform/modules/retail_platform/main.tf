@@ -5,7 +5,9 @@
 
 locals {
   # Schema names are fixed by the code, not by the environment: the loader writes BRONZE, dbt's
-  # generate_schema_name builds SILVER, GOLD and TEST_FAILURES (tests/terraform checks them).
+  # generate_schema_name builds SILVER, GOLD and TEST_FAILURES (tests/terraform checks them) in
+  # production; development and CI builds create their own <PREFIX>_ schemas when
+  # environment_schemas allows it (docs/transform.md#environments).
   schemas = {
     bronze        = { name = "BRONZE", comment = "Raw, append-only events and snapshots (retail-pipeline loaders)." }
     silver        = { name = "SILVER", comment = "Typed, deduplicated current state and history (dbt)." }
@@ -67,6 +69,7 @@ module "roles_and_grants" {
   service_users        = var.service_users
   network_policy       = var.network_policy
   reporter_grantees    = var.reporter_grantees
+  environment_schemas  = var.environment_schemas
 
   # The grants on existing Bronze tables need the tables first.
   depends_on = [module.bronze_tables]

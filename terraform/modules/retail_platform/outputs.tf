@@ -37,3 +37,8 @@ output "powerbi_sso" {
   description = "Power BI's SSO integration (null without an Entra ID tenant): name, issuer, JWS keys URL, audience, allowed roles."
   value       = module.powerbi_sso.integration
 }
+
+output "environment_schemas" {
+  description = "Whether development and CI builds may create their own schemas in the database."
+  value       = module.roles_and_grants.environment_schemas
+}

@@ -69,3 +69,9 @@ variable "powerbi_sso" {
   })
   description = "Power BI SSO with Entra ID, as the powerbi_sso module takes it: the integration's name, the tenant (null: no integration) and the roles a session may use (null: the reporting role only)."
 }
+
+variable "environment_schemas" {
+  type        = bool
+  description = "Whether development and CI builds may create their own <PREFIX>_SILVER, <PREFIX>_GOLD and <PREFIX>_TEST_FAILURES in this database (the transformer gets CREATE SCHEMA on it), as roles_and_grants takes it."
+  default     = false
+}

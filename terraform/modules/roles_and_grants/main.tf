@@ -4,7 +4,8 @@
 #                _POSITIONS). It never reads the event, reference or dead-letter tables (they
 #                hold personal data, and the loader needs none of it).
 #   transformer  reads Bronze; creates and owns the tables and views dbt builds in Silver, Gold and
-#                the test-failure schema.
+#                the test-failure schema; with var.environment_schemas, also creates (and so owns)
+#                the schemas of development and CI builds, <PREFIX>_SILVER and so on.
 #   reporting    reads Gold only; people get it too (reporter_grantees: Power BI users).
 # Future grants cover the tables created after an apply (new Bronze tables, every dbt rebuild).
 # tests/terraform/test_policy.py fails when a grant here goes beyond this.
@@ -204,5 +205,21 @@ resource "snowflake_grant_privileges_to_account_role" "loader_bookkeeping" {
   on_schema_object {
     object_type = "TABLE"
     object_name = "${var.bronze_schema}.\"${each.key}\""
+  }
+}
+
+# Isolated environments (docs/transform.md#environments): development and CI builds write
+# <PREFIX>_SILVER, <PREFIX>_GOLD and <PREFIX>_TEST_FAILURES next to the production schemas and
+# read the shared Bronze. Creating a schema makes the transformer its owner, which is all it needs
+# there; it gets nothing more on the production schemas.
+resource "snowflake_grant_privileges_to_account_role" "environment_schemas" {
+  count = var.environment_schemas ? 1 : 0
+
+  account_role_name = snowflake_account_role.this["transformer"].name
+  privileges        = ["CREATE SCHEMA"]
+
+  on_account_object {
+    object_type = "DATABASE"
+    object_name = var.database
   }
 }

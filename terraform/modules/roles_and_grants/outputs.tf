@@ -23,3 +23,8 @@ output "reporter_grantees" {
     roles = sort([for grant in snowflake_grant_account_role.reporter_role : grant.parent_role_name])
   }
 }
+
+output "environment_schemas" {
+  description = "Whether the transformer may create the schemas of development and CI builds in the database."
+  value       = length(snowflake_grant_privileges_to_account_role.environment_schemas) > 0
+}

@@ -98,3 +98,9 @@ variable "parent_role" {
   description = "Role the three roles are granted to, so administrators inherit them."
   default     = "SYSADMIN"
 }
+
+variable "environment_schemas" {
+  type        = bool
+  description = "Whether the transformer may create schemas in the database: the <PREFIX>_SILVER, <PREFIX>_GOLD and <PREFIX>_TEST_FAILURES that development and CI builds write (docs/transform.md#environments). It owns, and so can build in and drop, only the schemas it creates; the production schemas keep exactly their grants."
+  default     = false
+}

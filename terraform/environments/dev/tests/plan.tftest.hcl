@@ -36,6 +36,11 @@ run "plan" {
     condition     = output.platform.network_policy == { name = "RETAIL_SERVICE_USERS_DEV", users = { loader = "RETAIL_SERVICE_USERS_DEV", transformer = "RETAIL_SERVICE_USERS_DEV", reporting = "RETAIL_SERVICE_USERS_DEV" } }
     error_message = "Every service user must have the environment's network policy."
   }
+
+  assert {
+    condition     = output.platform.environment_schemas == true
+    error_message = "Development and CI builds create their own schemas in the dev database (the transformer may CREATE SCHEMA there)."
+  }
 }
 
 run "no_network_policy" {

@@ -36,6 +36,11 @@ run "plan" {
     condition     = output.platform.network_policy == { name = "RETAIL_SERVICE_USERS", users = { loader = "RETAIL_SERVICE_USERS", transformer = "RETAIL_SERVICE_USERS", reporting = "RETAIL_SERVICE_USERS" } }
     error_message = "Every service user must have the environment's network policy."
   }
+
+  assert {
+    condition     = output.platform.environment_schemas == false
+    error_message = "Production's transformer creates no schemas: development and CI builds go to the dev database."
+  }
 }
 
 run "no_network_policy" {
