@@ -7,6 +7,7 @@ in one warehouse on the one shared Bronze, and every reader reads its own enviro
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from typing import Any
 import duckdb
 import pytest
 
+from retail_pipeline.dashboard.data import take_snapshot
+from retail_pipeline.dashboard.powerbi import project_files
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.monitoring.health import check_health
 from retail_pipeline.settings import (
@@ -28,7 +31,13 @@ from retail_pipeline.settings import (
     user_prefix,
 )
 from retail_pipeline.simulation.truth import compare_with_truth
-from retail_pipeline.transform import TransformError, read_answers, run_dbt, run_transform
+from retail_pipeline.transform import (
+    TransformError,
+    gold_status,
+    read_answers,
+    run_dbt,
+    run_transform,
+)
 from retail_pipeline.warehouse import open_warehouse
 from tests.cli.run import cli, one_error_line
 
@@ -142,13 +151,18 @@ def test_two_prefixes_and_production_build_side_by_side(
         assert after[f"{prefix}_gold"].keys() == after["gold"].keys()
         assert after[f"{prefix}_silver"].keys() == after["silver"].keys()
 
+    built_at = {}
     for name, prefix in (("prod", ""), ("dev", "alice"), ("ci", "pr_42")):
         with env(name, prefix):
             assert compare_with_truth(read_answers(production), truth) == {}, prefix
+            built_at[prefix] = gold_status(production).built_at
             with open_warehouse(production, read_only=True) as wh:
                 report = check_health(wh)
             last_build = next(c for c in report.checks if c.name == "gold.last_build")
             assert last_build.status == "ok", last_build.message
+
+    assert len(set(built_at.values())) == 3  # each reads its own build_info
+    alice_built = built_at["alice"]
 
     # rebuild pr_42 from all of Bronze: alice and production stay byte for byte
     others = {s: t for s, t in before.items() if not s.startswith("pr_42_")}
@@ -164,6 +178,9 @@ def test_two_prefixes_and_production_build_side_by_side(
     assert schemas(production) == others
     with env("dev", "alice"):
         assert compare_with_truth(read_answers(production), truth) == {}
+        snapshot = take_snapshot(production)  # the dashboard reads alice's Gold
+        snapshot.close()
+        assert snapshot.status.built_at == alice_built
     with env("ci", "pr_42"), pytest.raises(PipelineError, match="missing pr_42_gold"):
         read_answers(production)
 
@@ -236,6 +253,20 @@ def test_defer_builds_only_what_changed(
 
 
 # --- Snowflake ----------------------------------------------------------------------------
+
+
+def test_power_bi_reads_the_environments_gold() -> None:
+    """The generated Power BI model's partitions name the environment's Gold schema."""
+
+    def schemas_named() -> set[str]:
+        files = project_files(REPO / "dbt")
+        text = "".join(t for path, t in files.items() if path.endswith(".tmdl"))
+        return set(re.findall(r'Name = "(\w+)", Kind = "Schema"', text))
+
+    with env("prod"):
+        assert schemas_named() == {"GOLD"}
+    with env("ci", "pr_42"):
+        assert schemas_named() == {"PR_42_GOLD"}
 
 
 def _parse_snowflake(project: Path, **variables: str) -> Any:
