@@ -41,6 +41,7 @@ EXPENSIVE = {
 SERVICE_FIXTURES = {
     "kafka_broker": "kafka",
     "private_kafka_broker": "kafka",
+    "sasl_ssl_kafka_broker": "kafka",
     "postgres_server": "postgres",
     "postgres_db": "postgres",
     "private_postgres": "postgres",

@@ -1,7 +1,10 @@
 """Pytest fixtures for tests that need a real Kafka broker.
 
 ``kafka_broker`` (session) starts one broker for the whole run and yields its bootstrap servers;
-``private_kafka_broker`` gives a test a broker of its own that it may stop and start again.
+``private_kafka_broker`` gives a test a broker of its own that it may stop and start again;
+``sasl_ssl_kafka_broker`` (session, started on first use) is a broker whose client listener is
+SASL_SSL with SCRAM-SHA-512, started as ``retail-pipeline kafka up --security sasl_ssl`` starts
+it, and yields where it is and its client properties file.
 Both share one jar cache (``retail_pipeline.local.kafka_broker.default_home()/libs``) and keep
 their data under pytest's tmp dir. When the broker cannot start, the tests are skipped with the
 reason, except under ``CI=true``, where they fail: CI must never skip Kafka tests silently.
@@ -58,6 +61,7 @@ class LocalBroker:
     controller_port: int = 0
     partitions: int = PARTITIONS
     topics: tuple[str, ...] = broker.DEFAULT_TOPICS
+    security: str = "plaintext"
 
     def __post_init__(self) -> None:
         if not self.controller_port:
@@ -78,6 +82,7 @@ class LocalBroker:
             topics=self.topics,
             libs=self.libs,
             die_with_parent=True,
+            security=self.security,
         )
 
     def stop(self, *, graceful: bool = True) -> bool:
@@ -85,9 +90,9 @@ class LocalBroker:
         return broker.stop(self.home, graceful=graceful)
 
 
-def start_or_give_up(home: Path) -> LocalBroker:
+def start_or_give_up(home: Path, security: str = "plaintext") -> LocalBroker:
     """A started LocalBroker under ``home``, or skip (fail in CI) with the reason it can't run."""
-    local = LocalBroker(home=home, libs=kafka_libs())
+    local = LocalBroker(home=home, libs=kafka_libs(), security=security)
     try:
         local.start()
     except broker.BrokerError as exc:
@@ -113,3 +118,36 @@ def private_kafka_broker(tmp_path: Path) -> Iterator[LocalBroker]:
         yield local
     finally:
         local.stop(graceful=False)
+
+
+@dataclass(frozen=True)
+class SecuredBroker:
+    """A running SASL_SSL broker: where it listens and what a client needs to log in."""
+
+    bootstrap_servers: str
+    home: Path
+    port: int
+    client_properties: Path
+    """The librdkafka properties file ``kafka up --security sasl_ssl`` writes (0600)."""
+
+    def properties(self) -> dict[str, str]:
+        """The client properties, for admin clients made directly in a test."""
+        found = broker.client_properties(self.home)
+        assert found is not None, "the broker runs but has no client properties"
+        return found
+
+
+@pytest.fixture(scope="session")
+def sasl_ssl_kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
+    """One SASL_SSL broker for the session, started by the first test that asks for it:
+    ``broker.start(..., security="sasl_ssl")``, what ``kafka up --security sasl_ssl`` calls
+    (certificates by openssl, SCRAM users at format time, the pipeline's topics)."""
+    local = start_or_give_up(tmp_path_factory.mktemp("kafka-sasl-ssl"), security="sasl_ssl")
+    try:
+        running = broker.status(local.home)
+        assert running is not None and running.client_properties is not None
+        yield SecuredBroker(
+            local.bootstrap_servers, local.home, local.port, running.client_properties
+        )
+    finally:
+        local.stop()

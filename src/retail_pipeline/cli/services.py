@@ -4,6 +4,7 @@ stopped on 127.0.0.1."""
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,11 +23,32 @@ from retail_pipeline.errors import PipelineError
 kafka_app = typer.Typer(help="Run a local single-node Kafka broker (KRaft) from Maven jars.")
 
 
+SECURITY_MODES = ("plaintext", "sasl_ssl")
+
+
+def _security_option(value: str) -> str:
+    if value not in SECURITY_MODES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(SECURITY_MODES)}")
+    return value
+
+
 @kafka_app.command("up")
 def kafka_up(
     port: Annotated[int, typer.Option(metavar="PORT", help="Broker port on 127.0.0.1")] = 9092,
     partitions: Annotated[int, typer.Option(min=1, metavar="N", help="Partitions per topic")] = 3,
     topic_prefix: TopicPrefixOpt = None,
+    security: Annotated[
+        str,
+        typer.Option(
+            "--security",
+            metavar="plaintext|sasl_ssl",
+            callback=_security_option,
+            help="plaintext: no authentication. sasl_ssl: SCRAM-SHA-512 users over TLS (a CA"
+            " and certificate of the broker home's own), and a client properties file to"
+            " export as RETAIL_KAFKA_CONFIG_FILE. A home keeps the mode it was first started"
+            " with",
+        ),
+    ] = "plaintext",
 ) -> None:
     """Start the broker (fetching jars on first use) and create the topics (with the topic
     prefix, as produce and ingest --kafka name them)."""
@@ -35,12 +57,25 @@ def kafka_up(
     prefix = resolve_topic_prefix(topic_prefix)
     topics = [prefix + topic for topic in broker.DEFAULT_TOPICS]
     try:
-        info = broker.start(broker.default_home(), port=port, partitions=partitions, topics=topics)
+        info = broker.start(
+            broker.default_home(),
+            port=port,
+            partitions=partitions,
+            topics=topics,
+            security=security,
+        )
     except broker.BrokerError as exc:
         raise PipelineError(str(exc)) from None
     state = "already running" if info.reused else "started"
     say(f"Kafka {state} at {info.bootstrap_servers} (pid {info.pid}, log {info.log_file})")
     say(f"topics: {', '.join(topics)}")
+    if info.client_properties is not None:
+        say(
+            f"SASL_SSL with {broker.SCRAM_MECHANISM} user {broker.CLIENT_USER};"
+            f" CA certificate {info.client_properties.with_name('ca.pem')}"
+        )
+        say(f"client properties (0600, holds the password): {info.client_properties}")
+        say(f"export RETAIL_KAFKA_CONFIG_FILE={shlex.quote(str(info.client_properties))}")
 
 
 @kafka_app.command("down")
@@ -62,7 +97,9 @@ def kafka_status() -> None:
         out.print("Kafka is not running")
         raise typer.Exit(1)
     answering = "answering" if info.answering else "NOT answering"
-    say(f"Kafka pid {info.pid} at {info.bootstrap_servers}: {answering}")
+    say(f"Kafka pid {info.pid} at {info.bootstrap_servers} ({info.security}): {answering}")
+    if info.client_properties is not None:
+        say(f"client properties: {info.client_properties}")
 
 
 postgres_app = typer.Typer(

@@ -9,13 +9,24 @@ storage on first use, launches ``java -cp '<home>/libs/*' kafka.Kafka`` as a det
 waits until the broker answers and creates the pipeline's topics. :func:`stop` and :func:`status`
 work from the pid file, so a broker started by one process can be stopped by another.
 
+``start(security="sasl_ssl")`` gives the broker a SASL_SSL client listener instead of a
+PLAINTEXT one (see :func:`ensure_security`): TLS with a certificate for ``localhost`` and
+``127.0.0.1`` signed by a CA of the home's own, made with ``openssl``, and SCRAM-SHA-512 users
+created when the storage is formatted; the inter-broker listener is the same one, only the
+controller listener stays PLAINTEXT on 127.0.0.1. It writes the librdkafka client properties
+file (:data:`CLIENT_PROPERTIES`) for ``RETAIL_KAFKA_CONFIG_FILE``.
+
 A home directory holds one broker::
 
     libs/                      the jars (another home's may be passed as ``start(libs=...)``)
-    config/server.properties   written by every start
+    config/server.properties   written by every start (0600: it holds the keystore password)
     data/                      log.dirs, unless ``start(data_dir=...)`` names another
     logs/server.log            the broker's output
     broker.pid, broker.json    the running broker's pid, ports and paths
+    security/                  sasl_ssl only, 0700, made once and kept: ca.pem (the CA clients
+                               trust), ca.key, broker.key, broker.pem, broker.p12 (the broker's
+                               keystore), secrets.json (SCRAM and keystore passwords) and
+                               client.properties; every key and secret 0600
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -33,7 +45,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,12 +69,15 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_TOPICS",
     "KAFKA_MAIN_CLASS",
+    "SECURITY_MODES",
     "STORAGE_TOOL_CLASS",
     "BrokerError",
     "BrokerInfo",
     "BrokerStatus",
+    "client_properties",
     "default_home",
     "ensure_jars",
+    "ensure_security",
     "ensure_topics",
     "find_pom",
     "mvn_command",
@@ -79,6 +94,17 @@ DEFAULT_TOPICS: tuple[str, ...] = ("orders", "payments", "shipments", "dead_lett
 MIN_JAVA_MAJOR = 17
 
 HOME_ENV = "RETAIL_KAFKA_HOME"
+SECURITY_MODES: tuple[str, ...] = ("plaintext", "sasl_ssl")
+"""How clients reach the broker: no authentication, or SCRAM-SHA-512 over TLS."""
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+ADMIN_USER = "retail-admin"
+"""The inter-broker user (SASL_SSL)."""
+CLIENT_USER = "retail-client"
+"""The user the pipeline's clients log in as (SASL_SSL)."""
+CLIENT_PROPERTIES = "client.properties"
+"""The librdkafka client properties file in ``<home>/security`` (SASL_SSL)."""
+CERT_DAYS = 825
+"""How long the CA and the broker certificate are valid (the limit browsers keep)."""
 POM_ENV = "RETAIL_KAFKA_POM"
 
 _HOST = "127.0.0.1"
@@ -134,6 +160,9 @@ class BrokerInfo:
     log_file: Path
     reused: bool = False
     """True when :func:`start` found this broker already running and did not launch one."""
+    security: str = "plaintext"
+    client_properties: Path | None = None
+    """sasl_ssl: the librdkafka properties file clients need (``RETAIL_KAFKA_CONFIG_FILE``)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +177,8 @@ class BrokerStatus:
     log_file: Path
     answering: bool
     """Whether the broker answered a metadata request just now."""
+    security: str = "plaintext"
+    client_properties: Path | None = None
 
 
 # --------------------------------------------------------------------------- locations
@@ -438,7 +469,12 @@ def _accepts(port: int, timeout: float) -> bool:
         return False
 
 
-def _admin(bootstrap_servers: str) -> AdminClient:
+def _admin(
+    bootstrap_servers: str, client_properties: Mapping[str, str] | None = None
+) -> AdminClient:
+    """An admin client of the local broker; ``client_properties`` are the librdkafka properties
+    its listener needs (:func:`client_properties`), not the operator's: the local broker knows
+    its own security whatever ``RETAIL_KAFKA_CONFIG_FILE`` says."""
     try:
         from confluent_kafka.admin import AdminClient
     except ImportError as exc:
@@ -448,6 +484,7 @@ def _admin(bootstrap_servers: str) -> AdminClient:
     from retail_pipeline.ingestion.kafka.client import ClientLog
 
     config: dict[str, Any] = {
+        **(client_properties or {}),
         "bootstrap.servers": bootstrap_servers,
         "log.connection.close": False,
         "logger": ClientLog(),  # librdkafka's log one level down, off stderr
@@ -455,7 +492,12 @@ def _admin(bootstrap_servers: str) -> AdminClient:
     return AdminClient(config)
 
 
-def _answers(bootstrap_servers: str, port: int, timeout: float) -> bool:
+def _answers(
+    bootstrap_servers: str,
+    port: int,
+    timeout: float,
+    client_properties: Mapping[str, str] | None = None,
+) -> bool:
     """Whether the broker on ``port`` accepts connections and answers a metadata request.
 
     The TCP probe comes first: a Kafka client made while nothing listens logs a connection error
@@ -464,7 +506,7 @@ def _answers(bootstrap_servers: str, port: int, timeout: float) -> bool:
     if not _accepts(port, timeout=min(timeout, 1.0)):
         return False
     try:
-        _admin(bootstrap_servers).list_topics(timeout=timeout)
+        _admin(bootstrap_servers, client_properties).list_topics(timeout=timeout)
     except BrokerError:
         raise
     except Exception:  # KafkaException and friends: not answering (yet)
@@ -478,10 +520,12 @@ def ensure_topics(
     *,
     partitions: int = 3,
     timeout: float = 60.0,
+    client_properties: Mapping[str, str] | None = None,
 ) -> None:
     """Create the missing ``topics`` (``partitions`` each, replication 1) and wait for leaders.
 
     Topics that already exist are left as they are, whatever their partition count.
+    ``client_properties``: what the listener needs (a SASL_SSL broker's :func:`client_properties`).
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
@@ -490,7 +534,7 @@ def ensure_topics(
     # confluent_kafka.admin re-exports NewTopic without declaring it; this is where it lives.
     from confluent_kafka.cimpl import NewTopic
 
-    admin = _admin(bootstrap_servers)
+    admin = _admin(bootstrap_servers, client_properties)
     deadline = time.monotonic() + timeout
     last_problem = "no answer"
     while True:
@@ -545,21 +589,277 @@ def ensure_topics(
         time.sleep(_POLL_SECONDS)
 
 
+# --------------------------------------------------------------------------- security
+
+
+@dataclass(frozen=True)
+class Security:
+    """A SASL_SSL home's material: where its certificates are and its generated passwords."""
+
+    directory: Path
+    admin_password: str
+    client_password: str
+    keystore_password: str
+
+    @property
+    def ca(self) -> Path:
+        """The CA certificate (PEM) clients trust: librdkafka's ``ssl.ca.location``."""
+        return self.directory / "ca.pem"
+
+    @property
+    def keystore(self) -> Path:
+        """The broker's key and certificate chain (PKCS#12)."""
+        return self.directory / "broker.p12"
+
+    @property
+    def client_properties(self) -> Path:
+        """The librdkafka client properties file (``RETAIL_KAFKA_CONFIG_FILE``)."""
+        return self.directory / CLIENT_PROPERTIES
+
+
+_SECRETS = "secrets.json"
+_SECURITY_MARKER = "retail-pipeline.security"
+"""A file in the data directory naming the security mode it was formatted for (the SCRAM
+users live in its metadata log); a data directory without one is plaintext."""
+_OPENSSL_CONFIG = """\
+# Written by retail_pipeline.local.kafka_broker: the local broker's CA and certificate.
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = retail-pipeline
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[broker]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth,clientAuth
+subjectAltName = DNS:localhost,IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+def _check_security(security: str) -> None:
+    if security not in SECURITY_MODES:
+        raise BrokerError(
+            f"unknown Kafka security mode {security!r}: choose {' or '.join(SECURITY_MODES)}"
+        )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only from the first byte."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _openssl(directory: Path, *args: str, env: Mapping[str, str] | None = None) -> None:
+    """Run ``openssl args`` in ``directory`` with umask 077 (its keys are born 0600)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise BrokerError(
+            "openssl not found: install it (Debian: apt-get install openssl) to make the"
+            " local broker's TLS certificate"
+        )
+    try:
+        done = subprocess.run(
+            [openssl, *args],
+            cwd=directory,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            umask=0o077,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BrokerError(f"openssl {args[0]} failed: {exc}") from None
+    if done.returncode != 0:
+        lines = (done.stderr + done.stdout).strip().splitlines() or ["no output"]
+        raise BrokerError(f"openssl {args[0]} failed (exit {done.returncode}): {lines[0]}")
+
+
+def _make_certificates(directory: Path, keystore_password: str) -> None:
+    """A CA of this home's own, a broker certificate for localhost and 127.0.0.1 signed by it,
+    and the broker's PKCS#12 keystore, all made by ``openssl`` (EC P-256 keys, 0600)."""
+    config = directory / "openssl.cnf"
+    config.write_text(_OPENSSL_CONFIG)
+    new_key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-noenc")
+    common = ("-config", config.name, "-days", str(CERT_DAYS), "-sha256")
+    _openssl(
+        directory,
+        "req", "-x509", *new_key, *common,
+        "-extensions", "ca",
+        "-subj", "/CN=retail-pipeline local Kafka CA",
+        "-keyout", "ca.key",
+        "-out", "ca.pem",
+    )  # fmt: skip
+    _openssl(
+        directory,
+        "req", "-x509", *new_key, *common,
+        "-extensions", "broker",
+        "-subj", "/CN=localhost",
+        "-CA", "ca.pem",
+        "-CAkey", "ca.key",
+        "-keyout", "broker.key",
+        "-out", "broker.pem",
+    )  # fmt: skip
+    _openssl(
+        directory,
+        "pkcs12", "-export",
+        "-in", "broker.pem",
+        "-inkey", "broker.key",
+        "-certfile", "ca.pem",
+        "-name", "broker",
+        "-out", "broker.p12",
+        "-passout", "env:RETAIL_KAFKA_KEYSTORE_PASSWORD",
+        env={"RETAIL_KAFKA_KEYSTORE_PASSWORD": keystore_password},
+    )  # fmt: skip
+
+
+def _client_properties_text(security: Security) -> str:
+    return (
+        "# librdkafka client properties of the local SASL_SSL broker, written by"
+        " `retail-pipeline kafka up --security sasl_ssl`.\n"
+        "# export RETAIL_KAFKA_CONFIG_FILE=<this file>; it holds a password: keep it 0600.\n"
+        "security.protocol=SASL_SSL\n"
+        f"sasl.mechanisms={SCRAM_MECHANISM}\n"
+        f"sasl.username={CLIENT_USER}\n"
+        f"sasl.password={security.client_password}\n"
+        f"ssl.ca.location={security.ca}\n"
+    )
+
+
+def ensure_security(home: Path) -> Security:
+    """The SASL_SSL material of ``home``, made on first use and reused after.
+
+    ``<home>/security`` (0700) gets random SCRAM and keystore passwords (``secrets.json``), a
+    CA and a broker certificate valid :data:`CERT_DAYS` days for ``localhost`` and
+    ``127.0.0.1`` (made again if a file of them is missing, with the same passwords: the
+    users stay valid), and the client properties file, rewritten every time. Keys and
+    secrets are 0600.
+    """
+    directory = home.expanduser().resolve() / "security"
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    secrets_file = directory / _SECRETS
+    try:
+        stored = json.loads(secrets_file.read_text()) if secrets_file.is_file() else None
+    except (OSError, ValueError) as exc:
+        raise BrokerError(f"cannot read {secrets_file}: {exc}") from None
+    if stored is None:
+        stored = {
+            name: secrets.token_urlsafe(24)
+            for name in ("admin_password", "client_password", "keystore_password")
+        }
+        _write_private(secrets_file, json.dumps(stored, indent=2) + "\n")
+    try:
+        security = Security(
+            directory,
+            str(stored["admin_password"]),
+            str(stored["client_password"]),
+            str(stored["keystore_password"]),
+        )
+    except (KeyError, TypeError):
+        raise BrokerError(
+            f"{secrets_file} lacks a password; delete the home to start over"
+        ) from None
+    made = ("ca.pem", "ca.key", "broker.key", "broker.pem", "broker.p12")
+    if not all((directory / name).is_file() for name in made):
+        _make_certificates(directory, security.keystore_password)
+    _write_private(security.client_properties, _client_properties_text(security))
+    return security
+
+
+def client_properties(home: Path) -> dict[str, str] | None:
+    """The librdkafka properties a client of the broker running in ``home`` needs: the client
+    properties file's when it runs with sasl_ssl, else None (plaintext, or not running)."""
+    from retail_pipeline.kafka_config import parse_properties
+
+    home = home.expanduser().resolve()
+    state = _read_state(home)
+    path = home / "security" / CLIENT_PROPERTIES
+    if state is None or state.get("security", "plaintext") == "plaintext" or not path.is_file():
+        return None
+    return dict(parse_properties(path.read_text(encoding="utf-8"), str(path)))
+
+
+def _client_config(security: Security | None) -> dict[str, str] | None:
+    """The librdkafka properties for the broker's own admin client (None: plaintext)."""
+    if security is None:
+        return None
+    from retail_pipeline.kafka_config import parse_properties
+
+    text = _client_properties_text(security)
+    return dict(parse_properties(text, str(security.client_properties)))
+
+
+def _data_security(data: Path) -> str | None:
+    """The security mode ``data`` was formatted for; None when it is not formatted yet."""
+    if not (data / "meta.properties").is_file():
+        return None
+    marker = data / _SECURITY_MARKER
+    return marker.read_text().strip() if marker.is_file() else "plaintext"
+
+
 # --------------------------------------------------------------------------- start / stop
 
 
-def _server_properties(*, port: int, controller_port: int, data_dir: Path, partitions: int) -> str:
+def _listener_properties(port: int, controller_port: int, security: Security | None) -> str:
+    """The listeners: PLAINTEXT, or SASL_SSL (SCRAM over TLS) for clients and brokers alike;
+    the controller's stays PLAINTEXT on 127.0.0.1."""
+    if security is None:
+        return f"""\
+listeners=PLAINTEXT://{_HOST}:{port},CONTROLLER://{_HOST}:{controller_port}
+advertised.listeners=PLAINTEXT://{_HOST}:{port}
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+"""
+    jaas = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required"
+        f' username="{ADMIN_USER}" password="{security.admin_password}";'
+    )
+    return f"""\
+listeners=SASL_SSL://{_HOST}:{port},CONTROLLER://{_HOST}:{controller_port}
+advertised.listeners=SASL_SSL://{_HOST}:{port}
+inter.broker.listener.name=SASL_SSL
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms={SCRAM_MECHANISM}
+sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}
+listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config={jaas}
+ssl.keystore.type=PKCS12
+ssl.keystore.location={security.keystore}
+ssl.keystore.password={security.keystore_password}
+ssl.key.password={security.keystore_password}
+ssl.truststore.type=PEM
+ssl.truststore.location={security.ca}
+ssl.client.auth=none
+ssl.endpoint.identification.algorithm=https
+"""
+
+
+def _server_properties(
+    *,
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    partitions: int,
+    security: Security | None = None,
+) -> str:
     return f"""\
 # Written by retail_pipeline.local.kafka_broker; rewritten on every start.
 # One node in KRaft mode, broker and controller in one process, on {_HOST} only.
 process.roles=broker,controller
 node.id={_NODE_ID}
 controller.quorum.voters={_NODE_ID}@{_HOST}:{controller_port}
-listeners=PLAINTEXT://{_HOST}:{port},CONTROLLER://{_HOST}:{controller_port}
-advertised.listeners=PLAINTEXT://{_HOST}:{port}
-inter.broker.listener.name=PLAINTEXT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+{_listener_properties(port, controller_port, security)}\
 log.dirs={data_dir}
 num.partitions={partitions}
 default.replication.factor=1
@@ -595,8 +895,22 @@ def _log_excerpt(log_file: Path, offset: int) -> str:
 
 
 def _format_storage(
-    java: str, libs: Path, properties: Path, log_file: Path, timeout: float
+    java: str,
+    libs: Path,
+    properties: Path,
+    log_file: Path,
+    timeout: float,
+    security: Security | None = None,
 ) -> None:
+    """Format the storage (a new cluster id); with ``security``, create its SCRAM users in the
+    first metadata (``--add-scram``), so the broker never runs without them. Their passwords
+    are on the tool's command line for the second it runs: the storage tool reads them from
+    nowhere else."""
+    users = (
+        [(ADMIN_USER, security.admin_password), (CLIENT_USER, security.client_password)]
+        if security is not None
+        else []
+    )
     command = [
         java,
         "-Xmx256m",
@@ -610,6 +924,8 @@ def _format_storage(
         "--config",
         str(properties),
     ]
+    for user, password in users:
+        command += ["--add-scram", f'{SCRAM_MECHANISM}=[name={user},password="{password}"]']
     with log_file.open("ab") as out:
         offset = out.tell()
         try:
@@ -631,6 +947,7 @@ def _format_storage(
 
 
 def _info(home: Path, state: dict[str, Any], *, reused: bool) -> BrokerInfo:
+    client_file = state.get("client_properties")
     return BrokerInfo(
         bootstrap_servers=str(state["bootstrap_servers"]),
         pid=int(state["pid"]),
@@ -640,11 +957,19 @@ def _info(home: Path, state: dict[str, Any], *, reused: bool) -> BrokerInfo:
         data_dir=Path(state["data_dir"]),
         log_file=Path(state["log_file"]),
         reused=reused,
+        security=str(state.get("security", "plaintext")),
+        client_properties=Path(client_file) if client_file else None,
     )
 
 
 def _wait_until_answering(
-    pid: int, port: int, properties: Path, log_file: Path, log_offset: int, timeout: float
+    pid: int,
+    port: int,
+    properties: Path,
+    log_file: Path,
+    log_offset: int,
+    timeout: float,
+    client_properties: Mapping[str, str] | None = None,
 ) -> None:
     bootstrap = f"{_HOST}:{port}"
     deadline = time.monotonic() + timeout
@@ -655,7 +980,7 @@ def _wait_until_answering(
                 f"see {log_file}"
             )
         remaining = deadline - time.monotonic()
-        if _answers(bootstrap, port, timeout=max(0.5, min(remaining, 5.0))):
+        if _answers(bootstrap, port, max(0.5, min(remaining, 5.0)), client_properties):
             return
         if time.monotonic() >= deadline:
             raise BrokerError(
@@ -676,6 +1001,7 @@ def start(
     libs: Path | None = None,
     timeout: float = 180.0,
     die_with_parent: bool = False,
+    security: str = "plaintext",
 ) -> BrokerInfo:
     """Start the broker of ``home`` (or find it running), create ``topics``, return where it is.
 
@@ -689,25 +1015,49 @@ def start(
     fixtures) has the kernel send the broker SIGTERM when the thread that called ``start`` ends,
     so even a killed test run leaves no broker behind (Linux, through util-linux ``setpriv``; a
     no-op without it); by default the broker outlives the caller.
+    ``security`` is ``plaintext`` or ``sasl_ssl`` (:func:`ensure_security`; the data directory
+    is formatted with the SCRAM users). A data directory formatted for the other mode, or a
+    broker running in it, is refused: the users live in the data.
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
+    _check_security(security)
     home = home.expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     properties = _properties_file(home)
     with home_lock(home / ".broker.lock"):
         state = _running_state(home)
         if state is not None:
+            running = str(state.get("security", "plaintext"))
+            if running != security:
+                raise BrokerError(
+                    f"Kafka at {state['bootstrap_servers']} already runs with {running}, not"
+                    f" {security}: stop it first (retail-pipeline kafka down)"
+                )
+            sec = ensure_security(home) if security == "sasl_ssl" else None
+            client = _client_config(sec)
             log_file = Path(state["log_file"])
             _wait_until_answering(
-                int(state["pid"]), int(state["port"]), properties, log_file, 0, timeout
+                int(state["pid"]), int(state["port"]), properties, log_file, 0, timeout, client
             )
             ensure_topics(
-                str(state["bootstrap_servers"]), topics, partitions=partitions, timeout=timeout
+                str(state["bootstrap_servers"]),
+                topics,
+                partitions=partitions,
+                timeout=timeout,
+                client_properties=client,
             )
             return _info(home, state, reused=True)
         _clear_state(home)
 
+        data = (data_dir.expanduser() if data_dir is not None else home / "data").resolve()
+        formatted_for = _data_security(data)
+        if formatted_for is not None and formatted_for != security:
+            raise BrokerError(
+                f"the Kafka data in {data} was formatted for {formatted_for}, not {security}:"
+                f" start it with --security {formatted_for}, or delete {data} (and its"
+                " messages) to start over"
+            )
         libs = ensure_jars(home) if libs is None else libs.expanduser().resolve()
         if not any(libs.glob(_KAFKA_JAR_GLOB)):
             raise BrokerError(f"no {_KAFKA_JAR_GLOB} in {libs}; run ensure_jars first")
@@ -719,22 +1069,29 @@ def start(
         elif controller_port == port or not _port_free(controller_port):
             raise BrokerError(f"controller port {controller_port} on {_HOST} is not free")
 
-        data = (data_dir.expanduser() if data_dir is not None else home / "data").resolve()
+        sec = ensure_security(home) if security == "sasl_ssl" else None
+        client = _client_config(sec)
         data.mkdir(parents=True, exist_ok=True)
         logs = home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_file = logs / "server.log"
         properties.parent.mkdir(parents=True, exist_ok=True)
-        properties.write_text(
+        _write_private(  # it may hold the keystore and inter-broker passwords
+            properties,
             _server_properties(
-                port=port, controller_port=controller_port, data_dir=data, partitions=partitions
-            )
+                port=port,
+                controller_port=controller_port,
+                data_dir=data,
+                partitions=partitions,
+                security=sec,
+            ),
         )
         log4j = properties.parent / "log4j2.properties"
         log4j.write_text(_LOG4J2_PROPERTIES)
 
-        if not (data / "meta.properties").is_file():
-            _format_storage(java, libs, properties, log_file, timeout)
+        if formatted_for is None:
+            _format_storage(java, libs, properties, log_file, timeout, sec)
+            (data / _SECURITY_MARKER).write_text(security + "\n")
 
         setpriv = shutil.which("setpriv") if die_with_parent else None
         command = [
@@ -767,13 +1124,21 @@ def start(
             "data_dir": str(data),
             "log_file": str(log_file),
             "started_at": time.time(),
+            "security": security,
+            "client_properties": str(sec.client_properties) if sec is not None else None,
         }
         _state_file(home).write_text(json.dumps(state, indent=2) + "\n")
         _pid_file(home).write_text(f"{process.pid}\n")
         try:
-            _wait_until_answering(process.pid, port, properties, log_file, log_offset, timeout)
+            _wait_until_answering(
+                process.pid, port, properties, log_file, log_offset, timeout, client
+            )
             ensure_topics(
-                str(state["bootstrap_servers"]), topics, partitions=partitions, timeout=timeout
+                str(state["bootstrap_servers"]),
+                topics,
+                partitions=partitions,
+                timeout=timeout,
+                client_properties=client,
             )
         except BaseException:
             _stop_locked(home, timeout=30.0, graceful=False)
@@ -820,6 +1185,7 @@ def status(home: Path) -> BrokerStatus | None:
     if state is None:
         return None
     port = int(state["port"])
+    client_file = state.get("client_properties")
     return BrokerStatus(
         pid=int(state["pid"]),
         bootstrap_servers=str(state["bootstrap_servers"]),
@@ -827,5 +1193,7 @@ def status(home: Path) -> BrokerStatus | None:
         controller_port=int(state["controller_port"]),
         data_dir=Path(state["data_dir"]),
         log_file=Path(state["log_file"]),
-        answering=_answers(str(state["bootstrap_servers"]), port, timeout=3.0),
+        answering=_answers(str(state["bootstrap_servers"]), port, 3.0, client_properties(home)),
+        security=str(state.get("security", "plaintext")),
+        client_properties=Path(client_file) if client_file else None,
     )
