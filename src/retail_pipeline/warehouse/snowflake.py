@@ -6,21 +6,34 @@ reference tables of :mod:`retail_pipeline.warehouse.bronze` and the bookkeeping 
 
 A batch is bulk-loaded, never row by row: each Bronze table's Arrow rows are written to a Parquet
 file, the files are PUT to a temporary stage of the session, and one explicit transaction then
-takes the Bronze writer lock, checks the expected positions, runs one ``COPY INTO ... FROM
-(SELECT $1:col::TYPE ...)`` per table, upserts ``_positions`` and grows the run's ``_loads`` row.
-A failure anywhere rolls all of it back. Every row, position and load record of a batch carries
-one ``_ingested_at``, the server's clock when the batch is staged (DuckDB stamps the start of its
-transaction; Silver's lookback covers either). Errors reach the caller as one-line
-:class:`~retail_pipeline.errors.WarehouseError` s, never as connector tracebacks.
+runs one ``COPY INTO ... MATCH_BY_COLUMN_NAME`` per table, and only then takes the fence of each
+source partition the batch covers, checks the expected positions under it, upserts
+``_positions`` and grows the run's ``_loads`` row. A failure anywhere, a stale position
+(:class:`~retail_pipeline.warehouse.base.PositionConflict`) included, rolls all of it back.
+
+Concurrent loaders (the members of one consumer group, file and batch loaders beside them) copy
+in parallel: Snowflake runs ``INSERT`` and ``COPY`` into one table side by side, and nothing
+else is held while they run. The fence is one ``_meta`` row a (source, partition), updated in
+the batch's transaction: on Snowflake's standard tables an ``UPDATE`` locks its whole table
+until commit (they have no row locks), so the loaders queue on ``_meta`` only for the short
+tail (fence, position check and write, ``_loads``, commit), and each decides per source
+partition whether its batch is still the next one; on a store with row versions (the DuckDB
+behind the emulators) only writers of the same partition meet at all. Every row, position and
+load record of a batch carries one ``_ingested_at``, the server's clock when the batch is staged
+(DuckDB stamps the start of its transaction; Silver's lookback covers either). Errors reach the
+caller as one-line :class:`~retail_pipeline.errors.WarehouseError` s, never as connector
+tracebacks.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from importlib import resources
@@ -57,7 +70,8 @@ CONNECT_DEFAULTS: dict[str, Any] = {
     "login_timeout": 30,
     "network_timeout": 60,
     "session_parameters": {
-        # Another writer holding the Bronze writer lock longer than this is an error, not a hang.
+        # Another loader holding the fences (the tail of its batch) longer than this is an
+        # error, not a hang.
         "LOCK_TIMEOUT": 120,
         "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
     },
@@ -66,6 +80,11 @@ CONNECT_DEFAULTS: dict[str, Any] = {
 
 _LOCAL_PATH = re.compile(r"[\w./-]+", re.ASCII)
 """What a local path in a ``PUT`` may hold: every client and emulator reads it the same way."""
+FENCE_ATTEMPTS = 3
+"""Tries of a batch whose fence statement failed (a lock wait past ``LOCK_TIMEOUT`` on
+Snowflake; a write-write conflict on an emulator, which fails where Snowflake would wait)."""
+
+log = logging.getLogger(__name__)
 
 
 _SIMPLE_TYPES = {
@@ -188,6 +207,17 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def fence_key(source: str, partition: int) -> str:
+    """The ``_meta`` key of the fence of one source partition (``fence:<partition>:<source>``:
+    the partition first, so no two (source, partition) pairs share a key)."""
+    return f"fence:{partition}:{source}"
+
+
+class _FenceBusy(Exception):
+    """The fence statement failed: the batch is rolled back and tried again (a retry re-checks
+    the positions, so a writer that really got there first ends it in PositionConflict)."""
+
+
 def _staged(rows: pa.Table, constants: Mapping[str, pa.Scalar]) -> pa.Table:
     """``rows`` with the columns every row of the batch shares (load id, time, kind) added."""
     for name, value in constants.items():
@@ -223,6 +253,8 @@ class SnowflakeWarehouse(Closing):
         }
         self._args |= {"database": self.database, "paramstyle": "pyformat"}
         self._lock = threading.RLock()
+        self._fences: set[str] = set()
+        """Fence rows known to exist (the pipeline never deletes one)."""
         self._sf = connector()
         try:
             self._con: Any = self._sf.connect(**self._args)
@@ -400,34 +432,134 @@ class SnowflakeWarehouse(Closing):
                 f" {loaded} of {rows.num_rows} rows ({results})"
             )
 
+    def _ensure_fences(self, keys: Sequence[str]) -> None:
+        """Create the fence rows of ``keys`` that do not exist yet, committed on their own
+        (autocommit), before any batch transaction needs them.
+
+        Two loaders creating the same row at once may, on Snowflake (primary keys not enforced),
+        make two: harmless, the fence updates both. An emulator that enforces the key fails one
+        of them and the connector retries it, when ``not exists`` makes it a no-op.
+        """
+        missing = [key for key in keys if key not in self._fences]
+        if not missing:
+            return
+        marks = ", ".join("?" * len(missing))
+        with self._cursor("writing to") as cur:
+            cur.execute(f"select key from {self.bronze}._meta where key in ({marks})", missing)
+            present = {str(key) for (key,) in cur.fetchall()}
+            absent = [key for key in missing if key not in present]
+            if absent:
+                rows = " union all ".join(["select ? as key"] * len(absent))
+                cur.execute(
+                    f"insert into {self.bronze}._meta (key, value) select f.key, '' from ({rows}) f"
+                    f" where not exists (select 1 from {self.bronze}._meta m where m.key = f.key)",
+                    absent,
+                )
+        self._fences.update(missing)
+
+    def _fence(self, cur: _Cursor, keys: Sequence[str], load_id: str) -> None:
+        """Take the fences of ``keys`` for this transaction: an ``UPDATE`` of their rows (the
+        value names the last load that held it), held until commit or rollback.
+
+        Snowflake locks ``_meta`` for it, so another loader's fence waits for this commit and its
+        position check then reads what this one committed. The emulators' DuckDB versions rows
+        instead: a second writer of the same row fails at once, and is :class:`_FenceBusy`, like
+        any failure of this statement. It sets a value (the load id), never ``value = value``, which
+        DuckDB does not count as a write: the fence would not fence there.
+        """
+        try:
+            cur.execute(
+                f"update {self.bronze}._meta set value = ?"
+                f" where key in ({', '.join('?' * len(keys))})",
+                [load_id, *keys],
+            )
+        except self._sf.Error as exc:
+            raise _FenceBusy(_one_line(exc)) from None
+        if cur.rowcount < len(keys):
+            raise WarehouseError(
+                f"writing to {self.describe()} failed: {len(keys) - cur.rowcount} of the batch's"
+                f" {len(keys)} fence rows are missing from {self.bronze}._meta (deleted while"
+                " loading?); the batch was rolled back, run the loader again"
+            )
+
     def _load(
         self,
         tables: Mapping[str, pa.Table],
+        fenced: Collection[tuple[str, int]],
         check: Callable[[_Cursor], None],
         record: Callable[[_Cursor], None],
+        load_id: str,
     ) -> None:
-        """Stage ``tables`` and, in one transaction: take the writer lock, ``check(cur)`` (the
-        expected positions), copy the tables in and ``record(cur)`` (positions, load record)."""
+        """Stage ``tables`` and, in one transaction: ``check(cur)`` (the expected positions; a
+        stale batch costs no COPY), copy the tables in, take the fences of the ``fenced`` source
+        partitions, ``check(cur)`` again under them and ``record(cur)`` (positions, load record).
+
+        The COPYs run before the fences, so they overlap with other loaders' batches; the fences
+        are held only for the tail. A failed fence statement rolls the batch back and tries it
+        again (:data:`FENCE_ATTEMPTS`), staged anew (a COPY purged the files it loaded).
+        """
+        keys = sorted({fence_key(source, partition) for source, partition in fenced})
+        self._ensure_fences(keys)
+        for attempt in range(1, FENCE_ATTEMPTS + 1):
+            try:
+                self._load_once(tables, keys, check, record, load_id)
+                return
+            except _FenceBusy as busy:
+                if attempt == FENCE_ATTEMPTS:
+                    raise WarehouseError(
+                        f"writing to {self.describe()} failed: the fences of the batch's source"
+                        f" partitions stayed busy after {attempt} tries ({busy}); the batch was"
+                        " rolled back"
+                    ) from None
+                log.info("fence busy, batch %s rolled back; trying again: %s", load_id, busy)
+
+    def _load_once(
+        self,
+        tables: Mapping[str, pa.Table],
+        keys: Sequence[str],
+        check: Callable[[_Cursor], None],
+        record: Callable[[_Cursor], None],
+        load_id: str,
+    ) -> None:
+        """One try of :meth:`_load`; logs the COPY and fence intervals (wall clock) at DEBUG."""
+        staging = time.time()
         with self._cursor("writing to") as cur:
             folder = self._put(cur, tables) if tables else ""
         try:
             with self._transaction("writing to") as cur:
-                # The Bronze writer lock: Snowflake reads at READ COMMITTED and does not enforce
-                # primary keys, so without it two writers could both pass the position check.
-                # An UPDATE holds its table's lock until commit; the next writer waits for it
-                # and then reads the positions this one committed.
-                cur.execute(
-                    f"update {self.bronze}._meta set value = value where key = 'schema_version'"
-                )
                 check(cur)
+                copy_started = time.time()
                 for table, rows in tables.items():
                     self._copy(cur, folder, table, rows)
+                copy_finished = time.time()
+                if keys:
+                    self._fence(cur, keys, load_id)
+                fenced = time.time()
+                check(cur)
                 record(cur)
         except BaseException:
             if folder:  # the purge of a failed COPY did not run; best effort, never the cause
                 with suppress(WarehouseError), self._cursor("cleaning up") as cur:
                     cur.execute(f"remove @{self.bronze}.{STAGE}/{folder}/")
             raise
+        committed = time.time()
+        log.debug(
+            "batch %s: staged in %.3f s, COPY %.3f s, fence wait %.3f s, fenced to commit %.3f s",
+            load_id,
+            copy_started - staging,
+            copy_finished - copy_started,
+            fenced - copy_finished,
+            committed - fenced,
+            extra={
+                "batch_load_id": load_id,
+                "batch_rows": sum(rows.num_rows for rows in tables.values()),
+                "staging": staging,
+                "copy_started": copy_started,
+                "copy_finished": copy_finished,
+                "fenced": fenced,
+                "committed": committed,
+            },
+        )
 
     # -- the Warehouse interface -------------------------------------------------------------
 
@@ -457,7 +589,13 @@ class SnowflakeWarehouse(Closing):
             self._write_positions(cur, batch.positions, batch.load_id, now)
             self._count_load(cur, batch, loaded, now)
 
-        self._load(tables, lambda cur: self._check_expected(cur, batch.expected), record)
+        self._load(
+            tables,
+            _sources(batch.expected, batch.positions),
+            lambda cur: self._check_expected(cur, batch.expected),
+            record,
+            batch.load_id,
+        )
         return WriteResult(loaded, batch.dead_letters.num_rows)
 
     def _check_expected(self, cur: _Cursor, expected: dict[tuple[str, int], int | None]) -> None:
@@ -601,7 +739,13 @@ class SnowflakeWarehouse(Closing):
             if batch.record_load:
                 self._add_load(cur, load, now)
 
-        self._load(tables, lambda cur: self._check_expected(cur, batch.expected), record)
+        self._load(
+            tables,
+            _sources(batch.expected, batch.positions),
+            lambda cur: self._check_expected(cur, batch.expected),
+            record,
+            load.load_id,
+        )
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Rows of a query with ``?`` placeholders (read Gold, Bronze counts, positions).
@@ -642,3 +786,10 @@ class SnowflakeWarehouse(Closing):
 
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _sources(
+    expected: Mapping[tuple[str, int], int | None], positions: Sequence[Position]
+) -> set[tuple[str, int]]:
+    """The source partitions a batch checks or moves: the ones it fences."""
+    return {*expected, *((p.source, p.partition) for p in positions)}
