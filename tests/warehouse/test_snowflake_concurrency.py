@@ -4,7 +4,7 @@ exactly once.
 
 - Two writers racing on one file source, both with their COPYs done when they take the fence:
   one commits, the other gets PositionConflict and nothing of its batch stays (rows, position,
-  load record, fence).
+  load record, fence); a third writer, of another file, commits beside them.
 - Two consumer processes of one Kafka group, each running ``retail-pipeline ingest --kafka
   --target snowflake`` at the same time: every message exactly once, the positions at the
   topics' ends, both members loaded, and their batches' COPYs overlap in time (each batch's
@@ -67,13 +67,14 @@ class Racing(SnowflakeWarehouse):
 def test_two_writers_of_one_source_one_commits_the_other_is_refused(
     snowflake_args: dict[str, Any], tmp_path: Path
 ) -> None:
+    """run-0 and run-1 load the same orders file from its start; run-2 loads the payments file
+    at the same time: the fence decides per source, so run-2 commits whatever the other two do."""
     sim = generate(tmp_path / "sim", days=1, orders_per_day=30, seed=4, faults=FaultRates())
-    orders = sim.out_dir / "events" / "orders.ndjson"
-    data = orders.read_bytes()
-    source = f"file:{orders}"
+    orders, payments = (sim.out_dir / "events" / f"{t}.ndjson" for t in ("orders", "payments"))
 
-    def batch(load_id: str) -> EventBatch:
-        staged = stage_block(data, 0, 1, str(orders))
+    def batch(load_id: str, path: Path) -> EventBatch:
+        data, source = path.read_bytes(), f"file:{path}"
+        staged = stage_block(data, 0, 1, str(path))
         end = Position(source, 0, len(data), len(data.splitlines()) + 1, "fp")
         return EventBatch(
             load_id, "file", staged.events, staged.dead_letters, [end], {(source, 0): None}
@@ -81,20 +82,22 @@ def test_two_writers_of_one_source_one_commits_the_other_is_refused(
 
     # A short network timeout: fakesnow fails the loser's fence at once (HTTP 500, which the
     # connector retries until this runs out) where Snowflake would make it wait for the winner.
-    Racing.copied = threading.Barrier(2)
+    Racing.copied = threading.Barrier(3)
     args = {**snowflake_args, "network_timeout": 2}
     database = args.pop("database")
-    writers = [Racing(args, database=database) for _ in range(2)]
+    writers = [Racing(args, database=database) for _ in range(3)]
     outcomes: dict[str, WriteResult | Exception] = {}
 
-    def write(wh: SnowflakeWarehouse, load_id: str) -> None:
+    def write(wh: SnowflakeWarehouse, load_id: str, path: Path) -> None:
         try:
-            outcomes[load_id] = wh.write_events(batch(load_id))
+            outcomes[load_id] = wh.write_events(batch(load_id, path))
         except Exception as exc:  # what each writer got is what the test checks
             outcomes[load_id] = exc
 
+    files = [orders, orders, payments]
     threads = [
-        threading.Thread(target=write, args=(wh, f"run-{n}")) for n, wh in enumerate(writers)
+        threading.Thread(target=write, args=(wh, f"run-{n}", path))
+        for n, (wh, path) in enumerate(zip(writers, files, strict=True))
     ]
     for thread in threads:
         thread.start()
@@ -102,16 +105,22 @@ def test_two_writers_of_one_source_one_commits_the_other_is_refused(
         thread.join(timeout=120)
     refused = [run for run, got in outcomes.items() if isinstance(got, PositionConflict)]
     committed = [run for run, got in outcomes.items() if isinstance(got, WriteResult)]
-    assert (len(refused), len(committed)) == (1, 1), outcomes
-    [winner] = committed
+    assert len(refused) == 1 and len(committed) == 2 and "run-2" in committed, outcomes
+    [winner] = set(committed) - {"run-2"}
     wh = writers[0]
     counts = wh.counts()
-    assert counts["order_events"] + counts["dead_letter"] == len(data.splitlines())  # once
-    assert {row[-1] for row in wh.query(KEYS_SQL)} == {winner}
-    assert wh.positions(source)[0].next_offset == len(data)
-    assert wh.query("select load_id from bronze._loads") == [(winner,)]
-    fence = fence_key(source, 0)
-    assert wh.query("select value from bronze._meta where key = ?", [fence]) == [(winner,)]
+    lines = {path: len(path.read_bytes().splitlines()) for path in (orders, payments)}
+    assert counts["order_events"] + counts["payment_events"] + counts["dead_letter"] == sum(
+        lines.values()
+    )  # each line once
+    assert {row[-1] for row in wh.query(KEYS_SQL)} == {winner, "run-2"}
+    assert wh.query("select distinct _load_id from bronze.order_events") == [(winner,)]
+    for path, run in ((orders, winner), (payments, "run-2")):
+        source = f"file:{path}"
+        assert wh.positions(source)[0].next_offset == path.stat().st_size
+        fence = fence_key(source, 0)
+        assert wh.query("select value from bronze._meta where key = ?", [fence]) == [(run,)]
+    assert sorted(wh.query("select load_id from bronze._loads")) == sorted([(winner,), ("run-2",)])
     for writer in writers:
         writer.close()
 
