@@ -1,6 +1,6 @@
 # The role model (docs/terraform.md), least privilege:
 #   loader       writes Bronze only: appends to every Bronze table, and reads, updates or deletes
-#                only the bookkeeping rows it maintains (_META lock row, _LOADS counts,
+#                only the bookkeeping rows it maintains (_META fence rows, _LOADS counts,
 #                _POSITIONS). It never reads the event, reference or dead-letter tables (they
 #                hold personal data, and the loader needs none of it).
 #   transformer  reads Bronze; creates and owns the tables and views dbt builds in Silver, Gold and
@@ -52,9 +52,9 @@ locals {
 
   # Beyond appending, the loader reads and changes only these tables
   # (retail_pipeline.warehouse.snowflake): it reads the schema version in _META and takes the
-  # writer lock there (`update _meta set value = value`), finds a snapshot already loaded and
-  # adds to its run's counts in _LOADS, and reads and insert-or-replaces its _POSITIONS
-  # (delete, then insert).
+  # fences of its source partitions there (`update _meta set value = <load id>`, on rows it
+  # inserts), finds a snapshot already loaded and adds to its run's counts in _LOADS, and reads
+  # and insert-or-replaces its _POSITIONS (delete, then insert).
   loader_bookkeeping = {
     _META      = ["SELECT", "UPDATE"]
     _LOADS     = ["SELECT", "UPDATE"]
