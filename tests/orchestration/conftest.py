@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -67,6 +68,52 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         detail = getattr(exc, "stderr", b"") or b""
         airflow_unavailable(f"airflow db migrate failed: {exc} {detail.decode()[-2000:]}")
     return env
+
+
+CREDENTIAL_VARIABLES = (
+    "RETAIL_API_URL",
+    "RETAIL_API_TOKEN",
+    "RETAIL_POSTGRES_DSN",
+    "RETAIL_KAFKA_BOOTSTRAP",
+    "RETAIL_KAFKA_CONFIG_FILE",
+)
+"""What the Airflow connections of :func:`connection_env` replace: unset for the DAGs."""
+
+
+def connection_env(
+    *, api_url: str, api_token: str, postgres_dsn: str, kafka_bootstrap: str
+) -> tuple[dict[str, str], list[str]]:
+    """``AIRFLOW_CONN_RETAIL_API``, ``_POSTGRES`` and ``_KAFKA`` (Airflow's JSON form) for the
+    reference API, a test database of the Postgres fixtures (its password read out of the
+    passfile its DSN names: the connection names no passfile) and a broker; and the secrets
+    they hold (to look for in logs)."""
+    api = urllib.parse.urlsplit(api_url)
+    dsn = urllib.parse.urlsplit(postgres_dsn)
+    passfile = urllib.parse.parse_qs(dsn.query)["passfile"][0]
+    password = Path(passfile).read_text().strip().rsplit(":", 1)[1]
+    connections = {
+        "RETAIL_API": {
+            "conn_type": "http",
+            "host": api.hostname,
+            "port": api.port,
+            "schema": api.scheme,
+            "password": api_token,
+        },
+        "RETAIL_POSTGRES": {
+            "conn_type": "postgres",
+            "host": dsn.hostname,
+            "port": dsn.port,
+            "login": dsn.username,
+            "password": password,
+            "schema": dsn.path.lstrip("/"),
+        },
+        "RETAIL_KAFKA": {
+            "conn_type": "kafka",
+            "extra": {"bootstrap.servers": kafka_bootstrap, "client.id": "retail-airflow"},
+        },
+    }
+    env = {f"AIRFLOW_CONN_{name}": json.dumps(value) for name, value in connections.items()}
+    return env, [api_token, password]
 
 
 def run_dags(

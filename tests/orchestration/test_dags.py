@@ -2,10 +2,12 @@
 
 The end-to-end run feeds one warehouse through both ingestion DAGs: the batch DAG loads the
 simulation's daily snapshots and its order events from a landing folder, its customers from the
-reference API and its products from Postgres, the Kafka DAG the
-payment and shipment events from a real broker (topics of the test's own), then the dbt DAG
-builds Silver and Gold through Cosmos, and the six answers must equal the simulation's truth.
-Running both ingestion DAGs again loads nothing (their tasks are skipped): exactly once.
+reference API and its products from Postgres, the Kafka DAG the payment and shipment events
+from a real broker (topics of the test's own), their credentials only in Airflow connections
+(``AIRFLOW_CONN_*``); then the dbt DAG builds Silver and Gold through Cosmos (the whole build:
+under the scheduler, test_scheduler.py runs one model of it), and the six answers must equal
+the simulation's truth, with the lineage connected. Running both ingestion DAGs again loads
+nothing (their tasks are skipped): exactly once.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ from retail_pipeline.transform import read_answers
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.accounting import _rows, message_lines, stored_messages, unaccounted_rows
 from tests.lineage_graph import check_connected, events_of, fed_by_bronze, run_states, validate
-from tests.orchestration.conftest import DAGS_FOLDER, SEED_DAG_IDS, run_dags
+from tests.orchestration.conftest import (
+    CREDENTIAL_VARIABLES,
+    DAGS_FOLDER,
+    SEED_DAG_IDS,
+    connection_env,
+    run_dags,
+)
 from tests.orchestration.receiver import receiver
 
 BRONZE = {
@@ -107,15 +115,19 @@ def test_dags_end_to_end(
         topic_prefix=prefix,
     )
     warehouse = tmp_path / "wh.duckdb"
+    # the credentials only in Airflow connections (AIRFLOW_CONN_*), none in RETAIL_*
+    connections, _ = connection_env(
+        api_url=api.url,
+        api_token="dag-token",
+        postgres_dsn=postgres_db,
+        kafka_bootstrap=kafka_broker,
+    )
     env = {
-        **airflow_env,
+        **{k: v for k, v in airflow_env.items() if k not in CREDENTIAL_VARIABLES},
+        **connections,
         "RETAIL_WAREHOUSE": str(warehouse),
         "RETAIL_LANDING_DIR": str(landing),
-        "RETAIL_KAFKA_BOOTSTRAP": kafka_broker,
         "RETAIL_TOPIC_PREFIX": prefix,
-        "RETAIL_API_URL": api.url,
-        "RETAIL_API_TOKEN": "dag-token",
-        "RETAIL_POSTGRES_DSN": postgres_db,
         "RETAIL_BATCH_LAG": "0",
         "RETAIL_LINEAGE_DIR": str(tmp_path / "lineage"),
     }

@@ -1,29 +1,56 @@
-"""One run through the real scheduler and API server: ``airflow standalone``, as
-``retail-pipeline airflow up`` starts it, with a batch DAG run triggered over the REST API."""
+"""The three DAGs through the real scheduler and API server (``airflow standalone``, as
+``retail-pipeline airflow up`` starts it), their credentials only in Airflow Connections.
+
+The Postgres password, the API's URL and token and the Kafka bootstrap are given as
+``AIRFLOW_CONN_RETAIL_POSTGRES`` / ``_API`` / ``_KAFKA`` (Airflow's JSON form) and not as
+``RETAIL_*`` variables (unset for Airflow; the Kafka default ``127.0.0.1:9092`` is not the
+test's broker, the API refuses a request without the token, and the Postgres password is in
+no passfile the DSN names). Unpaused, the two ingestion DAGs load a simulation: the batch DAG
+the snapshots and order events of a landing folder, the customers from the reference API and
+the products from Postgres; the Kafka DAG the payment and shipment events from the session
+broker (topics of the test's own). A dbt DAG run follows with one model built by Cosmos and
+``gold_deadline`` run, its other tasks marked successful beforehand (the whole build runs in
+test_dags.py through ``dag.test()``, where a task costs 2 s, not 6). Meanwhile a batch
+run whose landing folder is gone fails for good and posts exactly one alert, and the Kafka DAG
+runs again and loads nothing (its task skips: exactly once; test_dags.py reruns both). No
+secret appears in a task log or in Bronze.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
+import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from retail_pipeline.events.contract import TOPICS
+from retail_pipeline.ingestion.kafka.producer import produce_files
 from retail_pipeline.local import airflow as local
+from retail_pipeline.local import kafka_broker as broker
+from retail_pipeline.local.postgres import upsert
+from retail_pipeline.local.reference_api import ReferenceApi
 from retail_pipeline.simulation import generate
+from tests.accounting import _rows, message_lines, stored_messages, unaccounted_rows
 from tests.local.kafka_fixtures import free_port
-from tests.orchestration.conftest import airflow_unavailable
+from tests.orchestration.conftest import (
+    CREDENTIAL_VARIABLES,
+    airflow_unavailable,
+    connection_env,
+)
 from tests.orchestration.receiver import Receiver, receiver
 from tests.orchestration.test_dags import BRONZE
 
-DAG_ID = "retail_batch_ingestion_dag"
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Path:
-    out = tmp_path / "sim"
-    generate(out, days=2, orders_per_day=60, seed=31)
-    return out
+BATCH, KAFKA, DBT = "retail_batch_ingestion_dag", "retail_kafka_ingestion_dag", "retail_dbt_dag"
+MODEL = "stg_bronze__payment_events"
+DBT_RUN = {f"dbt.{MODEL}_model_build", "gold_deadline"}
+"""The dbt DAG's tasks the scheduler runs; the others are marked successful beforehand."""
+TOKEN = "t0ken-0nly-in-a-connection"
 
 
 @pytest.fixture
@@ -34,95 +61,198 @@ def alerts(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
         yield got
 
 
-@pytest.fixture
-def standalone(
+def _runs(url: str, token: str, dag_id: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = local.api(url, token, "GET", f"/api/v2/dags/{dag_id}/dagRuns")[
+        "dag_runs"
+    ]
+    return runs
+
+
+def _ended(url: str, token: str, dag_id: str, run_id: str | None, timeout: float) -> dict[str, Any]:
+    """The run (``run_id``, else the DAG's first) once it ends; polled, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = _runs(url, token, dag_id)
+        found = [r for r in runs if run_id in (None, r["dag_run_id"])]
+        if found and found[0]["state"] in ("success", "failed"):
+            return found[0]
+        time.sleep(1)
+    raise AssertionError(f"{dag_id} run {run_id} did not end within {timeout:.0f}s: {runs}")
+
+
+def _tasks(url: str, token: str, dag_id: str, run_id: str) -> dict[str, tuple[str, float]]:
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100"
+    tis = local.api(url, token, "GET", path)["task_instances"]
+    return {ti["task_id"]: (ti["state"], ti["duration"] or 0.0) for ti in tis}
+
+
+def _trigger(url: str, token: str, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+    body = {"logical_date": None, "conf": conf or {}}
+    run_id: str = local.api(url, token, "POST", f"/api/v2/dags/{dag_id}/dagRuns", body)[
+        "dag_run_id"
+    ]
+    return run_id
+
+
+def _unpause(url: str, token: str, dag_id: str) -> None:
+    local.api(url, token, "PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+
+@pytest.mark.kafka
+def test_three_dags_through_the_scheduler_with_connections(
     airflow_env: dict[str, str],
-    tmp_path: Path,
-    sim: Path,
+    kafka_broker: str,
+    postgres_db: str,
     alerts: Receiver,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[local.LocalAirflow]:
-    """A local Airflow of the test's own (home, port, warehouse, alert receiver), stopped
-    afterwards."""
+) -> None:
+    started = time.monotonic()
+    sim = tmp_path / "sim"
+    generate(sim, days=2, orders_per_day=60, seed=31)
+    landing = tmp_path / "landing"
+    shutil.copytree(sim / "snapshots", landing / "snapshots")
+    (landing / "events").mkdir()
+    shutil.copy(sim / "events" / "orders.ndjson", landing / "events")
+    # The final reference data from the other two batch sources: customers from the API,
+    # products from Postgres (the same records: no new versions, the same answers).
+    api = ReferenceApi(token=TOKEN).start()
+    api.load_snapshot("customers", sim / "customers.json")
+    products = json.loads((sim / "products.json").read_text(), parse_float=Decimal)
+    upsert(postgres_db, "products", products)
+    prefix = f"af{uuid.uuid4().hex[:8]}."
+    broker.ensure_topics(kafka_broker, [prefix + t for t in (*TOPICS, "dead_letter")])
+    produce_files(
+        [sim / "events" / "payments.ndjson", sim / "events" / "shipments.ndjson"],
+        bootstrap=kafka_broker,
+        topic_prefix=prefix,
+    )
+
+    connections, secrets = connection_env(
+        api_url=api.url, api_token=TOKEN, postgres_dsn=postgres_db, kafka_bootstrap=kafka_broker
+    )
+    for name, value in connections.items():
+        monkeypatch.setenv(name, value)
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    warehouse = tmp_path / "wh.duckdb"
+    lineage = tmp_path / "lineage"
+    monkeypatch.setenv("RETAIL_WAREHOUSE", str(warehouse))
+    monkeypatch.setenv("RETAIL_LANDING_DIR", str(landing))
+    monkeypatch.setenv("RETAIL_TOPIC_PREFIX", prefix)
+    monkeypatch.setenv("RETAIL_BATCH_LAG", "0")
+    monkeypatch.setenv("RETAIL_LINEAGE_DIR", str(lineage))
+
     home = tmp_path / "airflow"
-    monkeypatch.setenv("RETAIL_WAREHOUSE", str(tmp_path / "wh.duckdb"))
-    # Unpausing also starts a scheduled run: it finds an empty landing folder and skips, so the
-    # rows are loaded by the triggered run (source_dir), whichever of the two goes first.
-    (tmp_path / "empty").mkdir()
-    monkeypatch.setenv("RETAIL_LANDING_DIR", str(tmp_path / "empty"))
     try:
         airflow = local.start(home, port=free_port(), timeout=240)
     except local.AirflowError as exc:
+        api.stop()
         airflow_unavailable(str(exc))
     try:
-        yield airflow
+        url, token = airflow.url, local.login(airflow)
+        up = time.monotonic()
+        assert local.api(url, token, "GET", "/api/v2/importErrors")["total_entries"] == 0
+        # unpaused, each ingestion DAG starts its scheduled run (the params' defaults)
+        _unpause(url, token, BATCH)
+        _unpause(url, token, KAFKA)
+        batch = _ended(url, token, BATCH, None, 300)
+        kafka = _ended(url, token, KAFKA, None, 300)
+        ingested = time.monotonic()
+        batch_tasks = _tasks(url, token, BATCH, batch["dag_run_id"])
+        kafka_tasks = _tasks(url, token, KAFKA, kafka["dag_run_id"])
+        assert (batch["state"], kafka["state"]) == ("success", "success"), (
+            batch_tasks,
+            kafka_tasks,
+        )
+        assert {task: state for task, (state, _) in batch_tasks.items()} == {
+            "load_snapshots": "success",
+            "load_api_and_postgres": "success",
+            "load_event_files": "success",
+        }
+        assert {task: state for task, (state, _) in kafka_tasks.items()} == {
+            "consume_micro_batch": "success"
+        }
+
+        # A batch run whose landing folder is gone, which fails for good after its retries
+        # waits; meanwhile the dbt DAG, paused while the ingestion ran (so no asset event
+        # queued a run of it), runs once, and the Kafka DAG again (nothing new: skipped).
+        gone = tmp_path / "gone"
+        failing = _trigger(url, token, BATCH, {"source_dir": str(gone)})  # first: retries wait
+        dbt_run = _trigger(url, token, DBT)
+        for task_id in _tasks(url, token, DBT, dbt_run):
+            if task_id not in DBT_RUN:
+                path = f"/api/v2/dags/{DBT}/dagRuns/{dbt_run}/taskInstances/{task_id}"
+                local.api(url, token, "PATCH", path, {"new_state": "success"})
+        _unpause(url, token, DBT)
+        kafka_again = _trigger(url, token, KAFKA)
+        dbt = _ended(url, token, DBT, dbt_run, 900)
+        built = time.monotonic()
+        dbt_tasks = _tasks(url, token, DBT, dbt_run)
+        failed_run = _ended(url, token, BATCH, failing, 300)
+        again = _tasks(url, token, KAFKA, _ended(url, token, KAFKA, kafka_again, 300)["dag_run_id"])
+        events = local.api(url, token, "GET", "/api/v2/assets/events?limit=1000")["asset_events"]
+        failed_tasks = _tasks(url, token, BATCH, failing)
+        alerts_posted = _alerts(alerts, 1)
     finally:
+        api.stop()
         local.stop(home, timeout=5)
-
-
-def _wait(url: str, token: str, path: str) -> str:
-    """The run's state once it ends (or after 420 s: retries of a failing task take minutes)."""
-    deadline = time.monotonic() + 420
-    state = ""
-    while state not in ("success", "failed") and time.monotonic() < deadline:
-        time.sleep(1)
-        state = local.api(url, token, "GET", path)["state"]
-    return state
-
-
-def test_triggered_run_succeeds_through_the_scheduler(
-    standalone: local.LocalAirflow, sim: Path, alerts: Receiver, tmp_path: Path
-) -> None:
-    url, token = standalone.url, local.login(standalone)
-    assert local.api(url, token, "GET", "/api/v2/importErrors")["total_entries"] == 0
-    run = local.api(
-        url,
-        token,
-        "POST",
-        f"/api/v2/dags/{DAG_ID}/dagRuns",
-        {"logical_date": None, "conf": {"source_dir": str(sim)}},
+    print(
+        f"airflow up in {up - started:.0f}s (setup included); ingestion in {ingested - up:.0f}s;"
+        f" dbt run ({len(DBT_RUN)} of {len(dbt_tasks)} tasks run) in {built - ingested:.0f}s;"
+        f" total {time.monotonic() - started:.0f}s"
     )
-    local.api(url, token, "PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
-    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}"
-    state = _wait(url, token, path)
-    tis = local.api(url, token, "GET", f"{path}/taskInstances")["task_instances"]
-    summary = {ti["task_id"]: (ti["state"], ti["duration"]) for ti in tis}
-    print(f"{DAG_ID} through the scheduler: {state}; tasks {summary}")
-    assert state == "success", (summary, local.api(url, token, "GET", path))
-    # no API or Postgres source is configured here: that task skips itself, the others load
-    assert {task: state for task, (state, _) in summary.items()} == {
-        "load_snapshots": "success",
-        "load_api_and_postgres": "skipped",
-        "load_event_files": "success",
-    }
-    events = local.api(url, token, "GET", "/api/v2/assets/events?limit=100")["asset_events"]
-    assert {event["uri"] for event in events} == BRONZE
-    assert alerts.posts == [], "a run that succeeds alerts nobody"
 
-    # A run whose landing folder is gone: the snapshots task fails for good (after its retries;
-    # the event files task after it is upstream_failed) and the real task runner posts exactly
-    # one alert, naming DAG, task, run and the error.
-    gone = tmp_path / "gone"
-    failing = local.api(
-        url,
-        token,
-        "POST",
-        f"/api/v2/dags/{DAG_ID}/dagRuns",
-        {"logical_date": None, "conf": {"source_dir": str(gone)}},
+    assert dbt["state"] == "success", {t: s for t, (s, _) in dbt_tasks.items() if s != "success"}
+    assert {state for state, _ in dbt_tasks.values()} == {"success"}
+    assert again == {"consume_micro_batch": ("skipped", again["consume_micro_batch"][1])}
+    assert {
+        task: state for task, (state, _) in dbt_tasks.items() if task in DBT_RUN
+    } == dict.fromkeys(DBT_RUN, "success")
+    # the Bronze assets of the ingestion, and Cosmos's Asset of the model it built
+    uris = {event["uri"] for event in events}
+    assert {uri for uri in uris if uri.startswith("retail://")} == BRONZE
+    built_models = {uri for uri in uris if uri.startswith(f"duckdb:{warehouse}/")}
+    assert [uri.rsplit("/", 1)[1] for uri in built_models] == [MODEL], uris
+    schema = next(iter(built_models)).rsplit("/", 2)[1]
+    assert _rows(warehouse, f"select count(*) from {schema}.{MODEL}")[0][0] > 0
+
+    # the failing run: the snapshots task fails for good, one alert names DAG, task, run, error
+    assert failed_run["state"] == "failed"
+    assert sorted(t for t, (s, _) in failed_tasks.items() if s == "failed") == ["load_snapshots"]
+    (body,) = alerts_posted
+    assert body["alert"] == "failure" and body["dag_id"] == BATCH
+    assert (body["task_id"], body["run_id"]) == ("load_snapshots", failing)
+    assert f"landing folder {gone} does not exist" in body["error"], body
+    assert BATCH in body["text"] and "load_snapshots" in body["text"]
+
+    from_sources = "select count(*) from bronze.{} where _source_file like '{}%'"
+    customers = len(json.loads((sim / "customers.json").read_text()))
+    assert _rows(warehouse, from_sources.format("customers", api.url)) == [(customers,)]
+    assert _rows(warehouse, from_sources.format("products", "postgresql://")) == [(len(products),)]
+    dead_batch = (
+        "select count(*) from bronze.dead_letter where _source_kind in ('batch', 'api', 'postgres')"
     )
-    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{failing['dag_run_id']}"
-    assert _wait(url, token, path) == "failed"
-    tis = local.api(url, token, "GET", f"{path}/taskInstances")["task_instances"]
-    failed = sorted(ti["task_id"] for ti in tis if ti["state"] == "failed")
-    assert failed == ["load_snapshots"], tis
+    stored = stored_messages(warehouse) - _rows(warehouse, dead_batch)[0][0]
+    assert stored == message_lines((sim / "events").glob("*.ndjson"))  # each line once
+    assert unaccounted_rows(warehouse) == []
+
+    # no credential in a task log, in Bronze's source names or in the lineage
+    logs = [p for p in (home / "logs").rglob("*") if p.is_file()]
+    assert logs
+    for secret in secrets:
+        assert not [p for p in logs if secret in p.read_text(errors="replace")], secret
+        assert secret not in (lineage / "openlineage.ndjson").read_text()
+        assert secret not in (home / local.LOG_FILE).read_text(errors="replace")
+        sources = "select count(*) from bronze.{} where _source_file like '%{}%'"
+        for table in ("customers", "products"):
+            assert _rows(warehouse, sources.format(table, secret)) == [(0,)]
+
+
+def _alerts(got: Receiver, expected: int) -> list[dict[str, Any]]:
+    """The alerts posted, once ``expected`` arrived (and a moment after, for a second one)."""
     deadline = time.monotonic() + 30
-    while len(alerts.posts) < len(failed) and time.monotonic() < deadline:
+    while len(got.posts) < expected and time.monotonic() < deadline:
         time.sleep(0.5)
-    time.sleep(2)  # and no second alert for the same task
-    bodies = sorted((post["json"] for post in alerts.posts), key=lambda body: body["task_id"])
-    assert [body["task_id"] for body in bodies] == failed, bodies
-    for body in bodies:
-        assert body["alert"] == "failure" and body["dag_id"] == DAG_ID
-        assert body["run_id"] == failing["dag_run_id"]
-        assert f"landing folder {gone} does not exist" in body["error"], body
-        assert DAG_ID in body["text"] and body["task_id"] in body["text"]
+    time.sleep(2)
+    return [post["json"] for post in got.posts]

@@ -3,8 +3,10 @@
 :func:`start` runs ``airflow standalone`` (metadata in SQLite, LocalExecutor, API server and UI
 on 127.0.0.1) in the background with its home in ``data/airflow`` (``AIRFLOW_HOME`` if set),
 the DAGs of ``airflow/dags/``, the pipeline's settings made absolute, and a parallelism a laptop
-can carry. It waits until the API server reports every component healthy, creates the
-``retail_warehouse`` pool, and returns the URL and the login. :func:`stop` ends it (the whole
+can carry; the rest of the caller's environment passes through, so ``AIRFLOW_CONN_*`` variables
+(the DAGs' connections, :mod:`retail_pipeline.orchestration.connections`) reach the tasks. It
+waits until the API server reports every component healthy, creates the ``retail_warehouse``
+pool, and returns the URL and the login. :func:`stop` ends it (the whole
 process group) from the pid file, so another process can stop what one started.
 
 The login's password is generated here (:func:`ensure_login`) into Airflow's simple auth manager

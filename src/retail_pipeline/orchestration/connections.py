@@ -106,6 +106,8 @@ class Resolved:
     variables: dict[str, str] = field(repr=False)
     key_pem: str | None = field(default=None, repr=False)
     """A Snowflake private key given as content: written to a private file for the task."""
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    """Secrets in a form Airflow does not mask by itself (a password quoted into a DSN)."""
 
 
 def _text(value: Any) -> str:
@@ -192,7 +194,11 @@ def postgres_variables(conn: AirflowConnection) -> Resolved:
     database = quote(_text(conn.schema), safe="")
     query = urllib.parse.urlencode({key: _text(value) for key, value in _extra(conn).items()})
     dsn = f"postgresql://{auth}{quote(host, safe='[]:')}{port}/{database}"
-    return Resolved(conn.conn_id, {"RETAIL_POSTGRES_DSN": dsn + (f"?{query}" if query else "")})
+    return Resolved(
+        conn.conn_id,
+        {"RETAIL_POSTGRES_DSN": dsn + (f"?{query}" if query else "")},
+        secrets=(password,) if password else (),
+    )
 
 
 def property_variable(key: str) -> str:
@@ -342,6 +348,15 @@ def _cleared(kind: str) -> dict[str, str]:
     return {"RETAIL_POSTGRES_DSN": ""}
 
 
+def _mask(secrets: tuple[str, ...]) -> None:
+    """Have Airflow's log masker hide ``secrets`` too (it masks the connection's own fields)."""
+    if secrets:
+        from airflow.sdk.log import mask_secret
+
+        for secret in secrets:
+            mask_secret(secret)
+
+
 def warehouse_kinds() -> tuple[str, ...]:
     """The kinds the warehouse itself needs: Snowflake's connection on that target."""
     from retail_pipeline.warehouse import resolve_target
@@ -374,6 +389,7 @@ def connections(*kinds: str, ids: Mapping[str, str] | None = None) -> Iterator[d
                 )
                 origin[kind] = "environment"
                 continue
+            _mask(resolved.secrets)
             log.info("Airflow connection %s: %s settings from it", conn_id, kind)
             origin[kind] = f"connection {conn_id}"
             variables |= _cleared(kind) | resolved.variables

@@ -31,7 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from retail_pipeline.errors import PipelineError, one_line
-from retail_pipeline.orchestration.connections import CONNECTION_IDS, Resolved, resolve
+from retail_pipeline.orchestration.connections import (
+    CONNECTION_IDS,
+    Resolved,
+    connections,
+    resolve,
+)
 from retail_pipeline.settings import environment, settings
 from retail_pipeline.warehouse import resolve_target
 
@@ -162,7 +167,12 @@ def emit_lineage(project: str, context: Any = None, **_: Any) -> None:
             f"{ti.dag_id}.{ti.task_id}", str(uuid.uuid5(uuid.NAMESPACE_URL, key))
         )
     target = resolve_target(None)
-    tables = lineage.warehouse_tables(target, warehouse_env(target))
+    try:
+        # on Snowflake the account of ``retail_snowflake`` (if defined) names the tables
+        with connections():
+            tables = lineage.warehouse_tables(target, warehouse_env(target))
+    except PipelineError:  # the dbt task itself says what is wrong with the connection
+        tables = lineage.warehouse_tables(target, warehouse_env(target))
     lineage.record_dbt_artifacts(Path(project) / "target", tables, parent)
 
 
