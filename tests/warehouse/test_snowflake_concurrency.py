@@ -164,10 +164,6 @@ def test_two_consumers_of_one_group_load_in_parallel_exactly_once(
         **os.environ,
         "RETAIL_TARGET": "snowflake",
         "RETAIL_TEST_COPY_SECONDS": "0.2",
-        # The consumer's lag queries (every 2 s, one per partition) wait behind librdkafka's
-        # long-polling fetches (fetch.wait.max.ms, 500 ms) once a slow sink has let it fetch
-        # ahead: short fetch waits keep them from stalling the consuming thread.
-        "RETAIL_KAFKA_CONFIG_FETCH_WAIT_MAX_MS": "20",
         "RETAIL_TEST_TIMINGS": str(timings),
         "SNOWFLAKE_ACCOUNT": args["account"],
         "SNOWFLAKE_USER": args["user"],

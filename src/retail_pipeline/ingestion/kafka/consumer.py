@@ -471,15 +471,21 @@ class KafkaBronzeConsumer:
                 ends[(topic, partition)] = high
         return ends
 
-    def _record_lag(self) -> None:
-        """Set each owned partition's lag: its end offset now minus its next offset in Bronze.
-        A broker that does not answer in time leaves the previous value."""
+    def _record_lag(self, *, cached: bool = True) -> None:
+        """Set each owned partition's lag: its end offset minus its next offset in Bronze.
+
+        While consuming, the end offset is the high watermark of the partition's last fetch
+        response (``cached``): no request to the broker. Asking the broker (``cached=False``)
+        queues behind the consumer's own fetches, which wait up to ``fetch.wait.max.ms`` each,
+        so on the consuming thread it stalled the loop for most of a run with a slow sink. The
+        final update after the last batch asks the broker. A partition not fetched yet, or a
+        broker that does not answer in time, leaves the previous value."""
         from confluent_kafka import KafkaException, TopicPartition
 
         for (topic, partition), done in list(self.committed.items()):
             try:
                 _, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=1, cached=False
+                    TopicPartition(topic, partition), timeout=1, cached=cached
                 )
             except KafkaException:
                 continue
@@ -589,7 +595,7 @@ class KafkaBronzeConsumer:
             if self.error is not None:
                 raise self.error
             self.flush()
-            self._record_lag()
+            self._record_lag(cached=False)
         except BaseException as exc:
             self.summary.seconds = time.monotonic() - started
             self.close()
