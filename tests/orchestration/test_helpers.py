@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.orchestration import dbt, tasks
+from retail_pipeline.settings import schema_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,5 +58,28 @@ def test_dbt_env_hands_over_an_absolute_warehouse(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RETAIL_WAREHOUSE", "data/wh.duckdb")
-    assert dbt.dbt_env("duckdb") == {"RETAIL_WAREHOUSE": str(tmp_path / "data" / "wh.duckdb")}
-    assert dbt.dbt_env("snowflake") == {}
+    production = {"RETAIL_ENVIRONMENT": "prod", "RETAIL_SCHEMA_PREFIX": ""}
+    warehouse = str(tmp_path / "data" / "wh.duckdb")
+    assert dbt.dbt_env("duckdb") == {**production, "RETAIL_WAREHOUSE": warehouse}
+    assert dbt.dbt_env("snowflake") == production
+
+
+def test_dbt_env_hands_over_the_resolved_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DAG builds the schemas the readers read: a dev environment's default prefix (the OS
+    user) is resolved here, not left to dbt; each environment has a manifest of its own."""
+    monkeypatch.setenv("RETAIL_ENVIRONMENT", "dev")
+    monkeypatch.delenv("RETAIL_SCHEMA_PREFIX", raising=False)
+    monkeypatch.setenv("USER", "Ann-Marie")
+    monkeypatch.setenv("LOGNAME", "Ann-Marie")
+    env = dbt.dbt_env("snowflake")
+    assert env["RETAIL_ENVIRONMENT"] == "dev"
+    assert env["RETAIL_SCHEMA_PREFIX"] == schema_prefix()
+    assert re.fullmatch(r"[a-z][a-z0-9_]{0,30}", env["RETAIL_SCHEMA_PREFIX"])
+    dev = dbt.manifest_path("duckdb", tmp_path)
+    monkeypatch.setenv("RETAIL_SCHEMA_PREFIX", "pr_42")
+    assert dbt.manifest_path("duckdb", tmp_path) != dev
+    monkeypatch.setenv("RETAIL_SCHEMA_PREFIX", "pr_42; drop schema gold")
+    with pytest.raises(PipelineError, match="RETAIL_SCHEMA_PREFIX"):
+        dbt.dbt_env("duckdb")

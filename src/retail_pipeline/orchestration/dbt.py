@@ -37,7 +37,7 @@ from retail_pipeline.orchestration.connections import (
     connections,
     resolve,
 )
-from retail_pipeline.settings import environment, settings
+from retail_pipeline.settings import environment, schema_prefix, settings
 from retail_pipeline.warehouse import resolve_target
 
 PROFILE_NAME = "retail"
@@ -61,11 +61,16 @@ def dbt_env(target: str | None = None) -> dict[str, str]:
 
     Cosmos runs dbt in a temporary copy of the project, so a relative ``RETAIL_WAREHOUSE``
     (which the profile would read relative to the project) is made absolute here; the
-    Snowflake target reads ``SNOWFLAKE_*`` from the worker's environment as it is.
+    Snowflake target reads ``SNOWFLAKE_*`` from the worker's environment as it is. The
+    environment and its schema prefix are the resolved ones, as ``transform`` hands them to
+    dbt (a ``dev`` environment's default prefix, the OS user, included), so the DAG builds the
+    schemas that ``answers`` and the DAG's own checks read (``settings.layer_schema``).
     """
+    config = settings()
+    env = {"RETAIL_ENVIRONMENT": config.environment, "RETAIL_SCHEMA_PREFIX": schema_prefix(config)}
     if resolve_target(target) == "duckdb":
-        return {"RETAIL_WAREHOUSE": str(settings().warehouse.resolve())}
-    return {}
+        env["RETAIL_WAREHOUSE"] = str(config.warehouse.resolve())
+    return env
 
 
 def project_digest(project: Path, target: str) -> str:
@@ -81,6 +86,13 @@ def project_digest(project: Path, target: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def _manifest_key(target: str) -> str:
+    """What a manifest depends on beyond the sources: the target, and the environment and
+    prefix that name its schemas."""
+    env = dbt_env(target)
+    return f"{target}\0{env['RETAIL_ENVIRONMENT']}\0{env['RETAIL_SCHEMA_PREFIX']}"
+
+
 def manifest_path(target: str | None = None, project: Path | None = None) -> Path:
     """Where the manifest of the project's current sources for ``target`` is (or will be)."""
     project = project or project_dir()
@@ -89,7 +101,7 @@ def manifest_path(target: str | None = None, project: Path | None = None) -> Pat
         project
         / "target"
         / "cosmos"
-        / f"{chosen}-{project_digest(project, chosen)}"
+        / f"{chosen}-{project_digest(project, _manifest_key(chosen))}"
         / ("manifest.json")
     )
 
