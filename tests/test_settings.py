@@ -168,6 +168,9 @@ def test_only_the_settings_module_reads_the_environment() -> None:
         # Airflow's AIRFLOW_HOME and PATH for the local Airflow, and Cosmos's telemetry default
         "src/retail_pipeline/local/airflow.py",
         "src/retail_pipeline/orchestration/dbt.py",
+        # Airflow's own AIRFLOW_CONN_<ID> (an unparsable one is refused, not taken as
+        # undefined) and the RETAIL_KAFKA_CONFIG_* a task's Kafka connection replaces
+        "src/retail_pipeline/orchestration/connections.py",
         # the local PostgreSQL's tools run without libpq's PG* variables of the caller
         "src/retail_pipeline/local/postgres.py",
     }
