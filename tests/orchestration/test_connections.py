@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -306,3 +307,62 @@ def test_connections_through_airflow(airflow_env: dict[str, str]) -> None:
         4,
         1,
     )
+
+
+DEBUG_CHILD = r"""
+import json, sys
+from pathlib import Path
+from dbt.cli.main import dbtRunner
+from retail_pipeline.orchestration.dbt import profile_config, project_dir
+from retail_pipeline.settings import environment
+
+config = profile_config("snowflake", project_dir())
+with config.ensure_profile(desired_profile_path=Path(sys.argv[1])) as (path, env_vars):
+    with environment(**env_vars):
+        args = ["debug", "--connection", "--profiles-dir", str(path.parent)]
+        args += ["--project-dir", str(project_dir()), "--target", "snowflake"]
+        outcome = dbtRunner().invoke(args)
+mapping = type(config.profile_mapping).__name__
+print("RESULT " + json.dumps([mapping, bool(outcome.success), path.read_text()]))
+"""
+
+
+def test_cosmos_profile_of_the_connection_reaches_snowflake(
+    airflow_env: dict[str, str],
+    snowduck_emulator: tuple[dict[str, Any], Any],
+    tmp_path: Path,
+) -> None:
+    """dbt connects to Snowflake (the local emulator) through the profile Cosmos maps from
+    ``retail_snowflake`` alone: no ``SNOWFLAKE_*`` variable in the process, and the profile
+    file Cosmos writes holds no password."""
+    args, _ = snowduck_emulator
+    env = {k: v for k, v in airflow_env.items() if not k.startswith("SNOWFLAKE_")}
+    env["AIRFLOW_CONN_RETAIL_SNOWFLAKE"] = json.dumps(
+        {
+            "conn_type": "snowflake",
+            "login": args["user"],
+            "password": SECRET,
+            "extra": {
+                "account": args["account"],
+                "database": "RETAIL",
+                "host": args["host"],
+                "port": args["port"],
+                "protocol": args["protocol"],
+            },
+        }
+    )
+    env["SNOWFLAKE_CONNECT_RETRIES"] = "0"  # not a credential: fail at once, not after a retry
+    done = subprocess.run(
+        [sys.executable, "-c", DEBUG_CHILD, str(tmp_path / "profiles.yml")],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, (done.stdout + done.stderr)[-4000:]
+    mapping, connected, written = json.loads(lines[0].removeprefix("RESULT "))
+    assert mapping == "SnowflakeUserPasswordProfileMapping"
+    assert connected, done.stdout[-4000:]
+    assert args["host"] in written and SECRET not in written
