@@ -27,6 +27,10 @@ An external OAuth integration (Power BI SSO) names the roles its sessions may us
 
 Every service user has the environment's network policy (``snowflake_network_policy.this``).
 
+The objects that hold data (``KEEP_DATA``: the database, its schemas, the Bronze tables) set
+``lifecycle { prevent_destroy = true }``, literally: destroying or replacing one would drop Bronze,
+the only copy of the raw events (docs/terraform.md#terraform-keeps-the-data).
+
 Grants may be written one a resource or as ``for_each`` over a local map of the same file whose
 entries spell out the role, schema and privileges (``each.value.role``, ``each.value.schema``,
 ...): every entry is checked as its own grant. It fails closed: a grant whose role, schema or
@@ -105,6 +109,8 @@ environments (``var.environment_schemas``)."""
 OBJECT_TYPES = {"TABLES", "VIEWS", "TABLE", "VIEW"}
 NEVER = frozenset({"OWNERSHIP", "ALL", "ALL PRIVILEGES", "MANAGE GRANTS"})
 PEOPLE_ROLE = "reporting"
+# Resources whose destruction drops data: each must set lifecycle { prevent_destroy = true }.
+KEEP_DATA = frozenset({"snowflake_database", "snowflake_schema", "snowflake_table"})
 """The one pipeline role granted to people (the users and roles of var.reporter_grantees)."""
 GRANTEES = {
     "${toset(var.reporter_grantees.users)}": "user_name",
@@ -348,6 +354,10 @@ def check_file(path: Path) -> list[str]:
     problems = []
     for kind, name, body in _resources(parsed):
         address = f"{path}: {kind}.{name}"
+        if kind in KEEP_DATA:
+            if not _prevents_destroy(body):
+                problems.append(f"{address}: holds data but lacks lifecycle prevent_destroy = true")
+            continue
         if kind == "snowflake_service_user":
             policy = str(body.get("network_policy", ""))
             if "snowflake_network_policy.this" not in policy:
@@ -382,6 +392,12 @@ def check_file(path: Path) -> list[str]:
         except Unclear as exc:
             problems.append(f"{address}: cannot be checked ({exc})")
     return problems
+
+
+def _prevents_destroy(body: dict[str, Any]) -> bool:
+    """Whether a resource sets ``prevent_destroy = true`` (a literal: Terraform allows no other)."""
+    lifecycles = body.get("lifecycle", [])
+    return any(block.get("prevent_destroy") is True for block in lifecycles)
 
 
 def _grants_in_sql(sql: str) -> str:

@@ -399,6 +399,39 @@ def test_system_role_as_a_pipeline_role_is_caught(config_copy: Path, env: str) -
     assert any("is a system role" in problem for problem in wiring(config_copy))
 
 
+KEEPS_DATA = {
+    "database": ("modules/snowflake_database/main.tf", "snowflake_database.this"),
+    "schema": ("modules/snowflake_schema/main.tf", "snowflake_schema.this"),
+    "bronze table": ("modules/bronze_tables/main.tf", "snowflake_table.this"),
+}
+LIFECYCLE = "lifecycle {\n    prevent_destroy = true\n  }"
+
+
+@pytest.mark.parametrize("where", KEEPS_DATA.values(), ids=KEEPS_DATA.keys())
+@pytest.mark.parametrize("setting", ["", "lifecycle {\n    prevent_destroy = false\n  }"])
+def test_data_without_prevent_destroy_is_caught(
+    config_copy: Path, where: tuple[str, str], setting: str
+) -> None:
+    """Dropping the guard from the database, a schema or a Bronze table, or turning it off."""
+    path, address = where
+    plant(config_copy / path, LIFECYCLE, setting)
+    found = violations(config_copy)
+    assert [problem for problem in found if "prevent_destroy" in problem] == [
+        f"{config_copy / path}: {address}: holds data but lacks lifecycle prevent_destroy = true"
+    ]
+
+
+def test_a_new_table_without_prevent_destroy_is_caught(config_copy: Path) -> None:
+    path = config_copy / "modules/bronze_tables/main.tf"
+    path.write_text(
+        path.read_text()
+        + '\nresource "snowflake_table" "extra" {\n  database = var.database\n'
+        + '  schema   = var.schema\n  name     = "EXTRA"\n}\n'
+    )
+    found = violations(config_copy)
+    assert any("snowflake_table.extra: holds data" in problem for problem in found), found
+
+
 def test_over_grant_that_terraform_accepts(provider_mirror: Path, config_copy: Path) -> None:
     """The policy catches what validate cannot: a valid configuration that over-grants."""
     path, old, new, message = EDITS["reporting reads bronze"]

@@ -24,6 +24,13 @@ resource "snowflake_table" "this" {
       nullable = column.value.nullable
     }
   }
+
+  # Bronze is the only copy of the raw events. Provider 1.2.0 changes columns in place (ALTER
+  # TABLE ADD/DROP/ALTER COLUMN) and replaces a table only for a new database or schema; whatever
+  # would replace or destroy one fails the plan instead (tests/terraform/test_plan_keeps_data.py).
+  lifecycle {
+    prevent_destroy = true
+  }
 }
 
 # The loader reads the Bronze schema version from _META and, when none is recorded, runs its own
