@@ -406,7 +406,8 @@ def _grants_in_sql(sql: str) -> str:
 
 
 def violations(root: Path) -> list[str]:
-    """Every violation of the role model in the configuration under ``root``."""
+    """Every violation of the role model, and every data resource without ``prevent_destroy``,
+    in the configuration under ``root``."""
     problems = []
     for path in sorted(root.rglob("*.tf")):
         if ".terraform" not in path.parts:

@@ -1,5 +1,6 @@
 """The roles get no more than the role model allows (policy.py), in the committed configuration,
-and a planted over-grant, each kind of it, is caught."""
+and a planted over-grant, each kind of it, is caught; so is a database, schema or Bronze table
+that Terraform could destroy (no ``prevent_destroy``)."""
 
 from __future__ import annotations
 
