@@ -362,10 +362,22 @@ def test_demo_through_kafka_stops_only_the_broker_it_started(
         except broker.BrokerError as exc:  # skipped here, failed under CI=true
             broker_unavailable(str(exc))
 
+    # The operator's properties are another cluster's (SASL_SSL): the demo's clients of its own
+    # plaintext broker must not use them, and they are the operator's again afterwards.
+    other = tmp_path / "other-cluster.properties"
+    other.write_text(
+        "security.protocol=SASL_SSL\nsasl.mechanisms=SCRAM-SHA-512\n"
+        "sasl.username=someone\nsasl.password=elsewhere\n"
+    )
+    other.chmod(0o600)
+    monkeypatch.setenv("RETAIL_KAFKA_CONFIG_FILE", str(other))
+    monkeypatch.setenv("RETAIL_KAFKA_CONFIG_SECURITY_PROTOCOL", "SASL_SSL")
     workdir = tmp_path / "demo"
     options: dict[str, Any] = {"days": 2, "orders_per_day": 100, "seed": 6, "kafka": True}
     first = demo(workdir, start_broker=start, **options)
     assert first.result.matches_truth, first.result.differences
+    assert os.environ["RETAIL_KAFKA_CONFIG_FILE"] == str(other)
+    assert os.environ["RETAIL_KAFKA_CONFIG_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert not is_running(local)
     assert any(
         line.startswith("kafka: stopped the broker the demo started") for line in first.lines

@@ -27,7 +27,7 @@ from retail_pipeline.errors import PipelineError
 from retail_pipeline.events.contract import TOPICS
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files
-from retail_pipeline.settings import utf8_path
+from retail_pipeline.settings import environment, kafka_config_variables, utf8_path
 from retail_pipeline.simulation import FaultRates, generate
 from retail_pipeline.simulation.truth import ANSWER_NAMES, compare_with_truth
 from retail_pipeline.transform import NodeProgress, read_answers, run_transform
@@ -298,7 +298,12 @@ def _kafka_servers(
     start_broker: Callable[[], BrokerInfo] | None,
     echo: Callable[[str], None],
 ) -> Iterator[str]:
-    """``bootstrap``, or the local broker: started if needed, and then stopped again."""
+    """``bootstrap``, or the local broker: started if needed, and then stopped again.
+
+    The operator's librdkafka properties (``RETAIL_KAFKA_CONFIG_FILE``, ``_*``) are for
+    ``bootstrap``'s cluster. Inside the block, the local broker's clients get its own instead:
+    none for a plaintext broker, its client properties file for a sasl_ssl one (``kafka up
+    --security``), so an exported file of another cluster does not break the demo."""
     if bootstrap:
         yield bootstrap
         return
@@ -308,19 +313,24 @@ def _kafka_servers(
         info = start_broker() if start_broker is not None else broker.start(broker.default_home())
     except broker.BrokerError as exc:
         raise PipelineError(f"the local Kafka broker could not start: {exc}") from None
+    own = broker.client_properties_file(info.home)
+    client_env = {name: "" for name in kafka_config_variables()}
+    client_env["RETAIL_KAFKA_CONFIG_FILE"] = str(own) if own else ""
     if info.reused:
         echo(
             f"kafka: using the broker already running at {info.bootstrap_servers}"
             f" (pid {info.pid}); it stays running"
         )
-        yield info.bootstrap_servers
+        with environment(**client_env):
+            yield info.bootstrap_servers
         return
     echo(
         f"kafka: started a broker at {info.bootstrap_servers} (pid {info.pid});"
         " the demo stops it when the events are in"
     )
     try:
-        yield info.bootstrap_servers
+        with environment(**client_env):
+            yield info.bootstrap_servers
     finally:
         try:
             broker.stop(info.home)

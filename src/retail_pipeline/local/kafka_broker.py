@@ -776,15 +776,25 @@ def ensure_security(home: Path) -> Security:
     return security
 
 
+def client_properties_file(home: Path) -> Path | None:
+    """The client properties file of the broker running in ``home`` when it runs with
+    sasl_ssl (what ``RETAIL_KAFKA_CONFIG_FILE`` should name), else None (plaintext, or not
+    running)."""
+    home = home.expanduser().resolve()
+    state = _read_state(home)
+    path = home / "security" / CLIENT_PROPERTIES
+    if state is None or state.get("security", "plaintext") == "plaintext" or not path.is_file():
+        return None
+    return path
+
+
 def client_properties(home: Path) -> dict[str, str] | None:
     """The librdkafka properties a client of the broker running in ``home`` needs: the client
     properties file's when it runs with sasl_ssl, else None (plaintext, or not running)."""
     from retail_pipeline.kafka_config import parse_properties
 
-    home = home.expanduser().resolve()
-    state = _read_state(home)
-    path = home / "security" / CLIENT_PROPERTIES
-    if state is None or state.get("security", "plaintext") == "plaintext" or not path.is_file():
+    path = client_properties_file(home)
+    if path is None:
         return None
     return dict(parse_properties(path.read_text(encoding="utf-8"), str(path)))
 

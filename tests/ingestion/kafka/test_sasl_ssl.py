@@ -232,16 +232,19 @@ def wrong_password_file(secured: SecuredBroker, folder: Path) -> Path:
 
 
 def test_a_client_the_broker_refuses_gets_one_error_line_at_once(
-    sasl_ssl_kafka_broker: SecuredBroker, tmp_path: Path
+    sasl_ssl_kafka_broker: SecuredBroker, kafka_broker: str, tmp_path: Path
 ) -> None:
     """status, produce and ingest --kafka, each without credentials (plaintext to the SASL_SSL
-    port) and with a wrong password: six runs side by side (they mostly wait)."""
+    port), with a wrong password, and speaking TLS to a plaintext listener (the session's
+    plaintext broker): nine runs side by side (they mostly wait)."""
     secured = sasl_ssl_kafka_broker
     (tmp_path / "orders.ndjson").write_text('{"not": "an event"}\n')
     wrong = wrong_password_file(secured, tmp_path)
+    tls = {"RETAIL_KAFKA_CONFIG_SECURITY_PROTOCOL": "SSL", "RETAIL_KAFKA_BOOTSTRAP": kafka_broker}
     cases = {
         "none": ({}, "closes every connection before answering"),
         "wrong password": ({"RETAIL_KAFKA_CONFIG_FILE": str(wrong)}, "SASL authentication error"),
+        "tls to plaintext": (tls, "SSL handshake failed"),
     }
     base = {
         **os.environ,
@@ -271,11 +274,9 @@ def test_a_client_the_broker_refuses_gets_one_error_line_at_once(
         stdout, stderr = proc.communicate(timeout=60)
         seconds = time.monotonic() - started
         result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-        line = one_error_line(
-            result,
-            f"Kafka broker at {secured.bootstrap_servers} refused this client",
-            cases[credentials][1],
-        )
+        extra, reason = cases[credentials]
+        bootstrap = extra.get("RETAIL_KAFKA_BOOTSTRAP", secured.bootstrap_servers)
+        line = one_error_line(result, f"Kafka broker at {bootstrap} refused this client", reason)
         assert "unreachable after" not in line, (command, credentials)  # no timeout waited out
         assert password(secured) not in stdout + stderr
         print(f"{command} with {credentials}: done within {seconds:.1f} s")

@@ -37,6 +37,7 @@ PIPELINE_TOPICS = (*TOPICS, DLQ_TOPIC)
 _BROKER_PREFIX = re.compile(r"^\S+/\S+: ")  # "127.0.0.1:9092/bootstrap: "
 _STATE_SUFFIX = re.compile(r" \(after \d+ms in state \w+\)$")
 _CLOSED_BEFORE_ANSWER = "in state APIVERSION_QUERY)"
+_HANDSHAKE_FAILED = "SSL handshake failed"
 """The end of librdkafka's line for a connection the broker closed before its first answer."""
 CLOSED_EARLY_ATTEMPTS = 3
 """Connections closed before any answer, at least a second apart overall, that end the wait."""
@@ -70,6 +71,10 @@ class ClientLog:
         """The first error that retrying cannot mend (authentication, TLS)."""
         self.closed_early: list[float] = []
         """When the broker closed a connection before answering (monotonic seconds)."""
+        self.handshakes_failed: list[float] = []
+        """When a TLS handshake failed as a transport error (a TLS client at a plaintext
+        listener: librdkafka does not report it as an SSL error), and the last such error."""
+        self.handshake_error: str | None = None
 
     def log(self, level: int, msg: str, *args: object) -> None:
         """Called by confluent-kafka for each librdkafka log line."""
@@ -85,6 +90,9 @@ class ClientLog:
             self.last_error = text
         if self.refusal is None and err.code() in _refusal_codes():
             self.refusal = text
+        if _HANDSHAKE_FAILED in text and len(self.handshakes_failed) < 100:
+            self.handshakes_failed.append(time.monotonic())
+            self.handshake_error = text
         self.logger.info("%s", text)
 
     def reason(self) -> str | None:
@@ -103,6 +111,12 @@ class ClientLog:
         early = self.closed_early
         if len(early) >= CLOSED_EARLY_ATTEMPTS and early[-1] - early[0] >= 1.0:
             return _closed_early_reason()
+        failed = self.handshakes_failed
+        if len(failed) >= CLOSED_EARLY_ATTEMPTS and failed[-1] - failed[0] >= 1.0:
+            return (
+                f"{_clean(self.handshake_error or _HANDSHAKE_FAILED)} (security.protocol in"
+                f" {FILE_VARIABLE} or {ENV_PREFIX}SECURITY_PROTOCOL)"
+            )
         return None
 
 
