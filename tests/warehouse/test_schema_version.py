@@ -1,4 +1,5 @@
-"""A warehouse written by Bronze schema 1 is refused with one line, never misread."""
+"""A warehouse written by Bronze schema 1 is refused with one line naming `migrate`, never
+misread (tests/warehouse/test_migrate.py upgrades one)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def test_the_warehouse_refuses_a_v1_file(tmp_path: Path) -> None:
     for read_only in (False, True):
         with pytest.raises(WarehouseError, match="schema version 1") as caught:
             DuckDBWarehouse(path, read_only=read_only)
-        assert "Rebuild it" in str(caught.value)
+        assert "retail-pipeline migrate" in str(caught.value)
     con = duckdb.connect(str(path), read_only=True)
     columns = con.execute("select count(*) from duckdb_columns() where table_name = 'order_events'")
     assert columns.fetchone() == (4,), "nothing was added to the old file"
@@ -60,7 +61,7 @@ def test_every_command_refuses_a_v1_file_in_one_line(tmp_path: Path, args: list[
     (tmp_path / "e.ndjson").write_text("{}\n")
     (tmp_path / "p.json").write_text("[]")
     argv = [a.format(events=tmp_path / "e.ndjson", products=tmp_path / "p.json") for a in args]
-    one_error_line(cli(*argv, warehouse=path, cwd=tmp_path), "schema version 1", "Rebuild")
+    one_error_line(cli(*argv, warehouse=path, cwd=tmp_path), "schema version 1", "migrate")
 
 
 def test_bronze_columns_come_from_the_contract() -> None:
@@ -116,3 +117,14 @@ def test_the_validator_hands_over_exactly_the_bronze_column_types(tmp_path: Path
             assert typed, name
             for column in typed:
                 assert given[column] == stored[column], (name, column)
+
+
+@pytest.mark.parametrize("args", [["counts"], ["migrate"], ["migrate", "--dry-run"]])
+def test_a_newer_version_is_refused_by_every_command_migrate_included(
+    tmp_path: Path, args: list[str]
+) -> None:
+    path = v1_warehouse(tmp_path / "new.duckdb")
+    con = duckdb.connect(str(path))
+    con.execute("update bronze._meta set value = '99' where key = 'schema_version'")
+    con.close()
+    one_error_line(cli(*args, warehouse=path, cwd=tmp_path), "schema version 99", "newer")

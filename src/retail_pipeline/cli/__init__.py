@@ -3,7 +3,7 @@
 One module per command group, registered here in the order ``--help`` lists them:
 
 - :mod:`~retail_pipeline.cli.pipeline`: ``generate``, ``ingest``, ``produce``, ``status``,
-  ``counts``, ``schemas``, ``transform``, ``answers`` and the end-to-end ``demo``;
+  ``counts``, ``migrate``, ``schemas``, ``transform``, ``answers`` and the end-to-end ``demo``;
 - :mod:`~retail_pipeline.cli.sources`: ``load-batch`` (snapshots, the HTTP API, PostgreSQL);
 - :mod:`~retail_pipeline.cli.operations`: ``health``;
 - :mod:`~retail_pipeline.cli.dashboard`: ``dashboard``;
@@ -71,6 +71,7 @@ for command in (
     pipeline.produce,
     pipeline.status,
     pipeline.counts,
+    pipeline.migrate,
     pipeline.schemas,
     pipeline.transform,
     pipeline.answers,

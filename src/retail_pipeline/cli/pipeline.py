@@ -297,6 +297,35 @@ def counts(warehouse: WarehouseOpt = None, target: TargetOpt = None) -> None:
             out.print(f"bronze.{table:<16} {n:>12,}")
 
 
+def migrate(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would change; write nothing")
+    ] = False,
+    warehouse: WarehouseOpt = None,
+    target: TargetOpt = None,
+) -> None:
+    """Upgrade a Bronze of an earlier schema version in place (docs/bronze.md#migrations)."""
+    from retail_pipeline.warehouse.migrations import migrate_warehouse
+
+    summary = migrate_warehouse(warehouse, target=target, dry_run=dry_run)
+    if not summary.steps:
+        say(f"Bronze is at schema version {summary.to_version}: nothing to migrate")
+        return
+    verb = "would" if dry_run else "did"
+    for step in summary.steps:
+        say(f"step {step.from_version} -> {step.to_version} ({step.name}):")
+        for change in step.tables:
+            say(
+                f"  bronze.{change.table:<16} {change.rows:>10,} rows, {change.rederived:>10,}"
+                f" re-derived, {change.dead_lettered:>8,} to dead_letter"
+            )
+    state = "would reach" if dry_run else "now at"
+    say(
+        f"{'dry run: ' if dry_run else ''}{len(summary.steps)} step(s) {verb} run; Bronze"
+        f" {state} schema version {summary.to_version}"
+    )
+
+
 def schemas(
     out_dir: Annotated[
         Path, typer.Option("--out", metavar="DIR", help="Folder for the JSON Schema files")

@@ -41,7 +41,8 @@ def warehouse_path(path: str | os.PathLike[str] | None = None) -> Path:
     return utf8_path(Path(path), "warehouse") if path else settings().warehouse
 
 
-def _schema_statements() -> list[str]:
+def schema_statements() -> list[str]:
+    """The current Bronze DDL, one statement each (also what a migration step creates)."""
     text = resources.files("retail_pipeline.warehouse").joinpath("schema.sql").read_text()
     text = re.sub(r"--[^\n]*", "", text).replace("{json}", "json")
     return [stmt.strip() for stmt in text.split(";") if stmt.strip()] + create_statements()
@@ -82,11 +83,13 @@ def open_error(path: Path, exc: Exception) -> WarehouseError:
     return WarehouseError(f"cannot open warehouse {path}: {message}")
 
 
-def check_schema_version(con: duckdb.DuckDBPyConnection, path: Path) -> int | None:
+def check_schema_version(
+    con: duckdb.DuckDBPyConnection, path: Path, *, migrating: bool = False
+) -> int | None:
     """The Bronze schema version of an open warehouse (None when it has no Bronze yet).
 
-    Raises :class:`WarehouseError` for a version this code must not read: an older one
-    (JSON payloads only, before the typed columns) or a newer one.
+    Raises :class:`WarehouseError` for a version this code must not read: a newer one, or an
+    older one (which ``retail-pipeline migrate`` upgrades; ``migrating`` lets it through).
     """
     exists = con.execute(
         "select count(*) from information_schema.tables"
@@ -101,13 +104,11 @@ def check_schema_version(con: duckdb.DuckDBPyConnection, path: Path) -> int | No
             f"warehouse {path} has schema version {version}, newer than the"
             f" {SCHEMA_VERSION} this retail-pipeline supports; upgrade retail-pipeline"
         )
-    if version is not None and version < SCHEMA_VERSION:
+    if version is not None and version < SCHEMA_VERSION and not migrating:
         raise WarehouseError(
-            f"warehouse {path} holds Bronze schema version {version} (JSON payloads"
-            f" only); this retail-pipeline writes version {SCHEMA_VERSION} (typed columns"
-            " checked by the new contract) and will not misread the old one. Rebuild it:"
-            " move the file aside, load your sources again (load-batch, ingest) and run"
-            " transform"
+            f"warehouse {path} holds Bronze schema version {version}; this retail-pipeline"
+            f" reads version {SCHEMA_VERSION} only: run `retail-pipeline migrate` to upgrade it"
+            " in place (`--dry-run` shows what would change)"
         )
     return version
 
@@ -151,13 +152,15 @@ class DuckDBWarehouse(Closing):
         exclusive: bool = True,
         lock_timeout: float = 60.0,
         missing_hint: str = "load something first",
+        migrating: bool = False,
     ):
         """Open (creating if needed) the warehouse file.
 
         ``exclusive`` holds DuckDB's file lock for the object's lifetime (fastest; what batch
         loaders do). With ``exclusive=False`` every operation opens the file, waits up to
         ``lock_timeout`` seconds for the lock and closes it again, so several processes (e.g.
-        the consumers of one Kafka group) can take turns writing.
+        the consumers of one Kafka group) can take turns writing. ``migrating`` opens an older
+        Bronze as it is, for :mod:`~retail_pipeline.warehouse.migrations` (nothing else may).
         """
         self.path = warehouse_path(path)
         if self.path.stem in ("bronze", "silver", "gold"):
@@ -193,7 +196,7 @@ class DuckDBWarehouse(Closing):
             raise WarehouseError(f"{self.path} is not a DuckDB warehouse file")
         con = self._connect(wait=not exclusive)
         try:
-            self._check_schema(con, read_only)
+            self._check_schema(con, read_only or migrating, migrating=migrating)
         except BaseException:
             con.close()
             raise
@@ -271,18 +274,25 @@ class DuckDBWarehouse(Closing):
                     raise KeyboardInterrupt from None
                 raise
 
-    def _check_schema(self, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
-        version = check_schema_version(con, self.path)
+    def _check_schema(
+        self, con: duckdb.DuckDBPyConnection, read_only: bool, *, migrating: bool = False
+    ) -> None:
+        version = check_schema_version(con, self.path, migrating=migrating)
         if version == SCHEMA_VERSION or read_only:
             return
         con.execute("begin")
-        for stmt in _schema_statements():
+        for stmt in schema_statements():
             con.execute(stmt)
         con.execute(
             "insert or replace into bronze._meta values ('schema_version', ?)",
             [str(SCHEMA_VERSION)],
         )
         con.execute("commit")
+
+    def transaction(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """One transaction on the held connection (a migration step's): committed when the
+        block ends, rolled back when it raises."""
+        return self._transaction()
 
     def write_events(self, batch: EventBatch) -> WriteResult:
         """Write one batch's events, dead letters, positions and load counts in one transaction.

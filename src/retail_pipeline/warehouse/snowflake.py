@@ -334,10 +334,9 @@ class SnowflakeWarehouse(Closing):
             )
         if version is not None and version < SCHEMA_VERSION:
             raise WarehouseError(
-                f"{self.describe()} holds Bronze schema version {version} (JSON payloads only);"
-                f" this retail-pipeline writes version {SCHEMA_VERSION} and will not misread the"
-                f" old one. Rebuild it: drop schema {self.bronze}, load your sources again"
-                " (load-batch, ingest) and run transform"
+                f"{self.describe()} holds Bronze schema version {version}; this retail-pipeline"
+                f" reads version {SCHEMA_VERSION} only: `retail-pipeline migrate` upgrades it"
+                " in place (on DuckDB today; on Snowflake not yet: docs/bronze.md#migrations)"
             )
         return version
 
