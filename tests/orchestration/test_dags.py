@@ -167,17 +167,23 @@ def test_dags_end_to_end(
     answers = read_answers(warehouse)
     truth = json.loads((sim / "truth.json").read_text())
     assert compare_with_truth(answers, truth) == {}
+    check_loaded_once(warehouse, sim, api.url, len(products))
+    check_dag_lineage(tmp_path / "lineage" / "openlineage.ndjson", warehouse, kafka_broker, prefix)
+
+
+def check_loaded_once(warehouse: Path, sim: Path, api_url: str, products: int) -> None:
+    """Customers from the API and products from PostgreSQL, each row once, and every event line
+    of the simulation stored once (Bronze or dead letter), every load accounted for."""
     from_sources = "select count(*) from bronze.{} where _source_file like '{}%'"
     customers = len(json.loads((sim / "customers.json").read_text()))
-    assert _rows(warehouse, from_sources.format("customers", api.url)) == [(customers,)]
-    assert _rows(warehouse, from_sources.format("products", "postgresql://")) == [(len(products),)]
+    assert _rows(warehouse, from_sources.format("customers", api_url)) == [(customers,)]
+    assert _rows(warehouse, from_sources.format("products", "postgresql://")) == [(products,)]
     dead_batch = (
         "select count(*) from bronze.dead_letter where _source_kind in ('batch', 'api', 'postgres')"
     )
     stored = stored_messages(warehouse) - _rows(warehouse, dead_batch)[0][0]
     assert stored == message_lines((sim / "events").glob("*.ndjson"))  # each line once
     assert unaccounted_rows(warehouse) == []
-    check_dag_lineage(tmp_path / "lineage" / "openlineage.ndjson", warehouse, kafka_broker, prefix)
 
 
 def check_dag_lineage(file: Path, warehouse: Path, kafka_broker: str, prefix: str) -> None:

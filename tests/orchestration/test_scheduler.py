@@ -36,7 +36,7 @@ from retail_pipeline.local import kafka_broker as broker
 from retail_pipeline.local.postgres import upsert
 from retail_pipeline.local.reference_api import ReferenceApi
 from retail_pipeline.simulation import generate
-from tests.accounting import _rows, message_lines, stored_messages, unaccounted_rows
+from tests.accounting import _rows
 from tests.local.kafka_fixtures import free_port
 from tests.orchestration.conftest import (
     CREDENTIAL_VARIABLES,
@@ -44,7 +44,7 @@ from tests.orchestration.conftest import (
     connection_env,
 )
 from tests.orchestration.receiver import Receiver, receiver
-from tests.orchestration.test_dags import BRONZE
+from tests.orchestration.test_dags import BRONZE, check_loaded_once
 
 BATCH, KAFKA, DBT = "retail_batch_ingestion_dag", "retail_kafka_ingestion_dag", "retail_dbt_dag"
 MODEL = "stg_bronze__payment_events"
@@ -226,16 +226,7 @@ def test_three_dags_through_the_scheduler_with_connections(
     assert f"landing folder {gone} does not exist" in body["error"], body
     assert BATCH in body["text"] and "load_snapshots" in body["text"]
 
-    from_sources = "select count(*) from bronze.{} where _source_file like '{}%'"
-    customers = len(json.loads((sim / "customers.json").read_text()))
-    assert _rows(warehouse, from_sources.format("customers", api.url)) == [(customers,)]
-    assert _rows(warehouse, from_sources.format("products", "postgresql://")) == [(len(products),)]
-    dead_batch = (
-        "select count(*) from bronze.dead_letter where _source_kind in ('batch', 'api', 'postgres')"
-    )
-    stored = stored_messages(warehouse) - _rows(warehouse, dead_batch)[0][0]
-    assert stored == message_lines((sim / "events").glob("*.ndjson"))  # each line once
-    assert unaccounted_rows(warehouse) == []
+    check_loaded_once(warehouse, sim, api.url, len(products))
 
     # no credential in a task log, in Bronze's source names or in the lineage
     logs = [p for p in (home / "logs").rglob("*") if p.is_file()]

@@ -81,6 +81,20 @@ def assert_exactly_once(path: Path, delivered: list[Delivered], prefix: str) -> 
         assert payload.encode() == produced[(topic, partition, offset)]
 
 
+def assert_valid_lines_landed(warehouse: Path, sim: Path, malformed: int) -> None:
+    """Bronze holds exactly the simulation's valid event lines, payload for payload, and the
+    dead-letter table the ``malformed`` ones the producer counted (some)."""
+    good, dead = landed(warehouse)
+    valid_in_files = sorted(
+        line.decode()
+        for path in (sim / "events").glob("*.ndjson")
+        for line in path.read_bytes().split(b"\n")
+        if line and is_valid(line)
+    )
+    assert sorted(payload for *_, payload in good) == valid_in_files
+    assert len(dead) == malformed > 0
+
+
 def test_simulation_round_trips_message_for_message(kafka_broker: str, tmp_path: Path) -> None:
     sim = tmp_path / "sim"
     summary = generate(sim, days=3, orders_per_day=200, seed=21, faults=FaultRates())
@@ -90,15 +104,7 @@ def test_simulation_round_trips_message_for_message(kafka_broker: str, tmp_path:
     consume(tmp_path / "wh.duckdb", kafka_broker, prefix)
     assert_exactly_once(tmp_path / "wh.duckdb", delivered, prefix)
 
-    good, dead = landed(tmp_path / "wh.duckdb")
-    valid_in_files = sorted(
-        line.decode()
-        for path in (sim / "events").glob("*.ndjson")
-        for line in path.read_bytes().split(b"\n")
-        if line and is_valid(line)
-    )
-    assert sorted(payload for *_, payload in good) == valid_in_files
-    assert len(dead) == summary.malformed > 0
+    assert_valid_lines_landed(tmp_path / "wh.duckdb", sim, summary.malformed)
     key_topics = {d.topic for d in delivered}
     assert key_topics <= {prefix + t for t in TOPICS}
 

@@ -31,9 +31,8 @@ from tests.cli.run import COMMAND, cli, ok, one_error_line
 from tests.ingestion.kafka.test_chaos import loaded
 from tests.ingestion.kafka.test_ingest import (
     assert_exactly_once,
+    assert_valid_lines_landed,
     consume,
-    is_valid,
-    landed,
 )
 from tests.local.kafka_fixtures import SecuredBroker
 
@@ -146,15 +145,7 @@ def test_produce_ingest_and_status_through_sasl_ssl_exactly_once(
     warehouse = tmp_path / "wh.duckdb"
     consume(warehouse, secured.bootstrap_servers, prefix, validation_workers=0)
     assert_exactly_once(warehouse, delivered, prefix)
-    good, dead = landed(warehouse)
-    valid_in_files = sorted(
-        line.decode()
-        for path in (sim / "events").glob("*.ndjson")
-        for line in path.read_bytes().split(b"\n")
-        if line and is_valid(line)
-    )
-    assert sorted(payload for *_, payload in good) == valid_in_files
-    assert len(dead) == summary.malformed > 0
+    assert_valid_lines_landed(warehouse, sim, summary.malformed)
 
     with open_warehouse(warehouse, target="duckdb", read_only=True) as wh:
         positions = wh.all_positions()
