@@ -128,3 +128,9 @@ def test_a_newer_version_is_refused_by_every_command_migrate_included(
     con.execute("update bronze._meta set value = '99' where key = 'schema_version'")
     con.close()
     one_error_line(cli(*args, warehouse=path, cwd=tmp_path), "schema version 99", "newer")
+
+
+def test_migrate_creates_no_warehouse(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.duckdb"
+    one_error_line(cli("migrate", warehouse=missing, cwd=tmp_path), "nothing to migrate")
+    assert not missing.exists()

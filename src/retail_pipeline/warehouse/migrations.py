@@ -323,14 +323,14 @@ def migrate_warehouse(
     """``retail-pipeline migrate``: open the warehouse of ``target`` as it is (a dry run
     read-only) and :func:`migrate` it. DuckDB only so far: Snowflake's DDL commits on its own,
     so its steps need the build-aside-then-swap protocol (docs/bronze.md#migrations)."""
-    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+    from retail_pipeline.warehouse.duckdb import DuckDBWarehouse, check_existing, warehouse_path
 
     if resolve_target(target) != "duckdb":
         raise PipelineError(
             "migrate runs on the duckdb target only so far; a Snowflake Bronze of an older"
             " schema version is not migrated yet (docs/bronze.md#migrations)"
         )
-    with DuckDBWarehouse(
-        path, read_only=dry_run, migrating=True, missing_hint="nothing to migrate"
-    ) as warehouse:
+    file = warehouse_path(path)
+    check_existing(file, "nothing to migrate")  # never create an empty warehouse to migrate
+    with DuckDBWarehouse(file, read_only=dry_run, migrating=True) as warehouse:
         return migrate(warehouse, dry_run=dry_run)
