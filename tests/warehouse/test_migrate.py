@@ -18,15 +18,22 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pytest
 
+from retail_pipeline.errors import WarehouseError
 from retail_pipeline.simulation.truth import compare_with_truth
 from retail_pipeline.transform import read_answers
+from retail_pipeline.warehouse import migrations
 from retail_pipeline.warehouse.base import EVENT_TABLES, SCHEMA_VERSION
 from retail_pipeline.warehouse.bronze import bronze_tables
+from retail_pipeline.warehouse.migrations import migrate_snowflake
+from retail_pipeline.warehouse.snowflake import SnowflakeWarehouse
 from tests.cli.run import COMMAND, cli, ok, one_error_line
 from tests.transform.conftest import HEAVY_FAULTS, load, transform
 
@@ -282,3 +289,211 @@ def test_a_killed_migration_reruns_to_the_same_result(
     if stored_version(killed) == 1:
         ok(cli("migrate", warehouse=killed, cwd=tmp_path))
     assert bronze_rows(killed) == expected
+
+
+# -- Snowflake (fakesnow's server) -------------------------------------------------------------
+
+
+def _duck_tables(path: Path) -> dict[str, pa.Table]:
+    """Every table of the Bronze in ``path`` as Arrow (timestamps in UTC)."""
+    con = duckdb.connect(str(path), read_only=True)
+    con.execute("set timezone = 'UTC'")
+    try:
+        names = [
+            name
+            for (name,) in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'bronze'"
+                " and table_name <> '_meta' order by table_name"
+            ).fetchall()
+        ]
+        return {
+            name: con.execute(f"select * from bronze.{name}").to_arrow_table() for name in names
+        }
+    finally:
+        con.close()
+
+
+def snowflake_v1(args: dict[str, Any], database: str, duck_v1: Path) -> None:
+    """A version-1 Bronze on Snowflake: version 1's DDL (each type spelt the Snowflake way, the
+    payload the bytes, a VARCHAR, as today's) holding the rows of the version-1 DuckDB file
+    ``duck_v1``. (A VARIANT would not keep them: "1e16" comes back as "10000000000000000".)"""
+    import snowflake.connector
+
+    from retail_pipeline.warehouse.snowflake import _TYPE_WORDS, snowflake_type
+
+    bronze = f"{database}.BRONZE"
+    ddl = _TYPE_WORDS.sub(lambda m: snowflake_type(m[1]), V1_DDL.replace(" json ", " varchar "))
+    ddl = re.sub(r"\bbronze\b", bronze, ddl)
+    with snowflake.connector.connect(**args, database=database) as con:
+        cur = con.cursor()
+        for statement in ddl.split(";"):
+            if statement.strip():
+                cur.execute(statement)
+        cur.execute(f"insert into {bronze}._meta values ('schema_version', '1')")
+    with SnowflakeWarehouse(args, database=database, migrating=True) as wh:
+        _fill(wh, _duck_tables(duck_v1))
+
+
+def _plain(schema: pa.Schema) -> pa.Schema:
+    """``schema`` without DuckDB's JSON extension type (a string to Parquet)."""
+    return pa.schema(
+        [
+            pa.field(f.name, pa.string() if isinstance(f.type, pa.ExtensionType) else f.type)
+            for f in schema
+        ]
+    )
+
+
+def _fill(wh: SnowflakeWarehouse, tables: dict[str, pa.Table]) -> None:
+    """Bronze tables COPYed in from Parquet, as the loaders write them; the bookkeeping tables
+    (a few rows) inserted."""
+    for table, rows in tables.items():
+        if not rows.num_rows:
+            continue
+        if table in ("_positions", "_loads"):
+            marks = ", ".join(
+                "cast(? as timestamp_tz)" if pa.types.is_timestamp(f.type) else "?"
+                for f in rows.schema
+            )
+            values = [
+                v.isoformat() if hasattr(v, "isoformat") else v
+                for row in rows.to_pylist()
+                for v in row.values()
+            ]
+            wh.execute(
+                f"insert into {wh.bronze}.{table} ({', '.join(rows.column_names)})"
+                f" values {', '.join([f'({marks})'] * rows.num_rows)}",
+                values,
+            )
+        else:
+            wh.copy_rows(table, rows.cast(_plain(rows.schema)))
+
+
+def snowflake_fresh(args: dict[str, Any], database: str, fresh: Path) -> None:
+    """The fresh load's Bronze on the Snowflake target: its rows COPYed in as the loaders do."""
+    with SnowflakeWarehouse(args, database=database) as wh:
+        _fill(wh, _duck_tables(fresh))
+
+
+def snowflake_rows(args: dict[str, Any], database: str) -> dict[str, list[str]]:
+    """:func:`bronze_rows` of a Snowflake Bronze (every table's rows, sorted, as text)."""
+    with SnowflakeWarehouse(args, database=database, read_only=True, migrating=True) as wh:
+        out = {}
+        for table in [*bronze_tables(), "dead_letter", "_positions", "_loads"]:
+            out[table] = sorted(map(repr, wh.query(f"select * from {wh.bronze}.{table}")))
+        out["_meta"] = [
+            repr(wh.query(f"select value from {wh.bronze}._meta where key = 'schema_version'"))
+        ]
+        out["tables"] = sorted(wh.tables("bronze"))
+        return out
+
+
+def snowflake_migrate(args: dict[str, Any], database: str, *, dry_run: bool = False) -> Any:
+    with SnowflakeWarehouse(args, database=database, read_only=dry_run, migrating=True) as wh:
+        return migrate_snowflake(wh, dry_run=dry_run)
+
+
+@pytest.fixture(scope="module")
+def snowflake_bronzes(
+    fresh: tuple[Path, Path],
+    fakesnow_server: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[dict[str, list[str]], Path, int]:
+    """(the fresh load's Bronze on Snowflake, read back; the version-1 DuckDB file; how many of
+    its rows today's contract refuses)."""
+    duck_v1 = tmp_path_factory.mktemp("migrate-sf") / "v1.duckdb"
+    refused = build_v1(fresh[1], duck_v1)
+    database = f"F_{uuid.uuid4().hex[:12].upper()}"
+    snowflake_fresh(fakesnow_server, database, fresh[1])
+    return snowflake_rows(fakesnow_server, database), duck_v1, refused
+
+
+def test_a_v1_snowflake_bronze_migrates_to_a_fresh_load(
+    snowflake_bronzes: tuple[dict[str, list[str]], Path, int],
+    snowflake_args: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    expected, duck_v1, refused = snowflake_bronzes
+    args = dict(snowflake_args)
+    database = args.pop("database")
+    snowflake_v1(args, database, duck_v1)
+    with pytest.raises(WarehouseError, match=r"schema version 1.*retail-pipeline migrate"):
+        SnowflakeWarehouse(args, database=database)
+
+    before = snowflake_rows(args, database)
+    dry = snowflake_migrate(args, database, dry_run=True)
+    assert [s.dead_lettered for s in dry.steps] == [refused]
+    assert snowflake_rows(args, database) == before, "a dry run writes nothing"
+
+    # the command: settings name the endpoint, as for every --target snowflake command
+    env = {
+        f"SNOWFLAKE_{k.upper()}": str(args[k])
+        for k in ("account", "user", "password", "host", "port", "protocol")
+    }
+    env |= {"SNOWFLAKE_DATABASE": database, "RETAIL_TARGET": "snowflake"}
+    done = "\n".join(ok(cli("migrate", warehouse=tmp_path / "none", cwd=tmp_path, **env)))
+    assert f"now at schema version {SCHEMA_VERSION}" in done, done
+    assert snowflake_rows(args, database) == expected, "migrated Bronze == a fresh load"
+    with SnowflakeWarehouse(args, database=database, read_only=True) as wh:
+        [(record,)] = wh.query(f"select value from {wh.bronze}._meta where key like 'migrat%'")
+    assert json.loads(record)["rows_dead_lettered"] == refused
+
+    again = "\n".join(ok(cli("migrate", warehouse=tmp_path / "none", cwd=tmp_path, **env)))
+    assert "nothing to migrate" in again
+    assert snowflake_rows(args, database) == expected
+
+
+class Crash(Exception):
+    """Stands for a kill at a point of the migration (nothing catches it: no cleanup runs)."""
+
+
+@pytest.mark.parametrize(
+    "point", ["mid-build", "before the swaps", "between two swaps", "before the drops"]
+)
+def test_an_interrupted_snowflake_migration_reruns_to_the_same_result(
+    point: str,
+    snowflake_bronzes: tuple[dict[str, list[str]], Path, int],
+    snowflake_args: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    expected, duck_v1, _ = snowflake_bronzes
+    args = dict(snowflake_args)
+    database = args.pop("database")
+    snowflake_v1(args, database, duck_v1)
+    swap, drop = migrations._swap, migrations._drop_aside
+    swaps: list[str] = []
+
+    def crashing_swap(warehouse: SnowflakeWarehouse, table: str) -> None:
+        if point == "before the swaps" or (point == "between two swaps" and len(swaps) == 2):
+            raise Crash(point)
+        swap(warehouse, table)
+        swaps.append(table)
+
+    def crashing_drop(warehouse: SnowflakeWarehouse) -> None:
+        raise Crash(point)
+
+    copy_rows = SnowflakeWarehouse.copy_rows
+    copies: list[str] = []
+
+    def crashing_copy(warehouse: SnowflakeWarehouse, table: str, rows: pa.Table, into: Any) -> None:
+        if point == "mid-build" and len(copies) == 3:
+            raise Crash(point)
+        copy_rows(warehouse, table, rows, into)
+        copies.append(table)
+
+    monkeypatch.setattr(SnowflakeWarehouse, "copy_rows", crashing_copy)
+    monkeypatch.setattr(migrations, "_swap", crashing_swap)
+    if point == "before the drops":
+        monkeypatch.setattr(migrations, "_drop_aside", crashing_drop)
+    with pytest.raises(Crash):
+        snowflake_migrate(args, database)
+    monkeypatch.setattr(SnowflakeWarehouse, "copy_rows", copy_rows)
+    monkeypatch.setattr(migrations, "_swap", swap)
+    monkeypatch.setattr(migrations, "_drop_aside", drop)
+    version = snowflake_migrate(args, database).from_version
+    assert version == (2 if point == "before the drops" else 1)
+    assert snowflake_rows(args, database) == expected
+    with SnowflakeWarehouse(args, database=database, read_only=True) as wh:
+        records = wh.query(f"select key from {wh.bronze}._meta where key like 'migrat%'")
+    assert records == [("migration:1->2",)], "one record, no state left"

@@ -12,6 +12,18 @@ batch, so memory does not grow with the table), the old ones dropped, and the st
 the new ``schema_version`` written in ``bronze._meta``, all committed together. A kill at any
 moment leaves the previous version intact; a rerun does the step again, exactly once.
 
+Crash safety (Snowflake): each DDL statement commits on its own, so a step cannot be one
+transaction there. It builds the new tables aside, ``<table>__MIGRATING`` (``create or
+replace``: a rerun starts them over), fills them batch by batch (Parquet staged and COPYed, as
+the loaders do) with the refused rows in ``dead_letter__MIGRATING``, and records that in
+``_meta`` (key ``migrating:<from>-><to>``, with the step's report). Then each table is swapped
+with its new one (``alter table ... swap with``; one table at a time, each swap atomic; a table
+already of the new shape is not swapped again), and one transaction (DML only) appends the dead
+letters, moves the ``_loads`` counts, writes the step's record and the new ``schema_version``
+and removes the ``migrating`` key. The old tables, now under the ``__MIGRATING`` names, are
+dropped last. A rerun after a kill anywhere resumes: before the record, it builds again; after
+it, it completes the swaps; after the commit, it drops what is left.
+
 The record of each step is a ``bronze._meta`` row, key ``migration:<from>-><to>``, value a JSON
 object (step name, started and finished times, rows re-derived, rows dead-lettered).
 """
@@ -27,16 +39,18 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from retail_pipeline.errors import PipelineError
+from retail_pipeline.errors import PipelineError, WarehouseError
 from retail_pipeline.events.contract import REFERENCE_FIELDS
 from retail_pipeline.events.validator import validate_events, validate_records
 from retail_pipeline.warehouse import resolve_target
 from retail_pipeline.warehouse.base import EVENT_TABLES, SCHEMA_VERSION, bronze_table
+from retail_pipeline.warehouse.bronze import bronze_tables
 
 if TYPE_CHECKING:
     import duckdb
 
     from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
+    from retail_pipeline.warehouse.snowflake import SnowflakeWarehouse
 
 BATCH_ROWS = 20_000
 """Rows re-derived per batch: bounds the migration's memory whatever the table's size."""
@@ -101,6 +115,8 @@ class Step:
     from_version: int
     name: str
     run: Callable[[duckdb.DuckDBPyConnection, bool], StepReport]
+    build: Callable[[SnowflakeWarehouse, Sink], StepReport]
+    """Snowflake: re-derive every row into the sink (the tables aside, or nowhere)."""
 
 
 def _event_batch(rows: pa.Table, sink: Sink, change: TableChange, moved: dict[str, int]) -> None:
@@ -253,7 +269,74 @@ def _typed_columns(con: duckdb.DuckDBPyConnection, dry_run: bool) -> StepReport:
     return report
 
 
-STEPS: tuple[Step, ...] = (Step(1, "typed_columns", _typed_columns),)
+_ARROW = {
+    "varchar": pa.string(),
+    "integer": pa.int32(),
+    "bigint": pa.int64(),
+    "timestamptz": pa.timestamp("us", tz="UTC"),
+}
+
+
+def _snowflake_batches(warehouse: SnowflakeWarehouse, table: str, columns: str) -> Any:
+    """The rows of ``table`` (a constant of this module) on Snowflake, :data:`BATCH_ROWS` at a
+    time, as Arrow with the payload as text and the metadata typed as the current DDL's.
+
+    The payload is read as stored (a ``VARCHAR``, the bytes) or, from a ``VARIANT``, as its
+    JSON text. The emulators return a NULL timestamp as 1970-01-01, so nullable timestamps come
+    with an ``is null`` flag."""
+    from retail_pipeline.warehouse.snowflake import all_tables
+
+    names = [name.strip() for name in columns.split(",")]
+    types = {name: sql_type for name, sql_type, _ in all_tables()[bronze_table(table)]}
+    nullable = [n for n in names if types[n] == "timestamptz" and n == "_kafka_ts"]
+    flags = "".join(f", {n} is null" for n in nullable)
+    [(kind,)] = warehouse.query(
+        f"select data_type from {warehouse.database}.information_schema.columns"
+        " where upper(table_schema) = 'BRONZE' and upper(table_name) = upper(?)"
+        " and upper(column_name) = 'PAYLOAD'",
+        [table],
+    )
+    # A VARIANT payload never held the bytes: its JSON text is Snowflake's, normalised.
+    payload = "payload" if str(kind).upper() in ("TEXT", "VARCHAR") else "to_json(payload)"
+    sql = f"select {payload}, {columns}{flags} from {warehouse.bronze}.{table}"
+    for rows in warehouse.batches(sql, BATCH_ROWS):
+        values = list(zip(*rows, strict=True))
+        for i, name in enumerate(nullable):
+            at = 1 + names.index(name)
+            flag = values[1 + len(names) + i]
+            values[at] = tuple(
+                None if null else v for v, null in zip(values[at], flag, strict=True)
+            )
+        arrays = {"payload": pa.array(values[0], pa.string())}
+        for i, name in enumerate(names):
+            arrays[name] = pa.array(values[1 + i], _ARROW[types[name]])
+        yield pa.table(arrays)
+
+
+def _typed_columns_snowflake(warehouse: SnowflakeWarehouse, sink: Sink) -> StepReport:
+    """1 -> 2 on Snowflake: as :func:`_typed_columns`, each stored row re-derived into ``sink``
+    (the ``_loads`` counts move with the dead letters, when the step commits)."""
+    report = StepReport(1, "typed_columns")
+    present = warehouse.tables("bronze")
+    moved: dict[str, int] = {}
+    for table, is_event in [(t, True) for t in EVENT_TABLES.values()] + [
+        (e, False) for e in REFERENCE_FIELDS
+    ]:
+        if table not in present:
+            continue
+        change = TableChange(table)
+        report.tables.append(change)
+        columns = _EVENT_METADATA if is_event else _REFERENCE_METADATA
+        for rows in _snowflake_batches(warehouse, table, columns):
+            change.rows += rows.num_rows
+            if is_event:
+                _event_batch(rows, sink, change, moved)
+            else:
+                _reference_batch(table, rows, sink, change, moved)
+    return report
+
+
+STEPS: tuple[Step, ...] = (Step(1, "typed_columns", _typed_columns, _typed_columns_snowflake),)
 """One step per schema version, in order: ``STEPS[i]`` upgrades version ``i + 1``."""
 assert [s.from_version for s in STEPS] == list(range(1, SCHEMA_VERSION)), "a step per version"
 
@@ -304,6 +387,158 @@ def migrate(warehouse: DuckDBWarehouse, *, dry_run: bool = False) -> MigrationSu
     return summary
 
 
+ASIDE = "__MIGRATING"
+"""Suffix of a table built aside by a Snowflake step (the old table's name after the swap)."""
+_REBUILT = (*bronze_tables(), "dead_letter")
+"""The tables a Snowflake step builds aside: the contract's, and the new dead letters."""
+
+
+def _state_key(step: Step) -> str:
+    return f"migrating:{step.from_version}->{step.from_version + 1}"
+
+
+def _record_key(step: Step) -> str:
+    return f"migration:{step.from_version}->{step.from_version + 1}"
+
+
+def _build(warehouse: SnowflakeWarehouse, step: Step) -> StepReport:
+    """Phase 1: every new table built aside and filled, then the ``migrating`` record (with
+    the report, so a resumed step records what this run did)."""
+    for table in _REBUILT:
+        warehouse.create_like(table, table + ASIDE)
+    started = datetime.now(UTC).isoformat()
+    report = step.build(
+        warehouse, lambda table, rows: warehouse.copy_rows(table, rows, table + ASIDE)
+    )
+    state = {
+        "started_at": started,
+        "tables": [[t.table, t.rows, t.rederived, t.dead_lettered] for t in report.tables],
+    }
+    key = _state_key(step)
+    warehouse.execute(f"delete from {warehouse.bronze}._meta where key = ?", [key])
+    warehouse.execute(
+        f"insert into {warehouse.bronze}._meta (key, value) values (?, ?)",
+        [key, json.dumps(state)],
+    )
+    return report
+
+
+def _swap(warehouse: SnowflakeWarehouse, table: str) -> None:
+    """Phase 2, one table: swap it with its new one, unless it already has the new shape.
+
+    ``swap with`` is one atomic statement on Snowflake (grants go with the tables). fakesnow
+    cannot parse it; there the same exchange is three renames in one transaction, which the
+    emulator's DuckDB keeps atomic."""
+    from retail_pipeline.warehouse.snowflake import all_tables
+
+    current = [name.upper() for name, _, _ in all_tables()[table]]
+    if warehouse.columns(table) == current:
+        return  # swapped before a crash
+    bronze, aside = warehouse.bronze, table + ASIDE
+    if not warehouse.columns(table):  # no old table: the new one takes the name
+        warehouse.execute(f"alter table {bronze}.{aside} rename to {bronze}.{table}")
+        return
+    try:
+        warehouse.execute(f"alter table {bronze}.{table} swap with {bronze}.{aside}")
+    except WarehouseError as exc:
+        if "syntax error" not in str(exc).lower():
+            raise
+        swapping = f"{bronze}.{table}__SWAPPING"
+        with warehouse.transaction() as cur:
+            cur.execute(f"alter table {bronze}.{table} rename to {swapping}")
+            cur.execute(f"alter table {bronze}.{aside} rename to {bronze}.{table}")
+            cur.execute(f"alter table {swapping} rename to {bronze}.{aside}")
+
+
+def _commit(warehouse: SnowflakeWarehouse, step: Step, state: dict[str, Any]) -> None:
+    """Phase 3: one transaction (DML only): the dead letters appended, the ``_loads`` counts
+    moved, the step's record and the new version written, the ``migrating`` key removed."""
+    from retail_pipeline.warehouse.snowflake import bookkeeping_tables
+
+    bronze, aside = warehouse.bronze, "dead_letter" + ASIDE
+    moved = warehouse.query(
+        f"select _load_id, count(*) from {bronze}.{aside} group by _load_id order by _load_id"
+    )
+    columns = ", ".join(name for name, _, _ in bookkeeping_tables()["dead_letter"])
+    tables = state["tables"]
+    record = {
+        "step": step.name,
+        "started_at": state["started_at"],
+        "finished_at": datetime.now(UTC).isoformat(),
+        "rows_rederived": sum(t[2] for t in tables),
+        "rows_dead_lettered": sum(t[3] for t in tables),
+    }
+    with warehouse.transaction() as cur:
+        cur.execute(
+            f"insert into {bronze}.dead_letter ({columns}) select {columns} from {bronze}.{aside}"
+        )
+        for load_id, n in moved:
+            cur.execute(
+                f"update {bronze}._loads set rows_loaded = rows_loaded - ?,"
+                " rows_dead_lettered = rows_dead_lettered + ? where load_id = ?",
+                [int(n), int(n), load_id],
+            )
+        keys = [_record_key(step), _state_key(step), "schema_version"]
+        cur.execute(f"delete from {bronze}._meta where key in (?, ?, ?)", keys)
+        cur.execute(
+            f"insert into {bronze}._meta (key, value) values (?, ?), (?, ?)",
+            [keys[0], json.dumps(record), "schema_version", str(step.from_version + 1)],
+        )
+
+
+def _drop_aside(warehouse: SnowflakeWarehouse) -> None:
+    """Phase 4: the old tables and the dead letters' aside table dropped (a rerun drops what
+    a crash left)."""
+    for table in _REBUILT:
+        warehouse.execute(f"drop table if exists {warehouse.bronze}.{table}{ASIDE}")
+
+
+def _snowflake_step(warehouse: SnowflakeWarehouse, step: Step) -> StepReport:
+    """One step on Snowflake: build aside (unless a crashed run recorded it built), swap, commit,
+    drop; see the module's docstring."""
+    from retail_pipeline.warehouse.snowflake import create_statements
+
+    key = _state_key(step)
+    rows = warehouse.query(f"select value from {warehouse.bronze}._meta where key = ?", [key])
+    if rows:
+        state = json.loads(rows[0][0])
+        report = StepReport(step.from_version, step.name)
+        report.tables = [TableChange(*t) for t in state["tables"]]
+    else:
+        report = _build(warehouse, step)
+        [(value,)] = warehouse.query(
+            f"select value from {warehouse.bronze}._meta where key = ?", [key]
+        )
+        state = json.loads(value)
+    for table in bronze_tables():
+        _swap(warehouse, table)
+    for statement in create_statements(warehouse.database):
+        warehouse.execute(statement)  # a table the old version lacked (none today)
+    _commit(warehouse, step, state)
+    _drop_aside(warehouse)
+    return report
+
+
+def migrate_snowflake(warehouse: SnowflakeWarehouse, *, dry_run: bool = False) -> MigrationSummary:
+    """:func:`migrate` for a Snowflake warehouse opened with ``migrating=True``: each step
+    built aside, swapped in and committed (module docstring); a dry run re-derives every row
+    and writes nothing. A current Bronze has only what a killed run left dropped."""
+    version = warehouse.stored_version
+    summary = MigrationSummary(version, SCHEMA_VERSION, dry_run)
+    if version is None:
+        return summary
+    if version >= SCHEMA_VERSION:
+        if not dry_run:
+            _drop_aside(warehouse)
+        return summary
+    for step in STEPS[version - 1 :]:
+        if dry_run:
+            summary.steps.append(step.build(warehouse, lambda table, rows: None))
+        else:
+            summary.steps.append(_snowflake_step(warehouse, step))
+    return summary
+
+
 def migrations(con: duckdb.DuckDBPyConnection) -> list[tuple[str, dict[str, Any]]]:
     """The recorded steps: (``<from>-><to>``, record), in order."""
     if not _table_exists(con, "_meta"):
@@ -321,15 +556,20 @@ def migrate_warehouse(
     dry_run: bool = False,
 ) -> MigrationSummary:
     """``retail-pipeline migrate``: open the warehouse of ``target`` as it is (a dry run
-    read-only) and :func:`migrate` it. DuckDB only so far: Snowflake's DDL commits on its own,
-    so its steps need the build-aside-then-swap protocol (docs/bronze.md#migrations)."""
+    read-only) and migrate it: :func:`migrate` (DuckDB), :func:`migrate_snowflake`."""
     from retail_pipeline.warehouse.duckdb import DuckDBWarehouse, check_existing, warehouse_path
 
-    if resolve_target(target) != "duckdb":
-        raise PipelineError(
-            "migrate runs on the duckdb target only so far; a Snowflake Bronze of an older"
-            " schema version is not migrated yet (docs/bronze.md#migrations)"
-        )
+    if resolve_target(target) == "snowflake":
+        if path is not None:
+            raise PipelineError("--warehouse names a DuckDB file; the snowflake target has none")
+        from retail_pipeline.settings import settings
+        from retail_pipeline.warehouse.snowflake import SnowflakeWarehouse
+
+        config = settings().snowflake
+        with SnowflakeWarehouse(
+            config.connect_args(), database=config.database, read_only=dry_run, migrating=True
+        ) as warehouse:
+            return migrate_snowflake(warehouse, dry_run=dry_run)
     file = warehouse_path(path)
     check_existing(file, "nothing to migrate")  # never create an empty warehouse to migrate
     with DuckDBWarehouse(file, read_only=dry_run, migrating=True) as warehouse:

@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -231,7 +231,8 @@ class SnowflakeWarehouse(Closing):
     ``connect_args`` go to ``snowflake.connector.connect`` (account, user, password or private
     key, role, warehouse; host, port and protocol for an emulator) over :data:`CONNECT_DEFAULTS`.
     The schema and its tables are created when missing, unless ``read_only``; the database must
-    exist. Queries use ``?`` placeholders, as DuckDB's do.
+    exist. Queries use ``?`` placeholders, as DuckDB's do. ``migrating`` opens an older Bronze as
+    it is, for :mod:`~retail_pipeline.warehouse.migrations` (nothing else may).
     """
 
     target = "snowflake"
@@ -242,10 +243,14 @@ class SnowflakeWarehouse(Closing):
         *,
         database: str = "RETAIL",
         read_only: bool = False,
+        migrating: bool = False,
     ):
         self.database = plain_identifier(database).upper()
         self.account = str(connect_args.get("account", "?"))
         self._read_only = read_only
+        self._migrating = migrating
+        self.stored_version: int | None = None
+        """The Bronze schema version found on opening (None: no Bronze yet)."""
         self._args = {**CONNECT_DEFAULTS, **connect_args}
         self._args["session_parameters"] = {
             **CONNECT_DEFAULTS["session_parameters"],
@@ -300,10 +305,10 @@ class SnowflakeWarehouse(Closing):
     def _open(self) -> None:
         with self._cursor("opening") as cur:
             cur.execute(f"use database {self.database}")
-            version = self._schema_version(cur)
-            if self._read_only:
+            version = self.stored_version = self._schema_version(cur)
+            if self._read_only or (self._migrating and version is None):
                 return
-            if version != SCHEMA_VERSION:
+            if version != SCHEMA_VERSION and not self._migrating:
                 for stmt in create_statements(self.database):
                     cur.execute(stmt)
                 cur.execute(
@@ -332,11 +337,11 @@ class SnowflakeWarehouse(Closing):
                 f"{self.describe()} has Bronze schema version {version}, newer than the"
                 f" {SCHEMA_VERSION} this retail-pipeline supports; upgrade retail-pipeline"
             )
-        if version is not None and version < SCHEMA_VERSION:
+        if version is not None and version < SCHEMA_VERSION and not self._migrating:
             raise WarehouseError(
                 f"{self.describe()} holds Bronze schema version {version}; this retail-pipeline"
-                f" reads version {SCHEMA_VERSION} only: `retail-pipeline migrate` upgrades it"
-                " in place (on DuckDB today; on Snowflake not yet: docs/bronze.md#migrations)"
+                f" reads version {SCHEMA_VERSION} only: run `retail-pipeline migrate` to upgrade"
+                " it in place"
             )
         return version
 
@@ -404,9 +409,12 @@ class SnowflakeWarehouse(Closing):
             )
         return folder
 
-    def _copy(self, cur: _Cursor, folder: str, table: str, rows: pa.Table) -> None:
-        """``COPY INTO`` one Bronze table from its staged Parquet file, columns matched by name
-        (Snowflake converts each Parquet type to the column's); the file is purged once loaded.
+    def _copy(
+        self, cur: _Cursor, folder: str, table: str, rows: pa.Table, into: str | None = None
+    ) -> None:
+        """``COPY INTO`` one Bronze table (or the table ``into`` of its shape) from its staged
+        Parquet file, columns matched by name (Snowflake converts each Parquet type to the
+        column's); the file is purged once loaded.
 
         The plain form, without a transforming ``SELECT``, is the one every endpoint runs:
         Snowflake, fakesnow and (through :mod:`retail_pipeline.local.snowflake_emulator`) snowduck.
@@ -418,8 +426,9 @@ class SnowflakeWarehouse(Closing):
                 f"writing to {self.describe()} failed: {self.bronze}.{table} has no column"
                 f" {unknown[0]}"
             )
+        target = table if into is None else plain_identifier(into)
         cur.execute(
-            f"copy into {self.bronze}.{table} from @{self.bronze}.{STAGE}/{folder}/{table}.parquet"
+            f"copy into {self.bronze}.{target} from @{self.bronze}.{STAGE}/{folder}/{table}.parquet"
             " file_format = (type = parquet use_logical_type = true)"
             " match_by_column_name = case_insensitive on_error = abort_statement purge = true"
         )
@@ -773,6 +782,59 @@ class SnowflakeWarehouse(Closing):
             for t in BRONZE_TABLES
         )
         return {str(name): int(n) for name, n in self.query(sql)}
+
+    # -- for migrations (warehouse/migrations.py) -------------------------------------------
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> None:
+        """One statement on its own (autocommit: DDL, a migration's bookkeeping)."""
+        with self._cursor("migrating") as cur:
+            cur.execute(sql, params)
+
+    def transaction(self) -> AbstractContextManager[_Cursor]:
+        """One explicit transaction (DML only: DDL would commit it on Snowflake)."""
+        return self._transaction("migrating")
+
+    def batches(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of a query, ``size`` at a time (the connector streams the result, so
+        memory does not grow with the table); other statements may run between two batches."""
+        with self._lock:
+            if self._con is None:
+                raise WarehouseError(f"{self.describe()} is closed")
+            try:
+                cur = self._con.cursor()
+                cur.execute(sql)
+                while rows := cur.fetchmany(size):
+                    yield [tuple(row) for row in rows]
+                cur.close()
+            except (self._sf.Error, OSError) as exc:
+                raise WarehouseError(
+                    f"migrating {self.describe()} failed: {_one_line(exc)}"
+                ) from None
+
+    def copy_rows(self, table: str, rows: pa.Table, into: str | None = None) -> None:
+        """Stage ``rows`` (columns of Bronze ``table``) as Parquet and ``COPY`` them into
+        ``table``, or into ``into`` (a table of its shape), committed on their own."""
+        with self._cursor("migrating") as cur:
+            folder = self._put(cur, {table: rows})
+            self._copy(cur, folder, table, rows, into)
+
+    def create_like(self, table: str, name: str) -> None:
+        """``create or replace`` the table ``name`` with Bronze ``table``'s current DDL (empty:
+        a rerun starts it over)."""
+        head = f"create table if not exists {self.bronze}.{bronze_table(table)} ("
+        [ddl] = [s for s in create_statements(self.database) if s.startswith(head)]
+        new = f"create or replace table {self.bronze}.{plain_identifier(name)} ("
+        self.execute(new + ddl[len(head) :])
+
+    def columns(self, table: str) -> list[str]:
+        """Upper-cased column names of ``table`` in the Bronze schema (none: no such table)."""
+        rows = self.query(
+            f"select column_name from {self.database}.information_schema.columns"
+            " where upper(table_schema) = ? and upper(table_name) = upper(?)"
+            " order by ordinal_position",
+            [SCHEMA, table],
+        )
+        return [str(name).upper() for (name,) in rows]
 
     def close(self) -> None:
         """Log out (the session's stage goes with it)."""
