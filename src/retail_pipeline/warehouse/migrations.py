@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -277,7 +277,9 @@ _ARROW = {
 }
 
 
-def _snowflake_batches(warehouse: SnowflakeWarehouse, table: str, columns: str) -> Any:
+def _snowflake_batches(
+    warehouse: SnowflakeWarehouse, table: str, columns: str
+) -> Iterator[pa.Table]:
     """The rows of ``table`` (a constant of this module) on Snowflake, :data:`BATCH_ROWS` at a
     time, as Arrow with the payload as text and the metadata typed as the current DDL's.
 
@@ -287,8 +289,13 @@ def _snowflake_batches(warehouse: SnowflakeWarehouse, table: str, columns: str) 
     from retail_pipeline.warehouse.snowflake import all_tables
 
     names = [name.strip() for name in columns.split(",")]
-    types = {name: sql_type for name, sql_type, _ in all_tables()[bronze_table(table)]}
-    nullable = [n for n in names if types[n] == "timestamptz" and n == "_kafka_ts"]
+    ddl = all_tables()[bronze_table(table)]
+    types = {name: sql_type for name, sql_type, _ in ddl}
+    nullable = [  # the v1 DDL's nullable timestamps are the current one's
+        name
+        for name, sql_type, required in ddl
+        if sql_type == "timestamptz" and not required and name in names
+    ]
     flags = "".join(f", {n} is null" for n in nullable)
     [(kind,)] = warehouse.query(
         f"select data_type from {warehouse.database}.information_schema.columns"

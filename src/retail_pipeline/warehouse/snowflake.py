@@ -801,11 +801,10 @@ class SnowflakeWarehouse(Closing):
             if self._con is None:
                 raise WarehouseError(f"{self.describe()} is closed")
             try:
-                cur = self._con.cursor()
-                cur.execute(sql)
-                while rows := cur.fetchmany(size):
-                    yield [tuple(row) for row in rows]
-                cur.close()
+                with self._con.cursor() as cur:
+                    cur.execute(sql)
+                    while rows := cur.fetchmany(size):
+                        yield [tuple(row) for row in rows]
             except (self._sf.Error, OSError) as exc:
                 raise WarehouseError(
                     f"migrating {self.describe()} failed: {_one_line(exc)}"
