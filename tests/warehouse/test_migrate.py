@@ -501,3 +501,24 @@ def test_an_interrupted_snowflake_migration_reruns_to_the_same_result(
     with SnowflakeWarehouse(args, database=database, read_only=True) as wh:
         records = wh.query(f"select key from {wh.bronze}._meta where key like 'migrat%'")
     assert records == [("migration:1->2",)], "one record, no state left"
+
+
+def test_migrate_on_a_snowflake_database_with_no_bronze_says_so(
+    snowflake_args: dict[str, Any], tmp_path: Path
+) -> None:
+    """Nothing loaded yet: nothing to migrate, and said so, not "at schema version N"."""
+    import snowflake.connector
+
+    args = dict(snowflake_args)
+    database = args.pop("database")
+    with snowflake.connector.connect(**args) as con:
+        con.cursor().execute(f"create database {database}")
+    env = {
+        f"SNOWFLAKE_{k.upper()}": str(args[k])
+        for k in ("account", "user", "password", "host", "port", "protocol")
+    }
+    env |= {"SNOWFLAKE_DATABASE": database, "RETAIL_TARGET": "snowflake"}
+    for extra in ((), ("--dry-run",)):
+        done = cli("migrate", *extra, warehouse=tmp_path / "none", cwd=tmp_path, **env)
+        out = "\n".join(ok(done))
+        assert "no schema version (nothing loaded yet): nothing to migrate" in out, out

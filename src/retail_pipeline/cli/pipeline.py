@@ -309,7 +309,10 @@ def migrate(
 
     summary = migrate_warehouse(warehouse, target=target, dry_run=dry_run)
     if not summary.steps:
-        say(f"Bronze is at schema version {summary.to_version}: nothing to migrate")
+        if summary.from_version is None:  # a Snowflake database nothing has loaded into yet
+            say("Bronze records no schema version (nothing loaded yet): nothing to migrate")
+        else:
+            say(f"Bronze is at schema version {summary.to_version}: nothing to migrate")
         return
     verb = "would" if dry_run else "did"
     for step in summary.steps:
