@@ -27,6 +27,7 @@ import pyarrow as pa
 import pytest
 
 from retail_pipeline.errors import WarehouseError
+from retail_pipeline.local.snowflake_emulator import endpoint_settings
 from retail_pipeline.simulation.truth import compare_with_truth
 from retail_pipeline.transform import read_answers
 from retail_pipeline.warehouse import migrations
@@ -431,11 +432,7 @@ def test_a_v1_snowflake_bronze_migrates_to_a_fresh_load(
     assert snowflake_rows(args, database) == before, "a dry run writes nothing"
 
     # the command: settings name the endpoint, as for every --target snowflake command
-    env = {
-        f"SNOWFLAKE_{k.upper()}": str(args[k])
-        for k in ("account", "user", "password", "host", "port", "protocol")
-    }
-    env |= {"SNOWFLAKE_DATABASE": database, "RETAIL_TARGET": "snowflake"}
+    env = {**endpoint_settings(args, database), "RETAIL_TARGET": "snowflake"}
     done = "\n".join(ok(cli("migrate", warehouse=tmp_path / "none", cwd=tmp_path, **env)))
     assert f"now at schema version {SCHEMA_VERSION}" in done, done
     assert snowflake_rows(args, database) == expected, "migrated Bronze == a fresh load"
@@ -513,11 +510,7 @@ def test_migrate_on_a_snowflake_database_with_no_bronze_says_so(
     database = args.pop("database")
     with snowflake.connector.connect(**args) as con:
         con.cursor().execute(f"create database {database}")
-    env = {
-        f"SNOWFLAKE_{k.upper()}": str(args[k])
-        for k in ("account", "user", "password", "host", "port", "protocol")
-    }
-    env |= {"SNOWFLAKE_DATABASE": database, "RETAIL_TARGET": "snowflake"}
+    env = {**endpoint_settings(args, database), "RETAIL_TARGET": "snowflake"}
     for extra in ((), ("--dry-run",)):
         done = cli("migrate", *extra, warehouse=tmp_path / "none", cwd=tmp_path, **env)
         out = "\n".join(ok(done))

@@ -27,6 +27,7 @@ from typing import Any
 from retail_pipeline.ingestion.files import stage_block
 from retail_pipeline.ingestion.kafka.producer import Delivered, produce_files
 from retail_pipeline.local import kafka_broker as broker
+from retail_pipeline.local.snowflake_emulator import endpoint_settings
 from retail_pipeline.simulation import FaultRates, generate
 from retail_pipeline.warehouse.base import EventBatch, Position, PositionConflict, WriteResult
 from retail_pipeline.warehouse.snowflake import SnowflakeWarehouse, fence_key
@@ -165,13 +166,7 @@ def test_two_consumers_of_one_group_load_in_parallel_exactly_once(
         "RETAIL_TARGET": "snowflake",
         "RETAIL_TEST_COPY_SECONDS": "0.2",
         "RETAIL_TEST_TIMINGS": str(timings),
-        "SNOWFLAKE_ACCOUNT": args["account"],
-        "SNOWFLAKE_USER": args["user"],
-        "SNOWFLAKE_PASSWORD": args["password"],
-        "SNOWFLAKE_HOST": args["host"],
-        "SNOWFLAKE_PORT": str(args["port"]),
-        "SNOWFLAKE_PROTOCOL": args["protocol"],
-        "SNOWFLAKE_DATABASE": args["database"],
+        **endpoint_settings(args, args["database"]),
         "SNOWFLAKE_LOGIN_TIMEOUT": str(args["network_timeout"]),
     }
     with opened(args) as wh:  # Bronze is there before the members start (as Terraform makes it)

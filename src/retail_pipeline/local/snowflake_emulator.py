@@ -77,15 +77,8 @@ class Emulator:
 
     def environment(self, database: str = DATABASE) -> dict[str, str]:
         """The ``SNOWFLAKE_*`` settings (and dbt's) that point the pipeline at it."""
-        args = self.connect_args
         return {
-            "SNOWFLAKE_ACCOUNT": args["account"],
-            "SNOWFLAKE_USER": args["user"],
-            "SNOWFLAKE_PASSWORD": args["password"],
-            "SNOWFLAKE_HOST": args["host"],
-            "SNOWFLAKE_PORT": str(args["port"]),
-            "SNOWFLAKE_PROTOCOL": args["protocol"],
-            "SNOWFLAKE_DATABASE": database,
+            **endpoint_settings(self.connect_args, database),
             "SNOWFLAKE_ROLE": "TRANSFORMER",
             "SNOWFLAKE_WAREHOUSE": "TRANSFORMING",
             # One DuckDB connection behind every session: one dbt thread, no reconnect loops.
@@ -94,6 +87,20 @@ class Emulator:
             # dbt's contract checks read column types the emulator reports its own way.
             "RETAIL_DBT_ENFORCE_CONTRACTS": "false",
         }
+
+
+def endpoint_settings(args: dict[str, Any], database: str) -> dict[str, str]:
+    """The ``SNOWFLAKE_*`` settings naming a local endpoint (snowduck's or a fakesnow server's
+    ``connect`` arguments) and ``database`` on it: what a ``--target snowflake`` command needs."""
+    return {
+        "SNOWFLAKE_ACCOUNT": str(args["account"]),
+        "SNOWFLAKE_USER": str(args["user"]),
+        "SNOWFLAKE_PASSWORD": str(args["password"]),
+        "SNOWFLAKE_HOST": str(args["host"]),
+        "SNOWFLAKE_PORT": str(args["port"]),
+        "SNOWFLAKE_PROTOCOL": str(args["protocol"]),
+        "SNOWFLAKE_DATABASE": database,
+    }
 
 
 def available() -> str | None:
