@@ -92,21 +92,21 @@ def test_dagbag(airflow_env: dict[str, str]) -> None:
 
 
 @pytest.mark.kafka
-def test_dags_end_to_end(
-    airflow_env: dict[str, str], kafka_broker: str, postgres_db: str, tmp_path: Path
-) -> None:
-    sim = tmp_path / "sim"
-    generate(sim, days=2, orders_per_day=60, seed=23)
-    landing = tmp_path / "landing"
+def stage_sources(
+    sim: Path, landing: Path, token: str, postgres_db: str, kafka_broker: str
+) -> tuple[ReferenceApi, list[dict[str, Any]], str]:
+    """The simulation spread over every source the DAGs read: the snapshots and the order
+    events in the ``landing`` folder; the final reference data from the other two batch sources
+    (customers from a reference API requiring ``token``, products in Postgres: the same records,
+    so no new versions and the same answers); payments and shipments on Kafka topics under a
+    fresh prefix. Returns the started API (the caller stops it), the products and the prefix."""
     shutil.copytree(sim / "snapshots", landing / "snapshots")
-    # The final reference data from the other two batch sources: customers from the API,
-    # products from Postgres (the same records: no new versions, the same answers).
-    api = ReferenceApi(token="dag-token").start()
+    (landing / "events").mkdir()
+    shutil.copy(sim / "events" / "orders.ndjson", landing / "events")
+    api = ReferenceApi(token=token).start()
     api.load_snapshot("customers", sim / "customers.json")
     products = json.loads((sim / "products.json").read_text(), parse_float=Decimal)
     upsert(postgres_db, "products", products)
-    (landing / "events").mkdir()
-    shutil.copy(sim / "events" / "orders.ndjson", landing / "events")
     prefix = f"af{uuid.uuid4().hex[:8]}."
     broker.ensure_topics(kafka_broker, [prefix + t for t in (*TOPICS, "dead_letter")])
     produce_files(
@@ -114,6 +114,16 @@ def test_dags_end_to_end(
         bootstrap=kafka_broker,
         topic_prefix=prefix,
     )
+    return api, products, prefix
+
+
+def test_dags_end_to_end(
+    airflow_env: dict[str, str], kafka_broker: str, postgres_db: str, tmp_path: Path
+) -> None:
+    sim = tmp_path / "sim"
+    generate(sim, days=2, orders_per_day=60, seed=23)
+    landing = tmp_path / "landing"
+    api, products, prefix = stage_sources(sim, landing, "dag-token", postgres_db, kafka_broker)
     warehouse = tmp_path / "wh.duckdb"
     # the credentials only in Airflow connections (AIRFLOW_CONN_*), none in RETAIL_*
     connections, _ = connection_env(

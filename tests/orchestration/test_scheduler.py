@@ -18,23 +18,14 @@ secret appears in a task log or in Bronze.
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
-import uuid
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from retail_pipeline.events.contract import TOPICS
-from retail_pipeline.ingestion.kafka.producer import produce_files
 from retail_pipeline.local import airflow as local
-from retail_pipeline.local import kafka_broker as broker
-from retail_pipeline.local.postgres import upsert
-from retail_pipeline.local.reference_api import ReferenceApi
 from retail_pipeline.simulation import generate
 from tests.accounting import _rows
 from tests.local.kafka_fixtures import free_port
@@ -44,7 +35,7 @@ from tests.orchestration.conftest import (
     connection_env,
 )
 from tests.orchestration.receiver import Receiver, receiver
-from tests.orchestration.test_dags import BRONZE, check_loaded_once
+from tests.orchestration.test_dags import BRONZE, check_loaded_once, stage_sources
 
 BATCH, KAFKA, DBT = "retail_batch_ingestion_dag", "retail_kafka_ingestion_dag", "retail_dbt_dag"
 MODEL = "stg_bronze__payment_events"
@@ -111,22 +102,7 @@ def test_three_dags_through_the_scheduler_with_connections(
     sim = tmp_path / "sim"
     generate(sim, days=2, orders_per_day=60, seed=31)
     landing = tmp_path / "landing"
-    shutil.copytree(sim / "snapshots", landing / "snapshots")
-    (landing / "events").mkdir()
-    shutil.copy(sim / "events" / "orders.ndjson", landing / "events")
-    # The final reference data from the other two batch sources: customers from the API,
-    # products from Postgres (the same records: no new versions, the same answers).
-    api = ReferenceApi(token=TOKEN).start()
-    api.load_snapshot("customers", sim / "customers.json")
-    products = json.loads((sim / "products.json").read_text(), parse_float=Decimal)
-    upsert(postgres_db, "products", products)
-    prefix = f"af{uuid.uuid4().hex[:8]}."
-    broker.ensure_topics(kafka_broker, [prefix + t for t in (*TOPICS, "dead_letter")])
-    produce_files(
-        [sim / "events" / "payments.ndjson", sim / "events" / "shipments.ndjson"],
-        bootstrap=kafka_broker,
-        topic_prefix=prefix,
-    )
+    api, products, prefix = stage_sources(sim, landing, TOKEN, postgres_db, kafka_broker)
 
     connections, secrets = connection_env(
         api_url=api.url, api_token=TOKEN, postgres_dsn=postgres_db, kafka_bootstrap=kafka_broker
