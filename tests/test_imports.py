@@ -20,6 +20,7 @@ PACKAGE = ROOT / "src" / "retail_pipeline"
 # Rank of each part: a part imports only parts of a lower rank (and itself).
 LAYERS: dict[str, int] = {
     "errors": 0,
+    "interrupts": 0,
     "settings": 1,
     "http_server": 1,
     "kafka_config": 2,

@@ -23,6 +23,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from retail_pipeline import interrupts
 from retail_pipeline.cli import dashboard, operations, pipeline, services, sources
 from retail_pipeline.cli.output import console, out
 from retail_pipeline.errors import PipelineError, one_line, printable
@@ -93,9 +94,12 @@ def main() -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if callable(reconfigure):
             reconfigure(errors="backslashreplace")
+    interrupts.install()
     try:
         code = app(standalone_mode=False)
-        if code == ABORTED:  # typer turns a KeyboardInterrupt into this exit code
+        # typer turns a KeyboardInterrupt into this exit code; and a Ctrl-C whose exception
+        # Python swallowed (in a weakref callback, say) still aborts the command
+        if code == ABORTED or interrupts.pending():
             raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from retail_pipeline import interrupts
 from retail_pipeline.cli.options import TargetOpt, WarehouseOpt
 from retail_pipeline.cli.output import out, say
 
@@ -46,4 +47,5 @@ def dashboard(
             announce=announce,
         )
     except KeyboardInterrupt:
+        interrupts.handled()
         out.print("dashboard stopped")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from retail_pipeline import interrupts
 from retail_pipeline.cli.options import (
     BootstrapOpt,
     DaysOpt,
@@ -181,7 +182,8 @@ def _ingest_kafka(
         """SIGTERM or a first Ctrl-C: finish the batches in hand, then stop."""
         if signum == signal.SIGINT:
             interrupted.set()
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one aborts now
+            interrupts.note()
+            signal.signal(signal.SIGINT, interrupts.on_sigint)  # a second one aborts now
         stop.set()
 
     wh = open_warehouse(warehouse, target=target, exclusive=not shared)

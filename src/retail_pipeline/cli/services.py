@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from retail_pipeline import interrupts
 from retail_pipeline.cli.options import (
     CustomersFileOpt,
     ProductsFileOpt,
@@ -276,4 +277,5 @@ def api_server(
     try:
         serve_reference_api(host, port, customers=customers, products=products, announce=announce)
     except KeyboardInterrupt:
+        interrupts.handled()
         out.print("api-server stopped")

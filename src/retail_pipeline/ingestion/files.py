@@ -26,6 +26,7 @@ from typing import BinaryIO
 import numpy as np
 import pyarrow as pa
 
+from retail_pipeline import interrupts
 from retail_pipeline.errors import InputError
 from retail_pipeline.ingestion.observe import LoadObserver, event_rows
 from retail_pipeline.ingestion.staging import METADATA_SCHEMA, escaped_text, stage_events
@@ -626,6 +627,7 @@ def _ingest_one(
         ahead = max(1, batch_bytes // stage_bytes, validators.processes)
         blocks = _staged_blocks(handle, offset, line, stage_bytes, validators, name, ahead)
         for group in _transactions(blocks, batch_bytes):
+            interrupts.check()  # a Ctrl-C Python swallowed stops here, between transactions
             first, last = group[0], group[-1]
             end = last.offset + last.size
             line_after += sum(staged.lines for staged in group)

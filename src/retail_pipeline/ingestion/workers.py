@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from retail_pipeline import interrupts
 from retail_pipeline.settings import settings
 
 T = TypeVar("T")
@@ -68,7 +69,12 @@ def _ctrl_c_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+
+    def defer(signum: int, _frame: object) -> None:
+        caught.append(signum)
+        interrupts.note()
+
+    previous = signal.signal(signal.SIGINT, defer)
     try:
         yield
     finally:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from retail_pipeline import lineage
+from retail_pipeline import interrupts, lineage
 from retail_pipeline.errors import PipelineError, WarehouseError, one_line, printable
 from retail_pipeline.settings import environment, schema_prefix, settings
 from retail_pipeline.warehouse import open_warehouse
@@ -210,11 +210,12 @@ def _interrupts() -> Iterator[Callable[[], bool]]:
 
     def on_interrupt(signum: int, frame: object) -> None:
         seen.append(signum)
+        interrupts.note()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_interrupt)
     try:
-        yield lambda: bool(seen)
+        yield lambda: bool(seen) or interrupts.pending()
     finally:
         signal.signal(signal.SIGINT, previous)
 
