@@ -10,8 +10,13 @@ The rules, as written in METRICS.md "What a valid event is" and the event table:
 - strict RFC 8259 JSON, UTF-8, a top-level object, no repeated key at any nesting level, no
   ``NaN``/``Infinity`` constants; strings must be Unicode text (a lone surrogate escape such
   as ``"\\ud800"`` cannot be stored as UTF-8, so it is rejected);
-- the envelope: ``event_id``, ``event_type``, ``event_version`` (exactly the integer 1),
-  ``event_timestamp``, ``produced_at``, ``source_system``;
+- the envelope: ``event_id``, ``event_type``, ``event_version`` (an integer the event type
+  supports: 1 for every type, also 2 for ``order_created``), ``event_timestamp``,
+  ``produced_at``, ``source_system``;
+- ``order_created`` version 2 also has ``channel`` (one of web, mobile_app, store, marketplace)
+  and ``discount`` (money, at most the items' sum), and ``order_total`` is the items' sum less
+  the discount within 0.01; at version 1 keys named ``channel``/``discount`` are unknown extra
+  fields, whatever they hold;
 - the entity fields of the event's topic; an ``event_type`` of another topic than the one the
   message arrived on is invalid;
 - money (``order_total``, ``amount``): a finite JSON number >= 0, below 10^16, with at most two
@@ -48,6 +53,11 @@ TIMESTAMP_FIELDS = ("event_timestamp", "produced_at")
 ORDER_STRING_FIELDS = ("order_id", "customer_id", "order_status")
 PAYMENT_STRING_FIELDS = ("payment_id", "order_id", "payment_method", "payment_status")
 SHIPMENT_STRING_FIELDS = ("shipment_id", "order_id", "carrier", "shipment_status")
+
+# Versions per event type; a test emulating an older release may replace an entry.
+VERSIONS: dict[str, frozenset[int]] = {t: frozenset({1}) for t in EVENT_TYPE_TOPIC}
+VERSIONS["order_created"] = frozenset({1, 2})
+ORDER_CHANNELS = frozenset({"web", "mobile_app", "store", "marketplace"})
 
 MONEY_LIMIT = Decimal(10) ** 16
 CENT = Decimal("0.01")
@@ -273,7 +283,7 @@ def check_envelope(event: dict[str, Any], topic: str | None) -> str:
     version = _require(event, "event_version", "")
     if not _is_int(version):
         raise Invalid(f"event_version: expected the integer 1, got {_kind(version)} {version!r}")
-    if version != 1:
+    if version not in VERSIONS[event_type]:
         raise Invalid(f"event_version: unsupported version {version}")
     for field in TIMESTAMP_FIELDS:
         check_timestamp(event, field)
@@ -316,6 +326,15 @@ def check_order(event: dict[str, Any], event_type: str) -> None:
         if items is None:
             return
     items_sum = check_items(items)
+    if event_type == "order_created" and event["event_version"] == 2:
+        channel = _require(event, "channel", "")
+        if not isinstance(channel, str) or channel not in ORDER_CHANNELS:
+            raise Invalid(f"channel: not a known channel: {channel!r}")
+        discount = check_decimal_amount(event, "discount", CENT, 2)
+        if discount > items_sum:
+            raise Invalid(f"discount: {discount} is more than the items' sum {items_sum}")
+        with localcontext(prec=200):
+            items_sum -= discount
     with localcontext(prec=200):
         if abs(order_total - items_sum) > ORDER_TOTAL_TOLERANCE:
             raise Invalid(

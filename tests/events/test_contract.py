@@ -259,7 +259,7 @@ KNOWN_FIELDS = frozenset(
         "source_system", "order_id", "customer_id", "order_total", "currency", "order_status",
         "items", "payment_id",
         "amount", "payment_method", "payment_status", "shipment_id", "carrier", "shipment_status",
-        "product_id", "quantity", "unit_price",
+        "product_id", "quantity", "unit_price", "channel", "discount",
     ]
 )  # fmt: skip
 EXTRA_KEYS = IDS.filter(lambda k: k not in KNOWN_FIELDS)
@@ -392,7 +392,46 @@ def valid_events(draw: st.DrawFn, event_type: str | None = None) -> Event:
         ]
     for key, value in draw(st.dictionaries(EXTRA_KEYS, JSON_VALUES, max_size=3)).items():
         pairs.append((key, value))
+    # Version 1 does not know version 2's fields: keys of that name hold anything.
+    for key in ("channel", "discount"):
+        if draw(st.integers(0, 9)) == 0:
+            pairs.append((key, draw(st.one_of(JSON_VALUES, st.sampled_from(CHANNELS)))))
     return Event(event_type, Obj(draw(st.permutations(pairs))), items_sum)
+
+
+CHANNELS = ("web", "mobile_app", "store", "marketplace")
+
+
+@st.composite
+def valid_v2_events(draw: st.DrawFn) -> Event:
+    """``order_created`` version 2: a channel, and a discount the order total is net of."""
+    event = draw(valid_events("order_created"))
+    for key in ("channel", "discount"):
+        event.obj.delete(key)
+    event.obj.set("event_version", Num("2"))
+    items_sum = event.items_sum
+    assert items_sum is not None
+    cap = items_sum.quantize(Decimal("0.01"), rounding=ROUND_FLOOR)
+    discount = draw(st.one_of(st.just(Decimal(0)), st.just(cap), money(limit=cap + CENT)))
+    discount = min(discount, cap)
+    net = items_sum - discount
+    if decimal_places(net) <= 2:
+        candidates = [net, net - CENT, net + CENT]
+    else:
+        candidates = [
+            net.quantize(CENT, rounding=ROUND_FLOOR),
+            net.quantize(CENT, rounding=ROUND_CEILING),
+        ]
+    total = draw(st.sampled_from([c for c in candidates if 0 <= c < MONEY_LIMIT]))
+    event.obj.set("order_total", Num(draw(number_text(total))))
+    event.obj.set("channel", draw(st.sampled_from(CHANNELS)))
+    event.obj.set("discount", Num(draw(number_text(discount))))
+    event.obj.pairs = draw(st.permutations(event.obj.pairs))
+    event.items_sum = items_sum
+    return event
+
+
+CENT = Decimal("0.01")
 
 
 # --------------------------------------------------------------------------------------------
@@ -684,7 +723,65 @@ def version_cases(draw: st.DrawFn) -> Case:
     event = draw(valid_events())
     text, ok = draw(st.sampled_from(VERSION_TEXTS))
     event.obj.set("event_version", Raw(text))
-    return draw(make_case(event.obj, event, ok, ("event_version",), f"event_version={text}"))
+    expect: bool | None = ok
+    fields: tuple[str, ...] = ("event_version",)
+    if text == "2" and event.event_type == "order_created":  # a version 1 event read as 2
+        expect, fields = None, ("channel", "discount", "order_total")
+    return draw(make_case(event.obj, event, expect, fields, f"event_version={text}"))
+
+
+@st.composite
+def valid_v2_cases(draw: st.DrawFn) -> Case:
+    event = draw(valid_v2_events())
+    return draw(make_case(event.obj, event, True, (), "valid order_created v2"))
+
+
+@st.composite
+def v2_cases(draw: st.DrawFn) -> Case:
+    """Version 2's own rules broken: its fields missing or wrong, the discount too large, the
+    total not net of it, or version 2 on an event type that has no version 2."""
+    event = draw(valid_v2_events())
+    obj = event.obj
+    items_sum = event.items_sum
+    assert items_sum is not None
+    choice = draw(
+        st.sampled_from(["no channel", "no discount", "channel", "discount", "too large",
+                         "gross total", "other type"])
+    )  # fmt: skip
+    expect: bool | None = False
+    fields: tuple[str, ...]
+    if choice in ("no channel", "no discount"):
+        name = choice.removeprefix("no ")
+        obj.delete(name)
+        fields = (name,)
+    elif choice == "channel":
+        value = draw(st.one_of(JSON_VALUES, st.sampled_from(["WEB", "Web", "", "web ", "tv"])))
+        obj.set("channel", value)
+        expect, fields = (None, ("channel",)) if value in CHANNELS else (False, ("channel",))
+    elif choice == "discount":
+        text, ok, _, names = draw(st.sampled_from(MONEY_TEXTS))
+        obj.set("discount", Raw(text))
+        expect = None if ok else False
+        fields = ("discount", "order_total") if names else ()
+    elif choice == "too large":
+        over = items_sum.quantize(CENT, rounding=ROUND_FLOOR) + CENT * draw(st.integers(1, 100))
+        if over >= MONEY_LIMIT:
+            over = items_sum.quantize(CENT, rounding=ROUND_FLOOR) + CENT
+        obj.set("discount", Num(draw(number_text(over))))
+        expect, fields = (None if over >= MONEY_LIMIT else False), ("discount", "order_total")
+    elif choice == "gross total":  # the items' sum, the discount not taken off
+        discount = Decimal(obj.get("discount").text)
+        if discount <= CENT:
+            obj.set("discount", Num("1"))
+            discount = Decimal(1)
+        obj.set("order_total", Num(str(items_sum.quantize(CENT, rounding=ROUND_FLOOR))))
+        expect = None if discount > items_sum else False
+        fields = ("order_total", "discount")
+    else:
+        other = draw(st.sampled_from(["order_updated", "order_canceled"]))
+        obj.set("event_type", other)
+        fields = ("event_version",)
+    return draw(make_case(obj, event, expect, fields, f"v2 {choice}"))
 
 
 @st.composite
@@ -994,6 +1091,7 @@ def syntax_cases(draw: st.DrawFn) -> Case:
 
 MUTATIONS = [
     money_cases,
+    v2_cases,
     total_mismatch_cases,
     quantity_cases,
     timestamp_cases,
@@ -1010,7 +1108,7 @@ MUTATIONS = [
 
 
 def all_cases() -> st.SearchStrategy[Case]:
-    return st.one_of(valid_cases(), valid_cases(), *(m() for m in MUTATIONS))
+    return st.one_of(valid_cases(), valid_cases(), valid_v2_cases(), *(m() for m in MUTATIONS))
 
 
 # --------------------------------------------------------------------------------------------

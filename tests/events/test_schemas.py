@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import jsonschema
@@ -69,5 +70,46 @@ def test_schema_rejects_what_the_contract_rejects(
     tmp_path: Path, change: dict[str, object]
 ) -> None:
     event = {**ORDER, **change}
+    assert reference_reason(json.dumps(event).encode()) is not None
+    assert not _validator(tmp_path).is_valid(event)
+
+
+V2_ORDER = {**ORDER, "event_version": 2, "channel": "mobile_app", "discount": 1.5}
+
+
+def _net_of_discount(event: dict[str, object]) -> dict[str, object]:
+    items = event["items"]
+    assert isinstance(items, list)
+    gross = sum(Decimal(str(i["quantity"])) * Decimal(str(i["unit_price"])) for i in items)
+    return {**event, "order_total": float(gross - Decimal(str(event["discount"])))}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        _net_of_discount(V2_ORDER),
+        {**ORDER, "channel": {"any": ["thing"]}, "discount": "not money at version 1"},
+    ],
+    ids=["version 2", "version 1 with keys of version 2"],
+)
+def test_both_versions_of_order_created_validate(tmp_path: Path, event: dict[str, object]) -> None:
+    assert reference_reason(json.dumps(event).encode()) is None
+    _validator(tmp_path).validate(event)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"channel": None}, {"discount": None}, {"channel": "tv"}, {"discount": -1}],
+    ids=["no channel", "no discount", "unknown channel", "negative discount"],
+)
+def test_schema_rejects_a_broken_version_2(tmp_path: Path, change: dict[str, object]) -> None:
+    event = {k: v for k, v in {**_net_of_discount(V2_ORDER), **change}.items() if v is not None}
+    assert reference_reason(json.dumps(event).encode()) is not None
+    assert not _validator(tmp_path).is_valid(event)
+
+
+def test_version_2_of_another_event_type_is_refused(tmp_path: Path) -> None:
+    payment = next(e for e in BASES if e["event_type"] == "payment_captured")
+    event = {**payment, "event_version": 2}
     assert reference_reason(json.dumps(event).encode()) is not None
     assert not _validator(tmp_path).is_valid(event)

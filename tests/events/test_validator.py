@@ -173,3 +173,65 @@ def test_reference_records() -> None:
     )
     result = validate_records("customers", [customer, customer.replace(b"DE", b"de")])
     assert result.rows.num_rows == 1 and result.dead_reasons[0].startswith("country")
+
+
+# order_created version 2: channel and discount (docs/event-contract.md).
+V2 = {**ORDER, "event_version": 2, "channel": "store", "discount": 1.25, "order_total": 39.75}
+
+
+def test_version_2_is_typed_and_version_1_keys_of_that_name_mean_nothing() -> None:
+    v1_with_keys = line(ORDER, event_id="e-2", channel=["web"], discount="5 percent")
+    result = validate_events([line(V2), v1_with_keys, line(ORDER, event_id="e-3")])
+    assert result.dead_reasons == []
+    orders = result.events["orders"].select(["event_version", "channel", "discount"])
+    assert orders.to_pylist() == [
+        {"event_version": 2, "channel": "store", "discount": Decimal("1.25")},
+        {"event_version": 1, "channel": None, "discount": None},
+        {"event_version": 1, "channel": None, "discount": None},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (line({k: v for k, v in V2.items() if k != "channel"}), "channel: missing"),
+        (line({k: v for k, v in V2.items() if k != "discount"}), "discount: missing"),
+        (line(V2, channel="tv"), "channel: not one of"),
+        (line(V2, channel=None), "channel: not one of"),
+        (line(V2, discount="1.25"), "discount: must be a JSON number"),
+        (line(V2, discount=1.255), "discount: more than 2 decimal places"),
+        (line(V2, discount=41.01, order_total=0), "discount: 41.01 exceeds the sum of items 41"),
+        (line(V2, order_total=41.0), "order_total: 41.00 != sum of items less discount 1.25"),
+        (line(V2, event_type="order_updated"), "event_version: unsupported version 2"),
+        (line(V2, event_version=3), "event_version: unsupported version 3"),
+    ],
+)
+def test_a_broken_version_2_is_dead_lettered(message: bytes, reason: str) -> None:
+    assert reference_reason(message) is not None
+    got = check_event(message, "orders")
+    assert got is not None and got.startswith(reason), got
+
+
+def test_an_escaped_channel_and_a_discount_as_large_as_the_items_are_valid() -> None:
+    message = line(V2, discount=41, order_total=0).replace(b'"store"', b'"st\\u006fre"')
+    assert reference_reason(message) is None
+    assert check_event(message, "orders") is None
+
+
+def test_a_release_without_version_2_is_emulated_by_one_entry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the previous release did with version 2 (dead-letter it, as any unknown version),
+    emulated by replacing one entry of ``EVENT_VERSIONS``; restored, the message is valid."""
+    from retail_pipeline.events import contract
+    from tests.events import reference
+
+    with monkeypatch.context() as patch:
+        patch.setitem(contract.EVENT_VERSIONS, "order_created", frozenset({1}))
+        patch.setitem(reference.VERSIONS, "order_created", frozenset({1}))
+        assert check_event(line(V2)) == "event_version: unsupported version 2"
+        assert check_event(line(V2, order_total=1)) == "event_version: unsupported version 2"
+        assert reference_reason(line(V2)) == "event_version: unsupported version 2"
+        assert check_event(line(ORDER)) is None
+    assert check_event(line(V2)) is None
+    assert reference_reason(line(V2)) is None

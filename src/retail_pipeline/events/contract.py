@@ -21,7 +21,8 @@ Rules per kind of value:
 - ``quantity``: a JSON integer from 1 to 10^9.
 - ``currency``: an ISO 4217 code (three upper-case letters from the published list).
 - ``country``: two upper-case letters.
-- ``version``: an integer this contract supports (``SUPPORTED_EVENT_VERSIONS``).
+- ``version``: an integer this contract supports for the event type (``EVENT_VERSIONS``).
+- ``channel``: one of ``CHANNELS``.
 - ``bool``: ``true`` or ``false``.
 - ``items``: a JSON array of objects with ``product_id``, ``quantity`` and ``unit_price``.
 
@@ -30,11 +31,18 @@ depth (readers disagree on which of two values wins). Unknown extra fields are a
 producers can add fields before consumers know them. When an order carries ``items``, its
 ``order_total`` equals Σ quantity x unit_price within one cent (docs/metrics.md: the exact sum
 rounded to cents; a cent of slack lets producers round either way).
+
+Versions are per event type (``EVENT_VERSIONS``). A later version adds fields, listed in
+``VERSION_FIELDS`` keyed by ``(event_type, event_version)``; version 1 never changes, since
+Bronze keeps old messages forever. ``order_created`` version 2 adds ``channel`` and ``discount``:
+its ``order_total`` equals Σ quantity x unit_price - discount within one cent, and the discount
+is at most the sum of the items. A version-1 message may carry keys named like a later version's
+fields (unknown extra fields are allowed); they mean nothing at version 1.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
 
@@ -49,10 +57,34 @@ Kind = Literal[
     "version",
     "bool",
     "items",
+    "channel",
 ]
 
-SUPPORTED_EVENT_VERSIONS: frozenset[int] = frozenset({1})
-"""Versions the loaders accept. Adding a version: see docs/event-contract.md."""
+EVENT_VERSIONS: dict[str, frozenset[int]] = {
+    "order_created": frozenset({1, 2}),
+    "order_updated": frozenset({1}),
+    "order_canceled": frozenset({1}),
+    "payment_authorized": frozenset({1}),
+    "payment_captured": frozenset({1}),
+    "payment_failed": frozenset({1}),
+    "payment_refunded": frozenset({1}),
+    "shipment_created": frozenset({1}),
+    "shipment_dispatched": frozenset({1}),
+    "shipment_delivered": frozenset({1}),
+    "shipment_failed": frozenset({1}),
+}
+"""Versions the loaders accept, per event type. Adding a version: see docs/event-contract.md.
+
+The validator reads this mapping on every call, so replacing one entry (a test emulating the
+previous release: ``order_created`` -> ``{1}``) changes what is accepted at once."""
+
+SUPPORTED_EVENT_VERSIONS: frozenset[int] = frozenset().union(*EVENT_VERSIONS.values())
+"""Every version some event type accepts (the decoder's range; the per-type check follows)."""
+
+CHANNELS: tuple[str, ...] = ("web", "mobile_app", "store", "marketplace")
+"""Where an order was placed (``order_created`` version 2, field ``channel``)."""
+UNKNOWN_CHANNEL = "unknown"
+"""Silver's channel of an order created at version 1, which does not say."""
 
 REPORTING_CURRENCY = "USD"
 """Money answers are in this currency; events in others are valid but not added to revenue."""
@@ -160,6 +192,18 @@ EVENT_TYPES: tuple[str, ...] = tuple(EVENT_TYPE_TOPIC)
 ITEMS_REQUIRED: frozenset[str] = frozenset({"order_created"})
 """Event types that must carry a non-null ``items`` array."""
 
+VERSION_FIELDS: dict[tuple[str, int], tuple[FieldSpec, ...]] = {
+    ("order_created", 2): (
+        FieldSpec("channel", "channel", description="Where the order was placed"),
+        FieldSpec(
+            "discount",
+            "money",
+            description="Order-level discount: order_total = Σ quantity x unit_price - discount",
+        ),
+    ),
+}
+"""Fields a later version adds, by ``(event_type, event_version)``; all required there."""
+
 EVENT_DESCRIPTIONS: dict[str, str] = {
     "order_created": "An order was placed; carries its basket.",
     "order_updated": "An order changed; carries items when the basket changed.",
@@ -193,9 +237,28 @@ REFERENCE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
 REFERENCE_KEYS: dict[str, str] = {"customers": "customer_id", "products": "product_id"}
 
 
+def added_fields(topic: str) -> tuple[FieldSpec, ...]:
+    """The fields later versions add to events on ``topic``, once each, in table order."""
+    seen: dict[str, FieldSpec] = {}
+    for (event_type, _), fields in VERSION_FIELDS.items():
+        if EVENT_TYPE_TOPIC[event_type] == topic:
+            for spec in fields:
+                seen.setdefault(spec.name, spec)
+    return tuple(seen.values())
+
+
 def event_fields(topic: str) -> tuple[FieldSpec, ...]:
-    """Every field of an event on ``topic``: the envelope, then the topic's own fields."""
-    return ENVELOPE + TOPIC_FIELDS[topic]
+    """Every typed column of an event on ``topic``, any version: the envelope, the topic's own
+    fields, then those later versions add (optional and nullable here: older versions and other
+    event types of the topic do not carry them; :func:`version_fields` says where they are
+    required)."""
+    later = tuple(replace(spec, required=False, nullable=True) for spec in added_fields(topic))
+    return ENVELOPE + TOPIC_FIELDS[topic] + later
+
+
+def version_fields(event_type: str, version: int) -> tuple[FieldSpec, ...]:
+    """The fields ``event_type`` at ``version`` adds to version 1 (none for version 1)."""
+    return VERSION_FIELDS.get((event_type, version), ())
 
 
 # Bronze column types, per kind (DuckDB and Snowflake spell these the same way, except items).
@@ -210,6 +273,7 @@ SQL_TYPES: dict[Kind, str] = {
     "version": "integer",
     "bool": "boolean",
     "items": "struct(product_id varchar, quantity bigint, unit_price decimal(20, 4))[]",
+    "channel": "varchar",
 }
 
 

@@ -3,7 +3,9 @@
 Generated from the contract table (:mod:`retail_pipeline.events.contract`), so the files say
 what the validator checks. Two rules JSON Schema cannot say are stated in each schema's
 ``description``: no repeated keys, and ``order_total`` equal to the sum of the items within a
-cent.
+cent. An event type with several versions gets one ``oneOf`` branch per version: the fields a
+later version adds are required (and typed) in its branch only, since a version-1 message may
+carry keys of the same name holding anything.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from retail_pipeline.events.contract import (
+    CHANNELS,
     EVENT_DESCRIPTIONS,
     EVENT_TYPE_TOPIC,
+    EVENT_VERSIONS,
     ISO_4217,
     ITEM_FIELDS,
     ITEMS_REQUIRED,
@@ -24,7 +28,9 @@ from retail_pipeline.events.contract import (
     SUPPORTED_EVENT_VERSIONS,
     TIMESTAMP_PATTERN,
     FieldSpec,
+    added_fields,
     event_fields,
+    version_fields,
 )
 
 _RULES = (
@@ -57,7 +63,10 @@ def _property(spec: FieldSpec, event_type: str | None = None) -> dict[str, Any]:
     elif kind == "country":
         schema = {"type": "string", "pattern": "^[A-Z]{2}$"}
     elif kind == "version":
-        schema = {"type": "integer", "enum": sorted(SUPPORTED_EVENT_VERSIONS)}
+        versions = SUPPORTED_EVENT_VERSIONS if event_type is None else EVENT_VERSIONS[event_type]
+        schema = {"type": "integer", "enum": sorted(versions)}
+    elif kind == "channel":
+        schema = {"type": "string", "enum": list(CHANNELS)}
     elif kind == "bool":
         schema = {"type": "boolean"}
     else:  # items
@@ -84,7 +93,9 @@ def _object(properties: dict[str, Any], fields: tuple[FieldSpec, ...]) -> dict[s
 
 
 def _event_schema(event_type: str) -> dict[str, Any]:
-    fields = event_fields(EVENT_TYPE_TOPIC[event_type])
+    topic = EVENT_TYPE_TOPIC[event_type]
+    later = {f.name for f in added_fields(topic)}
+    fields = tuple(f for f in event_fields(topic) if f.name not in later)
     required = tuple(
         f if f.kind != "items" else FieldSpec(f.name, f.kind, event_type in ITEMS_REQUIRED)
         for f in fields
@@ -92,7 +103,27 @@ def _event_schema(event_type: str) -> dict[str, Any]:
     schema = _object({f.name: _property(f, event_type) for f in fields}, required)
     description = EVENT_DESCRIPTIONS[event_type] + _RULES
     if "items" in schema["properties"]:
-        description += " When items is an array, order_total = Σ quantity x unit_price ± 0.01."
+        description += " When items is an array, order_total = Σ quantity x unit_price ± 0.01"
+        description += (
+            " (at version 2: Σ quantity x unit_price - discount ± 0.01, discount ≤ Σ)."
+            if version_fields(event_type, 2)
+            else "."
+        )
+    versions = sorted(EVENT_VERSIONS[event_type])
+    if len(versions) > 1:
+        branches = []
+        for version in versions:
+            added = version_fields(event_type, version)
+            branch = _object(
+                {
+                    "event_version": {"const": version},
+                    **{f.name: _property(f, event_type) for f in added},
+                },
+                added,
+            )
+            del branch["type"], branch["additionalProperties"]
+            branches.append(branch)
+        schema["oneOf"] = branches
     return {"title": event_type, "description": description, **schema}
 
 

@@ -11,6 +11,13 @@ columns with Arrow (timestamp format and range, currency codes, money text, orde
 repeated-key guard). Money fields are decoded as raw JSON text (``msgspec.Raw``), so a number
 never passes through a binary float. The few values the fast checks cannot settle (exponent
 notation, suspected repeated keys, impossible calendar dates) get an exact check in Python.
+
+Versions are per event type and read from ``contract.EVENT_VERSIONS`` on every call (the decoder
+knows every version some type accepts), so a test can emulate a release without a version by
+replacing one entry. The fields a later version adds are decoded as raw JSON (``msgspec.Raw``,
+absent = ``UNSET``) whatever the version, then typed only where their ``(event_type,
+event_version)`` requires them: a version-1 message may carry such keys with any value, and its
+typed columns hold NULL.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from retail_pipeline.events import contract as _contract
 from retail_pipeline.events.contract import (
+    CHANNELS,
     EVENT_TYPE_TOPIC,
     ISO_4217,
     ITEM_FIELDS,
@@ -45,6 +54,7 @@ from retail_pipeline.events.contract import (
     TIMESTAMP_MIN,
     TOPIC_EVENT_TYPES,
     UNIT_PRICE_DECIMALS,
+    VERSION_FIELDS,
     FieldSpec,
     Kind,
     event_fields,
@@ -68,6 +78,7 @@ ARROW_TYPES: dict[Kind, pa.DataType] = {
     "country": pa.string(),
     "version": pa.int32(),
     "bool": pa.bool_(),
+    "channel": pa.string(),
 }
 ITEM_TYPE = pa.list_(pa.struct([(f.name, ARROW_TYPES[f.kind]) for f in ITEM_FIELDS]))
 ARROW_TYPES["items"] = ITEM_TYPE
@@ -87,6 +98,7 @@ def _python_type(kind: Kind) -> Any:
         "country": str,
         "version": Literal[tuple(sorted(SUPPORTED_EVENT_VERSIONS))],
         "bool": bool,
+        "channel": msgspec.Raw,
     }[kind]
 
 
@@ -103,6 +115,8 @@ def _struct_fields(fields: Sequence[FieldSpec], items_required: bool) -> list[An
         kind = _python_type(spec.kind)
         if spec.kind == "items" and not items_required:
             out.append((spec.name, kind | None | msgspec.UnsetType, msgspec.UNSET))
+        elif not spec.required and spec.kind != "items":  # a later version's field, raw
+            out.append((spec.name, msgspec.Raw | msgspec.UnsetType, msgspec.UNSET))
         else:
             out.append((spec.name, kind))
     return out
@@ -362,16 +376,104 @@ def _items(baskets: Sequence[Any], checks: _Checks) -> tuple[pa.Array, pa.Array]
     return item_list, sums
 
 
-def _check_totals(totals: pa.Array, sums: pa.Array, has_items: pa.Array, checks: _Checks) -> None:
+def _check_totals(
+    totals: pa.Array,
+    sums: pa.Array,
+    has_items: pa.Array,
+    checks: _Checks,
+    discount: pa.Array | None = None,
+) -> None:
+    """``order_total`` within a cent of ``sums`` (Σ items, less the discount where there is one)."""
     diff = pc.abs(pc.subtract(pc.cast(totals, _WIDE), sums))
     off = pc.and_(has_items, pc.greater(diff, pa.scalar(ORDER_TOTAL_TOLERANCE, _WIDE)))
     if pc.any(off).as_py():
         for index in pc.indices_nonzero(pc.fill_null(off, False)).to_pylist():
             exact = sums[index].as_py()
+            less = discount[index].as_py() if discount is not None else None
+            expected = "sum of items" if less is None else f"sum of items less discount {less}"
             checks.fail(
-                index,
-                f"order_total: {totals[index].as_py()} != sum of items {exact.normalize():f}",
+                index, f"order_total: {totals[index].as_py()} != {expected} {exact.normalize():f}"
             )
+
+
+def _check_discount(
+    discount: pa.Array, sums: pa.Array, has_items: pa.Array, checks: _Checks
+) -> None:
+    """A discount is at most the sum of the items it discounts (the total is never negative)."""
+    over = pc.and_(has_items, pc.greater(pc.cast(discount, _WIDE), sums))
+    for index in pc.indices_nonzero(pc.fill_null(over, False)).to_pylist():
+        exact = sums[index].as_py()
+        checks.fail(
+            index,
+            f"discount: {discount[index].as_py()} exceeds the sum of items {exact.normalize():f}",
+        )
+
+
+_CHANNEL_JSON = {b'"' + name.encode() + b'"': name for name in CHANNELS}
+
+
+def _channel(raws: list[Any], name: str, checks: _Checks) -> pa.Array:
+    """One of ``CHANNELS`` as a JSON string (escapes decoded on the slow path)."""
+    out: list[str | None] = []
+    for index, raw in enumerate(raws):
+        text = bytes(raw)
+        value = _CHANNEL_JSON.get(text)
+        if value is None:
+            try:
+                decoded = msgspec.json.decode(text)
+            except msgspec.DecodeError:
+                decoded = None
+            if isinstance(decoded, str) and decoded in CHANNELS:
+                value = decoded
+            else:
+                shown = text[:40].decode("utf-8", "backslashreplace").translate(_LINE_BREAKS)
+                checks.fail(index, f"{name}: not one of {', '.join(CHANNELS)}: {shown}")
+        out.append(value)
+    return pa.array(out, pa.string())
+
+
+def _added_column(
+    topic: str, spec: FieldSpec, columns: dict[str, pa.Array], raws: list[Any], checks: _Checks
+) -> pa.Array:
+    """A later version's field, typed where its ``(event_type, event_version)`` has it (and
+    missing there is a failure), NULL everywhere else whatever the message carries."""
+    wanted = pa.array([False] * len(raws))
+    for (event_type, version), fields in VERSION_FIELDS.items():
+        if EVENT_TYPE_TOPIC[event_type] == topic and spec.name in _required_specs(fields):
+            wanted = pc.or_(
+                wanted,
+                pc.and_(
+                    pc.equal(columns["event_type"], event_type),
+                    pc.equal(columns["event_version"], version),
+                ),
+            )
+    rows = pc.indices_nonzero(wanted).to_pylist()
+    arrow_type = ARROW_TYPES[spec.kind]
+    if not rows:
+        return pa.nulls(len(raws), arrow_type)
+    present: list[int] = []
+    for index in rows:
+        if raws[index] is msgspec.UNSET:
+            checks.fail(index, f"{spec.name}: missing")
+        else:
+            present.append(index)
+    sub = _Checks(len(present))
+    picked = [raws[index] for index in present]
+    if spec.kind == "channel":
+        typed = _channel(picked, spec.name, sub)
+    else:
+        typed = _column(spec, "", picked, sub)
+    for position, reason in enumerate(sub.reasons):
+        if reason is not None:
+            checks.fail(present[position], reason)
+    slot: list[int | None] = [None] * len(raws)
+    for position, index in enumerate(present):
+        slot[index] = position
+    return pc.take(typed, pa.array(slot, pa.int64()))
+
+
+def _required_specs(fields: tuple[FieldSpec, ...]) -> set[str]:
+    return {spec.name for spec in fields}
 
 
 def _key_guard(
@@ -474,6 +576,8 @@ def validate_events(
     dead: dict[int, str] = {}
     decode = _EVENT_DECODER.decode
     struct_topic = _STRUCT_TOPIC
+    versions = _contract.EVENT_VERSIONS  # read now, not at import (see the module docstring)
+    allowed = {struct: versions.get(event_type, ()) for struct, event_type in _STRUCT_TYPE.items()}
     grouped: dict[str, tuple[list[int], list[Any]]] = {t: ([], []) for t in TOPIC_EVENT_TYPES}
     for index, message in enumerate(messages):
         try:
@@ -483,6 +587,9 @@ def validate_events(
             continue
         except RecursionError:
             dead[index] = _TOO_DEEP
+            continue
+        if event.event_version not in allowed[type(event)]:
+            dead[index] = f"event_version: unsupported version {event.event_version}"
             continue
         topic = struct_topic[type(event)]
         if topics is not None and topics[index] is not None and topics[index] != topic:
@@ -533,11 +640,25 @@ def _typed(topic: str, events: list[Any], raws: list[bytes]) -> tuple[pa.Table, 
                 count=len(items),
             )
             expected += present - 1
+        elif not spec.required:
+            raws_of = values[spec.name]
+            columns[spec.name] = _added_column(topic, spec, columns, raws_of, checks)
+            absent = raws_of.count(msgspec.UNSET)  # list.count runs in C
+            if absent == len(raws_of):
+                expected -= 1
+            elif absent:
+                expected -= np.fromiter(
+                    (raw is msgspec.UNSET for raw in raws_of), dtype=np.int64, count=len(raws_of)
+                )
         else:
             columns[spec.name] = _column(spec, "", values[spec.name], checks)
     if "items" in columns:
         has_items = pc.is_valid(columns["items"])
-        _check_totals(columns["order_total"], sums, has_items, checks)
+        discount = columns.get("discount")
+        if discount is not None and discount.null_count < len(discount):
+            _check_discount(discount, sums, has_items, checks)
+            sums = pc.subtract(sums, pc.fill_null(pc.cast(discount, _WIDE), Decimal(0)))
+        _check_totals(columns["order_total"], sums, has_items, checks, discount)
     _key_guard(raws, expected, checks)
     columns["payload"] = _payloads(raws, checks)
     return pa.table(columns), checks.reasons
