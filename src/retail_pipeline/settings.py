@@ -444,6 +444,9 @@ class Settings(BaseSettings):
     ``text`` field); unset, an alert is only a log line (docs/operations.md#alerts)."""
     alert_timeout: Seconds = Field(10.0, gt=0, le=300)
     """Seconds one alert post may take (connect, send, answer); past it the alert is a log line."""
+    task_retry_delay: Seconds = Field(30.0, ge=1, le=86_400)
+    """Seconds an Airflow task of the three DAGs waits before its first retry (then twice as
+    long, Airflow's exponential back-off); read when the DAGs are parsed (docs/airflow.md)."""
     gold_deadline_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
     """How long new Bronze rows may wait for a Gold build before the dbt DAG's deadline check
     alerts (docs/operations.md#alerts)."""

@@ -32,6 +32,7 @@ def describe(dag: Any) -> dict[str, Any]:
         "tasks": {
             task.task_id: {
                 "retries": task.retries,
+                "retry_delay": task.retry_delay.total_seconds(),
                 "pool": task.pool,
                 "outlets": sorted(getattr(o, "uri", str(o)) for o in task.outlets),
             }

@@ -73,6 +73,7 @@ def test_dagbag(airflow_env: dict[str, str]) -> None:
         assert dag["max_active_runs"] == 1, dag_id
         for task_id, task in dag["tasks"].items():
             assert task["retries"] >= 1, (dag_id, task_id)
+            assert task["retry_delay"] == 30, (dag_id, task_id)
             assert task["pool"] == "retail_warehouse", (dag_id, task_id)
     for path in DAGS_FOLDER.glob("*.py"):
         assert len(path.read_text().splitlines()) < 80, path
@@ -84,6 +85,10 @@ def test_dagbag(airflow_env: dict[str, str]) -> None:
     assert set(batch["load_snapshots"]["outlets"]) | set(batch["load_event_files"]["outlets"]) == (
         BRONZE
     )
+    # RETAIL_TASK_RETRY_DELAY, read when the DAGs are parsed
+    quick = run_dags({**airflow_env, "RETAIL_TASK_RETRY_DELAY": "1.5"}, [])["dags"]
+    delays = {t["retry_delay"] for dag in quick.values() for t in dag["tasks"].values()}
+    assert delays == {1.5}
     dbt = dags["retail_dbt_dag"]
     assert dbt["schedule"] == "AssetTriggeredTimetable"
     assert set(dbt["schedule_assets"]) == BRONZE

@@ -117,6 +117,7 @@ def test_three_dags_through_the_scheduler_with_connections(
     monkeypatch.setenv("RETAIL_LANDING_DIR", str(landing))
     monkeypatch.setenv("RETAIL_TOPIC_PREFIX", prefix)
     monkeypatch.setenv("RETAIL_BATCH_LAG", "0")
+    monkeypatch.setenv("RETAIL_TASK_RETRY_DELAY", "1")  # the failing run's retries: 1 s, 2 s
     monkeypatch.setenv("RETAIL_LINEAGE_DIR", str(lineage))
 
     home = tmp_path / "airflow"

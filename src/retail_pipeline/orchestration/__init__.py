@@ -24,6 +24,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from retail_pipeline.settings import settings
+
 WAREHOUSE_POOL = "retail_warehouse"
 """The Airflow pool every task that writes (or builds in) the warehouse runs in. One slot for a
 DuckDB file, which admits one writer process at a time; a Snowflake deployment may raise it."""
@@ -35,7 +37,7 @@ TAGS = ["retail"]
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "retail",
     "retries": 2,
-    "retry_delay": timedelta(seconds=30),
+    "retry_delay": timedelta(seconds=settings().task_retry_delay),  # RETAIL_TASK_RETRY_DELAY
     "retry_exponential_backoff": True,
     "pool": WAREHOUSE_POOL,
 }
