@@ -498,15 +498,18 @@ def test_event_shapes_money_and_currencies(heavy_run: tuple[Path, GenerationSumm
     half_cent_lines = 0
     half_even_would_differ = 0
     for event in orders:
-        assert event["event_version"] == 1
+        assert event["event_version"] == (
+            2 if event["event_type"] == "order_created" and "channel" in event else 1
+        )
         assert event["currency"] in ("USD", "EUR", "GBP")
         assert event["event_timestamp"].endswith("Z") and len(event["event_timestamp"]) == 24
         assert event["produced_at"] >= event["event_timestamp"]
         assert currencies.setdefault(event["order_id"], event["currency"]) == event["currency"]
         if "items" in event:
             exact = sum(item["quantity"] * item["unit_price"] for item in event["items"])
-            # order_total is the exact sum rounded to cents half away from zero.
-            assert event["order_total"] == cents(exact)
+            # order_total is the exact sum (less a version 2 discount) rounded to cents half
+            # away from zero.
+            assert event["order_total"] == cents(exact - event.get("discount", 0))
             half_even_would_differ += cents(exact) != exact.quantize(CENT)
             assert 1 <= len(event["items"]) <= 5
             for item in event["items"]:
@@ -738,3 +741,42 @@ def test_rejects_bad_arguments(tmp_path: Path) -> None:
         FaultRates(duplicate=1.5)
     with pytest.raises(ValueError, match="sum"):
         FaultRates(duplicate=0.6, out_of_order=0.6)
+
+
+def test_both_versions_of_order_created_and_the_channel_truth(
+    heavy_run: tuple[Path, GenerationSummary],
+) -> None:
+    """About 40% of orders are created at version 2 (a channel, some with a discount the total
+    and the payments are net of); ``truth_by_channel.json`` equals a recount from the events."""
+    out, summary = heavy_run
+    created: dict[str, dict[str, Any]] = {}
+    for event in valid_events(out, "orders"):
+        if event["event_type"] == "order_created":
+            created.setdefault(event["order_id"], event)
+    versions = Counter(event["event_version"] for event in created.values())
+    assert 0.3 < versions[2] / len(created) < 0.5, versions
+    v2 = [event for event in created.values() if event["event_version"] == 2]
+    assert {event["channel"] for event in v2} == set(contract.CHANNELS)
+    discounted = [event for event in v2 if event["discount"] > 0]
+    assert 0.2 < len(discounted) / len(v2) < 0.5
+    assert all(set(e) >= {"channel", "discount"} for e in v2)
+    assert not any({"channel", "discount"} & set(e) for e in created.values() if e not in v2)
+    captured = {
+        p["order_id"]: p["amount"]
+        for p in valid_events(out, "payments")
+        if p["event_type"] == "payment_captured"
+    }
+    paid = [e for e in discounted if e["order_id"] in captured]
+    assert paid and all(captured[e["order_id"]] == e["order_total"] for e in paid)
+    recount: dict[tuple[str, str], list[Any]] = {}
+    for event in created.values():
+        key = (event["event_timestamp"][:10], event.get("channel", "unknown"))
+        row = recount.setdefault(key, [0, Decimal(0)])
+        row[0] += 1
+        row[1] += event.get("discount", 0) if event["currency"] == "USD" else 0
+    truth = json.loads(summary.channel_truth_path.read_text())["orders_by_channel"]
+    assert [(r["date"], r["channel"], r["orders"], Decimal(str(r["discount"]))) for r in truth] == [
+        (day, channel, orders, discount)
+        for (day, channel), (orders, discount) in sorted(recount.items())
+    ]
+    assert sum(r["orders"] for r in truth) == summary.orders

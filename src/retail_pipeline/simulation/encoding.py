@@ -38,11 +38,13 @@ MS_PER_MINUTE = 60_000
 EPOCH = date(1970, 1, 1)
 """Times are integer milliseconds since this day (UTC)."""
 EVENT_VERSION = 1
-"""The contract version the simulator writes (its fields are the contract's version 1 table)."""
+"""The contract version the simulator writes by default (the contract's version 1 table)."""
+ORDER_CREATED_V2 = 2
+"""The version of ``order_created`` that adds ``channel`` and ``discount`` (written last)."""
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
-_STRING_KINDS: frozenset[Kind] = frozenset({"text", "timestamp", "currency", "country"})
+_STRING_KINDS: frozenset[Kind] = frozenset({"text", "timestamp", "currency", "country", "channel"})
 _ID_BLOCK = 4096
 _MASK64 = (1 << 64) - 1
 _MINUTE_SECOND = tuple(f"{m:02d}:{s:02d}." for m in range(60) for s in range(60))
@@ -75,14 +77,16 @@ def _required(topic: str) -> tuple[FieldSpec, ...]:
 
 
 # The fragments of a valid event, from the contract: the envelope, then the topic's fields, then
-# ``items`` (optional, last) on orders that carry a basket.
+# ``items`` (optional) on orders that carry a basket, then version 2's ``channel`` and ``discount``.
 _ENVELOPE = json_keys(ENVELOPE)
 _ORDER, _PAYMENT, _SHIPMENT = (
     json_keys(event_fields(t)) for t in ("orders", "payments", "shipments")
 )
 _EVENT_ID, _PRODUCED_AT = _ENVELOPE["event_id"], _ENVELOPE["produced_at"]
 _ORDER_END = json_end(_required("orders")) + "\n"
-_ITEMS_END = json_end(event_fields("orders")) + "\n"
+_ORDER_NAMES = [spec.name for spec in event_fields("orders")]
+_ITEMS_END = json_end(event_fields("orders")[: _ORDER_NAMES.index("items") + 1]) + "\n"
+_V2_END = json_end(event_fields("orders")[: _ORDER_NAMES.index("discount") + 1]) + "\n"
 _PAYMENT_END = json_end(_required("payments")) + "\n"
 _FAILED_FIELDS = (*_required("payments"), FieldSpec("failure_reason", "text", required=False))
 """Failed payments say why, in a field outside the contract: producers may add fields."""
@@ -103,6 +107,9 @@ _EVENT_HEAD = {
     for event_type in EVENT_TYPE_TOPIC
 }
 """Per event type, the text from the end of ``event_id``'s value to ``event_timestamp``'s."""
+_EVENT_HEAD_V2 = _EVENT_HEAD["order_created"].replace(
+    _ENVELOPE["event_version"] + str(EVENT_VERSION), _ENVELOPE["event_version"] + "2"
+)
 
 
 def scramble(value: int, salt: int) -> str:
@@ -187,8 +194,11 @@ class EventEncoder:
         self._hour_prefixes[hour] = prefix
         return prefix
 
-    def line(self, event_type: str, event_ms: int, produced_ms: int, tail: str) -> bytes:
-        """The whole event: a fresh ``event_id``, the envelope, then ``tail``."""
+    def line(
+        self, event_type: str, event_ms: int, produced_ms: int, tail: str, version: int = 1
+    ) -> bytes:
+        """The whole event: a fresh ``event_id``, the envelope, then ``tail``; ``version`` 2 is
+        for an ``order_created`` whose tail has version 2's fields."""
         prefixes = self._hour_prefixes
         hour, rest = divmod(event_ms, MS_PER_HOUR)
         event_prefix = prefixes.get(hour) or self._hour_prefix(hour)
@@ -204,7 +214,7 @@ class EventEncoder:
             (
                 _EVENT_ID,
                 ids.pop(),
-                _EVENT_HEAD[event_type],
+                _EVENT_HEAD[event_type] if version == EVENT_VERSION else _EVENT_HEAD_V2,
                 event_prefix,
                 _MINUTE_SECOND[second],
                 _MILLIS_Z[millis],
@@ -232,8 +242,10 @@ class EventEncoder:
         currency: str,
         status: str,
         items: Sequence[LineItem] | None,
+        channel_discount: tuple[str, int] | None = None,
     ) -> str:
-        """An order event's tail; ``source`` from :meth:`source`, ``items`` None for none."""
+        """An order event's tail; ``source`` from :meth:`source`, ``items`` None for none;
+        ``channel_discount`` (channel, discount in cents) for an ``order_created`` version 2."""
         parts = [
             source,
             _ORDER["order_id"],
@@ -268,7 +280,17 @@ class EventEncoder:
             fragments.append(fragment)
         parts.append(_ORDER["items"])
         parts.append("[" + ",".join(fragments) + "]")
-        parts.append(_ITEMS_END)
+        if channel_discount is None:
+            parts.append(_ITEMS_END)
+        else:
+            channel, discount_cents = channel_discount
+            parts += (
+                _ORDER["channel"],
+                channel,
+                _ORDER["discount"],
+                self.money[discount_cents],
+                _V2_END,
+            )
         return "".join(parts)
 
     def payment_tail(

@@ -141,6 +141,8 @@ _REQUIRED = {
     topic: tuple(spec.name for spec in event_fields(topic) if spec.required) for topic in TOPICS
 }
 _TIMESTAMPS = tuple(spec.name for spec in ENVELOPE if spec.kind == "timestamp")
+_V2 = 2
+"""``order_created`` at this version carries ``channel`` and ``discount``."""
 _RAW = "@raw@"
 """Placeholder string replaced by raw JSON text (``NaN``, ``1e309``) after serialising."""
 _DUPLICATE = "@dup@"
@@ -282,6 +284,8 @@ class FaultInjector:
             required = list(_REQUIRED[topic_name])
             if event["event_type"] in ITEMS_REQUIRED:
                 required.append("items")
+            if event["event_version"] == _V2:  # order_created version 2
+                required += ("channel", "discount")
             del event[rng.choice(required)]
         elif kind == "wrong_type":
             self._wrong_type(topic_name, event)
@@ -422,6 +426,8 @@ class FaultInjector:
             options += ["currency", "negative"]
         if event.get("items"):
             options += ["total_mismatch", "negative_quantity"]
+        if event["event_version"] == _V2:
+            options += ["wrong_discount", "unknown_channel"]
         option = rng.choice(options)
         if option == "empty_id":
             event[_ID_FIELD[topic_name]] = ""
@@ -432,5 +438,9 @@ class FaultInjector:
             event[key] = -event[key] if event[key] else -1.0
         elif option == "total_mismatch":
             event["order_total"] = round(event["order_total"] + rng.choice((5.0, 0.5, 10.0)), 2)
+        elif option == "wrong_discount":  # the total no longer nets it off (or it exceeds Σ)
+            event["discount"] = round(event["discount"] + rng.choice((5.0, 0.5, 1000.0)), 2)
+        elif option == "unknown_channel":
+            event["channel"] = rng.choice(("Web", "phone", "", "MOBILE_APP"))
         else:
             event["items"][0]["quantity"] = -1

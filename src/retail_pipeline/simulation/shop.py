@@ -11,7 +11,11 @@ truth; each event goes out as a line (:mod:`~retail_pipeline.simulation.encoding
 
 Prices are integers in 1/10000 (about 15% of products have sub-cent prices such as 0.125 or
 2.4999); ``order_total`` is the exact sum of quantity * unit_price rounded to cents half away
-from zero. The simulated world stops at the horizon (the end of the last day): the events an
+from zero. About 40% of orders are created at contract version 2 (``order_created`` with a
+``channel`` and a ``discount``): a third of those get an order-level discount of 5-20% of the
+exact sum of the items, in whole cents, and their ``order_total`` and payments are net of it;
+a discounted order's basket does not change afterwards (a version-1 ``order_updated`` could not
+say the discount). The simulated world stops at the horizon (the end of the last day): the events an
 order would have after it have not happened yet, so recent orders are still in flight. Reference
 records have the contract's fields in the contract's order (``REFERENCE_FIELDS``).
 """
@@ -26,11 +30,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from retail_pipeline.events.contract import REFERENCE_FIELDS, REPORTING_CURRENCY, TOPICS
+from retail_pipeline.events.contract import CHANNELS, REFERENCE_FIELDS, REPORTING_CURRENCY, TOPICS
 from retail_pipeline.simulation.draws import Draws, cumulative
 from retail_pipeline.simulation.encoding import (
     MS_PER_MINUTE,
     MS_PER_SECOND,
+    ORDER_CREATED_V2,
     SHIPMENT_END,
     EventEncoder,
     scramble,
@@ -103,6 +108,12 @@ _CARRIERS: dict[str, tuple[int, int, int]] = {
     "DPD": (10, 20, 110),
 }
 _ORDER_SOURCES = ("web-shop", "mobile-app")
+_V2_SHARE = 0.4
+"""The share of orders created at version 2 (channel and discount)."""
+_CHANNEL_WEIGHTS = (45, 35, 12, 8)  # CHANNELS: web, mobile_app, store, marketplace
+_DISCOUNT_SHARE = 0.35
+"""The share of version-2 orders with a discount."""
+_DISCOUNT_PERCENTS = (5, 10, 15, 20)
 _PAYMENT_SOURCE = "payment-service"
 _SHIPMENT_SOURCE = "fulfillment-service"
 
@@ -156,10 +167,15 @@ class _Order:
     """The ``source_system`` text (:meth:`EventEncoder.source`)."""
     basket: list[list[Any]]
     """Lines as ``[product_id, quantity, unit_price]``, the price in 1/10000 units."""
+    channel_discount: tuple[str, int] | None = None
+    """Version 2: (channel, discount in cents); None for an order created at version 1."""
 
     def total_cents(self) -> int:
-        """Sum of quantity * unit_price, exact, then rounded to cents half away from zero."""
+        """Sum of quantity * unit_price less the discount, exact, then rounded to cents half
+        away from zero."""
         exact: int = sum(quantity * price for _, quantity, price in self.basket)
+        if self.channel_discount is not None:
+            exact -= self.channel_discount[1] * CENTS_PER_UNIT_PRICE
         return (exact + CENTS_PER_UNIT_PRICE // 2) // CENTS_PER_UNIT_PRICE  # exact >= 0
 
 
@@ -217,6 +233,7 @@ class Shop:
         self._carrier_names = tuple(_CARRIERS)
         self._carrier_cum = cumulative([spec[0] for spec in _CARRIERS.values()])
         self._country_cum = cumulative(_COUNTRY_WEIGHTS)
+        self._channel_cum = cumulative(_CHANNEL_WEIGHTS)
         self._sources = {
             source: encoder.source(source)
             for source in (*_ORDER_SOURCES, _PAYMENT_SOURCE, _SHIPMENT_SOURCE)
@@ -244,7 +261,14 @@ class Shop:
         }
 
     def _emit(
-        self, topic: int, event_type: str, event_ms: int, tail: str, *, orphan: bool = False
+        self,
+        topic: int,
+        event_type: str,
+        event_ms: int,
+        tail: str,
+        *,
+        orphan: bool = False,
+        version: int = 1,
     ) -> None:
         """Send one valid event, produced a little after it happened; an orphan may follow.
 
@@ -253,7 +277,7 @@ class Shop:
         if event_ms >= self.horizon_ms:
             raise _PastHorizon
         produced_ms = event_ms + 3 + int(self._random() ** 3 * 2000)
-        line = self._line(event_type, event_ms, produced_ms, tail)
+        line = self._line(event_type, event_ms, produced_ms, tail, version)
         if self._deliver(topic, produced_ms, line, orphan=orphan):
             self._emit_orphan(event_ms)
 
@@ -479,6 +503,7 @@ class Shop:
         items: tuple[LineItem, ...] | None = None
         if with_items:
             items = tuple([(pid, qty, price) for pid, qty, price in order.basket])
+        v2 = order.channel_discount if event_type == "order_created" else None
         tail = self._encoder.order_tail(
             order.source,
             life.order_id,
@@ -487,8 +512,12 @@ class Shop:
             life.currency,
             status,
             items,
+            v2,
         )
-        self._emit(_ORDERS, event_type, event_ms, tail)
+        if v2 is None:
+            self._emit(_ORDERS, event_type, event_ms, tail)
+        else:
+            self._emit(_ORDERS, event_type, event_ms, tail, version=ORDER_CREATED_V2)
         if items is not None:
             life.baskets.append((event_ms, items))
         elif event_type == "order_canceled":
@@ -537,6 +566,16 @@ class Shop:
             source=self._sources[source],
             basket=self._new_basket(),
         )
+        if self._random() < _V2_SHARE:
+            channel = self._pick(CHANNELS, self._channel_cum)
+            discount = 0
+            if self._random() < _DISCOUNT_SHARE:
+                percent = _DISCOUNT_PERCENTS[int(self._random() * len(_DISCOUNT_PERCENTS))]
+                exact = sum(quantity * price for _, quantity, price in order.basket)
+                discount = exact * percent // (100 * CENTS_PER_UNIT_PRICE)  # whole cents, <= Σ
+            order.channel_discount = (channel, discount)
+            order.life.channel = channel
+            order.life.discount_cents = discount
         try:
             self._lifecycle(order)
         except _PastHorizon:
@@ -552,6 +591,8 @@ class Shop:
 
         draw = random_()
         n_updates = 2 if draw < 0.02 else 1 if draw < 0.10 else 0
+        if order.channel_discount is not None and order.channel_discount[1]:
+            n_updates = 0  # a discounted basket stays as it was (see the module docstring)
         for _ in range(n_updates):  # basket changes before payment
             t += between(MS_PER_MINUTE, 45 * MS_PER_MINUTE)
             self._change_basket(order.basket)
@@ -640,7 +681,7 @@ class Shop:
             amount = total
             if len(order.basket) > 1 and random_() < 0.4:  # one line: its exact value, in cents
                 _, quantity, price = order.basket[int(random_() * len(order.basket))]
-                amount = to_cents(quantity * price)
+                amount = min(to_cents(quantity * price), total)  # at most what was paid
             self._payment_event(
                 order, "payment_refunded", t, payment_id, amount, method, "refunded"
             )

@@ -72,6 +72,8 @@ class GenerationSummary:
     products_path: Path
     snapshots_dir: Path
     truth_path: Path
+    channel_truth_path: Path
+    """``truth_by_channel.json``: Gold's orders and discounts per day and channel, exactly."""
 
     @property
     def lines(self) -> int:
@@ -162,6 +164,9 @@ def generate(
 
     customers_path, products_path = write_snapshot(out_dir, shop.customers, shop.products)
     truth_path = write_truth(out_dir / "truth.json", shop.truth.answers(shop.product_info()))
+    channel_truth_path = write_truth(
+        out_dir / "truth_by_channel.json", {"orders_by_channel": shop.truth.orders_by_channel()}
+    )
     topics = {
         name: TopicSummary(
             path=files.paths[i],
@@ -190,4 +195,5 @@ def generate(
         products_path=products_path,
         snapshots_dir=snapshots_dir,
         truth_path=truth_path,
+        channel_truth_path=channel_truth_path,
     )

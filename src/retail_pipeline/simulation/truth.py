@@ -55,7 +55,8 @@ class OrderLifecycle:
     ``baskets`` holds ``(event_ms, items)`` for the ``order_created`` event and every
     ``order_updated`` that carried items; ``captures`` and ``refunds`` hold
     ``(event_ms, amount_cents)``; the other lists hold event times. ``currency`` is the order's
-    currency, which its payments carry too.
+    currency, which its payments carry too. ``channel`` and ``discount_cents`` are those of an
+    ``order_created`` version 2 (None and 0 for version 1).
     """
 
     order_id: str
@@ -67,6 +68,12 @@ class OrderLifecycle:
     cancels: list[int] = field(default_factory=list)
     dispatches: list[int] = field(default_factory=list)
     deliveries: list[int] = field(default_factory=list)
+    channel: str | None = None
+    discount_cents: int = 0
+
+
+UNKNOWN_CHANNEL = "unknown"
+"""The channel of an order created at version 1, which does not say (Silver's value too)."""
 
 
 def percentile_cont(values: Iterable[float], fraction: float) -> float:
@@ -150,12 +157,18 @@ class TruthAccumulator:
         self._created_to_shipped: array[int] = array("q")
         self._shipped_to_delivered: array[int] = array("q")
         self._created_to_delivered: array[int] = array("q")
+        self._by_channel: dict[tuple[int, str], list[int]] = {}
+        """(order day, channel) -> [orders, discount cents of the reporting-currency orders]."""
 
     def add(self, order: OrderLifecycle) -> None:
         """Fold one order's lifecycle into the aggregates."""
         self.orders += 1
         day = order.created_ms // MS_PER_DAY
         self._created_by_day[day] = self._created_by_day.get(day, 0) + 1
+        channel = self._by_channel.setdefault((day, order.channel or UNKNOWN_CHANNEL), [0, 0])
+        channel[0] += 1
+        if order.currency == REPORTING_CURRENCY:
+            channel[1] += order.discount_cents
         if order.captures:
             self._converted_by_day[day] = self._converted_by_day.get(day, 0) + 1
         reporting = order.currency == REPORTING_CURRENCY
@@ -274,6 +287,21 @@ class TruthAccumulator:
                 "created_to_delivered": _lead_time_stats(self._created_to_delivered),
             },
         }
+
+    def orders_by_channel(self) -> list[dict[str, Any]]:
+        """Gold's ``daily_orders_by_channel``: per order date and channel (``unknown`` for
+        orders created at version 1), the orders created and the sum of their discounts in the
+        reporting currency (an order in another currency counts, its discount adds nothing),
+        sorted by date, then channel."""
+        return [
+            {
+                "date": _iso_day(day),
+                "channel": channel,
+                "orders": orders,
+                "discount": _money(discount),
+            }
+            for (day, channel), (orders, discount) in sorted(self._by_channel.items())
+        ]
 
 
 def compute_truth(
