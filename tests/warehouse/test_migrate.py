@@ -34,7 +34,7 @@ from retail_pipeline.warehouse import migrations
 from retail_pipeline.warehouse.base import EVENT_TABLES, SCHEMA_VERSION
 from retail_pipeline.warehouse.bronze import bronze_tables
 from retail_pipeline.warehouse.migrations import migrate_snowflake
-from retail_pipeline.warehouse.snowflake import SnowflakeWarehouse
+from retail_pipeline.warehouse.snowflake import SnowflakeWarehouse, all_tables
 from tests.cli.run import COMMAND, cli, ok, one_error_line
 from tests.transform.conftest import HEAVY_FAULTS, load, transform
 
@@ -78,6 +78,147 @@ create table bronze._loads (
 );
 """
 """Version 1's Bronze DDL (schema.sql at the commit before the typed columns, ac9e1bc^)."""
+
+V2_DDL = """
+create schema bronze;
+create table bronze._meta (
+    key varchar primary key,
+    value varchar not null
+);
+create table bronze.dead_letter (
+    _source_kind varchar not null,
+    _topic varchar,
+    _partition integer,
+    _offset bigint,
+    _key varchar,
+    _kafka_ts timestamptz,
+    _source_file varchar,
+    _source_line bigint,
+    raw_payload varchar,
+    reason varchar not null,
+    _ingested_at timestamptz not null,
+    _load_id varchar not null
+);
+create table bronze._positions (
+    source varchar not null,
+    partition integer not null,
+    next_offset bigint not null,
+    next_line bigint,
+    fingerprint varchar,
+
+    updated_at timestamptz not null,
+    load_id varchar not null,
+    primary key (source, partition)
+);
+create table bronze._loads (
+    load_id varchar not null,
+    kind varchar not null,
+    source varchar not null,
+    content_hash varchar,
+    started_at timestamptz not null,
+    finished_at timestamptz not null,
+    rows_read bigint not null,
+    rows_loaded bigint not null,
+    rows_dead_lettered bigint not null
+);
+create table bronze.order_events (
+    event_id varchar not null,
+    event_type varchar not null,
+    event_version integer not null,
+    event_timestamp timestamptz not null,
+    produced_at timestamptz not null,
+    source_system varchar not null,
+    order_id varchar not null,
+    customer_id varchar not null,
+    order_total decimal(18, 2) not null,
+    currency varchar not null,
+    order_status varchar not null,
+    items struct(product_id varchar, quantity bigint, unit_price decimal(20, 4))[],
+    payload varchar not null,
+    _topic varchar not null,
+    _partition integer,
+    _offset bigint not null,
+    _key varchar,
+    _kafka_ts timestamptz,
+    _source_file varchar,
+    _source_line bigint,
+    _ingested_at timestamptz not null,
+    _load_id varchar not null
+);
+create table bronze.payment_events (
+    event_id varchar not null,
+    event_type varchar not null,
+    event_version integer not null,
+    event_timestamp timestamptz not null,
+    produced_at timestamptz not null,
+    source_system varchar not null,
+    payment_id varchar not null,
+    order_id varchar not null,
+    amount decimal(18, 2) not null,
+    currency varchar not null,
+    payment_method varchar not null,
+    payment_status varchar not null,
+    payload varchar not null,
+    _topic varchar not null,
+    _partition integer,
+    _offset bigint not null,
+    _key varchar,
+    _kafka_ts timestamptz,
+    _source_file varchar,
+    _source_line bigint,
+    _ingested_at timestamptz not null,
+    _load_id varchar not null
+);
+create table bronze.shipment_events (
+    event_id varchar not null,
+    event_type varchar not null,
+    event_version integer not null,
+    event_timestamp timestamptz not null,
+    produced_at timestamptz not null,
+    source_system varchar not null,
+    shipment_id varchar not null,
+    order_id varchar not null,
+    carrier varchar not null,
+    shipment_status varchar not null,
+    payload varchar not null,
+    _topic varchar not null,
+    _partition integer,
+    _offset bigint not null,
+    _key varchar,
+    _kafka_ts timestamptz,
+    _source_file varchar,
+    _source_line bigint,
+    _ingested_at timestamptz not null,
+    _load_id varchar not null
+);
+create table bronze.customers (
+    customer_id varchar not null,
+    name varchar not null,
+    email varchar not null,
+    country varchar not null,
+    created_at timestamptz not null,
+    payload varchar not null,
+    _source_file varchar not null,
+    _record_number bigint not null,
+    _content_hash varchar not null,
+    _ingested_at timestamptz not null,
+    _load_id varchar not null
+);
+create table bronze.products (
+    product_id varchar not null,
+    product_name varchar not null,
+    category varchar not null,
+    price decimal(18, 2) not null,
+    active boolean not null,
+    payload varchar not null,
+    _source_file varchar not null,
+    _record_number bigint not null,
+    _content_hash varchar not null,
+    _ingested_at timestamptz not null,
+    _load_id varchar not null
+);
+"""
+"""Version 2's Bronze DDL (``schema_statements()`` at 500a19c, before version 3's columns)."""
 
 # Messages version 1 stored although today's contract refuses them: only the envelope was
 # checked then. Each is one line of an extra event file, loaded with the simulation's.
@@ -155,7 +296,11 @@ def build_v1(fresh: Path, path: Path, *, copies: int = 1) -> int:
             f" _ingested_at, _load_id {accepted}"
             f" and split_part(raw_payload::json->>'event_type', '_', 1) = '{prefix}'"
         )
-    keep = f"select * from f.bronze.dead_letter except select * {accepted}"
+    dead = (  # version 1's dead_letter columns
+        "_source_kind, _topic, _partition, _offset, _key, _kafka_ts, _source_file, _source_line,"
+        " raw_payload, reason, _ingested_at, _load_id"
+    )
+    keep = f"select {dead} from f.bronze.dead_letter except select {dead} {accepted}"
     con.execute(f"insert into bronze.dead_letter {keep}")
     con.execute("insert into bronze._positions select * from f.bronze._positions")
     con.execute(
@@ -170,6 +315,13 @@ def build_v1(fresh: Path, path: Path, *, copies: int = 1) -> int:
     return int(row[0])
 
 
+def _by_name(table: str, live: list[str]) -> str:
+    """The columns of the current DDL of ``table`` that the live table has, in the DDL's order
+    (a column added in place comes last in the table, where a fresh load has it elsewhere)."""
+    have = {name.lower() for name in live}
+    return ", ".join(name for name, _, _ in all_tables()[table] if name.lower() in have)
+
+
 def bronze_rows(path: Path) -> dict[str, list[str]]:
     """Every Bronze table's rows, sorted, each as text (columns in the current DDL's order)."""
     con = duckdb.connect(str(path), read_only=True)
@@ -177,7 +329,13 @@ def bronze_rows(path: Path) -> dict[str, list[str]]:
     try:
         out = {}
         for table in [*bronze_tables(), "dead_letter", "_positions", "_loads"]:
-            rows = con.execute(f"select * from bronze.{table}").fetchall()
+            live = con.execute(
+                "select column_name from information_schema.columns"
+                " where table_schema = 'bronze' and table_name = ?",
+                [table],
+            ).fetchall()
+            columns = _by_name(table, [name for (name,) in live])
+            rows = con.execute(f"select {columns} from bronze.{table}").fetchall()
             out[table] = sorted(map(repr, rows))
         version = con.execute("select value from bronze._meta where key = 'schema_version'")
         out["_meta"] = [repr(version.fetchone())]
@@ -385,7 +543,8 @@ def snowflake_rows(args: dict[str, Any], database: str) -> dict[str, list[str]]:
     with SnowflakeWarehouse(args, database=database, read_only=True, migrating=True) as wh:
         out = {}
         for table in [*bronze_tables(), "dead_letter", "_positions", "_loads"]:
-            out[table] = sorted(map(repr, wh.query(f"select * from {wh.bronze}.{table}")))
+            columns = _by_name(table, wh.columns(table))
+            out[table] = sorted(map(repr, wh.query(f"select {columns} from {wh.bronze}.{table}")))
         out["_meta"] = [
             repr(wh.query(f"select value from {wh.bronze}._meta where key = 'schema_version'"))
         ]
@@ -428,7 +587,7 @@ def test_a_v1_snowflake_bronze_migrates_to_a_fresh_load(
 
     before = snowflake_rows(args, database)
     dry = snowflake_migrate(args, database, dry_run=True)
-    assert [s.dead_lettered for s in dry.steps] == [refused]
+    assert [s.dead_lettered for s in dry.steps] == [refused, 0]
     assert snowflake_rows(args, database) == before, "a dry run writes nothing"
 
     # the command: settings name the endpoint, as for every --target snowflake command
@@ -437,7 +596,7 @@ def test_a_v1_snowflake_bronze_migrates_to_a_fresh_load(
     assert f"now at schema version {SCHEMA_VERSION}" in done, done
     assert snowflake_rows(args, database) == expected, "migrated Bronze == a fresh load"
     with SnowflakeWarehouse(args, database=database, read_only=True) as wh:
-        [(record,)] = wh.query(f"select value from {wh.bronze}._meta where key like 'migrat%'")
+        [(record,)] = wh.query(f"select value from {wh.bronze}._meta where key = 'migration:1->2'")
     assert json.loads(record)["rows_dead_lettered"] == refused
 
     again = "\n".join(ok(cli("migrate", warehouse=tmp_path / "none", cwd=tmp_path, **env)))
@@ -496,8 +655,10 @@ def test_an_interrupted_snowflake_migration_reruns_to_the_same_result(
     assert version == (2 if point == "before the drops" else 1)
     assert snowflake_rows(args, database) == expected
     with SnowflakeWarehouse(args, database=database, read_only=True) as wh:
-        records = wh.query(f"select key from {wh.bronze}._meta where key like 'migrat%'")
-    assert records == [("migration:1->2",)], "one record, no state left"
+        records = wh.query(
+            f"select key from {wh.bronze}._meta where key like 'migrat%' order by key"
+        )
+    assert records == [("migration:1->2",), ("migration:2->3",)], "a record a step, no state left"
 
 
 def test_migrate_on_a_snowflake_database_with_no_bronze_says_so(
@@ -515,3 +676,124 @@ def test_migrate_on_a_snowflake_database_with_no_bronze_says_so(
         done = cli("migrate", *extra, warehouse=tmp_path / "none", cwd=tmp_path, **env)
         out = "\n".join(ok(done))
         assert "no schema version (nothing loaded yet): nothing to migrate" in out, out
+
+
+# -- version 2 -> 3 ----------------------------------------------------------------------------
+
+
+def _v2_columns() -> dict[str, list[str]]:
+    """Version 2's columns of each table, from :data:`V2_DDL` (created in memory)."""
+    con = duckdb.connect()
+    try:
+        for statement in V2_DDL.split(";"):
+            if statement.strip():
+                con.execute(statement)
+        rows = con.execute(
+            "select table_name, column_name from information_schema.columns"
+            " where table_schema = 'bronze' order by table_name, ordinal_position"
+        ).fetchall()
+    finally:
+        con.close()
+    tables: dict[str, list[str]] = {}
+    for table, column in rows:
+        tables.setdefault(table, []).append(column)
+    return tables
+
+
+@pytest.fixture(scope="module")
+def old_release(fresh: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``fresh``'s sources loaded by a release that did not know ``order_created`` version 2
+    (the contract's versions as before it): those messages are dead letters (today's DDL)."""
+    from retail_pipeline.events import contract
+
+    path = tmp_path_factory.mktemp("migrate-old-release") / "old.duckdb"
+    root = fresh[0]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(contract.EVENT_VERSIONS, "order_created", frozenset({1}))
+        load(
+            path,
+            snapshots=sorted((root / "snapshots").iterdir()),
+            events=sorted((root / "events").glob("*.ndjson")),
+        )
+    return path
+
+
+def build_v2(source: Path, path: Path) -> None:
+    """A version-2 Bronze holding ``source``'s rows (a load by a release of version 2's
+    contract) in version 2's columns; a column version 2 lacks must be null in all of them."""
+    con = duckdb.connect(str(path))
+    con.execute("set timezone = 'UTC'")
+    for statement in V2_DDL.split(";"):
+        if statement.strip():
+            con.execute(statement)
+    con.execute("insert into bronze._meta values ('schema_version', '2')")
+    con.execute(f"attach '{source}' as f (read_only)")
+    for table, columns in _v2_columns().items():
+        if table == "_meta":
+            continue
+        new = [n for n, _, _ in all_tables()[table] if n not in columns]
+        con.execute(f"insert into bronze.{table} select {', '.join(columns)} from f.bronze.{table}")
+        for name in new:
+            [(n,)] = con.execute(
+                f"select count(*) from f.bronze.{table} where {name} is not null"
+            ).fetchall()
+            assert n == 0, f"{table}.{name}: a version-2 Bronze cannot hold a value there"
+    con.close()
+
+
+def test_a_v2_bronze_is_refused_until_migrated_then_equals_a_fresh_load(
+    old_release: Path, tmp_path: Path
+) -> None:
+    old = tmp_path / "v2.duckdb"
+    build_v2(old_release, old)
+    one_error_line(cli("counts", warehouse=old, cwd=tmp_path), "schema version 2", "migrate")
+
+    before = digest(old)
+    dry = "\n".join(ok(cli("migrate", "--dry-run", warehouse=old, cwd=tmp_path)))
+    assert "2 -> 3" in dry and "1 -> 2" not in dry, dry
+    assert "+ redriven_at timestamptz" in dry and "+ redriven_by varchar" in dry, dry
+    assert digest(old) == before, "a dry run writes nothing"
+
+    done = "\n".join(ok(cli("migrate", warehouse=old, cwd=tmp_path)))
+    assert f"now at schema version {SCHEMA_VERSION}" in done, done
+    con = duckdb.connect(str(old), read_only=True)
+    [(record,)] = con.execute(
+        "select value from bronze._meta where key = 'migration:2->3'"
+    ).fetchall()
+    con.close()
+    added = json.loads(record)["columns_added"]
+    assert {"dead_letter.redriven_at", "dead_letter.redriven_by"} <= set(added), added
+    assert bronze_rows(old) == bronze_rows(old_release), "migrated Bronze == a fresh load"
+
+
+def test_a_v2_snowflake_bronze_migrates_in_place(
+    old_release: Path, snowflake_args: dict[str, Any], tmp_path: Path
+) -> None:
+    """Version 2 on Snowflake: today's tables less the columns version 2 lacks, its rows; the
+    step adds them in place (a rerun after a crash between two adds adds only the rest)."""
+    args = dict(snowflake_args)
+    database = args.pop("database")
+    expected_db = f"F_{uuid.uuid4().hex[:12].upper()}"
+    snowflake_fresh(args, expected_db, old_release)
+    expected = snowflake_rows(args, expected_db)
+    duck_v2 = tmp_path / "v2.duckdb"
+    build_v2(old_release, duck_v2)
+    v2 = _v2_columns()
+    with SnowflakeWarehouse(args, database=database) as wh:
+        for table, columns in all_tables().items():
+            for name, _, _ in columns:
+                if table in v2 and name not in v2[table]:
+                    wh.execute(f"alter table {wh.bronze}.{table} drop column {name}")
+        wh.execute(f"update {wh.bronze}._meta set value = '2' where key = 'schema_version'")
+    with SnowflakeWarehouse(args, database=database, migrating=True) as wh:
+        _fill(wh, _duck_tables(duck_v2))
+        # a crash after the first column was added: the rerun adds the others only
+        wh.execute(f"alter table {wh.bronze}.dead_letter add column redriven_at timestamp_tz")
+    with pytest.raises(WarehouseError, match=r"schema version 2.*retail-pipeline migrate"):
+        SnowflakeWarehouse(args, database=database)
+    dry = snowflake_migrate(args, database, dry_run=True)
+    added = [(t, c) for t, c, _ in dry.steps[0].added_columns]
+    assert ("dead_letter", "redriven_by") in added and ("dead_letter", "redriven_at") not in added
+    assert snowflake_migrate(args, database).from_version == 2
+    assert snowflake_rows(args, database) == expected, "migrated Bronze == a fresh load"
+    assert not snowflake_migrate(args, database).steps

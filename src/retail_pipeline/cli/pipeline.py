@@ -324,6 +324,8 @@ def migrate(
                 f"  bronze.{change.table:<16} {change.rows:>10,} rows, {change.rederived:>10,}"
                 f" re-derived, {change.dead_lettered:>8,} to dead_letter"
             )
+        for table, column, sql_type in step.added_columns:
+            say(f"  bronze.{table:<16} + {column} {sql_type} (nullable, added in place)")
     state = "would reach" if dry_run else "now at"
     say(
         f"{'dry run: ' if dry_run else ''}{len(summary.steps)} step(s) {verb} run; Bronze"

@@ -26,8 +26,10 @@ REFERENCE_TABLES: dict[str, str] = {"customers": "customer_id", "products": "pro
 BRONZE_TABLES: tuple[str, ...] = (*EVENT_TABLES.values(), *REFERENCE_TABLES, "dead_letter")
 """Every Bronze data table. SQL text names a table only from this fixed list of the code's own
 constants (see :func:`bronze_table`), never from a value that came from outside."""
-SCHEMA_VERSION = 2
-"""2: typed Bronze columns beside the raw payload (1 kept the payload only)."""
+SCHEMA_VERSION = 3
+"""3: ``dead_letter`` records its redrive (``redriven_at``, ``redriven_by``), and the nullable
+columns a newer contract adds; 2: typed Bronze columns beside the raw payload (1 kept the
+payload only)."""
 
 
 def bronze_table(name: str) -> str:

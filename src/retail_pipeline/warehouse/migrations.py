@@ -79,6 +79,8 @@ class StepReport:
     from_version: int
     name: str
     tables: list[TableChange] = field(default_factory=list)
+    added_columns: list[tuple[str, str, str]] = field(default_factory=list)
+    """(table, column, type) a step adds in place, rows untouched."""
 
     @property
     def to_version(self) -> int:
@@ -114,9 +116,14 @@ class Step:
 
     from_version: int
     name: str
-    run: Callable[[duckdb.DuckDBPyConnection, bool], StepReport]
-    build: Callable[[SnowflakeWarehouse, Sink], StepReport]
+    run: Callable[[duckdb.DuckDBPyConnection, bool, frozenset[str]], StepReport]
+    """DuckDB: the step, in the caller's transaction; the flag is a dry run, the set the tables
+    an earlier step of the same dry run rebuilt (already of the current shape)."""
+    build: Callable[[SnowflakeWarehouse, Sink], StepReport] | None
     """Snowflake: re-derive every row into the sink (the tables aside, or nowhere)."""
+    in_place: Callable[[SnowflakeWarehouse, bool, frozenset[str]], StepReport] | None = None
+    """Snowflake, a step that needs no rebuild (``build`` None): it changes the tables in place
+    and commits itself; the flag is a dry run."""
 
 
 def _event_batch(rows: pa.Table, sink: Sink, change: TableChange, moved: dict[str, int]) -> None:
@@ -222,7 +229,9 @@ def _append(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
         con.unregister("_migrated")
 
 
-def _typed_columns(con: duckdb.DuckDBPyConnection, dry_run: bool) -> StepReport:
+def _typed_columns(
+    con: duckdb.DuckDBPyConnection, dry_run: bool, rebuilt: frozenset[str] = frozenset()
+) -> StepReport:
     """1 -> 2: the typed columns of every event and reference table, from the payloads.
 
     Version 1 kept the payload (JSON) beside a few envelope columns; version 2's columns come
@@ -343,7 +352,114 @@ def _typed_columns_snowflake(warehouse: SnowflakeWarehouse, sink: Sink) -> StepR
     return report
 
 
-STEPS: tuple[Step, ...] = (Step(1, "typed_columns", _typed_columns, _typed_columns_snowflake),)
+def _missing_columns(
+    live: Callable[[str], list[str]], rebuilt: frozenset[str]
+) -> list[tuple[str, str, str]]:
+    """(table, column, DuckDB type) of the current DDL that the live tables lack, each checked to
+    be nullable: a step may add such a column in place (old rows hold null, as a fresh load of
+    their payloads would). ``live`` gives a table's column names (none: no such table, which
+    the DDL creates whole); ``rebuilt`` tables are skipped."""
+    from retail_pipeline.warehouse.snowflake import all_tables
+
+    missing = []
+    for table, columns in all_tables().items():
+        if table in rebuilt:
+            continue
+        have = {name.lower() for name in live(table)}
+        if not have:
+            continue
+        for name, sql_type, required in columns:
+            if name.lower() in have:
+                continue
+            if required:
+                raise WarehouseError(
+                    f"bronze.{table} lacks the required column {name}: a column added in place"
+                    " must be nullable (a step that derives it from the payloads is needed)"
+                )
+            missing.append((table, name, sql_type))
+    return missing
+
+
+def _duckdb_columns(con: duckdb.DuckDBPyConnection) -> Callable[[str], list[str]]:
+    def live(table: str) -> list[str]:
+        rows = con.execute(
+            "select column_name from information_schema.columns"
+            " where table_schema = 'bronze' and table_name = ? order by ordinal_position",
+            [table],
+        ).fetchall()
+        return [str(name) for (name,) in rows]
+
+    return live
+
+
+def _added_columns(
+    con: duckdb.DuckDBPyConnection, dry_run: bool, rebuilt: frozenset[str] = frozenset()
+) -> StepReport:
+    """2 -> 3: the new nullable columns, added in place: ``dead_letter``'s ``redriven_at`` and
+    ``redriven_by`` (null: not redriven), and any nullable column the current contract's DDL has
+    that a version-2 table lacks (the typed columns of a newer event version, say), found from
+    the difference, never by name.
+
+    No payload is re-derived: a version-2 Bronze holds only messages its contract accepted, and
+    a fresh load of those payloads leaves a column their event version does not have null too.
+    In the step's one transaction, as every DuckDB step."""
+    from retail_pipeline.warehouse.duckdb import schema_statements
+
+    report = StepReport(2, "added_columns")
+    report.added_columns = _missing_columns(_duckdb_columns(con), rebuilt)
+    if not dry_run:
+        for table, name, sql_type in report.added_columns:
+            con.execute(f"alter table bronze.{bronze_table(table)} add column {name} {sql_type}")
+        for statement in schema_statements():
+            con.execute(statement)  # a table version 2 lacked (none today)
+    return report
+
+
+def _added_columns_snowflake(
+    warehouse: SnowflakeWarehouse, dry_run: bool, rebuilt: frozenset[str] = frozenset()
+) -> StepReport:
+    """2 -> 3 on Snowflake: as :func:`_added_columns`, one ``alter table ... add column`` per
+    column the live table lacks (each DDL commits on its own; a rerun checks the live columns
+    again, so it adds only what a killed run did not), then one DML transaction writes the
+    step's record and the version."""
+    from retail_pipeline.warehouse.snowflake import create_statements, snowflake_type
+
+    started = datetime.now(UTC).isoformat()
+    report = StepReport(2, "added_columns")
+    report.added_columns = _missing_columns(warehouse.columns, rebuilt)
+    if dry_run:
+        return report
+    for table, name, sql_type in report.added_columns:
+        warehouse.execute(
+            f"alter table {warehouse.bronze}.{bronze_table(table)}"
+            f" add column {name} {snowflake_type(sql_type)}"
+        )
+    for statement in create_statements(warehouse.database):
+        warehouse.execute(statement)  # a table version 2 lacked (none today)
+    step = STEPS[1]
+    record = {
+        "step": report.name,
+        "started_at": started,
+        "finished_at": datetime.now(UTC).isoformat(),
+        "rows_rederived": 0,
+        "rows_dead_lettered": 0,
+        "columns_added": [f"{table}.{name}" for table, name, _ in report.added_columns],
+    }
+    bronze = warehouse.bronze
+    with warehouse.transaction() as cur:
+        keys = [_record_key(step), "schema_version"]
+        cur.execute(f"delete from {bronze}._meta where key in (?, ?)", keys)
+        cur.execute(
+            f"insert into {bronze}._meta (key, value) values (?, ?), (?, ?)",
+            [keys[0], json.dumps(record), "schema_version", str(step.from_version + 1)],
+        )
+    return report
+
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "typed_columns", _typed_columns, _typed_columns_snowflake),
+    Step(2, "added_columns", _added_columns, None, _added_columns_snowflake),
+)
 """One step per schema version, in order: ``STEPS[i]`` upgrades version ``i + 1``."""
 assert [s.from_version for s in STEPS] == list(range(1, SCHEMA_VERSION)), "a step per version"
 
@@ -368,13 +484,15 @@ def migrate(warehouse: DuckDBWarehouse, *, dry_run: bool = False) -> MigrationSu
     summary = MigrationSummary(version, SCHEMA_VERSION, dry_run)
     if version is None or version >= SCHEMA_VERSION:
         return summary
+    rebuilt: frozenset[str] = frozenset()
     for step in STEPS[version - 1 :]:
         if dry_run:
-            summary.steps.append(step.run(con, True))
+            summary.steps.append(step.run(con, True, rebuilt))
+            rebuilt |= {change.table for change in summary.steps[-1].tables}
             continue
         started = datetime.now(UTC)
         with warehouse.transaction() as tx:
-            report = step.run(tx, False)
+            report = step.run(tx, False, frozenset())
             record = {
                 "step": step.name,
                 "started_at": started.isoformat(),
@@ -382,6 +500,8 @@ def migrate(warehouse: DuckDBWarehouse, *, dry_run: bool = False) -> MigrationSu
                 "rows_rederived": report.rederived,
                 "rows_dead_lettered": report.dead_lettered,
             }
+            if report.added_columns:
+                record["columns_added"] = [f"{t}.{c}" for t, c, _ in report.added_columns]
             tx.execute(
                 "insert or replace into bronze._meta values (?, ?), ('schema_version', ?)",
                 [
@@ -414,6 +534,7 @@ def _build(warehouse: SnowflakeWarehouse, step: Step) -> StepReport:
     for table in _REBUILT:
         warehouse.create_like(table, table + ASIDE)
     started = datetime.now(UTC).isoformat()
+    assert step.build is not None
     report = step.build(
         warehouse, lambda table, rows: warehouse.copy_rows(table, rows, table + ASIDE)
     )
@@ -466,7 +587,12 @@ def _commit(warehouse: SnowflakeWarehouse, step: Step, state: dict[str, Any]) ->
     moved = warehouse.query(
         f"select _load_id, count(*) from {bronze}.{aside} group by _load_id order by _load_id"
     )
-    columns = ", ".join(name for name, _, _ in bookkeeping_tables()["dead_letter"])
+    # The aside table has the current DDL; dead_letter may be older (a later step adds its
+    # new columns): the columns both have.
+    live = set(warehouse.columns("dead_letter"))
+    columns = ", ".join(
+        name for name, _, _ in bookkeeping_tables()["dead_letter"] if name.upper() in live
+    )
     tables = state["tables"]
     record = {
         "step": step.name,
@@ -495,7 +621,13 @@ def _commit(warehouse: SnowflakeWarehouse, step: Step, state: dict[str, Any]) ->
 
 def _drop_aside(warehouse: SnowflakeWarehouse) -> None:
     """Phase 4: the old tables and the dead letters' aside table dropped (a rerun drops what
-    a crash left)."""
+    a crash left, :func:`_drop_leftovers`)."""
+    _drop_leftovers(warehouse)
+
+
+def _drop_leftovers(warehouse: SnowflakeWarehouse) -> None:
+    """Every ``__MIGRATING`` table dropped: the old tables of a committed step, or a build no
+    ``migrating`` record names (started over anyway)."""
     for table in _REBUILT:
         warehouse.execute(f"drop table if exists {warehouse.bronze}.{table}{ASIDE}")
 
@@ -512,6 +644,7 @@ def _snowflake_step(warehouse: SnowflakeWarehouse, step: Step) -> StepReport:
         report = StepReport(step.from_version, step.name)
         report.tables = [TableChange(*t) for t in state["tables"]]
     else:
+        assert step.build is not None
         report = _build(warehouse, step)
         [(value,)] = warehouse.query(
             f"select value from {warehouse.bronze}._meta where key = ?", [key]
@@ -534,15 +667,23 @@ def migrate_snowflake(warehouse: SnowflakeWarehouse, *, dry_run: bool = False) -
     summary = MigrationSummary(version, SCHEMA_VERSION, dry_run)
     if version is None:
         return summary
+    if not dry_run and not warehouse.query(
+        f"select key from {warehouse.bronze}._meta where key like 'migrating:%'"
+    ):
+        _drop_leftovers(warehouse)  # what a run killed after its step's commit left
     if version >= SCHEMA_VERSION:
-        if not dry_run:
-            _drop_aside(warehouse)
         return summary
+    rebuilt: frozenset[str] = frozenset()
     for step in STEPS[version - 1 :]:
-        if dry_run:
+        if step.in_place is not None:
+            summary.steps.append(step.in_place(warehouse, dry_run, rebuilt))
+        elif dry_run:
+            assert step.build is not None
             summary.steps.append(step.build(warehouse, lambda table, rows: None))
         else:
             summary.steps.append(_snowflake_step(warehouse, step))
+        if dry_run:
+            rebuilt |= {change.table for change in summary.steps[-1].tables}
     return summary
 
 

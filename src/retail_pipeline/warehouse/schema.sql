@@ -21,7 +21,9 @@ create table if not exists bronze.dead_letter (
     raw_payload varchar,                -- as it came; not UTF-8: escaped_text (lossless)
     reason varchar not null,
     _ingested_at timestamptz not null,
-    _load_id varchar not null
+    _load_id varchar not null,
+    redriven_at timestamptz,            -- when `retail-pipeline redrive` loaded it (null: still dead)
+    redriven_by varchar                 -- the load id of that redrive
 );
 
 -- Where each source resumes; written in the same transaction as the rows it covers.
