@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,36 @@ def test_answers_equal_truth(
     for row in answers["revenue"]["by_day"]:
         assert row.keys() == {"date", "gross", "refunds", "net"}
         assert all(isinstance(row[key], str) for key in ("gross", "refunds", "net"))
+
+
+def test_orders_by_channel_equal_truth(
+    simulations: Callable[[int], Simulation], built: Callable[[int], Path]
+) -> None:
+    """Gold's daily_orders_by_channel (versions 1 and 2 of order_created side by side) equals
+    the simulator's truth_by_channel.json, to the cent; its rows add up to daily_orders."""
+    seed = SEEDS[0]
+    truth = json.loads((simulations(seed).path / "truth_by_channel.json").read_text())
+    con = duckdb.connect(str(built(seed)), read_only=True)
+    try:
+        rows = con.execute(
+            "select order_date, channel, orders_created, discount_total"
+            " from gold.daily_orders_by_channel order by order_date, channel"
+        ).fetchall()
+        per_day = dict(
+            con.execute("select order_date, orders_created from gold.daily_orders").fetchall()
+        )
+    finally:
+        con.close()
+    assert [(d.isoformat(), c, n, Decimal(str(x))) for d, c, n, x in rows] == [
+        (r["date"], r["channel"], r["orders"], Decimal(str(r["discount"])))
+        for r in truth["orders_by_channel"]
+    ]
+    assert {channel for _, channel, _, _ in rows} >= {"unknown", "web", "mobile_app"}
+    assert any(discount > 0 for *_, discount in rows)
+    totals: dict[Any, int] = {}
+    for day, _, orders, _ in rows:
+        totals[day] = totals.get(day, 0) + orders
+    assert totals == per_day
 
 
 def handmade_gold(path: Path, *, freshness: bool = True) -> Path:

@@ -10,10 +10,12 @@ from typing import Any
 import yaml
 
 from retail_pipeline.events.contract import (
+    CHANNELS,
     ISO_4217,
     REPORTING_CURRENCY,
     TOPIC_EVENT_TYPES,
     TOPICS,
+    UNKNOWN_CHANNEL,
 )
 from retail_pipeline.transform import project_dir
 
@@ -62,12 +64,21 @@ def test_every_contract_mirror_is_checked() -> None:
     mirrored = {
         key
         for key in _accepted_values()
-        if key[1] in {"event_type", "currency", "topic", "event_version"}
+        if key[1] in {"event_type", "currency", "topic", "event_version", "channel"}
     }
     assert mirrored == {
         *((model, "event_type") for model in STAGING_TOPICS),
         ("quarantined_events", "topic"),
+        ("stg_bronze__order_events", "channel"),
+        ("daily_orders_by_channel", "channel"),
     }
+
+
+def test_channels_are_the_contracts_and_unknown_for_version_1() -> None:
+    accepted = _accepted_values()
+    expected = [*CHANNELS, UNKNOWN_CHANNEL]
+    assert accepted[("stg_bronze__order_events", "channel")] == expected
+    assert accepted[("daily_orders_by_channel", "channel")] == expected
 
 
 def test_reporting_currency_is_the_contracts() -> None:

@@ -52,6 +52,11 @@ order_milestones as (
         min_by(customer_id, case when event_type = 'order_created' then event_at end)
             as customer_id,
         min_by(currency, case when event_type = 'order_created' then event_at end) as currency,
+        -- What the order_created said (version 2), or 'unknown' and 0 (version 1).
+        min_by(event_version, case when event_type = 'order_created' then event_at end)
+            as created_event_version,
+        min_by(channel, case when event_type = 'order_created' then event_at end) as channel,
+        min_by(discount, case when event_type = 'order_created' then event_at end) as discount,
         min(case when event_type = 'order_canceled' then event_at end) as first_canceled_at,
         count(case when event_type = 'order_updated' then 1 end) as order_updates,
         max(_silver_loaded_at) as _silver_loaded_at
@@ -133,6 +138,9 @@ joined as (
         order_milestones.order_id,
         order_milestones.customer_id,
         order_milestones.currency,
+        order_milestones.created_event_version,
+        order_milestones.channel,
+        order_milestones.discount,
         order_milestones.created_at,
         {{ utc_date('order_milestones.created_at') }} as order_date,
         order_milestones.order_updates,
@@ -169,6 +177,9 @@ select
     customer_id,
     currency,
     currency = {{ reporting_currency() }} as is_reporting_currency,
+    created_event_version,
+    channel,
+    discount,
     created_at,
     order_date,
     -- Furthest milestone reached; a cancellation, then a refund, overrides all of them
