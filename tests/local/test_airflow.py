@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,49 @@ def test_airflow_up_prints_where_the_password_is_never_what(
         assert (home / local.LOG_FILE).stat().st_mode & 0o777 == 0o600
     finally:
         assert local.stop(home) is True
+
+
+def test_a_get_the_server_fails_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite's write lock makes the local API server answer 500 now and then: a GET tries
+    # again (up to GET_ATTEMPTS), anything else fails at once, and a 4xx is never retried.
+    import http.server
+    import threading
+
+    answers: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            code = answers.pop(0)
+            body = json.dumps({"code": code}).encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    monkeypatch.setattr(local.time, "sleep", lambda seconds: None)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        answers[:] = [500, 503, 200]
+        assert local.api(url, "t", "GET", "/x") == {"code": 200}
+        assert answers == []
+        answers[:] = [500] * local.GET_ATTEMPTS
+        with pytest.raises(urllib.error.HTTPError, match="500"):
+            local.api(url, "t", "GET", "/x")
+        assert answers == []
+        answers[:] = [500, 200]
+        with pytest.raises(urllib.error.HTTPError, match="500"):
+            local.api(url, "t", "POST", "/x", {})
+        answers[:] = [404, 200]
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            local.api(url, "t", "GET", "/x")
+        assert answers == [200]
+    finally:
+        server.shutdown()
+        server.server_close()

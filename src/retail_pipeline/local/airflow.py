@@ -242,14 +242,31 @@ def health(url: str) -> dict[str, Any]:
     return report
 
 
+GET_ATTEMPTS = 5
+"""How often :func:`api` asks a GET the server failed (5xx)."""
+
+
 def api(url: str, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """One call of the REST API (``/api/v2/...``) with a bearer token; the JSON answer."""
+    """One call of the REST API (``/api/v2/...``) with a bearer token; the JSON answer.
+
+    A GET that the server fails (5xx) is asked again, up to :data:`GET_ATTEMPTS` times a
+    second apart: on the SQLite metadata DB of the local stand-in, a read that meets the
+    scheduler's write lock answers 500 ("database is locked") now and then."""
     request = urllib.request.Request(
         f"{url}{path}",
         method=method,
         data=None if body is None else json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
+    for _ in range(GET_ATTEMPTS - 1 if method == "GET" else 0):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code < 500:
+                raise
+        time.sleep(1)
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)
 
