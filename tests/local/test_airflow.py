@@ -117,6 +117,7 @@ def test_a_get_the_server_fails_is_asked_again(monkeypatch: pytest.MonkeyPatch) 
     # again (up to GET_ATTEMPTS), anything else fails at once, and a 4xx is never retried.
     import http.server
     import threading
+    import time
 
     answers: list[int] = []
 
@@ -134,7 +135,7 @@ def test_a_get_the_server_fails_is_asked_again(monkeypatch: pytest.MonkeyPatch) 
         def log_message(self, *args: object) -> None:
             pass
 
-    monkeypatch.setattr(local.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # the waits between attempts
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
