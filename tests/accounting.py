@@ -33,10 +33,9 @@ def _rows(where: Warehouse | duckdb.DuckDBPyConnection | Path, sql: str) -> list
 
 
 def stored_messages(where: Warehouse | duckdb.DuckDBPyConnection | Path) -> int:
-    """Event rows plus dead letters in Bronze."""
-    counts = " + ".join(
-        f"(select count(*) from bronze.{t})" for t in (*EVENT_TABLES, "dead_letter")
-    )
+    """Event rows plus dead letters in Bronze (a redriven dead letter is an event row now)."""
+    counts = " + ".join(f"(select count(*) from bronze.{t})" for t in EVENT_TABLES)
+    counts += " + (select count(*) from bronze.dead_letter where redriven_at is null)"
     [(total,)] = _rows(where, f"select {counts}")
     return int(total)
 

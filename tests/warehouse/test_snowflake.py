@@ -23,7 +23,7 @@ from retail_pipeline.errors import WarehouseError
 from retail_pipeline.ingestion.batch import load_reference
 from retail_pipeline.ingestion.files import ingest_files, stage_block
 from retail_pipeline.simulation import FaultRates, generate
-from retail_pipeline.warehouse.base import EventBatch, Position, PositionConflict
+from retail_pipeline.warehouse.base import SCHEMA_VERSION, EventBatch, Position, PositionConflict
 from retail_pipeline.warehouse.bronze import bronze_tables
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from retail_pipeline.warehouse.snowflake import (
@@ -439,9 +439,12 @@ def test_read_only_creates_nothing_and_writes_nothing(
         with pytest.raises(WarehouseError, match="read-only"):
             wh.write_events(EventBatch("r", "file", {}, pa.table({})))
     with SnowflakeWarehouse(args, database=database) as wh:
-        wh.query("update bronze._meta set value = '3' where key = 'schema_version'")
+        wh.query(
+            "update bronze._meta set value = ? where key = 'schema_version'",
+            [str(SCHEMA_VERSION + 1)],
+        )
     for read_only in (False, True):
-        with pytest.raises(WarehouseError, match="schema version 3, newer"):
+        with pytest.raises(WarehouseError, match=f"schema version {SCHEMA_VERSION + 1}, newer"):
             SnowflakeWarehouse(args, database=database, read_only=read_only)
 
 

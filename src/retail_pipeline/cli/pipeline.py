@@ -333,6 +333,34 @@ def migrate(
     )
 
 
+def redrive(
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason", metavar="TEXT", help="Only dead letters whose reason contains TEXT"
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", metavar="TIME", help="Only dead letters ingested at or after TIME (ISO-8601)"
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be redriven; write nothing")
+    ] = False,
+    warehouse: WarehouseOpt = None,
+    target: TargetOpt = None,
+) -> None:
+    """Validate dead letters again with the current contract; load the now valid ones into
+    Bronze exactly once (docs/bronze.md#redrive)."""
+    from retail_pipeline.warehouse.redrive import parse_since, redrive_warehouse
+
+    at = parse_since(since)  # a bad value: one line, before the warehouse is opened
+    summary = redrive_warehouse(warehouse, target=target, reason=reason, since=at, dry_run=dry_run)
+    say(summary.line())
+
+
 def schemas(
     out_dir: Annotated[
         Path, typer.Option("--out", metavar="DIR", help="Folder for the JSON Schema files")

@@ -32,6 +32,11 @@ columns a newer contract adds; 2: typed Bronze columns beside the raw payload (1
 payload only)."""
 
 
+STILL_DEAD = {"dead_letter": " where redriven_at is null"}
+"""What counts as a Bronze table's rows where not all do: a redriven dead letter is loaded
+(``counts``, health and Silver's quality checks count it in its event table, not as dead)."""
+
+
 def bronze_table(name: str) -> str:
     """``name``, checked to be one of :data:`BRONZE_TABLES` before SQL text holds it."""
     if name not in BRONZE_TABLES:

@@ -22,6 +22,7 @@ from retail_pipeline.warehouse.base import (
     EVENT_TABLES,
     LATEST_CONTENT,
     SCHEMA_VERSION,
+    STILL_DEAD,
     Closing,
     EventBatch,
     LoadRecord,
@@ -474,10 +475,11 @@ class DuckDBWarehouse(Closing):
         return {str(name).lower() for (name,) in rows}
 
     def counts(self) -> dict[str, int]:
-        """Row counts of every Bronze table."""
+        """Row counts of every Bronze table (``dead_letter``: the rows not redriven)."""
         # The table names are the code's constants (BRONZE_TABLES), checked once more anyway.
         sql = " union all ".join(
-            f"select {literal(t)}, count(*) from bronze.{bronze_table(t)}" for t in BRONZE_TABLES
+            f"select {literal(t)}, count(*) from bronze.{bronze_table(t)}{STILL_DEAD.get(t, '')}"
+            for t in BRONZE_TABLES
         )
         with self._session() as con:
             return {name: int(n) for name, n in con.execute(sql).fetchall()}

@@ -38,7 +38,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -49,6 +49,7 @@ from retail_pipeline.warehouse.base import (
     EVENT_TABLES,
     LATEST_CONTENT,
     SCHEMA_VERSION,
+    STILL_DEAD,
     Closing,
     EventBatch,
     LoadRecord,
@@ -62,6 +63,9 @@ from retail_pipeline.warehouse.bronze import Column, bronze_tables
 from retail_pipeline.warehouse.bronze import create_statements as bronze_create_statements
 from retail_pipeline.warehouse.drivers import snowflake_connector as connector
 from retail_pipeline.warehouse.sql import literal, plain_identifier
+
+if TYPE_CHECKING:
+    from retail_pipeline.warehouse.redrive import RedriveBatch
 
 SCHEMA = "BRONZE"
 STAGE = "RETAIL_PIPELINE_LOAD"
@@ -775,10 +779,11 @@ class SnowflakeWarehouse(Closing):
         return {str(name).lower() for (name,) in rows}
 
     def counts(self) -> dict[str, int]:
-        """Row counts of every Bronze table."""
+        """Row counts of every Bronze table (``dead_letter``: the rows not redriven)."""
         # The table names are the code's constants (BRONZE_TABLES), checked once more anyway.
         sql = " union all ".join(
             f"select {literal(t, 'snowflake')}, count(*) from {self.bronze}.{bronze_table(t)}"
+            f"{STILL_DEAD.get(t, '')}"
             for t in BRONZE_TABLES
         )
         return {str(name): int(n) for name, n in self.query(sql)}
@@ -794,21 +799,66 @@ class SnowflakeWarehouse(Closing):
         """One explicit transaction (DML only: DDL would commit it on Snowflake)."""
         return self._transaction("migrating")
 
-    def batches(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
-        """The rows of a query, ``size`` at a time (the connector streams the result, so
-        memory does not grow with the table); other statements may run between two batches."""
+    def batches(
+        self, sql: str, size: int, params: Sequence[object] = ()
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of a query (``?`` placeholders), ``size`` at a time (the connector streams
+        the result, so memory does not grow with the table); other statements may run between
+        two batches."""
         with self._lock:
             if self._con is None:
                 raise WarehouseError(f"{self.describe()} is closed")
             try:
                 with self._con.cursor() as cur:
-                    cur.execute(sql)
+                    _Cursor(cur).execute(sql, params)
                     while rows := cur.fetchmany(size):
                         yield [tuple(row) for row in rows]
             except (self._sf.Error, OSError) as exc:
                 raise WarehouseError(
                     f"migrating {self.describe()} failed: {_one_line(exc)}"
                 ) from None
+
+    def redrive_batch(
+        self, batch: RedriveBatch, identity: str, check: Callable[[int, int], None]
+    ) -> None:
+        """One batch of ``retail-pipeline redrive`` (warehouse/redrive.py): its events staged
+        and COPYed as the loaders' are, then in the same transaction its dead letters marked
+        redriven (``identity``, a constant SQL expression of that module, names each), the
+        redrive's ``_loads`` row grown and the changed reasons written. ``check(marked,
+        expected)`` raises, rolling all of it back, unless the update marked every dead letter
+        of the batch: another redrive got there first."""
+        with self._cursor("writing to") as cur:
+            now = self._server_now(cur)
+        constants = {
+            "_ingested_at": pa.scalar(now, pa.timestamp("us", tz="UTC")),
+            "_load_id": pa.scalar(batch.load_id, pa.string()),
+        }
+        tables = {
+            EVENT_TABLES[topic]: _staged(rows, constants)
+            for topic, rows in batch.events.items()
+            if rows.num_rows
+        }
+        dead = f"{self.bronze}.dead_letter"
+
+        def record(cur: _Cursor) -> None:
+            if batch.redriven:
+                marks = ", ".join("?" * len(batch.redriven))
+                cur.execute(
+                    f"update {dead} set redriven_at = cast(? as timestamp_tz), redriven_by = ?"
+                    f" where redriven_at is null and {identity} in ({marks})",
+                    [now.isoformat(), batch.load_id, *batch.redriven],
+                )
+                check(cur.rowcount, len(batch.redriven))
+                n = len(batch.redriven)
+                load = LoadRecord(batch.load_id, "events", "redrive", None, n, n, 0)
+                self._add_load(cur, load, now)
+            for key, reason in batch.reasons:
+                cur.execute(
+                    f"update {dead} set reason = ? where redriven_at is null and {identity} = ?",
+                    [reason, key],
+                )
+
+        self._load(tables, (), lambda cur: None, record, batch.load_id)
 
     def copy_rows(self, table: str, rows: pa.Table, into: str | None = None) -> None:
         """Stage ``rows`` (columns of Bronze ``table``) as Parquet and ``COPY`` them into
