@@ -34,6 +34,7 @@ from retail_pipeline.warehouse import migrations
 from retail_pipeline.warehouse.base import EVENT_TABLES, SCHEMA_VERSION
 from retail_pipeline.warehouse.bronze import bronze_tables
 from retail_pipeline.warehouse.migrations import migrate_snowflake
+from retail_pipeline.warehouse.redrive import redrive_warehouse
 from retail_pipeline.warehouse.snowflake import SnowflakeWarehouse, all_tables
 from tests.cli.run import COMMAND, cli, ok, one_error_line
 from tests.transform.conftest import HEAVY_FAULTS, load, transform
@@ -742,8 +743,10 @@ def build_v2(source: Path, path: Path) -> None:
 
 
 def test_a_v2_bronze_is_refused_until_migrated_then_equals_a_fresh_load(
-    old_release: Path, tmp_path: Path
+    fresh: tuple[Path, Path], old_release: Path, tmp_path: Path
 ) -> None:
+    """... then Silver and Gold are built, the version-2 orders the old release dead-lettered
+    are redriven, and an incremental build answers the simulation's truth."""
     old = tmp_path / "v2.duckdb"
     build_v2(old_release, old)
     one_error_line(cli("counts", warehouse=old, cwd=tmp_path), "schema version 2", "migrate")
@@ -764,6 +767,26 @@ def test_a_v2_bronze_is_refused_until_migrated_then_equals_a_fresh_load(
     added = json.loads(record)["columns_added"]
     assert {"dead_letter.redriven_at", "dead_letter.redriven_by"} <= set(added), added
     assert bronze_rows(old) == bronze_rows(old_release), "migrated Bronze == a fresh load"
+
+    transform(old)
+    summary = redrive_warehouse(old)
+    assert summary.redriven > 0, summary
+    transform(old)  # incremental: the redriven events carry the redrive's _ingested_at
+    truth = json.loads((fresh[0] / "truth.json").read_text())
+    assert compare_with_truth(read_answers(old), truth) == {}
+    con = duckdb.connect(str(old), read_only=True)
+    [(dead, counted)] = con.execute(
+        "select (select count(*) from bronze.dead_letter where redriven_at is null),"
+        " (select sum(row_count) from silver.data_quality_summary"
+        " where check_name = 'dead_letter')"
+    ).fetchall()
+    mismatch = con.execute(
+        "select count(*) from silver.data_quality_summary"
+        " where check_name = 'load_mismatch' and row_count <> 0"
+    ).fetchall()
+    con.close()
+    assert counted == dead, "Silver counts a redriven message as loaded, not dead"
+    assert mismatch == [(0,)]
 
 
 def test_a_v2_snowflake_bronze_migrates_in_place(

@@ -1,4 +1,6 @@
 -- Dead letters: every message that broke the contract, with a normalised reason for counting.
+-- Rebuilt on every run (dbt_project.yml): `retail-pipeline redrive` changes dead letters in
+-- place (marks the redriven, updates a reason), which an append-only model would never see.
 with
 
 bronze_rows as (
@@ -10,15 +12,6 @@ bronze_rows as (
             '_load_id', 'reason',
         ]) }} as dead_letter_id
     from {{ source('bronze', 'dead_letter') }}
-
-),
-
-unstaged as (
-
-    {{ unstaged_rows('bronze_rows', key='dead_letter_id', columns=[
-        'dead_letter_id', '_source_kind', '_topic', '_partition', '_offset', '_key', '_kafka_ts',
-        '_source_file', '_source_line', 'raw_payload', 'reason', '_ingested_at', '_load_id',
-    ]) }}
 
 )
 
@@ -37,7 +30,11 @@ select
     -- Reasons embed values ("order_total 12.5 != sum of items 17.5"); standalone numbers are
     -- masked so that they group.
     {{ mask_numbers('reason') }} as reason_group,
+    -- A redriven message is loaded now (under the redrive's load id): no longer dead.
+    redriven_at is not null as is_redriven,
+    redriven_at,
+    redriven_by as redriven_by_load_id,
     _ingested_at,
     _load_id,
     {{ silver_load_stamp() }} as _silver_loaded_at
-from unstaged
+from bronze_rows
