@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,44 @@ def test_filters_select_by_reason_substring_and_ingestion_time(
     assert others == 0, "--reason: no other dead letter was redriven"
 
 
+def test_kafka_dead_letters_keep_their_position_and_are_checked_on_their_topic(
+    bronzes: tuple[Path, Path, list[Path]], tmp_path: Path
+) -> None:
+    """Dead letters written as the Kafka consumer writes them (no broker needed): a version-2
+    order that arrived on ``orders`` loads with its partition, offset, key and timestamp; the
+    same message on ``payments`` stays refused, now for its topic."""
+    old, fresh, _ = bronzes
+    path = _copy(old, tmp_path)
+    [(payload,)] = _rows(fresh, "select payload from bronze.order_events where event_version = 2")[
+        :1
+    ]
+    with duckdb.connect(str(path)) as con:
+        for topic, offset in (("orders", 41), ("payments", 42)):
+            con.execute(
+                "insert into bronze.dead_letter (_source_kind, _topic, _partition, _offset, _key,"
+                " _kafka_ts, raw_payload, reason, _ingested_at, _load_id) values ('kafka', ?, 3,"
+                " ?, 'k\\x00', timestamptz '2026-01-02 03:04:05+00', ?, ?, now(), 'kafka-run')",
+                [topic, offset, payload, f"event_version: {UNSUPPORTED}"],
+            )
+    summary = redrive_warehouse(path, reason="", since="2000-01-01T00:00:00")
+    assert summary.redriven > 0
+    loaded = _rows(
+        path,
+        "select _topic, _partition, _offset, _key, _kafka_ts, _source_file, _load_id"
+        " from bronze.order_events where _partition = 3",
+    )
+    assert [row[:6] for row in loaded] == [
+        ("orders", 3, 41, "k\\x00", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), None)
+    ]
+    assert loaded[0][6] == summary.load_id
+    [(reason, redriven)] = _rows(
+        path,
+        "select reason, redriven_at from bronze.dead_letter where _source_kind = 'kafka'"
+        " and _topic = 'payments'",
+    )
+    assert redriven is None and "payments" in reason and UNSUPPORTED not in reason, reason
+
+
 _KILLABLE = """
 import sys
 from retail_pipeline.warehouse import redrive
@@ -286,7 +325,9 @@ def test_redrive_on_snowflake(
             }
 
     before = snapshot()
-    dry = redrive_warehouse(target="snowflake", dry_run=True)
+    assert redrive_warehouse(target="snowflake", since="2999-01-01", dry_run=True).checked == 0
+    assert redrive_warehouse(target="snowflake", reason="%'_", dry_run=True).checked == 0
+    dry = redrive_warehouse(target="snowflake", reason="", dry_run=True)
     assert snapshot() == before, "a dry run writes nothing"
     done = redrive_warehouse(target="snowflake", batch_rows=7)
     for summary in (dry, done):
