@@ -426,7 +426,7 @@ def _channel(raws: list[Any], name: str, checks: _Checks) -> pa.Array:
             if isinstance(decoded, str) and decoded in CHANNELS:
                 value = decoded
             else:
-                shown = text[:40].decode("utf-8", "backslashreplace").translate(_LINE_BREAKS)
+                shown = repr(text[:40].decode("utf-8", "backslashreplace"))  # one safe line
                 checks.fail(index, f"{name}: not one of {', '.join(CHANNELS)}: {shown}")
         out.append(value)
     return pa.array(out, pa.string())
@@ -439,7 +439,7 @@ def _added_column(
     missing there is a failure), NULL everywhere else whatever the message carries."""
     wanted = pa.array([False] * len(raws))
     for (event_type, version), fields in VERSION_FIELDS.items():
-        if EVENT_TYPE_TOPIC[event_type] == topic and spec.name in _required_specs(fields):
+        if EVENT_TYPE_TOPIC[event_type] == topic and spec.name in {f.name for f in fields}:
             wanted = pc.or_(
                 wanted,
                 pc.and_(
@@ -470,10 +470,6 @@ def _added_column(
     for position, index in enumerate(present):
         slot[index] = position
     return pc.take(typed, pa.array(slot, pa.int64()))
-
-
-def _required_specs(fields: tuple[FieldSpec, ...]) -> set[str]:
-    return {spec.name for spec in fields}
 
 
 def _key_guard(
