@@ -1,6 +1,7 @@
 -- Dead letters: every message that broke the contract, with a normalised reason for counting.
 -- Rebuilt on every run (dbt_project.yml): `retail-pipeline redrive` changes dead letters in
--- place (marks the redriven, updates a reason), which an append-only model would never see.
+-- place (marks the redriven, updates a reason), which an append-only model would never see. No
+-- _silver_loaded_at: every row is rebuilt by every run, nothing is staged incrementally.
 with
 
 bronze_rows as (
@@ -35,6 +36,5 @@ select
     redriven_at,
     redriven_by as redriven_by_load_id,
     _ingested_at,
-    _load_id,
-    {{ silver_load_stamp() }} as _silver_loaded_at
+    _load_id
 from bronze_rows
