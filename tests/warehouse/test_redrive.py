@@ -178,6 +178,9 @@ def test_filters_select_by_reason_substring_and_ingestion_time(
         cli("redrive", "--since", "yesterday\x1b[2J", warehouse=path, cwd=tmp_path), "--since"
     )
     assert "\x1b" not in line
+    missing = tmp_path / "none.duckdb"
+    one_error_line(cli("redrive", warehouse=missing, cwd=tmp_path), "does not exist")
+    assert not missing.exists(), "no empty warehouse created to redrive"
     with pytest.raises(InputError, match="ISO-8601"):
         redrive_warehouse(path, since="not a time")
     done = "\n".join(

@@ -362,6 +362,10 @@ def redrive_warehouse(
     if batch_rows < 1:
         raise PipelineError(f"batch_rows must be at least 1, not {batch_rows}")
     chosen = resolve_target(target)
+    if chosen == "duckdb":
+        from retail_pipeline.warehouse.duckdb import check_existing, warehouse_path
+
+        check_existing(warehouse_path(path), "nothing to redrive")  # never create one empty
     with open_warehouse(
         path, target=chosen, read_only=dry_run, missing_hint="nothing to redrive"
     ) as wh:
