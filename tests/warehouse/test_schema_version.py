@@ -54,6 +54,7 @@ def test_the_warehouse_refuses_a_v1_file(tmp_path: Path) -> None:
         ["counts"],
         ["transform"],
         ["answers"],
+        ["redrive"],
     ],
 )
 def test_every_command_refuses_a_v1_file_in_one_line(tmp_path: Path, args: list[str]) -> None:
@@ -119,7 +120,9 @@ def test_the_validator_hands_over_exactly_the_bronze_column_types(tmp_path: Path
                 assert given[column] == stored[column], (name, column)
 
 
-@pytest.mark.parametrize("args", [["counts"], ["migrate"], ["migrate", "--dry-run"]])
+@pytest.mark.parametrize(
+    "args", [["counts"], ["migrate"], ["migrate", "--dry-run"], ["redrive", "--dry-run"]]
+)
 def test_a_newer_version_is_refused_by_every_command_migrate_included(
     tmp_path: Path, args: list[str]
 ) -> None:
