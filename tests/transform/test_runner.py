@@ -136,6 +136,31 @@ def test_failing_data_test_says_where_its_rows_are(
         con.close()
 
 
+def test_an_incremental_model_older_than_its_columns_says_to_rebuild(
+    built: Callable[[int], Path], copy_of: Callable[[Path], Path]
+) -> None:
+    """After `migrate` adds Bronze columns, a Silver built before them fails its incremental
+    run (on_schema_change: fail): one line naming the model, the new columns and the fix,
+    not dbt's page of advice; the full refresh it names then builds."""
+    warehouse = copy_of(built(SEED))
+    con = duckdb.connect(str(warehouse))
+    # Silver as the release before order_created version 2 built it
+    con.execute("alter table silver.stg_bronze__order_events drop column channel")
+    con.execute("alter table silver.stg_bronze__order_events drop column discount")
+    con.close()
+
+    summary = run_transform(warehouse, select=["stg_bronze__order_events"])
+    assert not summary.success
+    (failure,) = summary.failures
+    assert failure.message == (
+        "silver.stg_bronze__order_events was built before its columns changed (new: channel,"
+        " discount), after a Bronze `migrate` or a model change: run `retail-pipeline"
+        " transform --full-refresh` once to rebuild the incremental models from Bronze"
+    )
+    rebuilt = run_transform(warehouse, select=["stg_bronze__order_events"], full_refresh=True)
+    assert rebuilt.success, rebuilt.failures
+
+
 def test_data_is_never_markup() -> None:
     row = {"product_id": "[/red]", "product_name": "[bold]x[/bold]", "category": "[/]"}
     answers = {

@@ -10,6 +10,7 @@ test) from dbt's event stream, and the run ends in a :class:`TransformSummary`.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -319,10 +320,26 @@ def _invoke(
     return outcome
 
 
+_OUT_OF_SYNC = "source and target schemas on this incremental model are out of sync"
+_NEW_COLUMN = re.compile(r"column='([A-Za-z0-9_]{1,64})'")
+
+
 def _failure(result: Any, status: str) -> NodeFailure:
-    """A failing node; a failing data test also says where its failing rows are."""
+    """A failing node; a failing data test also says where its failing rows are, and an
+    incremental model older than its columns (``on_schema_change: fail``: after a Bronze
+    ``migrate`` added columns, or a model change) says how to rebuild it, in place of dbt's
+    page-long advice."""
     node = result.node
     message = str(result.message or "").strip()
+    if _OUT_OF_SYNC in message:
+        added = message.split("Source columns not in target:", 1)[-1].split("Target columns", 1)
+        columns = ", ".join(_NEW_COLUMN.findall(added[0])) if len(added) == 2 else ""
+        message = (
+            f"{node.schema}.{node.alias} was built before its columns changed"
+            f"{f' (new: {columns})' if columns else ''}, after a Bronze `migrate` or a model"
+            " change: run `retail-pipeline transform --full-refresh` once to rebuild the"
+            " incremental models from Bronze"
+        )
     rows_query = None
     config = getattr(node, "config", None)
     if (
