@@ -25,7 +25,7 @@ def fresh_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--orders-per-day",
             "40",
             "--seed",
-            "5",
+            "10",  # its faults include malformed lines (test_health asserts dead letters)
             warehouse=warehouse,
             cwd=root,
         )

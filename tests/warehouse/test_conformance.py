@@ -45,7 +45,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> GenerationSummary:
         days=1,
         orders_per_day=40,
         seed=8,
-        faults=FaultRates(),
+        faults=FaultRates(malformed=0.05),  # some malformed lines (asserted) in 40 orders
     )
 
 
