@@ -380,6 +380,7 @@ def test_a_v1_bronze_is_refused_until_migrated_then_equals_a_fresh_load(
 
     done = "\n".join(ok(cli("migrate", warehouse=old, cwd=tmp_path)))
     assert f"now at schema version {SCHEMA_VERSION}" in done, done
+    assert "next: `retail-pipeline transform --full-refresh` once" in done, done
     assert bronze_rows(old) == bronze_rows(fresh_path), "migrated Bronze == a fresh load"
     con = duckdb.connect(str(old), read_only=True)
     [(record,)] = con.execute(

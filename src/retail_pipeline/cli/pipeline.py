@@ -331,6 +331,12 @@ def migrate(
         f"{'dry run: ' if dry_run else ''}{len(summary.steps)} step(s) {verb} run; Bronze"
         f" {state} schema version {summary.to_version}"
     )
+    if summary.steps:
+        say(
+            "next: `retail-pipeline transform --full-refresh` once (incremental Silver and Gold"
+            " take Bronze's new shape), and `retail-pipeline redrive` for dead letters the"
+            " current contract may accept"
+        )
 
 
 def redrive(
