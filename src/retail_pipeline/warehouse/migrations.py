@@ -126,6 +126,19 @@ class Step:
     and commits itself; the flag is a dry run."""
 
 
+def with_metadata(topic: str, typed: pa.Table, metadata: pa.Table) -> pa.Table:
+    """A topic's validated rows (``validate_events``: typed columns, payload, ``_row``) as its
+    Bronze table's rows: ``_topic``, then each row's stored metadata (``metadata``'s row
+    ``_row``), as a fresh load writes them (its load id and time aside)."""
+    table = typed.drop_columns(["_row"]).append_column(
+        "_topic", pa.repeat(pa.scalar(topic, pa.string()), typed.num_rows)
+    )
+    meta = metadata.take(typed.column("_row"))
+    for name in meta.column_names:
+        table = table.append_column(name, meta.column(name))
+    return table
+
+
 def _event_batch(rows: pa.Table, sink: Sink, change: TableChange, moved: dict[str, int]) -> None:
     """Re-derive one batch of stored events as a fresh load would (ingestion.staging's path):
     valid events go to their topic's table with their metadata, the rest to ``dead_letter``."""
@@ -137,13 +150,7 @@ def _event_batch(rows: pa.Table, sink: Sink, change: TableChange, moved: dict[st
     verdicts = validate_events(payloads, arrival)
     metadata = rows.drop_columns(["payload", "_topic"])
     for topic, typed in verdicts.events.items():
-        table = typed.drop_columns(["_row"]).append_column(
-            "_topic", pa.repeat(pa.scalar(topic, pa.string()), typed.num_rows)
-        )
-        meta = metadata.take(typed.column("_row"))
-        for name in meta.column_names:
-            table = table.append_column(name, meta.column(name))
-        sink(EVENT_TABLES[topic], table)
+        sink(EVENT_TABLES[topic], with_metadata(topic, typed, metadata))
         change.rederived += typed.num_rows
     if verdicts.dead_rows:
         index = pa.array(verdicts.dead_rows, pa.int64())

@@ -48,6 +48,7 @@ from retail_pipeline.errors import InputError, PipelineError, WarehouseError, pr
 from retail_pipeline.events.validator import validate_events
 from retail_pipeline.warehouse import resolve_target
 from retail_pipeline.warehouse.base import EVENT_TABLES, LoadRecord
+from retail_pipeline.warehouse.migrations import with_metadata
 
 if TYPE_CHECKING:
     from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
@@ -181,13 +182,7 @@ def _validate(rows: pa.Table, load_id: str, summary: RedriveSummary) -> RedriveB
     verdicts = validate_events([payloads[i].encode() for i in checkable], arrival)
     metadata = rows.select(_METADATA).take(index)
     for topic, typed in verdicts.events.items():
-        table = typed.drop_columns(["_row"]).append_column(
-            "_topic", pa.repeat(pa.scalar(topic, pa.string()), typed.num_rows)
-        )
-        meta = metadata.take(typed.column("_row"))
-        for name in meta.column_names:
-            table = table.append_column(name, meta.column(name))
-        batch.events[topic] = table
+        batch.events[topic] = with_metadata(topic, typed, metadata)
         batch.redriven += [ids[checkable[i]] for i in typed.column("_row").to_pylist()]
     for row, new in zip(verdicts.dead_rows, verdicts.dead_reasons, strict=True):
         at = checkable[row]

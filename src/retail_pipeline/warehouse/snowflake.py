@@ -229,6 +229,17 @@ def _staged(rows: pa.Table, constants: Mapping[str, pa.Scalar]) -> pa.Table:
     return rows
 
 
+def _event_tables(
+    events: Mapping[str, pa.Table], constants: Mapping[str, pa.Scalar]
+) -> dict[str, pa.Table]:
+    """Each topic's rows of a batch, staged for its Bronze table (empty topics left out)."""
+    return {
+        EVENT_TABLES[topic]: _staged(rows, constants)
+        for topic, rows in events.items()
+        if rows.num_rows
+    }
+
+
 class SnowflakeWarehouse(Closing):
     """Bronze in the ``BRONZE`` schema of a Snowflake database, written like the DuckDB file.
 
@@ -575,23 +586,24 @@ class SnowflakeWarehouse(Closing):
 
     # -- the Warehouse interface -------------------------------------------------------------
 
+    def _stamp(self, load_id: str) -> tuple[datetime, dict[str, pa.Scalar]]:
+        """A batch's commit time (the server's clock) and the columns every row of it shares:
+        that time as ``_ingested_at`` and ``load_id``."""
+        with self._cursor("writing to") as cur:
+            now = self._server_now(cur)
+        return now, {
+            "_ingested_at": pa.scalar(now, pa.timestamp("us", tz="UTC")),
+            "_load_id": pa.scalar(load_id, pa.string()),
+        }
+
     def write_events(self, batch: EventBatch) -> WriteResult:
         """Write one batch's events, dead letters, positions and load counts in one transaction.
 
         The run's ``_loads`` row grows with every batch it commits, so a run that is killed half
         way is recorded with exactly the rows it wrote.
         """
-        with self._cursor("writing to") as cur:
-            now = self._server_now(cur)
-        constants = {
-            "_ingested_at": pa.scalar(now, pa.timestamp("us", tz="UTC")),
-            "_load_id": pa.scalar(batch.load_id, pa.string()),
-        }
-        tables = {
-            EVENT_TABLES[topic]: _staged(rows, constants)
-            for topic, rows in batch.events.items()
-            if rows.num_rows
-        }
+        now, constants = self._stamp(batch.load_id)
+        tables = _event_tables(batch.events, constants)
         if batch.dead_letters.num_rows:
             kind = {"_source_kind": pa.scalar(batch.source_kind, pa.string())}
             tables["dead_letter"] = _staged(batch.dead_letters, kind | constants)
@@ -732,12 +744,7 @@ class SnowflakeWarehouse(Closing):
         """Append one batch of reference records, its dead letters, positions and load counts
         in one transaction (a run's ``_loads`` row grows with each of its batches)."""
         load = batch.load
-        with self._cursor("writing to") as cur:
-            now = self._server_now(cur)
-        constants = {
-            "_ingested_at": pa.scalar(now, pa.timestamp("us", tz="UTC")),
-            "_load_id": pa.scalar(load.load_id, pa.string()),
-        }
+        now, constants = self._stamp(load.load_id)
         tables = {}
         if batch.rows.num_rows:
             content_hash = {"_content_hash": pa.scalar(batch.content_hash, pa.string())}
@@ -827,17 +834,8 @@ class SnowflakeWarehouse(Closing):
         redrive's ``_loads`` row grown and the changed reasons written. ``check(marked,
         expected)`` raises, rolling all of it back, unless the update marked every dead letter
         of the batch: another redrive got there first."""
-        with self._cursor("writing to") as cur:
-            now = self._server_now(cur)
-        constants = {
-            "_ingested_at": pa.scalar(now, pa.timestamp("us", tz="UTC")),
-            "_load_id": pa.scalar(batch.load_id, pa.string()),
-        }
-        tables = {
-            EVENT_TABLES[topic]: _staged(rows, constants)
-            for topic, rows in batch.events.items()
-            if rows.num_rows
-        }
+        now, constants = self._stamp(batch.load_id)
+        tables = _event_tables(batch.events, constants)
         dead = f"{self.bronze}.dead_letter"
 
         def record(cur: _Cursor) -> None:
