@@ -243,22 +243,26 @@ def health(url: str) -> dict[str, Any]:
 
 
 GET_ATTEMPTS = 5
-"""How often :func:`api` asks a GET the server failed (5xx)."""
+"""How often :func:`api` makes a call the server failed (5xx), when it is idempotent."""
+IDEMPOTENT = frozenset({"GET", "PATCH", "PUT", "DELETE"})
+"""The methods :func:`api` may repeat: this client's PATCHes set a state or a flag."""
 
 
 def api(url: str, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     """One call of the REST API (``/api/v2/...``) with a bearer token; the JSON answer.
 
-    A GET that the server fails (5xx) is asked again, up to :data:`GET_ATTEMPTS` times a
-    second apart: on the SQLite metadata DB of the local stand-in, a read that meets the
-    scheduler's write lock answers 500 ("database is locked") now and then."""
+    A call the server fails (5xx) is made again, up to :data:`GET_ATTEMPTS` times a second
+    apart, when doing it twice does no harm (:data:`IDEMPOTENT`: a read, or a PATCH that sets
+    a state or a flag): on the SQLite metadata DB of the local stand-in, a request that meets
+    the scheduler's write lock answers 500 ("database is locked") now and then. A POST (a
+    trigger) is never repeated."""
     request = urllib.request.Request(
         f"{url}{path}",
         method=method,
         data=None if body is None else json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
-    for _ in range(GET_ATTEMPTS - 1 if method == "GET" else 0):
+    for _ in range(GET_ATTEMPTS - 1 if method in IDEMPOTENT else 0):
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return json.load(response)
