@@ -261,12 +261,19 @@ class _DuckDBStore:
                 DuckDBWarehouse._add_load(
                     con, LoadRecord(batch.load_id, "events", "redrive", None, n, n, 0)
                 )
-            if batch.reasons:
-                con.executemany(
-                    "update bronze.dead_letter set reason = ? where rowid = ?"
-                    " and redriven_at is null",
-                    [[new, rowid] for rowid, new in batch.reasons],
+            if batch.reasons:  # one update from Arrow, never one per dead letter
+                ids, texts = zip(*batch.reasons, strict=True)
+                changed = pa.table(
+                    {"id": pa.array(ids, pa.int64()), "reason": pa.array(texts, pa.string())}
                 )
+                con.register("_reasons", changed)
+                try:
+                    con.execute(
+                        "update bronze.dead_letter set reason = r.reason from _reasons as r"
+                        " where bronze.dead_letter.rowid = r.id and redriven_at is null"
+                    )
+                finally:
+                    con.unregister("_reasons")
 
 
 def _check_marked(marked: int, expected: int) -> None:

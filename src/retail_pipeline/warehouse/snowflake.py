@@ -229,6 +229,10 @@ def _staged(rows: pa.Table, constants: Mapping[str, pa.Scalar]) -> pa.Table:
     return rows
 
 
+REASON_ROWS = 1_000
+"""Dead letters whose reason one ``update`` of a redrive rewrites (2 binds each)."""
+
+
 def _event_tables(
     events: Mapping[str, pa.Table], constants: Mapping[str, pa.Scalar]
 ) -> dict[str, pa.Table]:
@@ -850,10 +854,14 @@ class SnowflakeWarehouse(Closing):
                 n = len(batch.redriven)
                 load = LoadRecord(batch.load_id, "events", "redrive", None, n, n, 0)
                 self._add_load(cur, load, now)
-            for key, reason in batch.reasons:
+            # the changed reasons: one statement per REASON_ROWS, never one per dead letter
+            for start in range(0, len(batch.reasons), REASON_ROWS):
+                chunk = batch.reasons[start : start + REASON_ROWS]
+                rows = ", ".join("(?, ?)" for _ in chunk)
                 cur.execute(
-                    f"update {dead} set reason = ? where redriven_at is null and {identity} = ?",
-                    [reason, key],
+                    f"update {dead} set reason = r.column2 from (select column1, column2 from"
+                    f" values {rows}) as r where redriven_at is null and {identity} = r.column1",
+                    [value for pair in chunk for value in pair],
                 )
 
         self._load(tables, (), lambda cur: None, record, batch.load_id)
