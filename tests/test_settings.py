@@ -243,6 +243,7 @@ BAD_SETTINGS = [
     ("RETAIL_DBT_PROJECT_DIR", "dbt\x07"),
     ("RETAIL_CHROMIUM", "--remote-debugging-port=1"),
     ("RETAIL_DBT_ENFORCE_CONTRACTS", "maybe"),
+    ("RETAIL_DBT_DAG_TASKS", "cosmos"),
     ("RETAIL_TARGET", "duckdb; drop"),
     ("SNOWFLAKE_ROLE", "LOADER; drop role x"),
     ("SNOWFLAKE_WAREHOUSE", "WH-1"),

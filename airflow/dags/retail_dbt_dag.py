@@ -1,37 +1,40 @@
 """
-### Bronze -> Silver -> Gold with dbt, through Cosmos
+### Bronze -> Silver -> Gold with dbt
 
 Scheduled on the Bronze assets: a run starts once any Bronze table got new rows from the Kafka
-or the batch DAG. Cosmos renders one task per dbt model followed by that model's tests, so a
-failing data test fails the task `dbt.<model>.test` and names the model; its downstream models
-do not run. Incremental models pick up what was ingested since the last build.
+or the batch DAG. Incremental models pick up what was ingested since the last build. The task
+layout follows the target (`RETAIL_DBT_DAG_TASKS`, default `auto`):
+
+- **DuckDB** (one file serialises every model): one task, `dbt_build`, runs the whole build
+  in-process as `retail-pipeline transform` does. Its log has a line per dbt node (type, name,
+  status, seconds); a failing model or test fails the task with one error naming each failing
+  node and, for a test, the query of its failing rows. Its outlets are the Assets of the
+  Silver and Gold models.
+- **Snowflake** (models built in parallel): Cosmos renders one task per dbt model followed by
+  that model's tests, so a failing data test fails the task `dbt.<model>_model_build`; its
+  downstream models do not run. Cosmos emits an Asset per model it builds.
 
 After the build, `health` fails when `retail-pipeline health` says error, and `gold_deadline`
 (which runs even when the build failed) fails when Bronze rows have waited for Gold longer than
 `RETAIL_GOLD_DEADLINE_MINUTES`. Every task that fails for good posts an alert to
-`RETAIL_ALERT_WEBHOOK` naming the DAG, task, run and first failing dbt test. Cosmos emits an
-Asset per Silver and Gold model it builds.
+`RETAIL_ALERT_WEBHOOK` naming the DAG, task, run and first failing dbt test.
 
 Every task holds a slot of the `retail_warehouse` pool (one slot for a DuckDB file: builds and
-loads take turns). The profile comes from `retail_pipeline.orchestration.dbt` (target
-`RETAIL_TARGET`; `RETAIL_WAREHOUSE`, or the Airflow connection `retail_snowflake` as a Cosmos
-profile mapping, else `SNOWFLAKE_*`). See docs/airflow.md and
-docs/operations.md.
+loads take turns). See docs/airflow.md and docs/operations.md.
 """
 
 from datetime import datetime
 
 from airflow.sdk import dag, task
-from cosmos import DbtTaskGroup
 
-from retail_pipeline.orchestration import TAGS
+from retail_pipeline.orchestration import TAGS, dbt
 from retail_pipeline.orchestration.assets import ANY_BRONZE_UPDATE
 from retail_pipeline.orchestration.checks import check_gold_deadline, check_pipeline_health
 from retail_pipeline.orchestration.connections import CONNECTION_IDS, connections
-from retail_pipeline.orchestration.dbt import task_group_args
 from retail_pipeline.orchestration.notifier import ALERTING_ARGS
 
 CONNECTIONS = CONNECTION_IDS  # or this DAG's own ids, e.g. {**CONNECTION_IDS, "snowflake": ...}
+SNOWFLAKE = CONNECTIONS["snowflake"]
 
 
 @dag(
@@ -44,9 +47,18 @@ CONNECTIONS = CONNECTION_IDS  # or this DAG's own ids, e.g. {**CONNECTION_IDS, "
     doc_md=__doc__,
 )
 def retail_dbt_dag():
-    build = DbtTaskGroup(
-        group_id="dbt", **task_group_args(snowflake_conn_id=CONNECTIONS["snowflake"])
-    )
+    if dbt.dag_layout() == "build":
+
+        @task(outlets=dbt.model_assets(snowflake_conn_id=SNOWFLAKE))
+        def dbt_build() -> dict:
+            with connections(ids=CONNECTIONS):
+                return dbt.build_project()
+
+        build = dbt_build()
+    else:
+        from cosmos import DbtTaskGroup
+
+        build = DbtTaskGroup(group_id="dbt", **dbt.task_group_args(snowflake_conn_id=SNOWFLAKE))
 
     @task
     def health() -> dict:

@@ -66,6 +66,7 @@ _BOOTSTRAP_SCHEME = re.compile(r"(?:plaintext|ssl|sasl_plaintext|sasl_ssl)://", 
 _SCHEMA_PREFIX = re.compile(r"[a-z][a-z0-9_]{0,30}")
 
 Environment = Literal["prod", "dev", "ci"]
+DbtDagTasks = Literal["auto", "build", "models"]
 Layer = Literal["silver", "gold", "test_failures"]
 LAYERS: tuple[Layer, ...] = ("silver", "gold", "test_failures")
 """The schemas dbt builds; each environment has its own (Bronze is shared: docs/transform.md)."""
@@ -444,6 +445,11 @@ class Settings(BaseSettings):
     ``text`` field); unset, an alert is only a log line (docs/operations.md#alerts)."""
     alert_timeout: Seconds = Field(10.0, gt=0, le=300)
     """Seconds one alert post may take (connect, send, answer); past it the alert is a log line."""
+    dbt_dag_tasks: DbtDagTasks = "auto"
+    """The dbt DAG's task layout: ``build``, one task running the whole build in-process (one
+    DuckDB file serialises the models anyway); ``models``, a Cosmos task per model (a warehouse
+    that builds them in parallel); ``auto``, ``build`` on DuckDB and ``models`` on Snowflake.
+    Read when the DAGs are parsed (docs/airflow.md)."""
     task_retry_delay: Seconds = Field(30.0, ge=1, le=86_400)
     """Seconds an Airflow task of the three DAGs waits before its first retry (then twice as
     long, Airflow's exponential back-off); read when the DAGs are parsed (docs/airflow.md)."""

@@ -1,8 +1,8 @@
 """Alerts: the webhook payload and post (no Airflow), Gold's deadline on a real dbt build, and
 the deadline firing through the dbt DAG (``dag.test()``) to a local receiver.
 
-The planted failing dbt test that alerts once is in test_dags.py
-(``test_failing_data_test_fails_the_run_and_names_the_model``), on its run of the dbt DAG.
+The planted failing dbt test that alerts once is in test_dags.py, on runs of the dbt DAG in
+both layouts (``dbt_build`` and Cosmos's task per model).
 """
 
 from __future__ import annotations
@@ -198,7 +198,9 @@ def test_deadline_and_health_alert_through_the_dbt_dag(
     airflow_env: dict[str, str], late_gold: Path, tmp_path: Path
 ) -> None:
     """Gold two hours behind Bronze: with a deadline of 60 minutes ``gold_deadline`` fails, and
-    with Gold's lag an error past an hour ``health`` fails; each posts one alert."""
+    with Gold's lag an error past an hour ``health`` fails; each posts one alert. In the Cosmos
+    layout (``RETAIL_DBT_DAG_TASKS=models``), which lets two models be rebuilt alone and checks
+    Cosmos's Asset per model task (``emit_datasets``)."""
     warehouse = tmp_path / "wh.duckdb"
     shutil.copy(late_gold, warehouse)
     arrived, _ = _stamps(warehouse)
@@ -210,6 +212,7 @@ def test_deadline_and_health_alert_through_the_dbt_dag(
             "RETAIL_GOLD_DEADLINE_MINUTES": "60",
             "RETAIL_HEALTH_GOLD_LAG_WARN": "600",
             "RETAIL_HEALTH_GOLD_LAG_ERROR": "3600",
+            "RETAIL_DBT_DAG_TASKS": "models",
         }
         # the build is not run here (marked successful) but for one Silver and one Gold model,
         # rebuilt on the built warehouse; the two checks run on the warehouse

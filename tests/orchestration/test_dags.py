@@ -4,10 +4,12 @@ The end-to-end run feeds one warehouse through both ingestion DAGs: the batch DA
 simulation's daily snapshots and its order events from a landing folder, its customers from the
 reference API and its products from Postgres, the Kafka DAG the payment and shipment events
 from a real broker (topics of the test's own), their credentials only in Airflow connections
-(``AIRFLOW_CONN_*``); then the dbt DAG builds Silver and Gold through Cosmos (the whole build:
-under the scheduler, test_scheduler.py runs one model of it), and the six answers must equal
-the simulation's truth, with the lineage connected. Running both ingestion DAGs again loads
-nothing (their tasks are skipped): exactly once.
+(``AIRFLOW_CONN_*``); then the dbt DAG builds Silver and Gold in its DuckDB layout (one
+``dbt_build`` task), and the six answers must equal the simulation's truth, with the lineage
+connected. Running both ingestion DAGs again loads nothing (their tasks are skipped): exactly
+once. A planted failing data test fails the build and alerts once, naming the test, in both
+layouts: ``dbt_build``, and Cosmos's task per model (``RETAIL_DBT_DAG_TASKS=models``, where
+Cosmos's lineage callback is checked too).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from tests.lineage_graph import check_connected, events_of, fed_by_bronze, run_s
 from tests.orchestration.conftest import (
     CREDENTIAL_VARIABLES,
     DAGS_FOLDER,
+    REPO,
     SEED_DAG_IDS,
     connection_env,
     run_dags,
@@ -58,6 +61,16 @@ BRONZE = {
 
 def task_states(run: dict[str, Any]) -> dict[str, str]:
     return {task_id: task["state"] for task_id, task in run["tasks"].items()}
+
+
+def built_models() -> set[str]:
+    """The relations the dbt project builds: its models but the ephemeral ones."""
+    manifest = json.loads(manifest_path("duckdb").read_text())
+    return {
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["config"]["materialized"] != "ephemeral"
+    }
 
 
 def test_dagbag(airflow_env: dict[str, str]) -> None:
@@ -85,15 +98,25 @@ def test_dagbag(airflow_env: dict[str, str]) -> None:
     assert set(batch["load_snapshots"]["outlets"]) | set(batch["load_event_files"]["outlets"]) == (
         BRONZE
     )
-    # RETAIL_TASK_RETRY_DELAY, read when the DAGs are parsed
-    quick = run_dags({**airflow_env, "RETAIL_TASK_RETRY_DELAY": "1.5"}, [])["dags"]
+    # RETAIL_TASK_RETRY_DELAY and RETAIL_DBT_DAG_TASKS, read when the DAGs are parsed
+    quick = run_dags(
+        {**airflow_env, "RETAIL_TASK_RETRY_DELAY": "1.5", "RETAIL_DBT_DAG_TASKS": "models"}, []
+    )["dags"]
     delays = {t["retry_delay"] for dag in quick.values() for t in dag["tasks"].values()}
     assert delays == {1.5}
     dbt = dags["retail_dbt_dag"]
     assert dbt["schedule"] == "AssetTriggeredTimetable"
     assert set(dbt["schedule_assets"]) == BRONZE
-    assert "dbt.daily_orders_model_build" in dbt["tasks"]
-    assert {"health", "gold_deadline"} <= set(dbt["tasks"])
+    # DuckDB: one build task whose outlets are the Silver and Gold models, as Cosmos names them
+    assert set(dbt["tasks"]) == {"dbt_build", "health", "gold_deadline"}
+    outlets = dbt["tasks"]["dbt_build"]["outlets"]
+    assert {uri.rsplit("/", 2)[1] for uri in outlets} == {"silver", "gold"}
+    warehouse = REPO / "data" / "warehouse.duckdb"
+    assert f"duckdb:{warehouse}/warehouse/gold/daily_orders" in outlets
+    assert {uri.rsplit("/", 1)[1] for uri in outlets} == built_models()
+    cosmos = quick["retail_dbt_dag"]["tasks"]
+    assert "dbt.daily_orders_model_build" in cosmos and "dbt_build" not in cosmos
+    assert {"health", "gold_deadline"} <= set(cosmos)
 
 
 @pytest.mark.kafka
@@ -168,11 +191,16 @@ def test_dags_end_to_end(
     assert (batch["state"], kafka["state"], dbt["state"]) == ("success",) * 3, result["log"][-6000:]
     assert set(task_states(batch).values()) == {"success"}
     assert task_states(kafka) == {"consume_micro_batch": "success"}
-    assert set(task_states(dbt).values()) == {"success"}
-    # Cosmos's emit_datasets: Assets of the Silver and Gold models (duckdb:<file>/<db>/<schema>/..)
-    emitted = {event["uri"].split("/")[-2:][0] for event in dbt["asset_events"]}
-    assert emitted == {"silver", "gold"}, dbt["asset_events"]
-    assert f"duckdb:{warehouse}/wh/gold/daily_orders" in {e["uri"] for e in dbt["asset_events"]}
+    assert task_states(dbt) == dict.fromkeys(("dbt_build", "health", "gold_deadline"), "success")
+    # the build task's outlets: an Asset per Silver and Gold model (duckdb:<file>/<db>/<schema>/..)
+    emitted = {event["uri"] for event in dbt["asset_events"]}
+    assert {event["task_id"] for event in dbt["asset_events"]} == {"dbt_build"}
+    assert {uri.rsplit("/", 2)[1] for uri in emitted} == {"silver", "gold"}, emitted
+    assert f"duckdb:{warehouse}/wh/gold/daily_orders" in emitted
+    assert {uri.rsplit("/", 1)[1] for uri in emitted} == built_models(), emitted
+    # the task log: a line per dbt node
+    assert re.search(r"dbt \d+/\d+ model daily_orders: success in [\d.]+s", result["log"])
+    assert re.search(r"dbt \d+/\d+ test unique_fct_orders_order_id: pass in ", result["log"])
     # nothing new: both succeed with their task skipped, so no Bronze asset is announced
     assert batch_again["state"] == kafka_again["state"] == "success"
     assert set(task_states(batch_again).values()) | set(task_states(kafka_again).values()) == {
@@ -220,9 +248,9 @@ def check_dag_lineage(file: Path, warehouse: Path, kafka_broker: str, prefix: st
     assert check_connected(events, manifest, f"duckdb://{warehouse}", fed_by) == []
 
 
-def test_failing_data_test_fails_the_run_and_names_the_model(
-    airflow_env: dict[str, str], tmp_path: Path
-) -> None:
+def planted_failure(airflow_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The environment of a dbt DAG run on an empty Bronze, with a copy of the dbt project
+    holding a planted failing test on ``stg_bronze__order_events``."""
     project = tmp_path / "dbt"
     shutil.copytree(
         DAGS_FOLDER.parents[1] / "dbt", project, ignore=shutil.ignore_patterns("target", "logs")
@@ -232,12 +260,63 @@ def test_failing_data_test_fails_the_run_and_names_the_model(
     )
     warehouse = tmp_path / "wh.duckdb"
     DuckDBWarehouse(warehouse).close()  # an empty Bronze
-    env = {
+    return {
         **airflow_env,
         "RETAIL_WAREHOUSE": str(warehouse),
         "RETAIL_DBT_PROJECT_DIR": str(project),
         "RETAIL_LINEAGE_DIR": str(tmp_path / "lineage"),
     }
+
+
+def test_failing_data_test_fails_the_build_and_names_the_test(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The DuckDB layout: ``dbt_build`` fails with one error naming the failing test and the
+    query of its rows, its log has the test's line, and one alert names the test."""
+    env = planted_failure(airflow_env, tmp_path)
+    step = {"dag_id": "retail_dbt_dag", "retries": 0}
+    with receiver() as got:
+        (run,) = run_dags({**env, "RETAIL_ALERT_WEBHOOK": got.url}, [step])["runs"]
+    assert run["state"] == "failed"
+    assert task_states(run) == {
+        "dbt_build": "failed",
+        "health": "upstream_failed",
+        "gold_deadline": "success",
+    }, got.posts
+    assert run["asset_events"] == []  # a failed build announces no model
+    assert len(got.posts) == 1, got.posts
+    alert = got.posts[0]["json"]
+    keys = ("alert", "task_id", "try", "failing_test", "failing_node")
+    assert {key: alert[key] for key in keys} == {
+        "alert": "failure",
+        "task_id": "dbt_build",
+        "try": 1,
+        "failing_test": "planted_failure",
+        "failing_node": "planted_failure",
+    }
+    assert f"retail_dbt_dag.dbt_build failed (run {alert['run_id']}, try 1)" in alert["text"]
+    assert "dbt test planted_failure failed" in alert["text"]
+    assert "1 failing: test planted_failure (fail): Got 1 result" in alert["error"]
+    assert "failing rows: select * from test_failures.planted_failure" in alert["error"]
+    # lineage: the models built, the one under the planted test names it
+    events = events_of(tmp_path / "lineage" / "openlineage.ndjson")
+    for event in events:
+        validate(event)
+    (orders,) = [
+        e
+        for e in events
+        if e["job"]["name"] == "dbt.stg_bronze__order_events" and e["eventType"] == "COMPLETE"
+    ]
+    assert orders["run"]["facets"]["retailDbt"]["failingTests"] == ["planted_failure"]
+
+
+def test_failing_data_test_fails_the_model_task_with_cosmos(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The Cosmos layout (``RETAIL_DBT_DAG_TASKS=models``): the model's task fails, its
+    downstream tasks do not run, one alert names the test, and Cosmos's lineage callback
+    records the model's run under the task."""
+    env = {**planted_failure(airflow_env, tmp_path), "RETAIL_DBT_DAG_TASKS": "models"}
     failing = "dbt.stg_bronze__order_events_model_build"
     # not run, marked successful: a quicker test (the deadline check runs: nothing waits)
     others = rf"(?!(?:{re.escape(failing)}|gold_deadline)$).*"

@@ -1,4 +1,5 @@
-"""The orchestration helpers that need no Airflow: landing folder, manifest digest, local env."""
+"""The orchestration helpers that need no Airflow: landing folder, manifest digest, local env,
+the dbt DAG's layout and its build task's error."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from retail_pipeline.errors import PipelineError
-from retail_pipeline.orchestration import dbt, tasks
+from retail_pipeline.orchestration import alerts, dbt, tasks
 from retail_pipeline.settings import schema_prefix
+from retail_pipeline.transform.runner import NodeFailure
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,3 +85,46 @@ def test_dbt_env_hands_over_the_resolved_environment(
     monkeypatch.setenv("RETAIL_SCHEMA_PREFIX", "pr_42; drop schema gold")
     with pytest.raises(PipelineError, match="RETAIL_SCHEMA_PREFIX"):
         dbt.dbt_env("duckdb")
+
+
+def test_dag_layout_follows_the_target_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (dbt.dag_layout("duckdb"), dbt.dag_layout("snowflake")) == ("build", "models")
+    for chosen in ("build", "models"):
+        monkeypatch.setenv("RETAIL_DBT_DAG_TASKS", chosen)
+        assert dbt.dag_layout("duckdb") == dbt.dag_layout("snowflake") == chosen
+    monkeypatch.setenv("RETAIL_DBT_DAG_TASKS", "cosmos")
+    with pytest.raises(PipelineError, match=r"^RETAIL_DBT_DAG_TASKS='cosmos': Input should be"):
+        dbt.dag_layout("duckdb")
+
+
+def test_build_failure_names_every_node_and_the_alert_the_first_test() -> None:
+    """A model that errored, then a failing data test: the error names both (with the test's
+    failing rows), the alert the model as the first failing node and the test as the test."""
+    failures = [
+        NodeFailure("model.retail.daily_orders", "error", "Runtime Error\n  division by zero"),
+        NodeFailure(
+            "test.retail.not_null_fct_orders_order_id.5e8ae1a3b4",
+            "fail",
+            "Got 3 results, configured to fail if != 0; failing rows: select * from t.x",
+            "select * from t.x",
+        ),
+        NodeFailure("unit_test.retail.fct_orders.status_precedence", "fail", "actual differs"),
+    ]
+    error = dbt.build_failure("DuckDB file /w.duckdb", failures)
+    assert str(error) == (
+        "dbt build failed on DuckDB file /w.duckdb: 3 failing:"
+        " model daily_orders (error): Runtime Error division by zero"
+        " | test not_null_fct_orders_order_id (fail): Got 3 results, configured to fail if"
+        " != 0; failing rows: select * from t.x"
+        " | unit_test status_precedence (fail): actual differs"
+    )
+    payload = alerts.alert_payload(dag_id="d", task_id="dbt_build", run_id="r", error=error)
+    assert (payload["failing_node"], payload["failing_test"]) == (
+        "daily_orders",
+        "not_null_fct_orders_order_id",
+    )
+    assert "dbt test not_null_fct_orders_order_id failed" in payload["text"]
+    only_model = dbt.build_failure("w", failures[:1])
+    payload = alerts.alert_payload(dag_id="d", task_id="t", run_id="r", error=only_model)
+    assert (payload["failing_node"], payload["failing_test"]) == ("daily_orders", None)
+    assert "dbt node daily_orders failed" in payload["text"]

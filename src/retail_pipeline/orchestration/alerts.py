@@ -4,7 +4,8 @@ One JSON object per alert, Slack-compatible (an incoming webhook shows its ``tex
 the fields a machine reads: ``alert`` (``failure``, ``deadline`` or ``health``), ``dag_id``,
 ``task_id``, ``run_id``, ``try``, ``error`` and, when a dbt build or test failed,
 ``failing_test`` (the first dbt test that failed) and ``failing_node`` (the first dbt node that
-failed, a test or a model), read from the Cosmos task's exception.
+failed, a test or a model): the ones the ``dbt_build`` task's error carries
+(:class:`~.dbt.DbtBuildFailed`), or read from a Cosmos task's exception.
 
 Posting never raises: an alert that cannot be delivered (no webhook set, an unreachable or slow
 receiver, an error answer) is a log line, so a broken receiver never fails or retries a task.
@@ -108,6 +109,9 @@ def alert_payload(
     """The JSON an alert posts: a Slack ``text`` line and the structured fields."""
     message = None if error is None else str(error)
     node, test = dbt_failure(message) if message is not None else (None, None)
+    if getattr(error, "failing_node", None) is not None:  # the dbt_build task's own error
+        node = _name(getattr(error, "failing_node", None))
+        test = _name(getattr(error, "failing_test", None))
     payload: dict[str, Any] = {
         "alert": kind,
         "dag_id": _name(dag_id),

@@ -1,4 +1,12 @@
-"""The dbt project as Cosmos sees it: the one place the DAG's dbt configuration comes from.
+"""The dbt DAG's dbt: the one place its task layout and its dbt configuration come from.
+
+The layout is chosen per target (:func:`dag_layout`, ``RETAIL_DBT_DAG_TASKS``). On DuckDB one
+file serialises every model, so the DAG has one task, ``dbt_build`` (:func:`build_project`): the
+project's own in-process build, ``run_transform``, as ``retail-pipeline transform`` runs it,
+with a task log line per dbt node and one error naming the failing models and tests; its
+outlets are the Silver and Gold models' Assets (:func:`model_assets`, from the manifest). On
+Snowflake, whose warehouse builds models in parallel (and on DuckDB with
+``RETAIL_DBT_DAG_TASKS=models``), Cosmos renders the project instead.
 
 Cosmos renders one Airflow task per model, ``dbt build`` of the model and its tests
 (``TestBehavior.BUILD``), from dbt's ``manifest.json`` (``LoadMode.DBT_MANIFEST``: no dbt
@@ -23,12 +31,16 @@ is parsed (about 5 s, once), and an unchanged project costs a hash of its files 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import shutil
 import tempfile
+import urllib.parse
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from retail_pipeline.errors import PipelineError, one_line
 from retail_pipeline.orchestration.connections import (
@@ -39,6 +51,12 @@ from retail_pipeline.orchestration.connections import (
 )
 from retail_pipeline.settings import environment, schema_prefix, settings
 from retail_pipeline.warehouse import resolve_target
+
+if TYPE_CHECKING:
+    from retail_pipeline.transform.runner import NodeFailure, NodeProgress
+
+log = logging.getLogger(__name__)
+Layout = Literal["build", "models"]
 
 PROFILE_NAME = "retail"
 PROJECT_NAME = "retail"
@@ -273,3 +291,131 @@ def task_group_args(
         # OPENLINEAGE_URL as the loads', from the artifacts each task leaves
         "operator_args": {"callback": emit_lineage},
     }
+
+
+def dag_layout(target: str | None = None) -> Layout:
+    """The dbt DAG's task layout on ``target``: ``RETAIL_DBT_DAG_TASKS``, where ``auto`` is one
+    ``build`` task on DuckDB (one file serialises the models: a task per model only adds a
+    process, a copy of the project and a dbt start to each, 21x the build under the scheduler)
+    and Cosmos's ``models`` on Snowflake (whose warehouse runs independent models in
+    parallel)."""
+    chosen = settings().dbt_dag_tasks
+    if chosen != "auto":
+        return chosen
+    return "build" if resolve_target(target) == "duckdb" else "models"
+
+
+def _namespace(target: str, snowflake_conn_id: str | None) -> str:
+    """The OpenLineage namespace of the warehouse, as Cosmos's dbt processor names it."""
+    if target == "duckdb":
+        return f"duckdb://{settings().warehouse.resolve()}"
+    resolved = resolve("snowflake", snowflake_conn_id or CONNECTION_IDS["snowflake"])
+    with environment(**(resolved.variables if resolved else {})):
+        account = settings().snowflake.account
+    try:
+        from openlineage.common.provider.snowflake import (  # type: ignore[import-untyped]
+            fix_account_name,
+        )
+
+        account = str(fix_account_name(account))
+    except ImportError:  # pragma: no cover - comes with Cosmos
+        pass
+    return f"snowflake://{account}"
+
+
+def model_asset_uris(
+    target: str | None = None, *, snowflake_conn_id: str | None = None
+) -> list[str]:
+    """The URIs of the Assets of every Silver and Gold relation the project builds, named as
+    Cosmos's ``emit_datasets`` names them (OpenLineage's namespace, then database, schema and
+    table as path segments), so an Asset-scheduled DAG waits on the same URI whichever layout
+    built it. From the manifest; on DuckDB the database is the file's (dbt-duckdb names it
+    after the file, which the manifest's digest does not cover)."""
+    chosen = resolve_target(target)
+    manifest = json.loads(ensure_manifest(chosen).read_bytes())
+    namespace = _namespace(chosen, snowflake_conn_id)
+    uris = []
+    for node in manifest.get("nodes", {}).values():
+        if node.get("resource_type") != "model":
+            continue
+        if (node.get("config") or {}).get("materialized") == "ephemeral":
+            continue  # no relation: nothing to announce
+        database = settings().warehouse.stem if chosen == "duckdb" else node.get("database")
+        name = f"{database}.{node['schema']}.{node.get('alias') or node['name']}"
+        uris.append(f"{namespace}/" + urllib.parse.quote(name).replace(".", "/"))
+    return sorted(uris)
+
+
+def model_assets(target: str | None = None, *, snowflake_conn_id: str | None = None) -> list[Any]:
+    """The ``dbt_build`` task's outlets: an Airflow ``Asset`` per :func:`model_asset_uris`."""
+    from airflow.sdk import Asset
+
+    return [Asset(uri) for uri in model_asset_uris(target, snowflake_conn_id=snowflake_conn_id)]
+
+
+class DbtBuildFailed(PipelineError):
+    """The build ran and dbt nodes failed: one line naming each (``<type> <name> (<status>):
+    <dbt's message>``, a failing test with its ``select`` of the failing rows), the first
+    failing node and test kept for the alert (:func:`~.alerts.alert_payload`)."""
+
+    def __init__(
+        self, message: str, failing_node: str | None = None, failing_test: str | None = None
+    ):
+        super().__init__(message)
+        self.failing_node = failing_node
+        self.failing_test = failing_test
+
+
+def node_name(unique_id: str) -> tuple[str, str]:
+    """A dbt node's type and name from its unique id (``test.retail.<name>.<hash>``,
+    ``unit_test.retail.<model>.<name>``, ``model.retail.<name>``)."""
+    parts = unique_id.split(".")
+    kind = parts[0]
+    if kind == "unit_test" and len(parts) > 3:
+        return kind, parts[3]
+    return kind, parts[2] if len(parts) > 2 else unique_id
+
+
+def build_failure(where: str, failures: Sequence[NodeFailure]) -> DbtBuildFailed:
+    """The one-line error of a build whose ``failures`` failed, in dbt's order."""
+    named = [(*node_name(f.unique_id), f) for f in failures]
+    parts = [f"{kind} {name} ({f.status}): {f.message}" for kind, name, f in named]
+    first_test = next(
+        (name for kind, name, f in named if kind in {"test", "unit_test"} and f.status == "fail"),
+        None,
+    )
+    message = f"dbt build failed on {where}: {len(named)} failing: " + " | ".join(parts)
+    return DbtBuildFailed(one_line(message), named[0][1] if named else None, first_test)
+
+
+def _log_node(node: NodeProgress) -> None:
+    log.info(
+        "dbt %d/%d %s %s: %s in %.2fs",
+        node.index,
+        node.total,
+        node.resource_type,
+        one_line(node.name, 256),
+        node.status,
+        node.seconds,
+    )
+
+
+def build_project(
+    warehouse: str | os.PathLike[str] | None = None, *, target: str | None = None
+) -> dict[str, Any]:
+    """The ``dbt_build`` task: ``dbt build`` of the whole project in this process, as
+    ``retail-pipeline transform`` runs it (incremental models take what is new; OpenLineage
+    runs per model; ``gold.build_log`` gets its row), one task log line per dbt node (type,
+    name, status, seconds). Returns the summary's counts (the task's XCom); failing nodes raise
+    one :class:`DbtBuildFailed` naming them all, so the task fails and its alert names the
+    first failing test."""
+    from retail_pipeline.transform import run_transform
+
+    summary = run_transform(warehouse, progress=_log_node, target=target)
+    log.info("%s", one_line(summary.line()))
+    for failure in summary.failures:
+        kind, name = node_name(failure.unique_id)
+        log.error("dbt %s %s %s: %s", kind, name, failure.status, one_line(failure.message))
+    if not summary.success:
+        raise build_failure(summary.warehouse, summary.failures)
+    return {"seconds": round(summary.seconds, 3), "counts": summary.counts}
