@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "transform": 4,
     "monitoring": 5,
     "orchestration": 6,
+    "continuous": 6,
     "dashboard": 6,
     # stand-ins for the shop and its systems: they may use the pipeline, never the reverse
     "simulation": 7,

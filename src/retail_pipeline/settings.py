@@ -453,6 +453,9 @@ class Settings(BaseSettings):
     task_retry_delay: Seconds = Field(30.0, ge=1, le=86_400)
     """Seconds an Airflow task of the three DAGs waits before its first retry (then twice as
     long, Airflow's exponential back-off); read when the DAGs are parsed (docs/airflow.md)."""
+    run_build_delay_seconds: Seconds = Field(5.0, ge=0, le=3600)
+    """How long new Bronze rows wait in ``retail-pipeline run`` before it rebuilds Silver and
+    Gold (counted from the oldest row not yet built; docs/continuous.md)."""
     gold_deadline_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
     """How long new Bronze rows may wait for a Gold build before the dbt DAG's deadline check
     alerts (docs/operations.md#alerts)."""

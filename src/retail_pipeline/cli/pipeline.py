@@ -30,6 +30,7 @@ from retail_pipeline.cli.output import node_progress, out, progress, say, to_std
 from retail_pipeline.errors import InputError, PipelineError, printable
 
 if TYPE_CHECKING:
+    from retail_pipeline.dashboard.server import Dashboard
     from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings
     from retail_pipeline.metrics import MetricsServer
 
@@ -204,6 +205,117 @@ def _ingest_kafka(
         if server is not None:
             server.stop()
         wh.close()
+    say(summary.line())
+    if interrupted.is_set():  # stopped cleanly, but by Ctrl-C: say so, exit 130
+        raise KeyboardInterrupt
+
+
+def run(
+    build_delay: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=3600,
+            metavar="SECONDS",
+            help="Rebuild once the oldest new Bronze row has waited this long"
+            "  [default: $RETAIL_RUN_BUILD_DELAY_SECONDS, 5]",
+            show_default=False,
+        ),
+    ] = None,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard", help="Serve the dashboard from this process too")
+    ] = False,
+    host: Annotated[
+        str, typer.Option(metavar="ADDRESS", help="--dashboard: address to listen on")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, metavar="N", help="--dashboard: port (0: any free)")
+    ] = 8050,
+    batch_size: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Messages per Bronze transaction")
+    ] = 30_000,
+    linger_ms: Annotated[
+        int, typer.Option(min=0, metavar="MS", help="Max wait before a partial batch is written")
+    ] = 500,
+    group: Annotated[str, typer.Option(metavar="NAME", help="Consumer group")] = "retail-bronze",
+    instance_id: Annotated[
+        str | None, typer.Option(metavar="ID", help="Static group member id (fast restarts)")
+    ] = None,
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: TopicPrefixOpt = None,
+    warehouse: WarehouseOpt = None,
+    target: TargetOpt = None,
+) -> None:
+    """Continuously: consume Kafka into Bronze and rebuild Silver/Gold incrementally whenever
+    new rows have waited --build-delay seconds; builds never overlap (docs/continuous.md).
+    SIGTERM or Ctrl-C: the batch in hand is committed and a running build finishes; a second
+    Ctrl-C aborts. /metrics on $RETAIL_METRICS_PORT when set."""
+    import signal
+    import sys
+    import threading
+
+    from retail_pipeline.continuous import run_continuous
+    from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings
+    from retail_pipeline.settings import settings
+
+    consumer = ConsumerSettings(
+        bootstrap=bootstrap,
+        group_id=group,
+        instance_id=instance_id,
+        batch_size=batch_size,
+        linger_ms=linger_ms,
+        topic_prefix=resolve_topic_prefix(topic_prefix),
+    )
+    delay = settings().run_build_delay_seconds if build_delay is None else build_delay
+    stop, interrupted = threading.Event(), threading.Event()
+
+    def finish_then_stop(signum: int, _frame: object) -> None:
+        """SIGTERM or a first Ctrl-C: commit the batch in hand, let a build finish, stop."""
+        if signum == signal.SIGINT:
+            interrupted.set()
+            interrupts.note()
+            signal.signal(signal.SIGINT, interrupts.on_sigint)  # a second one aborts now
+        stop.set()
+
+    def started() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, finish_then_stop)
+        say(f"running: Kafka -> Bronze, and a build once new rows have waited {delay:g}s")
+        sys.stdout.flush()
+
+    served: list[tuple[Dashboard, threading.Thread]] = []
+
+    def built() -> None:
+        """After the first build Gold exists: serve the dashboard from this process, where it
+        reads the database instance the loader and dbt write (docs/continuous.md)."""
+        if dashboard and not served:
+            from retail_pipeline.dashboard.server import create_dashboard
+
+            page = create_dashboard(warehouse, target=target, host=host, port=port)
+            page.gold.refresh_seconds = 1.0
+            thread = threading.Thread(target=page.serve_forever, name="dashboard", daemon=True)
+            thread.start()
+            served.append((page, thread))
+            say(f"dashboard: {page.url}")
+
+    server = _metrics_server()
+    try:
+        summary = run_continuous(
+            warehouse,
+            target,
+            consumer,
+            build_delay=delay,
+            stop=stop,
+            echo=say,
+            on_started=started,
+            on_built=built,
+        )
+    finally:
+        for page, thread in served:
+            page.stop()
+            thread.join(10)  # it closes its DuckDB snapshot last: not while Python shuts down
+        if server is not None:
+            server.stop()
     say(summary.line())
     if interrupted.is_set():  # stopped cleanly, but by Ctrl-C: say so, exit 130
         raise KeyboardInterrupt
@@ -416,9 +528,18 @@ def transform(
             help="With --defer: the folder holding a production build's manifest.json",
         ),
     ] = None,
+    all_tests: Annotated[
+        bool,
+        typer.Option(
+            "--all-tests",
+            help="Test every row, with unit tests and whole-table reconciliations, as a full"
+            " refresh does (an incremental build tests the rows it wrote); run it on a schedule",
+        ),
+    ] = False,
 ) -> None:
-    """Build Silver and Gold with dbt (models, tests, unit tests); incremental by default.
-    dbt builds in the warehouse --target names: the DuckDB file or the Snowflake account (the
+    """Build Silver and Gold with dbt (models, tests, unit tests); incremental by default:
+    models process what is new, data tests read the rows the build wrote (--all-tests: every
+    row), and nothing runs when nothing changed since the last build. dbt builds in the warehouse --target names: the DuckDB file or the Snowflake account (the
     target of that name in dbt/profiles.yml), into the schemas of RETAIL_ENVIRONMENT (prod:
     silver and gold; dev, ci: <RETAIL_SCHEMA_PREFIX>_silver and _gold). First `dbt source
     freshness`: each Bronze table past its warn_after/error_after is a warning line, and the
@@ -438,6 +559,7 @@ def transform(
             target=target,
             source_freshness=True,
             defer_state=state,
+            tests="all" if all_tests else "increment",
         )
     if summary.freshness_error:
         to_stderr(f"warning: dbt source freshness could not run: {summary.freshness_error}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from retail_pipeline.warehouse.base import (
     PositionConflict,
     ReferenceBatch,
     WriteResult,
+    bronze_marks_sql,
     bronze_table,
 )
 from retail_pipeline.warehouse.bronze import create_statements
@@ -48,6 +50,9 @@ def schema_statements() -> list[str]:
     text = re.sub(r"--[^\n]*", "", text).replace("{json}", "json")
     return [stmt.strip() for stmt in text.split(";") if stmt.strip()] + create_statements()
 
+
+_SAME_PROCESS = "same database file with a different configuration"
+"""DuckDB's refusal of a read-only open of a file this process holds read-write."""
 
 _OUT_OF_MEMORY = ("failed to pin block", "could not allocate block", "out of memory")
 
@@ -114,9 +119,31 @@ def check_schema_version(
     return version
 
 
+_HELD: dict[Path, int] = {}
+"""The warehouse files this process holds open read-write, and by how many warehouses."""
+_HELD_LOCK = threading.Lock()
+
+
+def _hold(path: Path, change: int) -> None:
+    with _HELD_LOCK:
+        count = _HELD.get(path, 0) + change
+        if count > 0:
+            _HELD[path] = count
+        else:
+            _HELD.pop(path, None)
+
+
 def _is_other_file(path: Path) -> bool:
     """True for an existing file without DuckDB's magic bytes (DuckDB would try to attach a
-    SQLite file through an extension it downloads, instead of refusing it)."""
+    SQLite file through an extension it downloads, instead of refusing it).
+
+    A file this process holds open is a DuckDB database, and is not read: DuckDB's file lock is
+    a POSIX record lock, which the kernel drops when the process closes *any* descriptor of the
+    file, so reading the header would let another process open it for writing too.
+    """
+    with _HELD_LOCK:
+        if path.resolve() in _HELD:
+            return False
     try:
         with path.open("rb") as handle:
             header = handle.read(12)
@@ -172,6 +199,7 @@ class DuckDBWarehouse(Closing):
         self._read_only = read_only
         self._lock_timeout = lock_timeout
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._joined = False
         if self.path.is_dir():
             raise WarehouseError(f"warehouse {self.path} is a directory, expected a DuckDB file")
         if not read_only:
@@ -203,6 +231,8 @@ class DuckDBWarehouse(Closing):
             raise
         if exclusive:
             self._con = con
+            if not (read_only or self._joined):
+                _hold(self.path.resolve(), +1)
         else:
             con.close()
 
@@ -221,6 +251,9 @@ class DuckDBWarehouse(Closing):
                 con = duckdb.connect(str(self.path), read_only=self._read_only)
                 break
             except (duckdb.Error, OSError) as exc:
+                if self._read_only and _SAME_PROCESS in str(exc):
+                    con = self._join()
+                    break
                 error = open_error(self.path, exc)
                 if not (wait and "locked" in str(error) and time.monotonic() < deadline):
                     raise error from None
@@ -238,6 +271,17 @@ class DuckDBWarehouse(Closing):
         con.execute("set threads = 1")
         con.execute("set enable_progress_bar = false")
         return con
+
+    def _join(self) -> duckdb.DuckDBPyConnection:
+        """A connection to the database this process already holds read-write.
+
+        DuckDB lets one process open a file once: ``retail-pipeline run`` writes Bronze and
+        builds Gold in one database instance, and a reader in the same process (the dashboard
+        it serves, dbt's runner checking the warehouse) joins that instance instead of being
+        refused. The connection could write; this object, being read-only, never does.
+        """
+        self._joined = True
+        return duckdb.connect(str(self.path))
 
     @contextmanager
     def _session(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -484,10 +528,16 @@ class DuckDBWarehouse(Closing):
         with self._session() as con:
             return {name: int(n) for name, n in con.execute(sql).fetchall()}
 
+    def bronze_marks(self) -> list[tuple[str, ...]]:
+        return sorted(tuple(str(v) for v in row) for row in self.query(bronze_marks_sql("bronze")))
+
     def close(self) -> None:
         """Checkpoint (on every core: nothing else runs now) and release the file."""
         if self._con is not None:
-            with contextlib.suppress(duckdb.Error):
-                self._con.execute(f"set threads = {int(os.cpu_count() or 1)}")
+            if not (self._read_only or self._joined):
+                _hold(self.path.resolve(), -1)
+            if not self._joined:  # a joined instance's owner is still at work
+                with contextlib.suppress(duckdb.Error):
+                    self._con.execute(f"set threads = {int(os.cpu_count() or 1)}")
             self._con.close()
             self._con = None
