@@ -133,7 +133,7 @@ docker-e2e: $(STAMP) ## The whole story inside containers, checked against the t
 bench-batch: $(STAMP) ## Customers from the reference API and a local PostgreSQL into Bronze (prints figures)
 	$(BIN)/python bench/batch_sources.py
 
-bench-airflow: $(STAMP) ## dbt DAG under Airflow: Cosmos LOCAL vs WATCHER with dag.test() (prints figures)
+bench-airflow: $(STAMP) ## dbt DAG under the scheduler (build task, Cosmos per model) against transform (prints figures)
 	$(BIN)/python bench/airflow_dbt.py
 
 schemas: $(STAMP) ## Regenerate the JSON Schema files of the event contract
