@@ -79,3 +79,16 @@
     {%- set text = (value | string).replace('\\', '\\\\').replace("'", "''") -%}
     {{- 'null' if value is none else "'" ~ text ~ "'" -}}
 {%- endmacro %}
+
+
+{#
+    The digest `retail-pipeline transform` made of this build's inputs (project, settings,
+    Bronze marks), as a SQL literal for gold.build_info; null when dbt was run directly. Read
+    only while nodes execute (macros/test_scope.sql says why); a digest is hex, anything else
+    is dropped.
+#}
+{% macro build_input_signature() -%}
+    {%- set signature = env_var('RETAIL_DBT_INPUT_SIGNATURE', '') if execute else '' -%}
+    {%- set hex = signature and signature | length <= 64 and not signature.strip('0123456789abcdef') -%}
+    {{- "'" ~ signature ~ "'" if hex else 'null' -}}
+{%- endmacro %}

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import orjson
 
-from retail_pipeline.transform import read_answers
+from retail_pipeline.transform import read_answers, run_transform
 
 from .conftest import (
     Simulation,
@@ -194,3 +194,60 @@ def test_lookback_catches_rows_committed_late(
     ).fetchone()
     con.close()
     assert refunded == (2,)
+
+
+def _build_log_rows(warehouse: Path) -> int:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        (rows,) = con.execute("select count(*) from gold.build_log").fetchone() or (0,)
+    finally:
+        con.close()
+    return int(rows)
+
+
+def test_nothing_new_starts_no_build(
+    simulations: Callable[[int], Simulation],
+    built: Callable[[int], Path],
+    copy_of: Callable[[Path], Path],
+    tmp_path: Path,
+) -> None:
+    """A transform whose project, settings and Bronze are those of the last successful build
+    does not start dbt; a changed var, a Bronze row, a failed build in between, --all-tests
+    and --full-refresh each build, and the answers stay those of the truth."""
+    sim = simulations(SEED)
+    warehouse = copy_of(built(SEED))
+    first = transform(warehouse)  # another path than the fixture's: a new input, a build
+    assert not first.skipped and first.tests == "increment", first.line()
+    logged = _build_log_rows(warehouse)
+
+    again = transform(warehouse)
+    assert again.skipped and "nothing new since the last build" in again.line()
+    assert _build_log_rows(warehouse) == logged, "a skipped build runs no dbt invocation"
+
+    assert not transform(warehouse, extra_vars={"lookback_minutes": 61}).skipped
+    assert transform(warehouse, extra_vars={"lookback_minutes": 61}).skipped
+    assert not transform(warehouse).skipped
+    assert transform(warehouse).skipped
+    assert not transform(warehouse, tests="all").skipped
+    assert not transform(warehouse, full_refresh=True).skipped
+    assert transform(warehouse).skipped
+
+    # A payment delivered again: one Bronze row more, the same answers.
+    again_file = tmp_path / "again" / sim.events[1].name
+    again_file.parent.mkdir()
+    again_file.write_bytes(sim.events[1].read_bytes().splitlines(keepends=True)[0])
+    load(warehouse, events=[again_file])
+    after = transform(warehouse)
+    assert not after.skipped
+    assert_matches_truth(read_answers(warehouse), json.loads(sim.truth.read_text()))
+
+    # A failed invocation since the last success: the next transform builds again.
+    con = duckdb.connect(str(warehouse))
+    con.execute(
+        "update gold.build_log set status = 'error'"
+        " where finished_at = (select max(finished_at) from gold.build_log)"
+    )
+    con.close()
+    assert not transform(warehouse).skipped
+    assert transform(warehouse).skipped
+    assert run_transform(warehouse, select=["daily_orders"]).skipped is False

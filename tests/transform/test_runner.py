@@ -102,24 +102,51 @@ def test_locked_warehouse_is_a_one_line_error(
         holder.communicate("")
 
 
+def _duplicate_a_staged_payment(warehouse: Path, *, stamp: str | None = None) -> str:
+    """Something other than dbt writes a second copy of a staged payment event into Silver
+    (with ``stamp`` as its ``_silver_loaded_at``, else the original's); returns its id."""
+    con = duckdb.connect(str(warehouse))
+    try:
+        (event_id,) = con.execute(
+            "select min(event_id) from silver.stg_bronze__payment_events"
+        ).fetchone() or (None,)
+        con.execute(
+            "create temp table copied as"
+            " select * from silver.stg_bronze__payment_events where event_id = ?",
+            [event_id],
+        )
+        if stamp is not None:
+            con.execute("update copied set _silver_loaded_at = cast(? as timestamptz)", [stamp])
+        con.execute("insert into silver.stg_bronze__payment_events select * from copied")
+    finally:
+        con.close()
+    return str(event_id)
+
+
+def _failing_rows(warehouse: Path, query: str) -> list[object]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return [row[0] for row in con.execute(query).fetchall()]
+    finally:
+        con.close()
+
+
 def test_failing_data_test_says_where_its_rows_are(
     built: Callable[[int], Path], copy_of: Callable[[Path], Path]
 ) -> None:
-    """A failed build names the failing test and the query that shows its failing rows."""
-    warehouse = copy_of(built(SEED))
-    con = duckdb.connect(str(warehouse))
-    (event_id,) = con.execute(
-        "select min(event_id) from silver.stg_bronze__payment_events"
-    ).fetchone() or (None,)
-    # Something other than dbt wrote a second copy of an event into Silver.
-    con.execute(
-        "insert into silver.stg_bronze__payment_events"
-        " select * from silver.stg_bronze__payment_events where event_id = ?",
-        [event_id],
-    )
-    con.close()
+    """A failed build names the failing test and the query that shows its failing rows.
 
-    summary = run_transform(warehouse, select=["stg_bronze__payment_events"])
+    The duplicate is old (written outside dbt, stamped as its original), so the incremental
+    build, whose tests read what it wrote, does not see it (docs/transform.md, "What an
+    incremental build tests"); testing every row (``tests="all"``, ``--all-tests``) does."""
+    warehouse = copy_of(built(SEED))
+    event_id = _duplicate_a_staged_payment(warehouse)
+    select = ["stg_bronze__payment_events"]
+
+    increment = run_transform(warehouse, select=select)
+    assert increment.success and increment.tests == "increment", increment.line()
+
+    summary = run_transform(warehouse, select=select, tests="all")
     assert not summary.success
     (failure,) = summary.failures
     assert failure.status == "fail"
@@ -128,12 +155,23 @@ def test_failing_data_test_says_where_its_rows_are(
     assert failure.rows_query == query
     assert failure.message.endswith(f"failing rows: {query}")
     assert "FAILED (1 failing)" in summary.line()
+    assert _failing_rows(warehouse, query) == [event_id]
 
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        assert [row[0] for row in con.execute(query).fetchall()] == [event_id]
-    finally:
-        con.close()
+
+def test_an_incremental_build_tests_what_it_wrote_against_every_row(
+    built: Callable[[int], Path], copy_of: Callable[[Path], Path]
+) -> None:
+    """A row the build counts as written (stamped after the build started) that repeats the
+    key of an old row fails the increment's `unique` test: it reads every row whose key is
+    among the written ones, not the written rows alone."""
+    warehouse = copy_of(built(SEED))
+    event_id = _duplicate_a_staged_payment(warehouse, stamp="2999-01-01 00:00:00+00")
+    summary = run_transform(warehouse, select=["stg_bronze__payment_events"])
+    assert not summary.success and summary.tests == "increment"
+    failing = {failure.unique_id.split(".")[2] for failure in summary.failures}
+    assert "unique_stg_bronze__payment_events_event_id" in failing, summary.line()
+    query = "select * from test_failures.unique_stg_bronze__payment_events_event_id"
+    assert _failing_rows(warehouse, query) == [event_id]
 
 
 def test_an_incremental_model_older_than_its_columns_says_to_rebuild(
@@ -194,8 +232,8 @@ def test_a_build_waits_for_a_lock_held_for_a_moment(
     holders: list[subprocess.Popen[str]] = []
     checked = runner._dbt_target
 
-    def then_lock(*args: object) -> object:
-        target = checked(*args)  # type: ignore[arg-type]
+    def then_lock(*args: object, **kwargs: object) -> object:
+        target = checked(*args, **kwargs)  # type: ignore[arg-type]
         holder = subprocess.Popen(
             [
                 sys.executable,

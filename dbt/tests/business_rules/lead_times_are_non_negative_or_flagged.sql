@@ -7,7 +7,8 @@ select
     has_negative_lead_time
 from {{ ref('fct_orders') }}
 where
-    (
+    {{ written_by_this_build() }}
+    and (
         hours_created_to_shipped < 0
         or hours_shipped_to_delivered < 0
         or hours_created_to_delivered < 0

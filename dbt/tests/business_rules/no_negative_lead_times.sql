@@ -8,4 +8,6 @@ select
     first_dispatched_at,
     first_delivered_at
 from {{ ref('fct_orders') }}
-where has_negative_lead_time
+where
+    {{ written_by_this_build() }}
+    and has_negative_lead_time

@@ -1,3 +1,5 @@
+{{ config(tags=['whole_table']) }}
+
 -- One order, one count: per-day orders, statuses and the overall rates all count the same orders.
 with
 

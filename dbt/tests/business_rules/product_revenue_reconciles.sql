@@ -1,3 +1,5 @@
+{{ config(tags=['whole_table']) }}
+
 -- Product revenue adds up, exactly, to the latest baskets of the eligible orders (captured,
 -- neither canceled nor refunded, in the reporting currency), and only those; each product's
 -- reported revenue is its exact revenue rounded to cents once.

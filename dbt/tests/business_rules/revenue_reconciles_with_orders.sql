@@ -1,3 +1,5 @@
+{{ config(tags=['whole_table']) }}
+
 -- Daily revenue adds up to what the orders captured and refunded in the reporting currency (no
 -- payment counted twice, none of an order that does not exist, none in another currency).
 with

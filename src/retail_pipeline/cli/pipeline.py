@@ -528,10 +528,20 @@ def transform(
             help="With --defer: the folder holding a production build's manifest.json",
         ),
     ] = None,
+    all_tests: Annotated[
+        bool,
+        typer.Option(
+            "--all-tests",
+            help="Test every row, with unit tests and whole-table reconciliations, as a full"
+            " refresh does (an incremental build tests the rows it wrote); run it on a schedule",
+        ),
+    ] = False,
 ) -> None:
-    """Build Silver and Gold with dbt (models, tests, unit tests); incremental by default.
-    dbt builds in the warehouse --target names: the DuckDB file or the Snowflake account (the
-    target of that name in dbt/profiles.yml), into the schemas of RETAIL_ENVIRONMENT (prod:
+    """Build Silver and Gold with dbt (models, tests, unit tests); incremental by default:
+    models process what is new, data tests read the rows the build wrote (--all-tests: every
+    row), and nothing runs when nothing changed since the last build. dbt builds in the
+    warehouse --target names: the DuckDB file or the Snowflake account (the target of that
+    name in dbt/profiles.yml), into the schemas of RETAIL_ENVIRONMENT (prod:
     silver and gold; dev, ci: <RETAIL_SCHEMA_PREFIX>_silver and _gold). First `dbt source
     freshness`: each Bronze table past its warn_after/error_after is a warning line, and the
     build goes on."""
@@ -550,6 +560,7 @@ def transform(
             target=target,
             source_freshness=True,
             defer_state=state,
+            tests="all" if all_tests else "increment",
         )
     if summary.freshness_error:
         to_stderr(f"warning: dbt source freshness could not run: {summary.freshness_error}")

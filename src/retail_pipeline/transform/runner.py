@@ -9,6 +9,8 @@ test) from dbt's event stream, and the run ends in a :class:`TransformSummary`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import signal
@@ -16,15 +18,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from retail_pipeline import interrupts, lineage
 from retail_pipeline.errors import PipelineError, WarehouseError, one_line, printable
-from retail_pipeline.settings import environment, schema_prefix, settings
-from retail_pipeline.warehouse import open_warehouse
+from retail_pipeline.settings import environment, layer_schema, schema_prefix, settings
+from retail_pipeline.warehouse import Warehouse, open_warehouse
 
 DBT_PROJECT_ENV = "RETAIL_DBT_PROJECT_DIR"
 """Overrides where the dbt project lives (default: the ``dbt/`` folder of this repository)."""
@@ -112,6 +114,11 @@ class TransformSummary:
     """Why ``dbt source freshness`` could not run (the build ran anyway)."""
     cloned: int = 0
     """Models a deferred build cloned from production instead of building (``--defer``)."""
+    skipped: bool = False
+    """Nothing to do: the project, its settings and Bronze are as the last successful build
+    found them (its ``input_signature``), so dbt was not started."""
+    tests: str = "all"
+    """What the data tests read: ``increment`` (the rows the build wrote) or ``all``."""
 
     @property
     def stale(self) -> list[SourceFreshness]:
@@ -127,6 +134,13 @@ class TransformSummary:
                 detail = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
                 parts.append(f"{label}: {detail}")
         mode = " --full-refresh" if self.full_refresh else ""
+        if self.skipped:
+            return (
+                f"dbt {self.command} skipped in {self.seconds:.1f}s: nothing new since the last"
+                " build (same project, settings and Bronze)"
+            )
+        if self.tests == "increment" and self.command in {"build", "test"}:
+            parts.append("tests read the increment")
         verdict = "ok" if self.success else f"FAILED ({len(self.failures)} failing)"
         if self.cloned:
             parts.append(f"{self.cloned} unchanged models cloned from production")
@@ -245,9 +259,101 @@ class _DbtTarget:
     name: str
     env: dict[str, str]
     where: str
+    marks: tuple[tuple[str, ...], ...] = ()
+    """How far Bronze had got when the build was prepared (``Warehouse.bronze_marks``)."""
+    last_signature: str | None = None
+    """``input_signature`` of the last successful build (``gold.build_info``), if any."""
+    tested_through: datetime | None = None
+    """The ``_ingested_at`` up to which the last successful build read Bronze (its Bronze data
+    tests saw everything up to it)."""
+    built_before: bool = False
+    """Whether a build has succeeded here before (``gold.build_info`` exists)."""
 
 
-def _dbt_target(warehouse: str | os.PathLike[str] | None, target: str | None) -> _DbtTarget:
+TEST_SCOPES = ("increment", "all")
+"""What data tests read on an incremental build: the rows it wrote, or everything."""
+
+WHOLE_TABLE_TAG = "whole_table"
+"""Singular tests that reconcile whole tables: full builds and ``tests="all"`` only."""
+
+
+def _last_build(wh: Warehouse) -> tuple[bool, str | None, datetime | None]:
+    """Whether a build succeeded here before; if so its input signature, and the
+    ``_ingested_at`` up to which it read every Bronze table (the older of its events' and
+    reference data's newest stamps)."""
+    schema = layer_schema("gold")
+    present = wh.tables(schema)
+    if "build_info" not in present or "build_log" not in present:
+        return False, None, None
+    try:
+        rows = wh.query(
+            "select input_signature, events_ingested_through, reference_ingested_through"
+            f" from {schema}.build_info"
+        )
+        # build_info is written by a build whose models upstream of it passed; a node that
+        # failed elsewhere in the same build (or any later invocation) shows in build_log.
+        last = wh.query(f"select status from {schema}.build_log order by finished_at desc limit 1")
+    except Exception:  # a Gold built before input_signature existed: no signature to match
+        return True, None, None
+    if not rows:
+        return False, None, None
+    signature, events, reference = rows[0]
+    if not last or last[0][0] != "success":
+        signature = None
+    stamps = [_utc(v) for v in (events, reference) if isinstance(v, datetime)]
+    return True, (str(signature) if signature else None), (min(stamps) if stamps else None)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def project_digest(project: Path, key: str = "") -> str:
+    """A digest of the dbt project's sources (models, macros, tests, config) and ``key``."""
+    digest = hashlib.sha256(key.encode() + b"\0")
+    files = [project / name for name in PROJECT_FILES if (project / name).is_file()]
+    for folder in PROJECT_DIRS:
+        if (project / folder).is_dir():
+            files += sorted(p for p in (project / folder).rglob("*") if p.is_file())
+    for file in files:
+        digest.update(file.relative_to(project).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+PROJECT_DIRS = ("models", "macros", "tests", "snapshots", "seeds", "analyses")
+PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "selectors.yml")
+
+
+def _signature(dbt: _DbtTarget, command: str, dbt_vars: dict[str, Any]) -> str:
+    """What a build is given and reads, digested: equal digests, equal Silver and Gold."""
+    given = {
+        "project": project_digest(project_dir()),
+        "target": dbt.name,
+        "where": dbt.where,
+        "command": command,
+        "vars": dbt_vars,
+        "env": {k: dbt.env.get(k) or os.environ.get(k, "") for k in _SIGNED_ENV},
+        "bronze": dbt.marks,
+    }
+    text = json.dumps(given, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+_SIGNED_ENV = ("RETAIL_ENVIRONMENT", "RETAIL_SCHEMA_PREFIX", "RETAIL_DBT_ENFORCE_CONTRACTS")
+
+
+def _project_var(name: str) -> Any:
+    """A var's default from ``dbt_project.yml``."""
+    import yaml
+
+    config = yaml.safe_load((project_dir() / "dbt_project.yml").read_text(encoding="utf-8"))
+    return (config.get("vars") or {}).get(name)
+
+
+def _dbt_target(
+    warehouse: str | os.PathLike[str] | None, target: str | None, *, inputs: bool = False
+) -> _DbtTarget:
     """Open the warehouse once (read-only: it refuses a Bronze dbt must not read, at once).
 
     dbt is given the environment and the schema prefix the settings resolve (a ``dev``
@@ -261,7 +367,18 @@ def _dbt_target(warehouse: str | os.PathLike[str] | None, target: str | None) ->
             "RETAIL_ENVIRONMENT": config.environment,
             "RETAIL_SCHEMA_PREFIX": prefix,
         }
-        return _DbtTarget(wh.target, env, wh.describe())
+        if not inputs:
+            return _DbtTarget(wh.target, env, wh.describe())
+        built, signature, through = _last_build(wh)
+        return _DbtTarget(
+            wh.target,
+            env,
+            wh.describe(),
+            marks=tuple(wh.bronze_marks()),
+            last_signature=signature,
+            tested_through=through,
+            built_before=built,
+        )
 
 
 def run_dbt(
@@ -363,6 +480,7 @@ def run_transform(
     extra_vars: dict[str, Any] | None = None,
     source_freshness: bool = False,
     defer_state: str | os.PathLike[str] | None = None,
+    tests: str = "increment",
 ) -> TransformSummary:
     """Build Silver and Gold with dbt (models, tests, unit tests) on a warehouse holding Bronze.
 
@@ -376,9 +494,24 @@ def run_transform(
     ``defer_state`` (a folder holding a production build's ``manifest.json``; ``dev`` and ``ci``
     environments only) builds only the models that differ from it and their children
     (``state:modified+``), reading unchanged parents from production (``--defer``).
+
+    ``tests`` says what the data tests of an incremental build read: ``increment`` (default)
+    the rows the build wrote and the Bronze rows ingested since the last build, without unit
+    tests and whole-table reconciliations; ``all`` everything, as a full refresh always does
+    (run it on a schedule). An incremental build whose project, settings and Bronze are those
+    of the last successful build (its ``input_signature``) does not start dbt: the summary is
+    ``skipped``.
     """
+    if tests not in TEST_SCOPES:
+        raise TransformError(f"tests: {tests!r} is not one of {', '.join(TEST_SCOPES)}")
+    started = time.perf_counter()
     state = None if defer_state is None else _defer_state(Path(defer_state), select)
-    dbt = _dbt_target(warehouse, target)
+    dbt = _dbt_target(warehouse, target, inputs=True)
+    # The first build here writes every row: it tests everything, unit tests included.
+    first = not dbt.built_before
+    scope = "all" if full_refresh or first or command not in {"build", "test"} else tests
+    dbt_vars = dict(extra_vars or {})
+    signature = _signature(dbt, command, dbt_vars)
     freshness: list[SourceFreshness] | None = None
     freshness_error = None
     if source_freshness:
@@ -386,6 +519,33 @@ def run_transform(
             freshness = _source_freshness(dbt)
         except TransformError as exc:
             freshness_error = str(exc)
+    if (
+        command == "build"
+        and scope == "increment"
+        and not select
+        and state is None
+        and signature == dbt.last_signature
+    ):
+        return TransformSummary(
+            warehouse=dbt.where,
+            command=command,
+            full_refresh=False,
+            success=True,
+            seconds=time.perf_counter() - started,
+            freshness=freshness,
+            freshness_error=freshness_error,
+            skipped=True,
+            tests=scope,
+        )
+    # Handed over as environment variables, read only when nodes execute: a var that changes
+    # every build would make dbt parse the whole project again each time.
+    # Only a whole build vouches for its inputs: a partial one (--select, --defer) or `run`
+    # records no signature, so the next whole build is never skipped on its account.
+    whole = command == "build" and not select and state is None
+    build_env = {
+        "RETAIL_DBT_INPUT_SIGNATURE": signature if whole else "",
+        "RETAIL_DBT_TESTS_SCOPE": scope,
+    }
     args = [command]
     if full_refresh:
         args.append("--full-refresh")
@@ -393,11 +553,17 @@ def run_transform(
         args += ["--select", selector]
     if state is not None:
         args += ["--select", "state:modified+", "--defer", "--state", str(state)]
-    if extra_vars:
-        import json
-
-        args += ["--vars", json.dumps(extra_vars)]
-    started = time.perf_counter()
+    if scope == "increment":
+        # Unit tests check the code, not the data, and whole-table reconciliations read the
+        # history: both run in full builds and with tests="all" (docs/transform.md).
+        args += ["--exclude", "resource_type:unit_test", f"tag:{WHOLE_TABLE_TAG}"]
+        if dbt.tested_through is not None:
+            lookback = int(dbt_vars.get("lookback_minutes", _project_var("lookback_minutes")))
+            since = dbt.tested_through - timedelta(minutes=lookback)
+            build_env["RETAIL_DBT_BRONZE_TESTED_SINCE"] = since.isoformat()
+    if dbt_vars:
+        args += ["--vars", json.dumps(dbt_vars, default=str)]
+    dbt = replace(dbt, env={**dbt.env, **build_env})
     began = datetime.now(UTC)
     outcome = _invoke(args, dbt, progress)
     summary = TransformSummary(
@@ -408,6 +574,7 @@ def run_transform(
         seconds=time.perf_counter() - started,
         freshness=freshness,
         freshness_error=freshness_error,
+        tests=scope,
     )
     results = getattr(outcome.result, "results", None) or []
     for result in results:

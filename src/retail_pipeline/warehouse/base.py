@@ -37,6 +37,25 @@ STILL_DEAD = {"dead_letter": " where redriven_at is null"}
 (``counts``, health and Silver's quality checks count it in its event table, not as dead)."""
 
 
+def bronze_marks_sql(schema: str) -> str:
+    """A query of how far every Bronze table has got: one row per table, its name and four
+    marks as text (row count; newest ``_ingested_at``; for ``dead_letter`` the rows redriven
+    and the length of all reasons, which redrive changes in place; for ``_loads`` the newest
+    finish and the rows read, as a run's record grows in place). Any write to Bronze changes a
+    mark. ``schema`` is the code's own Bronze schema name, never outside text."""
+    marks = {
+        "dead_letter": ("max(_ingested_at)", "count(redriven_at)", "sum(length(reason))"),
+        "_loads": ("max(started_at)", "max(finished_at)", "sum(rows_read)"),
+    }
+    plain = ("max(_ingested_at)", "0", "0")
+    selects = []
+    for name in (*(bronze_table(t) for t in BRONZE_TABLES), "_loads"):
+        columns = ", ".join(f"cast({mark} as varchar)" for mark in marks.get(name, plain))
+        counted = f"select '{name}', cast(count(*) as varchar), {columns}"
+        selects.append(f"{counted} from {schema}.{name}")
+    return " union all ".join(selects)
+
+
 def bronze_table(name: str) -> str:
     """``name``, checked to be one of :data:`BRONZE_TABLES` before SQL text holds it."""
     if name not in BRONZE_TABLES:
@@ -221,6 +240,10 @@ class Warehouse(Protocol):
 
     def counts(self) -> dict[str, int]:
         """Row counts of every Bronze table."""
+        ...
+
+    def bronze_marks(self) -> list[tuple[str, ...]]:
+        """How far every Bronze table has got (:func:`bronze_marks_sql`), sorted by table."""
         ...
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ from retail_pipeline.warehouse.base import (
     PositionConflict,
     ReferenceBatch,
     WriteResult,
+    bronze_marks_sql,
     bronze_table,
 )
 from retail_pipeline.warehouse.bronze import create_statements
@@ -526,6 +527,9 @@ class DuckDBWarehouse(Closing):
         )
         with self._session() as con:
             return {name: int(n) for name, n in con.execute(sql).fetchall()}
+
+    def bronze_marks(self) -> list[tuple[str, ...]]:
+        return sorted(tuple(str(v) for v in row) for row in self.query(bronze_marks_sql("bronze")))
 
     def close(self) -> None:
         """Checkpoint (on every core: nothing else runs now) and release the file."""

@@ -57,6 +57,7 @@ from retail_pipeline.warehouse.base import (
     PositionConflict,
     ReferenceBatch,
     WriteResult,
+    bronze_marks_sql,
     bronze_table,
 )
 from retail_pipeline.warehouse.bronze import Column, bronze_tables
@@ -798,6 +799,10 @@ class SnowflakeWarehouse(Closing):
             for t in BRONZE_TABLES
         )
         return {str(name): int(n) for name, n in self.query(sql)}
+
+    def bronze_marks(self) -> list[tuple[str, ...]]:
+        rows = self.query(bronze_marks_sql(self.bronze))
+        return sorted(tuple(str(v) for v in row) for row in rows)
 
     # -- for migrations (warehouse/migrations.py) -------------------------------------------
 

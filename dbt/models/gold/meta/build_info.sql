@@ -40,5 +40,8 @@ select
     cast(coalesce(sum(case when bronze_kind = 'reference' then bronze_rows end), 0) as bigint)
         as bronze_reference_rows,
     max(case when bronze_kind = 'reference' then max_ingested_at end)
-        as reference_ingested_through
+        as reference_ingested_through,
+    -- What this build was given and read, as `retail-pipeline transform` digests it (project,
+    -- settings, Bronze counts): a later transform that finds the same skips dbt ("nothing new").
+    cast({{ build_input_signature() }} as varchar) as input_signature
 from watermarks
