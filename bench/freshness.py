@@ -285,8 +285,8 @@ def main() -> None:
         )
         print(
             f"Kafka -> Bronze while building: max consumer lag {max_lag:,.0f} messages"
-            f" ({max_lag / args.rate:.1f} s of produce); a loader stalled by a build would lag"
-            f" {args.rate * max(build_seconds or [0]):,.0f}"
+            f" ({max_lag / args.rate:.1f} s of produce); a loader stalled by the longest build"
+            f" would lag {min(args.rate * max(build_seconds or [0]), len(events)):,.0f}"
         )
         print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         print("targets: p99 <= 30 s at 2,000 events/s, <= 60 s at 20,000/s; RSS <= 1.5 GiB")
