@@ -88,7 +88,7 @@ def test_run_builds_gold_while_consuming_and_stops_cleanly(
             "--group",
             prefix,
             "--build-delay",
-            "1",
+            "3",
             "--dashboard",
             "--port",
             str(dashboard_port),
@@ -108,6 +108,13 @@ def test_run_builds_gold_while_consuming_and_stops_cleanly(
         started = run.stdout.readline()  # once it holds the warehouse and consumes
         assert started.startswith("running: "), (started, run.communicate())
 
+        # The first build (of the reference data) has run: the stream's batches land between
+        # builds, 3 s before the next one, so no batch commits while a build reads Bronze
+        # (docs/continuous.md: data_quality_summary's load_mismatch is not yet one snapshot).
+        while _metric(_get(metrics_url).decode(), "retail_run_builds_total") < 1:
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
         sent = ok(cli("produce", *kafka, *events, warehouse=warehouse, cwd=tmp_path))
         assert sent[-1].startswith(f"sent {total:,} / delivered {total:,}")
 
