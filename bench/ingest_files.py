@@ -73,6 +73,12 @@ def child(kind: str, files: list[str], warehouse: str, batch_mb: int) -> None:
     print(json.dumps(result))
 
 
+def load() -> str:
+    """The machine's load average: figures from a shared machine mean little without it."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
+
+
 def measure(kind: str, files: list[Path], batch_mb: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
@@ -106,7 +112,7 @@ def main() -> None:
         return
     files = simulate(args.cache, args.events, args.seed)
     size_mb = sum(p.stat().st_size for p in files) / 1e6
-    print(f"input: {len(files)} files, {size_mb:,.0f} MB, cores: {os.cpu_count()}")
+    print(f"input: {len(files)} files, {size_mb:,.0f} MB, cores: {os.cpu_count()}, {load()}")
     limit = measure("read_ndjson", files, args.batch_mb)
     ours = measure("ingest", files, args.batch_mb)
     for name, r in (("duckdb read_ndjson (limit)", limit), ("ingest --from-files", ours)):
@@ -115,6 +121,7 @@ def main() -> None:
             f"{name:<28} {r['messages']:>10,.0f} msgs  {r['seconds']:6.2f} s"
             f"  {rate:>10,.0f} msgs/s  peak RSS {r['peak_rss_mib']:,.0f} MiB"
         )
+    print(f"after: {load()}")
     ratio = (ours["messages"] / ours["seconds"]) / (limit["messages"] / limit["seconds"])
     print(f"ingest / limit: {ratio:.0%}  (targets: >=150k msgs/s, >=60% of limit, RSS <=1.5 GiB)")
 

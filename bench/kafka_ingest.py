@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest_files import ROOT, measure, simulate
+from ingest_files import ROOT, load, measure, simulate
 from retail_pipeline.local import kafka_broker as broker
 
 TOPICS = ("orders", "payments", "shipments", "dead_letter")
@@ -185,6 +185,7 @@ def main() -> None:
             f"produced {total:,} messages in {produced.seconds:.1f} s"
             f" ({total / produced.seconds:,.0f} msgs/s, idempotent, acks=all)"
         )
+        print(f"before measuring: {load()}")
         raw = raw_consume(bootstrap, prefix, total)
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, __file__, "--child", bootstrap, prefix, f"{tmp}/wh.duckdb"]
@@ -212,6 +213,7 @@ def main() -> None:
             f"freshness at {args.rate:,.0f} msgs/s (linger 200 ms): {len(lat):,} msgs,"
             f" p50 {percentile(lat, 0.5):.3f} s, p99 {percentile(lat, 0.99):.3f} s"
         )
+        print(f"after: {load()}")
         print("targets: >=100k msgs/s and >=60% of raw consume, p99 freshness <=2 s,")
         print("         consumer RSS <=1.5 GiB")
     finally:

@@ -136,6 +136,30 @@ def test_appended_file_resumes_exactly_where_it_stopped(
     assert sorted(offsets) == [o for o, _, _ in file_lines(growing)]
 
 
+def test_lines_longer_than_the_newline_window_keep_their_offsets_and_numbers(
+    warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    """Workers read plain files by span; a block whose last 64 KiB hold no newline (a long line
+    across it) is read by the streaming reader instead: every line lands once, where it is."""
+    from retail_pipeline.ingestion.files import SPAN_WINDOW
+    from tests.messages import PAYMENT
+
+    long = orjson.dumps({**PAYMENT, "event_id": "long", "note": "x" * (2 * SPAN_WINDOW)})
+    lines = [orjson.dumps({**PAYMENT, "event_id": f"p{i}"}) for i in range(1000)]
+    for at in (100, 500, 501, 900):
+        lines.insert(at, long)
+    lines.insert(300, b"")  # a blank line, skipped but counted
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n" + lines[0][:10])  # and a line still written
+    summary = ingest_files(warehouse, [path], batch_bytes=3 * SPAN_WINDOW, workers=0)
+    good, bad = landed(warehouse, path)
+    expected = [(o, n) for o, n, raw in file_lines(path) if raw != lines[0][:10]]
+    assert sorted(good + bad) == expected
+    assert (summary.read, summary.blank, summary.unterminated) == (len(expected), 1, 1)
+    stored = warehouse.positions(f"file:{path.resolve()}")[0]
+    assert (stored.next_offset, stored.next_line) == (path.stat().st_size - 10, len(lines) + 1)
+
+
 def test_unterminated_last_line_waits_for_its_newline(
     warehouse: DuckDBWarehouse, tmp_path: Path
 ) -> None:

@@ -25,6 +25,7 @@ from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from retail_pipeline import interrupts
 from retail_pipeline.errors import InputError
@@ -403,6 +404,85 @@ def stage_long_line(long: LongLine, line: int, source_file: str, limit: int) -> 
     return StagedBlock(long.offset, long.size + 1, 1, {}, dead)
 
 
+SPAN_WINDOW = 64 << 10
+"""Bytes read before a block's nominal end to find its last newline (:func:`_spans`)."""
+
+_Item = tuple[int, int] | tuple[int, bytes] | LongLine
+
+
+def _spans(handle: BinaryIO, start: int, block_bytes: int, max_line: int) -> Iterator[_Item]:
+    """The blocks of a plain (not compressed) file from ``start``, as :func:`read_lines` gives
+    them, but each block of whole lines as ``(offset, length)``: the validation worker reads
+    it from the file itself.
+
+    Only the last :data:`SPAN_WINDOW` bytes before a block's nominal end are read here, to
+    find its last newline. The main process then neither reads, copies nor sends the file's
+    bytes (about a fifth of its CPU for 1.2M lines, on the writer's critical path). Where that
+    window holds no newline (a line longer than it), the rest of the file goes through
+    :func:`read_lines`, which streams long lines without holding them. As there, a last line
+    without its newline is left until it arrives; the handle ends at the size seen, so
+    ``tell()`` reports what was there.
+    """
+    fd = handle.fileno()
+    offset = size = start
+    while True:
+        size = os.fstat(fd).st_size
+        end = min(offset + block_bytes, size)
+        if end <= offset:
+            break
+        low = max(offset, end - SPAN_WINDOW)
+        cut = os.pread(fd, end - low, low).rfind(b"\n")
+        if cut < 0:
+            if end == size and low == offset:
+                break  # only a last line without its newline is left
+            yield from read_lines(handle, offset, block_bytes, max_line)
+            return
+        length = low + cut + 1 - offset
+        yield offset, length
+        offset += length
+    handle.seek(size)
+
+
+def stage_span(
+    path: Path, identity: tuple[int, int], offset: int, length: int, source_file: str, limit: int
+) -> StagedBlock:
+    """Read ``length`` bytes of whole lines at ``offset`` of ``path`` and stage them (in a
+    validation worker; lines numbered from 0, see :func:`_renumbered`).
+
+    ``identity`` (device, inode) is the file the loader opened: a file replaced under the
+    same name meanwhile is refused, never read in its place.
+    """
+    try:
+        with path.open("rb", buffering=0) as handle:
+            fd = handle.fileno()
+            stat = os.fstat(fd)
+            block = os.pread(fd, length, offset)
+    except OSError as exc:
+        raise InputError(f"{source_file}: cannot read ({exc.strerror})") from None
+    if (stat.st_dev, stat.st_ino) != identity:
+        raise InputError(f"{source_file}: file was replaced while it was being loaded")
+    if len(block) != length:
+        raise InputError(f"{source_file}: file was truncated while it was being loaded")
+    return stage_block(block, offset, 0, source_file, limit)
+
+
+def _renumbered(staged: StagedBlock, first_line: int) -> StagedBlock:
+    """``staged`` (lines numbered from 0) with ``_source_line`` counted from ``first_line``.
+
+    Blocks are staged before the lines ahead of them are counted (the workers read and count
+    them), so their line numbers are set here, in file order.
+    """
+
+    def shifted(table: pa.Table) -> pa.Table:
+        index = table.schema.get_field_index("_source_line")
+        column = pc.add(table.column(index), pa.scalar(first_line, pa.int64()))
+        return table.set_column(index, "_source_line", column)
+
+    staged.events = {topic: shifted(table) for topic, table in staged.events.items()}
+    staged.dead_letters = shifted(staged.dead_letters)
+    return staged
+
+
 def _staged_blocks(
     handle: BinaryIO,
     offset: int,
@@ -411,26 +491,43 @@ def _staged_blocks(
     validators: Validators,
     source_file: str,
     ahead: int = 1,
+    path: Path | None = None,
 ) -> Iterator[StagedBlock]:
     """The file's blocks from ``offset``, validated by ``validators`` up to ``ahead`` blocks
-    ahead of the one the caller is writing."""
+    ahead of the one the caller is writing. With ``path`` (a plain file, opened as
+    ``handle``), the workers read the blocks themselves (:func:`_spans`)."""
     limit = max_record_bytes()
     line = first_line
     pending: deque[Future[StagedBlock]] = deque()
-    for item in read_lines(handle, offset, block_bytes, limit):
+    if path is None:
+        items: Iterator[_Item] = read_lines(handle, offset, block_bytes, limit)
+    else:
+        stat = os.fstat(handle.fileno())
+        identity = (stat.st_dev, stat.st_ino)
+        items = _spans(handle, offset, block_bytes, limit)
+    for item in items:
         if isinstance(item, LongLine):
-            pending.append(validators.submit(stage_long_line, item, line, source_file, limit))
-            line += 1
+            pending.append(validators.submit(stage_long_line, item, 0, source_file, limit))
+        elif isinstance(item[1], int):
+            span_offset, length = item
+            pending.append(
+                validators.submit(
+                    stage_span, path, identity, span_offset, length, source_file, limit
+                )
+            )
         else:
             block_offset, block = item
             pending.append(
-                validators.submit(stage_block, block, block_offset, line, source_file, limit)
+                validators.submit(stage_block, block, block_offset, 0, source_file, limit)
             )
-            line += block.count(b"\n")
         while len(pending) > ahead:
-            yield pending.popleft().result()
+            staged = _renumbered(pending.popleft().result(), line)
+            line += staged.lines
+            yield staged
     while pending:
-        yield pending.popleft().result()
+        staged = _renumbered(pending.popleft().result(), line)
+        line += staged.lines
+        yield staged
 
 
 def unique_files(paths: Iterable[str | Path]) -> tuple[list[Path], int]:
@@ -625,7 +722,9 @@ def _ingest_one(
         stage_bytes = min(STAGE_BYTES, batch_bytes)
         # Validate the next transaction while this one is written, on every worker.
         ahead = max(1, batch_bytes // stage_bytes, validators.processes)
-        blocks = _staged_blocks(handle, offset, line, stage_bytes, validators, name, ahead)
+        blocks = _staged_blocks(
+            handle, offset, line, stage_bytes, validators, name, ahead, None if gz else path
+        )
         for group in _transactions(blocks, batch_bytes):
             interrupts.check()  # a Ctrl-C Python swallowed stops here, between transactions
             first, last = group[0], group[-1]
