@@ -215,9 +215,8 @@ def run(
         float | None,
         typer.Option(
             min=0,
-            max=3600,
             metavar="SECONDS",
-            help="Rebuild once the oldest new Bronze row has waited this long"
+            help="Rebuild once the oldest new Bronze row has waited this long (at most 3600)"
             "  [default: $RETAIL_RUN_BUILD_DELAY_SECONDS, 5]",
             show_default=False,
         ),
@@ -229,7 +228,7 @@ def run(
         str, typer.Option(metavar="ADDRESS", help="--dashboard: address to listen on")
     ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(min=0, max=65535, metavar="N", help="--dashboard: port (0: any free)")
+        int, typer.Option(min=0, metavar="N", help="--dashboard: port (0: any free)")
     ] = 8050,
     batch_size: Annotated[
         int, typer.Option(min=1, metavar="N", help="Messages per Bronze transaction")
@@ -250,6 +249,7 @@ def run(
     new rows have waited --build-delay seconds; builds never overlap (docs/continuous.md).
     SIGTERM or Ctrl-C: the batch in hand is committed and a running build finishes; a second
     Ctrl-C aborts. /metrics on $RETAIL_METRICS_PORT when set."""
+    import math
     import signal
     import sys
     import threading
@@ -266,6 +266,10 @@ def run(
         linger_ms=linger_ms,
         topic_prefix=resolve_topic_prefix(topic_prefix),
     )
+    if build_delay is not None and not (math.isfinite(build_delay) and build_delay <= 3600):
+        raise InputError(f"--build-delay {build_delay}: a number of seconds from 0 to 3600")
+    if port > 65535:  # checked now, not after the first build
+        raise InputError(f"--port {port}: ports go from 0 to 65535")
     delay = settings().run_build_delay_seconds if build_delay is None else build_delay
     stop, interrupted = threading.Event(), threading.Event()
 
