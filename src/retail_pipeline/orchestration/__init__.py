@@ -4,8 +4,9 @@
   the landing folder's snapshots and event files), plain Python without Airflow.
 - :mod:`~retail_pipeline.orchestration.assets`: the Bronze tables as Airflow ``Asset`` objects,
   the ingestion DAGs' outlets and the dbt DAG's schedule.
-- :mod:`~retail_pipeline.orchestration.dbt`: the one place the Cosmos configuration (project,
-  profile, manifest) comes from.
+- :mod:`~retail_pipeline.orchestration.dbt`: the dbt DAG's task layout per target, its
+  ``dbt_build`` task (the in-process build) and outlets, and the one place the Cosmos
+  configuration (project, profile, manifest) comes from.
 - :mod:`~retail_pipeline.orchestration.alerts`: what an alert posts to ``RETAIL_ALERT_WEBHOOK``
   and how (never raising); :mod:`~retail_pipeline.orchestration.notifier`: the Airflow 3
   notifier every task has as ``on_failure_callback``.
