@@ -33,7 +33,11 @@ from retail_pipeline.ingestion.kafka.client import (
     ClientLog,
     connect_timeout,
 )
-from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings, KafkaBronzeConsumer
+from retail_pipeline.ingestion.kafka.consumer import (
+    ConsumerSettings,
+    KafkaBronzeConsumer,
+    _key_texts,
+)
 from retail_pipeline.ingestion.kafka.producer import DLQ_PREVIEW_BYTES, Delivered, produce_files
 from retail_pipeline.ingestion.staging import escaped_bytes, escaped_text, payload_text
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
@@ -371,6 +375,21 @@ def test_key_and_payload_text_is_lossless(key: bytes) -> None:
     # A dead letter's payload: UTF-8 as it is, else escaped (its reason says it is not UTF-8).
     payload = payload_text(key)
     assert payload == key.decode() if _is_utf8(key) else escaped_bytes(payload) == key
+
+
+_KEYS = st.one_of(
+    st.none(),
+    st.binary(max_size=12),
+    st.text(max_size=8).map(str.encode),
+    st.sampled_from([b"\\", b"O-1\\x41", b"\xc3\xa9\\"]),  # backslashes: escaped
+)
+
+
+@given(st.lists(_KEYS))
+def test_a_batch_of_keys_becomes_the_text_of_each_key(keys: list[bytes | None]) -> None:
+    """The consumer turns a batch's keys to ``_key`` text in one Arrow pass when it can."""
+    texts = _key_texts(keys).to_pylist()
+    assert texts == [None if key is None else escaped_text(key) for key in keys]
 
 
 def _is_utf8(data: bytes) -> bool:
