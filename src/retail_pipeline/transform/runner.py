@@ -333,14 +333,15 @@ def _signature(dbt: _DbtTarget, command: str, dbt_vars: dict[str, Any]) -> str:
         "where": dbt.where,
         "command": command,
         "vars": dbt_vars,
-        "env": {k: dbt.env.get(k) or os.environ.get(k, "") for k in _SIGNED_ENV},
+        "env": {k: dbt.env.get(k, "") for k in _SIGNED_ENV},
+        "enforce_contracts": settings().dbt_enforce_contracts,
         "bronze": dbt.marks,
     }
     text = json.dumps(given, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-_SIGNED_ENV = ("RETAIL_ENVIRONMENT", "RETAIL_SCHEMA_PREFIX", "RETAIL_DBT_ENFORCE_CONTRACTS")
+_SIGNED_ENV = ("RETAIL_ENVIRONMENT", "RETAIL_SCHEMA_PREFIX")
 
 
 def _project_var(name: str) -> Any:
