@@ -45,14 +45,15 @@ SNOWFLAKE = CONNECTIONS["snowflake"]
     default_args={**ALERTING_ARGS, "retries": 1},
     tags=[*TAGS, "dbt", "transform"],
     doc_md=__doc__,
+    params=dbt.dag_params(),
 )
 def retail_dbt_dag():
     if dbt.dag_layout() == "build":
 
         @task(outlets=dbt.model_assets(snowflake_conn_id=SNOWFLAKE))
-        def dbt_build() -> dict:
+        def dbt_build(params=None) -> dict:
             with connections(ids=CONNECTIONS):
-                return dbt.build_project()
+                return dbt.build_project(all_tests=bool((params or {}).get("all_tests")))
 
         build = dbt_build()
     else:

@@ -29,6 +29,7 @@ def describe(dag: Any) -> dict[str, Any]:
         "max_active_runs": dag.max_active_runs,
         "schedule": type(dag.timetable).__name__,
         "schedule_assets": sorted(a.uri for a in getattr(condition, "objects", ())),
+        "params": dict(dag.params.dump()),
         "tasks": {
             task.task_id: {
                 "retries": task.retries,

@@ -106,6 +106,8 @@ def test_dagbag(airflow_env: dict[str, str]) -> None:
     assert delays == {1.5}
     dbt = dags["retail_dbt_dag"]
     assert dbt["schedule"] == "AssetTriggeredTimetable"
+    # an asset-triggered build tests what it wrote; a daily run with all_tests tests every row
+    assert dbt["params"] == {"all_tests": False}
     assert set(dbt["schedule_assets"]) == BRONZE
     # DuckDB: one build task whose outlets are the Silver and Gold models, as Cosmos names them
     assert set(dbt["tasks"]) == {"dbt_build", "health", "gold_deadline"}

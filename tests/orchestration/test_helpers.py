@@ -128,3 +128,21 @@ def test_build_failure_names_every_node_and_the_alert_the_first_test() -> None:
     payload = alerts.alert_payload(dag_id="d", task_id="t", run_id="r", error=only_model)
     assert (payload["failing_node"], payload["failing_test"]) == ("daily_orders", None)
     assert "dbt node daily_orders failed" in payload["text"]
+
+
+def test_the_build_task_tests_every_row_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DAG param all_tests reaches the runner as tests="all" (transform --all-tests);
+    without it the build tests the rows it wrote."""
+    import retail_pipeline.transform as transform
+    from retail_pipeline.transform.runner import TransformSummary
+
+    asked: list[object] = []
+
+    def run_transform(*args: object, **kwargs: object) -> TransformSummary:
+        asked.append(kwargs.get("tests"))
+        return TransformSummary("warehouse w", "build", False, True, 0.1)
+
+    monkeypatch.setattr(transform, "run_transform", run_transform)
+    dbt.build_project("w.duckdb", all_tests=True)
+    dbt.build_project("w.duckdb")
+    assert asked == ["all", "increment"]

@@ -400,18 +400,39 @@ def _log_node(node: NodeProgress) -> None:
     )
 
 
+def dag_params() -> dict[str, Any]:
+    """The dbt DAG's params: ``all_tests`` (default false) makes a run test every row, with
+    unit tests and whole-table reconciliations (trigger one daily); an asset-triggered run
+    tests the rows its build wrote (docs/transform.md, "What an incremental build tests")."""
+    from airflow.sdk import Param
+
+    return {
+        "all_tests": Param(
+            False,
+            type="boolean",
+            description="test every row, with unit tests and reconciliations (run it daily);"
+            " an asset-triggered build tests the rows it wrote",
+        )
+    }
+
+
 def build_project(
-    warehouse: str | os.PathLike[str] | None = None, *, target: str | None = None
+    warehouse: str | os.PathLike[str] | None = None,
+    *,
+    target: str | None = None,
+    all_tests: bool = False,
 ) -> dict[str, Any]:
     """The ``dbt_build`` task: ``dbt build`` of the whole project in this process, as
     ``retail-pipeline transform`` runs it (incremental models take what is new; OpenLineage
     runs per model; ``gold.build_log`` gets its row), one task log line per dbt node (type,
     name, status, seconds). Returns the summary's counts (the task's XCom); failing nodes raise
     one :class:`DbtBuildFailed` naming them all, so the task fails and its alert names the
-    first failing test."""
+    first failing test. Its data tests read the rows the build wrote, unless ``all_tests`` (the
+    DAG param ``all_tests``, for a daily run): ``transform --all-tests``."""
     from retail_pipeline.transform import run_transform
 
-    summary = run_transform(warehouse, progress=_log_node, target=target)
+    tests = "all" if all_tests else "increment"
+    summary = run_transform(warehouse, progress=_log_node, target=target, tests=tests)
     log.info("%s", one_line(summary.line()))
     for failure in summary.failures:
         kind, name = node_name(failure.unique_id)
