@@ -55,3 +55,26 @@ def check() -> None:
 def handled() -> None:
     """Forget the Ctrl-C: it was this command's normal way to stop, and it stopped cleanly."""
     _seen.clear()
+
+
+class GracefulStop:
+    """SIGTERM or a first Ctrl-C asks a long-running command (``ingest --kafka``, ``run``) to
+    finish what it has in hand and stop: :attr:`stop` is set, and for a Ctrl-C also
+    :attr:`interrupted` (the command then exits 130), the Ctrl-C is recorded and SIGINT goes
+    back to :func:`on_sigint`, so a second one aborts at once."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.interrupted = threading.Event()
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGINT:
+            self.interrupted.set()
+            note()
+            signal.signal(signal.SIGINT, on_sigint)  # a second one aborts now
+        self.stop.set()
+
+    def install(self) -> None:
+        """Handle SIGTERM and SIGINT with this (main thread only)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self)

@@ -171,34 +171,22 @@ def _ingest_kafka(
     shared: bool,
 ) -> None:
     """Consume until caught up, ``max_seconds`` or a signal; one summary line."""
-    import signal
-    import threading
 
     from retail_pipeline.ingestion.kafka.consumer import KafkaBronzeConsumer
     from retail_pipeline.warehouse import open_warehouse
 
-    stop, interrupted = threading.Event(), threading.Event()
-
-    def finish_then_stop(signum: int, _frame: object) -> None:
-        """SIGTERM or a first Ctrl-C: finish the batches in hand, then stop."""
-        if signum == signal.SIGINT:
-            interrupted.set()
-            interrupts.note()
-            signal.signal(signal.SIGINT, interrupts.on_sigint)  # a second one aborts now
-        stop.set()
-
+    graceful = interrupts.GracefulStop()  # SIGTERM, a first Ctrl-C: finish the batches in hand
     wh = open_warehouse(warehouse, target=target, exclusive=not shared)
     server = None
     try:
         consumer = KafkaBronzeConsumer(wh, settings)  # waits for the broker, bounded
         server = _metrics_server()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, finish_then_stop)
+        graceful.install()
         with progress("consuming", 0) as advance:
             summary = consumer.run(
                 until_caught_up=until_caught_up,
                 max_seconds=max_seconds,
-                stop=stop,
+                stop=graceful.stop,
                 progress=advance,
             )
     finally:
@@ -206,7 +194,7 @@ def _ingest_kafka(
             server.stop()
         wh.close()
     say(summary.line())
-    if interrupted.is_set():  # stopped cleanly, but by Ctrl-C: say so, exit 130
+    if graceful.interrupted.is_set():  # stopped cleanly, but by Ctrl-C: say so, exit 130
         raise KeyboardInterrupt
 
 
@@ -250,7 +238,6 @@ def run(
     SIGTERM or Ctrl-C: the batch in hand is committed and a running build finishes; a second
     Ctrl-C aborts. /metrics on $RETAIL_METRICS_PORT when set."""
     import math
-    import signal
     import sys
     import threading
 
@@ -271,19 +258,10 @@ def run(
     if port > 65535:  # checked now, not after the first build
         raise InputError(f"--port {port}: ports go from 0 to 65535")
     delay = settings().run_build_delay_seconds if build_delay is None else build_delay
-    stop, interrupted = threading.Event(), threading.Event()
-
-    def finish_then_stop(signum: int, _frame: object) -> None:
-        """SIGTERM or a first Ctrl-C: commit the batch in hand, let a build finish, stop."""
-        if signum == signal.SIGINT:
-            interrupted.set()
-            interrupts.note()
-            signal.signal(signal.SIGINT, interrupts.on_sigint)  # a second one aborts now
-        stop.set()
+    graceful = interrupts.GracefulStop()  # commit the batch in hand, let a build finish, stop
 
     def started() -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, finish_then_stop)
+        graceful.install()
         say(f"running: Kafka -> Bronze, and a build once new rows have waited {delay:g}s")
         sys.stdout.flush()
 
@@ -309,7 +287,7 @@ def run(
             target,
             consumer,
             build_delay=delay,
-            stop=stop,
+            stop=graceful.stop,
             echo=say,
             on_started=started,
             on_built=built,
@@ -321,7 +299,7 @@ def run(
         if server is not None:
             server.stop()
     say(summary.line())
-    if interrupted.is_set():  # stopped cleanly, but by Ctrl-C: say so, exit 130
+    if graceful.interrupted.is_set():  # stopped cleanly, but by Ctrl-C: say so, exit 130
         raise KeyboardInterrupt
 
 

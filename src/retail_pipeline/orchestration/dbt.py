@@ -30,7 +30,6 @@ is parsed (about 5 s, once), and an unchanged project costs a hash of its files 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -60,8 +59,6 @@ Layout = Literal["build", "models"]
 
 PROFILE_NAME = "retail"
 PROJECT_NAME = "retail"
-SOURCE_DIRS = ("models", "macros", "tests", "snapshots", "seeds", "analyses")
-SOURCE_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "selectors.yml")
 
 # Cosmos reports usage to Astronomer unless told not to; a deployment may still set it to True.
 os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
@@ -92,16 +89,11 @@ def dbt_env(target: str | None = None) -> dict[str, str]:
 
 
 def project_digest(project: Path, target: str) -> str:
-    """A digest of the project's sources (models, macros, tests, config) and the target."""
-    digest = hashlib.sha256(target.encode() + b"\0")
-    files = [project / name for name in SOURCE_FILES if (project / name).is_file()]
-    for folder in SOURCE_DIRS:
-        if (project / folder).is_dir():
-            files += sorted(p for p in (project / folder).rglob("*") if p.is_file())
-    for file in files:
-        digest.update(file.relative_to(project).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(file.read_bytes()).digest())
-    return digest.hexdigest()[:16]
+    """A digest of the project's sources (models, macros, tests, config) and the target: the
+    one ``transform`` signs its builds with."""
+    from retail_pipeline.transform.runner import project_digest as sources_digest
+
+    return sources_digest(project, target)
 
 
 def _manifest_key(target: str) -> str:
