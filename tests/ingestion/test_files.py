@@ -144,9 +144,9 @@ def test_lines_longer_than_the_newline_window_keep_their_offsets_and_numbers(
     from retail_pipeline.ingestion.files import SPAN_WINDOW
     from tests.messages import PAYMENT
 
-    long = orjson.dumps({**PAYMENT, "event_id": "long", "note": "x" * (2 * SPAN_WINDOW)})
+    long = orjson.dumps({**PAYMENT, "event_id": "long", "note": "x" * (4 * SPAN_WINDOW)})
     lines = [orjson.dumps({**PAYMENT, "event_id": f"p{i}"}) for i in range(1000)]
-    for at in (100, 500, 501, 900):
+    for at in (700, 800, 801, 950):
         lines.insert(at, long)
     lines.insert(300, b"")  # a blank line, skipped but counted
     path = tmp_path / "events.ndjson"

@@ -415,8 +415,9 @@ def _spans(handle: BinaryIO, start: int, block_bytes: int, max_line: int) -> Ite
     them, but each block of whole lines as ``(offset, length)``: the validation worker reads
     it from the file itself.
 
-    Only the last :data:`SPAN_WINDOW` bytes before a block's nominal end are read here, to
-    find its last newline. The main process then neither reads, copies nor sends the file's
+    Only :data:`SPAN_WINDOW` bytes from a block's nominal last byte are read here, to find the
+    newline that ends it (a block holds at least ``block_bytes``, as a transaction of one
+    block did before). The main process then neither reads, copies nor sends the file's
     bytes (about a fifth of its CPU for 1.2M lines, on the writer's critical path). Where that
     window holds no newline (a line longer than it), the rest of the file goes through
     :func:`read_lines`, which streams long lines without holding them. As there, a last line
@@ -427,19 +428,23 @@ def _spans(handle: BinaryIO, start: int, block_bytes: int, max_line: int) -> Ite
     offset = size = start
     while True:
         size = os.fstat(fd).st_size
-        end = min(offset + block_bytes, size)
-        if end <= offset:
+        if size <= offset:
             break
-        low = max(offset, end - SPAN_WINDOW)
-        cut = os.pread(fd, end - low, low).rfind(b"\n")
-        if cut < 0:
-            if end == size and low == offset:
+        nominal = offset + block_bytes
+        if nominal < size:  # the block ends with the line that holds its nominal last byte
+            newline = os.pread(fd, SPAN_WINDOW, nominal - 1).find(b"\n")
+            end = -1 if newline < 0 else nominal + newline
+        else:  # the rest of the file is one block, up to its last newline
+            low = max(offset, size - SPAN_WINDOW)
+            newline = os.pread(fd, size - low, low).rfind(b"\n")
+            end = -1 if newline < 0 else low + newline + 1
+            if end < 0 and low == offset:
                 break  # only a last line without its newline is left
+        if end < 0:
             yield from read_lines(handle, offset, block_bytes, max_line)
             return
-        length = low + cut + 1 - offset
-        yield offset, length
-        offset += length
+        yield offset, end - offset
+        offset = end
     handle.seek(size)
 
 
