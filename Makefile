@@ -136,6 +136,9 @@ bench-batch: $(STAMP) ## Customers from the reference API and a local PostgreSQL
 bench-airflow: $(STAMP) ## dbt DAG under the scheduler (build task, Cosmos per model) against transform (prints figures)
 	$(BIN)/python bench/airflow_dbt.py
 
+bench-freshness: $(STAMP) ## retail-pipeline run: event produced -> counted in Gold, p50/p99, at 2,000 events/s for 10 minutes
+	$(BIN)/python bench/freshness.py --rate 2000 --minutes 10
+
 schemas: $(STAMP) ## Regenerate the JSON Schema files of the event contract
 	$(BIN)/retail-pipeline schemas --out schemas
 
@@ -148,4 +151,4 @@ tf-validate: $(STAMP) ## Terraform fmt -check, init, validate and mock-plan test
 clean: ## Remove generated data (keeps .venv)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install lock demo lint test test-fast bench bench-memory bench-dbt transform answers dashboard api-server powerbi bench-kafka bench-batch kafka-up kafka-down postgres-up postgres-down airflow airflow-down docker-up docker-down docker-e2e bench-airflow schemas tf-columns tf-validate clean
+.PHONY: help install lock demo lint test test-fast bench bench-memory bench-dbt transform answers dashboard api-server powerbi bench-kafka bench-batch kafka-up kafka-down postgres-up postgres-down airflow airflow-down docker-up docker-down docker-e2e bench-airflow bench-freshness schemas tf-columns tf-validate clean
