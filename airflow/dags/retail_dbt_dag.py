@@ -51,9 +51,9 @@ def retail_dbt_dag():
     if dbt.dag_layout() == "build":
 
         @task(outlets=dbt.model_assets(snowflake_conn_id=SNOWFLAKE))
-        def dbt_build(params=None) -> dict:
+        def dbt_build(params=None, ti=None) -> dict:
             with connections(ids=CONNECTIONS):
-                return dbt.build_project(all_tests=bool((params or {}).get("all_tests")))
+                return dbt.build_project(all_tests=bool((params or {}).get("all_tests")), ti=ti)
 
         build = dbt_build()
     else:

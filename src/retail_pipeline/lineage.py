@@ -557,13 +557,15 @@ def record_dbt_build(
     job: str,
     started: datetime,
     success: bool,
+    parent: ParentRun | None = None,
 ) -> None:
     """Emit a dbt build as OpenLineage: the run of ``job`` (START, then COMPLETE or FAIL)
-    holding one run per model it built (:func:`dbt_events`). Nothing when no model ran; a
-    manifest that cannot be read is one warning line (lineage never fails a build)."""
+    holding one run per model it built (:func:`dbt_events`); ``parent`` names that run (an
+    Airflow task's), else a new run of ``job``. Nothing when no model ran; a manifest that
+    cannot be read is one warning line (lineage never fails a build)."""
     try:
         manifest = read_manifest(manifest_path)
-        parent = ParentRun(job)
+        parent = parent or ParentRun(job)
         children = dbt_events(manifest, results, tables, parent)
     except Exception as exc:  # unreadable artifacts: the build stands, the graph has a gap
         print(f"warning: dbt lineage not recorded: {one_line(str(exc))}", file=sys.stderr)

@@ -310,6 +310,8 @@ def test_failing_data_test_fails_the_build_and_names_the_test(
         if e["job"]["name"] == "dbt.stg_bronze__order_events" and e["eventType"] == "COMPLETE"
     ]
     assert orders["run"]["facets"]["retailDbt"]["failingTests"] == ["planted_failure"]
+    # its parent is the build task's run (as a Cosmos model task's models name that task)
+    assert orders["run"]["facets"]["parent"]["job"]["name"] == "retail_dbt_dag.dbt_build"
 
 
 def test_failing_data_test_fails_the_model_task_with_cosmos(

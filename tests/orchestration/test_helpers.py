@@ -130,19 +130,32 @@ def test_build_failure_names_every_node_and_the_alert_the_first_test() -> None:
     assert "dbt node daily_orders failed" in payload["text"]
 
 
-def test_the_build_task_tests_every_row_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_build_task_tests_every_row_when_asked_and_names_its_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The DAG param all_tests reaches the runner as tests="all" (transform --all-tests);
     without it the build tests the rows it wrote."""
     import retail_pipeline.transform as transform
     from retail_pipeline.transform.runner import TransformSummary
 
     asked: list[object] = []
+    parents: list[object] = []
 
     def run_transform(*args: object, **kwargs: object) -> TransformSummary:
         asked.append(kwargs.get("tests"))
+        parents.append(kwargs.get("lineage_parent"))
         return TransformSummary("warehouse w", "build", False, True, 0.1)
 
     monkeypatch.setattr(transform, "run_transform", run_transform)
     dbt.build_project("w.duckdb", all_tests=True)
     dbt.build_project("w.duckdb")
     assert asked == ["all", "increment"]
+
+    # in a task, the models' lineage runs belong to the task's run (stable per run and try)
+    class TaskInstance:
+        dag_id, task_id, run_id, try_number = "retail_dbt_dag", "dbt_build", "manual__1", 2
+
+    dbt.build_project("w.duckdb", ti=TaskInstance())
+    parent = parents[-1]
+    assert parents[:2] == [None, None] and parent == dbt.task_run(TaskInstance())
+    assert getattr(parent, "job", None) == "retail_dbt_dag.dbt_build"

@@ -52,6 +52,7 @@ from retail_pipeline.settings import environment, schema_prefix, settings
 from retail_pipeline.warehouse import resolve_target
 
 if TYPE_CHECKING:
+    from retail_pipeline import lineage
     from retail_pipeline.transform.runner import NodeFailure, NodeProgress
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,17 @@ def warehouse_env(target: str | None = None) -> dict[str, str]:
     return {"SNOWFLAKE_ACCOUNT": snowflake.account, "SNOWFLAKE_DATABASE": snowflake.database}
 
 
+def task_run(ti: Any) -> lineage.ParentRun | None:
+    """The OpenLineage run of an Airflow task instance (job ``<dag>.<task>``, a run id stable
+    per DAG run and try), the parent of the dbt model runs it emits; None outside a task."""
+    from retail_pipeline import lineage
+
+    if ti is None:
+        return None
+    key = f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{getattr(ti, 'try_number', 0)}"
+    return lineage.ParentRun(f"{ti.dag_id}.{ti.task_id}", str(uuid.uuid5(uuid.NAMESPACE_URL, key)))
+
+
 def emit_lineage(project: str, context: Any = None, **_: Any) -> None:
     """Cosmos's callback after each dbt task: one OpenLineage run per model the task built,
     from the artifacts of its copy of the project (``target/manifest.json`` and
@@ -181,13 +193,7 @@ def emit_lineage(project: str, context: Any = None, **_: Any) -> None:
     raises."""
     from retail_pipeline import lineage
 
-    parent = None
-    ti = (context or {}).get("ti")
-    if ti is not None:
-        key = f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{getattr(ti, 'try_number', 0)}"
-        parent = lineage.ParentRun(
-            f"{ti.dag_id}.{ti.task_id}", str(uuid.uuid5(uuid.NAMESPACE_URL, key))
-        )
+    parent = task_run((context or {}).get("ti"))
     target = resolve_target(None)
     try:
         # on Snowflake the account of ``retail_snowflake`` (if defined) names the tables
@@ -413,6 +419,7 @@ def build_project(
     *,
     target: str | None = None,
     all_tests: bool = False,
+    ti: Any = None,
 ) -> dict[str, Any]:
     """The ``dbt_build`` task: ``dbt build`` of the whole project in this process, as
     ``retail-pipeline transform`` runs it (incremental models take what is new; OpenLineage
@@ -420,11 +427,14 @@ def build_project(
     name, status, seconds). Returns the summary's counts (the task's XCom); failing nodes raise
     one :class:`DbtBuildFailed` naming them all, so the task fails and its alert names the
     first failing test. Its data tests read the rows the build wrote, unless ``all_tests`` (the
-    DAG param ``all_tests``, for a daily run): ``transform --all-tests``."""
+    DAG param ``all_tests``, for a daily run): ``transform --all-tests``. With the task
+    instance ``ti``, the models' OpenLineage runs name the task's run as their parent."""
     from retail_pipeline.transform import run_transform
 
     tests = "all" if all_tests else "increment"
-    summary = run_transform(warehouse, progress=_log_node, target=target, tests=tests)
+    summary = run_transform(
+        warehouse, progress=_log_node, target=target, tests=tests, lineage_parent=task_run(ti)
+    )
     log.info("%s", one_line(summary.line()))
     for failure in summary.failures:
         kind, name = node_name(failure.unique_id)

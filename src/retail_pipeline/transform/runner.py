@@ -482,6 +482,7 @@ def run_transform(
     source_freshness: bool = False,
     defer_state: str | os.PathLike[str] | None = None,
     tests: str = "increment",
+    lineage_parent: lineage.ParentRun | None = None,
 ) -> TransformSummary:
     """Build Silver and Gold with dbt (models, tests, unit tests) on a warehouse holding Bronze.
 
@@ -501,7 +502,8 @@ def run_transform(
     tests and whole-table reconciliations; ``all`` everything, as a full refresh always does
     (run it on a schedule). An incremental build whose project, settings and Bronze are those
     of the last successful build (its ``input_signature``) does not start dbt: the summary is
-    ``skipped``.
+    ``skipped``. ``lineage_parent`` is the run the models' OpenLineage runs belong to (an
+    Airflow task's; default a run of job ``transform``).
     """
     if tests not in TEST_SCOPES:
         raise TransformError(f"tests: {tests!r} is not one of {', '.join(TEST_SCOPES)}")
@@ -594,6 +596,7 @@ def run_transform(
         job="transform",
         started=began,
         success=summary.success,
+        parent=lineage_parent,
     )
     if not summary.success and not summary.failures and not results:
         raise TransformError(f"dbt {command} failed on {dbt.where} before running any node")
