@@ -140,14 +140,24 @@ def lineage_file() -> Path:
     return settings().lineage_dir / FILE_NAME
 
 
+def _transport_or_none() -> Transport | None:
+    """The transport for a series of events, or None to let each :func:`emit` try (and warn)."""
+    try:
+        return _transport()
+    except Exception:  # a bad setting: each emit says so in its own warning line
+        return None
+
+
 _emit_lock = threading.Lock()
 
 
-def emit(event: Any) -> bool:
-    """Send one event; False (and one warning line on stderr) when it could not be sent."""
+def emit(event: Any, transport: Transport | None = None) -> bool:
+    """Send one event through ``transport`` (default: the one the settings give now); False
+    (and one warning line on stderr) when it could not be sent. A caller sending many events
+    resolves the transport once: reading the settings takes milliseconds."""
     try:
         with _emit_lock:  # one line at a time into the file, whichever thread emits
-            _transport().emit(event)
+            (transport or _transport()).emit(event)
         return True
     except Exception as exc:  # any transport failure: lineage never fails a load
         print(f"warning: lineage event not recorded: {one_line(str(exc))}", file=sys.stderr)
@@ -572,11 +582,12 @@ def record_dbt_build(
         return
     if not children:
         return
-    emit(_job_event(parent, "START", _iso(started) or _now()))
+    transport = _transport_or_none()
+    emit(_job_event(parent, "START", _iso(started) or _now()), transport)
     for event in children:
-        emit(event)
+        emit(event, transport)
     failed = None if success else f"dbt {job} failed"
-    emit(_job_event(parent, "COMPLETE" if success else "FAIL", _now(), failed))
+    emit(_job_event(parent, "COMPLETE" if success else "FAIL", _now(), failed), transport)
 
 
 def record_dbt_artifacts(
@@ -594,6 +605,7 @@ def record_dbt_artifacts(
     except Exception as exc:  # lineage never fails a build
         print(f"warning: dbt lineage not recorded: {one_line(str(exc))}", file=sys.stderr)
         return 0
+    transport = _transport_or_none()
     for event in events:
-        emit(event)
+        emit(event, transport)
     return len(events) // 2
