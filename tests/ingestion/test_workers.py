@@ -5,9 +5,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pyarrow as pa
+import pytest
+
 from retail_pipeline.ingestion import fork_server, workers
+from retail_pipeline.ingestion.workers import Validators
 
 _AS_FORK_SERVER = """
 import importlib, signal, sys
@@ -65,3 +70,64 @@ def test_workers_never_import_the_callers_main_script(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout.split()) == (0, ["55", "True", "True"]), (
         result.stdout + result.stderr
     )
+
+
+def _mapped_results() -> list[str]:
+    """The workers' result files this process has mapped (unlinked: ``(deleted)``)."""
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    return [line for line in maps if "retail-validate-" in line]
+
+
+def test_tables_come_back_through_shared_memory_mapped_not_copied() -> None:
+    """A worker writes its result tables to shared memory and the loader maps them: equal
+    tables, the mapping in this process, no file left behind, the directory gone at close."""
+    if not Path(workers.SHARED_MEMORY).is_dir():
+        raise AssertionError(f"{workers.SHARED_MEMORY} missing: the fast path is not tested")
+    rows = {"n": list(range(50_000)), "text": [f"line {i}" for i in range(50_000)]}
+    with Validators(1) as pool:
+        directory = Path(pool._results)
+        assert directory.parent == Path(workers.SHARED_MEMORY)
+        table = pool.submit(pa.table, rows).result(timeout=60)
+        assert table.equals(pa.table(rows))
+        assert _mapped_results(), "the result was copied, not mapped"
+        assert list(directory.iterdir()) == []  # unlinked once mapped
+    assert not directory.exists()
+    del table
+
+
+def test_without_shared_memory_tables_come_back_through_the_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workers, "SHARED_MEMORY", str(tmp_path / "missing"))
+    rows = {"n": [1, 2, 3]}
+    with Validators(1) as pool:
+        assert pool._results == ""
+        assert pool.submit(pa.table, rows).result(timeout=60).equals(pa.table(rows))
+
+
+_KILLED_LOADER = """
+import os, signal, sys
+import pyarrow as pa
+from retail_pipeline.ingestion.workers import Validators
+pool = Validators(1)
+pool.submit(pa.table, {"n": [1]}).result(timeout=60)
+print(pool._results, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_loaders_results_are_removed_by_its_workers() -> None:
+    """Nobody is left to close the pool of a SIGKILLed loader: its workers remove the pool's
+    directory from shared memory as they leave."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _KILLED_LOADER], stdout=subprocess.PIPE, text=True
+    ) as loader:
+        assert loader.stdout is not None
+        directory = Path(loader.stdout.readline().strip())
+        # Reaped at once, as a shell would: a zombie still answers the workers' liveness check.
+        assert loader.wait(timeout=60) == -signal.SIGKILL
+    assert directory.parent == Path(workers.SHARED_MEMORY)
+    deadline = time.monotonic() + 30
+    while directory.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not directory.exists()
