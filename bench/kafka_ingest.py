@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import socket
 import subprocess
@@ -28,7 +29,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest_files import ROOT, load, measure, simulate
+from ingest_files import ROOT, CpuWatch, load, measure, simulate
 from retail_pipeline.local import kafka_broker as broker
 
 TOPICS = ("orders", "payments", "shipments", "dead_letter")
@@ -66,10 +67,12 @@ def child_consume(bootstrap: str, prefix: str, warehouse: str) -> None:
     from retail_pipeline.warehouse import open_warehouse
 
     settings = ConsumerSettings(bootstrap=bootstrap, topic_prefix=prefix, group_id=prefix)
-    consumer = KafkaBronzeConsumer(open_warehouse(warehouse, target="duckdb"), settings)
-    summary = consumer.run(until_caught_up=True)
+    with CpuWatch() as watch:
+        consumer = KafkaBronzeConsumer(open_warehouse(warehouse, target="duckdb"), settings)
+        summary = consumer.run(until_caught_up=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"messages": summary.read, "seconds": summary.seconds, "peak_rss_mib": peak}))
+    figures = {"messages": summary.read, "seconds": summary.seconds, "peak_rss_mib": peak}
+    print(json.dumps(figures | watch.figures()))
 
 
 def freshness(bootstrap: str, files: list[Path], rate: float, seconds: float) -> list[float]:
@@ -186,7 +189,9 @@ def main() -> None:
             f" ({total / produced.seconds:,.0f} msgs/s, idempotent, acks=all)"
         )
         print(f"before measuring: {load()}")
+        before = time.process_time()
         raw = raw_consume(bootstrap, prefix, total)
+        raw_cpu = time.process_time() - before
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, __file__, "--child", bootstrap, prefix, f"{tmp}/wh.duckdb"]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -208,6 +213,11 @@ def main() -> None:
                 f"{name:<26} {n:>10,.0f} msgs {seconds:7.2f} s {n / seconds:>10,.0f} msgs/s"
                 + rss_text
             )
+        print(
+            f"Kafka -> Bronze CPU: consumer {sink['cpu_s']:.1f} s, validation worker"
+            f" {sink['workers_cpu_s']:.1f} s; raw consume {raw_cpu:.1f} s"
+            f" (on {os.cpu_count()} cores beside the broker)"
+        )
         lat = freshness(bootstrap, files, args.rate, args.fresh_seconds)
         print(
             f"freshness at {args.rate:,.0f} msgs/s (linger 200 ms): {len(lat):,} msgs,"
