@@ -1,26 +1,16 @@
 """
 ### Bronze -> Silver -> Gold with dbt
 
-Scheduled on the Bronze assets: a run starts once any Bronze table got new rows from the Kafka
-or the batch DAG. Incremental models pick up what was ingested since the last build. The task
-layout follows the target (`RETAIL_DBT_DAG_TASKS`, default `auto`):
+Scheduled on the Bronze assets. Incremental models take what was ingested since the last build;
+data tests read what it wrote (param `all_tests`: every row). Per target (`RETAIL_DBT_DAG_TASKS`):
 
-- **DuckDB** (one file serialises every model): one task, `dbt_build`, runs the whole build
-  in-process as `retail-pipeline transform` does. Its log has a line per dbt node (type, name,
-  status, seconds); a failing model or test fails the task with one error naming each failing
-  node and, for a test, the query of its failing rows. Its outlets are the Assets of the
-  Silver and Gold models.
-- **Snowflake** (models built in parallel): Cosmos renders one task per dbt model followed by
-  that model's tests, so a failing data test fails the task `dbt.<model>_model_build`; its
-  downstream models do not run. Cosmos emits an Asset per model it builds.
+- **DuckDB**: one task, `dbt_build`, as `retail-pipeline transform` runs it, a log line per dbt
+  node, one error naming the failing ones; its outlets are the Silver and Gold models' Assets.
+- **Snowflake**: `dbt_plan` skips the run when nothing is new, else Cosmos runs a task per model
+  and its tests (a failing one fails `dbt.<model>_model_build`); `dbt_record` signs the build.
 
-After the build, `health` fails when `retail-pipeline health` says error, and `gold_deadline`
-(which runs even when the build failed) fails when Bronze rows have waited for Gold longer than
-`RETAIL_GOLD_DEADLINE_MINUTES`. Every task that fails for good posts an alert to
-`RETAIL_ALERT_WEBHOOK` naming the DAG, task, run and first failing dbt test.
-
-Every task holds a slot of the `retail_warehouse` pool (one slot for a DuckDB file: builds and
-loads take turns). See docs/airflow.md and docs/operations.md.
+Then `health` and `gold_deadline` (Bronze waiting for Gold; runs after a failed build too). A
+failed task alerts `RETAIL_ALERT_WEBHOOK`. See docs/airflow.md, transform.md, operations.md.
 """
 
 from datetime import datetime
@@ -59,9 +49,21 @@ def retail_dbt_dag():
     else:
         from cosmos import DbtTaskGroup
 
-        build = DbtTaskGroup(group_id="dbt", **dbt.task_group_args(snowflake_conn_id=SNOWFLAKE))
+        @task.short_circuit(task_id=dbt.PLAN_TASK, ignore_downstream_trigger_rules=False)
+        def dbt_plan(params=None) -> dict:
+            with connections(ids=CONNECTIONS):
+                return dbt.plan_models_build(all_tests=bool((params or {}).get("all_tests")))
 
-    @task
+        @task
+        def dbt_record(plan: dict) -> dict:
+            with connections(ids=CONNECTIONS):
+                return dbt.record_models_build(plan)
+
+        plan = dbt_plan()
+        build = DbtTaskGroup(group_id="dbt", **dbt.task_group_args(snowflake_conn_id=SNOWFLAKE))
+        plan >> build >> dbt_record(plan)
+
+    @task(trigger_rule="none_failed")  # runs when nothing was new (the model tasks skipped)
     def health() -> dict:
         with connections(ids=CONNECTIONS):
             return check_pipeline_health()

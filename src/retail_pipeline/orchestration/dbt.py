@@ -286,9 +286,85 @@ def task_group_args(
             emit_datasets=True,
         ),
         # our OpenLineage runs per model (docs/operations.md, "Lineage"), to the same file or
-        # OPENLINEAGE_URL as the loads', from the artifacts each task leaves
-        "operator_args": {"callback": emit_lineage},
+        # OPENLINEAGE_URL as the loads', from the artifacts each task leaves; and what the
+        # run's plan says each model task's tests read (:func:`scope_model_task`)
+        "operator_args": {"callback": emit_lineage, "interceptors": [scope_model_task]},
     }
+
+
+PLAN_TASK = "dbt_plan"
+"""The Cosmos layout's first task (:func:`plan_models_build`), whose XCom the model tasks read."""
+
+INCREMENT_EXCLUDE = ("resource_type:unit_test", "tag:whole_table")
+"""What an incremental build leaves to full builds and ``all_tests`` runs, as ``transform``."""
+
+
+def plan_models_build(*, all_tests: bool = False, target: str | None = None) -> dict[str, Any]:
+    """The Cosmos layout's first task, a short-circuit: the plan of this run's whole build, as
+    ``transform`` decides it (:func:`~retail_pipeline.transform.runner.whole_build_env`), or
+    ``{}`` (falsy: every model task is skipped) when nothing is new since the last successful
+    build, unless ``all_tests``. The plan: the environment the model tasks' tests read
+    (``increment`` scope on an incremental build, ``all`` on a first build or with
+    ``all_tests``), what they exclude, and the input signature :func:`record_models_build`
+    writes once every model task has succeeded (a model task never writes it: each is a
+    partial build)."""
+    from retail_pipeline.transform.runner import whole_build_env
+
+    env = whole_build_env(target=target, tests="all" if all_tests else "increment")
+    if env is None:
+        log.info("nothing new since the last build (same project, settings and Bronze): skipped")
+        return {}
+    signature = env.pop("RETAIL_DBT_INPUT_SIGNATURE")
+    increment = env["RETAIL_DBT_TESTS_SCOPE"] == "increment"
+    log.info("build planned: tests read %s", "the increment" if increment else "every row")
+    return {
+        "signature": signature,
+        "env": env,
+        "exclude": list(INCREMENT_EXCLUDE) if increment else [],
+    }
+
+
+SELF_STAMPING = f"fqn:{PROJECT_NAME}.silver.staging."
+"""The selection of a model task whose model stamps the rows it writes itself (staging)."""
+
+
+def scope_model_task(context: Any, operator: Any) -> None:
+    """Cosmos's interceptor, before each model (or detached test) task runs dbt: the run's plan
+    (:data:`PLAN_TASK`'s XCom) decides what its tests read and exclude. Without a plan (the
+    plan task marked successful by hand) the task tests every row, as a plain ``dbt build``.
+
+    Only a staging model's task reads the increment: a test of an incremental model reads the
+    rows stamped ``_silver_loaded_at`` at or after its invocation's start, and only staging
+    stamps rows with its own; a model downstream carries the stamp of the staging task that
+    ran before it (another dbt invocation), so in its own task that filter would read nothing.
+    The other tasks test every row of their model (without unit tests and whole-table tests,
+    which are the full builds' and ``all_tests`` runs')."""
+    ti = (context or {}).get("ti")
+    plan = ti.xcom_pull(task_ids=PLAN_TASK) if ti is not None else None
+    if not plan:
+        return
+    env = dict(plan["env"])
+    if not str(operator.select or "").startswith(SELF_STAMPING):
+        env["RETAIL_DBT_TESTS_SCOPE"] = "all"
+    operator.env = {**(operator.env or {}), **env}
+    if plan["exclude"]:
+        current = operator.exclude or []
+        items = current.split() if isinstance(current, str) else list(current)
+        operator.exclude = " ".join([*items, *plan["exclude"]])
+
+
+def record_models_build(plan: dict[str, Any], *, target: str | None = None) -> dict[str, Any]:
+    """The Cosmos layout's last task, run only when every model task of the run succeeded:
+    ``gold.build_info`` built again with the plan's input signature (and ``gold.build_log``
+    gets its ``run`` row), so that the next run with nothing new is skipped, as ``transform``
+    skips. A run with a failed model task never gets here and records no signature."""
+    from retail_pipeline.transform import run_dbt
+
+    with environment(RETAIL_DBT_INPUT_SIGNATURE=plan["signature"]):
+        outcome = run_dbt(["run", "--select", "build_info"], target=target)
+    if not outcome.success:
+        raise PipelineError(one_line(f"gold.build_info not recorded: {outcome.result}"))
+    return {"signature": plan["signature"]}
 
 
 def dag_layout(target: str | None = None) -> Layout:

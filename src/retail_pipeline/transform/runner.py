@@ -344,6 +344,33 @@ def _signature(dbt: _DbtTarget, command: str, dbt_vars: dict[str, Any]) -> str:
 _SIGNED_ENV = ("RETAIL_ENVIRONMENT", "RETAIL_SCHEMA_PREFIX")
 
 
+def whole_build_env(
+    warehouse: str | os.PathLike[str] | None = None,
+    *,
+    target: str | None = None,
+    tests: str = "increment",
+) -> dict[str, str] | None:
+    """What a whole ``dbt build`` run in pieces (an orchestrator's task per model) is given, as
+    :func:`run_transform` decides it for its own: None when it would skip (same project,
+    settings and Bronze as the last successful build), else the environment its nodes read:
+    ``RETAIL_DBT_INPUT_SIGNATURE`` (the digest; only the piece that records the whole build
+    may pass it on), ``RETAIL_DBT_TESTS_SCOPE`` (``all`` on a first build) and, in
+    ``increment`` scope, ``RETAIL_DBT_BRONZE_TESTED_SINCE``. In ``increment`` scope the pieces
+    exclude unit tests and ``tag:whole_table``, as :func:`run_transform` does."""
+    if tests not in TEST_SCOPES:
+        raise TransformError(f"tests: {tests!r} is not one of {', '.join(TEST_SCOPES)}")
+    dbt = _dbt_target(warehouse, target, inputs=True)
+    scope = tests if dbt.built_before else "all"
+    signature = _signature(dbt, "build", {})
+    if scope == "increment" and signature == dbt.last_signature:
+        return None
+    env = {"RETAIL_DBT_INPUT_SIGNATURE": signature, "RETAIL_DBT_TESTS_SCOPE": scope}
+    if scope == "increment" and dbt.tested_through is not None:
+        since = dbt.tested_through - timedelta(minutes=int(_project_var("lookback_minutes")))
+        env["RETAIL_DBT_BRONZE_TESTED_SINCE"] = since.isoformat()
+    return env
+
+
 def _project_var(name: str) -> Any:
     """A var's default from ``dbt_project.yml``."""
     import yaml
