@@ -390,12 +390,20 @@ class DuckDBWarehouse(Closing):
     def _check_expected(
         con: duckdb.DuckDBPyConnection, expected: dict[tuple[str, int], int | None]
     ) -> None:
+        """Refuse the batch unless every position it expects is the one stored.
+
+        One query for all of them (a Kafka batch covers up to every partition: one query each
+        cost ~7 ms of CPU per batch)."""
+        if not expected:
+            return
+        rows = con.execute(
+            "select source, partition, next_offset from bronze._positions"
+            " where source in (select unnest($sources))",
+            {"sources": sorted({source for source, _ in expected})},
+        ).fetchall()
+        stored_at = {(source, partition): offset for source, partition, offset in rows}
         for (source, partition), offset in expected.items():
-            row = con.execute(
-                "select next_offset from bronze._positions where source = ? and partition = ?",
-                [source, partition],
-            ).fetchone()
-            stored = row[0] if row else None
+            stored = stored_at.get((source, partition))
             if stored != offset:
                 raise PositionConflict(
                     f"{source} partition {partition}: stored position is {stored}, expected"
@@ -406,14 +414,29 @@ class DuckDBWarehouse(Closing):
     def _write_positions(
         con: duckdb.DuckDBPyConnection, positions: list[Position], load_id: str
     ) -> None:
-        if positions:
-            con.executemany(
-                "insert or replace into bronze._positions values (?, ?, ?, ?, ?, now(), ?)",
-                [
-                    [p.source, p.partition, p.next_offset, p.next_line, p.fingerprint, load_id]
-                    for p in positions
-                ],
+        """Store the positions in one statement from Arrow (``executemany`` ran one statement
+        per position: ~17 ms of CPU for a Kafka batch of nine partitions)."""
+        if not positions:
+            return
+        latest = list({(p.source, p.partition): p for p in positions}.values())  # last wins
+        rows = pa.table(
+            {
+                "source": pa.array([p.source for p in latest], pa.string()),
+                "partition": pa.array([p.partition for p in latest], pa.int32()),
+                "next_offset": pa.array([p.next_offset for p in latest], pa.int64()),
+                "next_line": pa.array([p.next_line for p in latest], pa.int64()),
+                "fingerprint": pa.array([p.fingerprint for p in latest], pa.string()),
+            }
+        )
+        con.register("_position_rows", rows)
+        try:
+            con.execute(
+                "insert or replace into bronze._positions select source, partition, next_offset,"
+                " next_line, fingerprint, now(), $load_id from _position_rows",
+                {"load_id": load_id},
             )
+        finally:
+            con.unregister("_position_rows")
 
     def positions(self, source: str) -> dict[int, Position]:
         """Stored positions of ``source`` by partition."""
