@@ -15,11 +15,13 @@ import json
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import duckdb
 import pytest
 
+from retail_pipeline.orchestration.dbt import PLAN_TASK, scope_model_task
 from retail_pipeline.settings import environment
 from retail_pipeline.simulation import generate
 from retail_pipeline.simulation.truth import compare_with_truth
@@ -155,3 +157,38 @@ def test_cosmos_runs_skip_when_nothing_is_new_and_test_what_they_wrote(
     failing = [post["json"]["failing_test"] for post in got.posts]
     assert failing.count("unique_stg_bronze__shipment_events_event_id") == 2, failing
     assert failing.count("unique_stg_bronze__payment_events_event_id") == 1, failing
+
+
+class PlanXCom:
+    """A task instance whose ``xcom_pull`` of the plan task gives ``plan``."""
+
+    def __init__(self, plan: dict[str, Any] | None) -> None:
+        self.plan = plan
+
+    def xcom_pull(self, task_ids: str) -> dict[str, Any] | None:
+        assert task_ids == PLAN_TASK
+        return self.plan
+
+
+def test_the_interceptor_scopes_staging_tasks_and_excludes_for_all() -> None:
+    """Staging tasks read the increment, the others every row of their model; every task
+    excludes what the plan leaves out, after Cosmos's own excludes; no plan changes nothing."""
+    env = {"RETAIL_DBT_TESTS_SCOPE": "increment", "RETAIL_DBT_BRONZE_TESTED_SINCE": "2026-01-01"}
+    plan = {"signature": "ab", "env": env, "exclude": ["resource_type:unit_test", "tag:x"]}
+    shared = {"RETAIL_ENVIRONMENT": "dev"}
+
+    def task(select: str, exclude: str | None = None) -> SimpleNamespace:
+        return SimpleNamespace(select=select, exclude=exclude, env=shared)
+
+    staging = task("fqn:retail.silver.staging.stg_bronze__order_events", "relationships_a")
+    scope_model_task({"ti": PlanXCom(plan)}, staging)
+    assert staging.env == {**shared, **env}
+    assert staging.exclude == "relationships_a resource_type:unit_test tag:x"
+    orders = task("fqn:retail.silver.intermediate.int_orders")
+    scope_model_task({"ti": PlanXCom(plan)}, orders)
+    assert orders.env["RETAIL_DBT_TESTS_SCOPE"] == "all"
+    assert orders.exclude == "resource_type:unit_test tag:x"
+    assert shared == {"RETAIL_ENVIRONMENT": "dev"}  # the group's own dict is left alone
+    untouched = task("fqn:retail.silver.staging.stg_bronze__products")
+    scope_model_task({"ti": PlanXCom(None)}, untouched)
+    assert (untouched.env, untouched.exclude) == (shared, None)

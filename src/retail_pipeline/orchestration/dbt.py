@@ -363,7 +363,9 @@ def record_models_build(plan: dict[str, Any], *, target: str | None = None) -> d
     with environment(RETAIL_DBT_INPUT_SIGNATURE=plan["signature"]):
         outcome = run_dbt(["run", "--select", "build_info"], target=target)
     if not outcome.success:
-        raise PipelineError(one_line(f"gold.build_info not recorded: {outcome.result}"))
+        results = getattr(outcome.result, "results", None) or []
+        why = "; ".join(str(r.message) for r in results if str(r.status) in {"error", "fail"})
+        raise PipelineError(one_line(f"gold.build_info not recorded: {why or 'dbt run failed'}"))
     return {"signature": plan["signature"]}
 
 
