@@ -11,10 +11,14 @@ Snowflake, whose warehouse builds models in parallel (and on DuckDB with
 Cosmos renders one Airflow task per model, ``dbt build`` of the model and its tests
 (``TestBehavior.BUILD``), from dbt's ``manifest.json`` (``LoadMode.DBT_MANIFEST``: no dbt
 call while Airflow parses the DAG file) and runs them in the worker's process with dbt's
-in-process runner (``ExecutionMode.LOCAL`` + ``InvocationMode.DBT_RUNNER``). Each model task
-emits its model as an Asset (``emit_datasets``, found by OpenLineage's dbt processor) and, by
-the callback :func:`emit_lineage`, its OpenLineage run to the file or endpoint the loads use,
-with datasets named as theirs (docs/operations.md, "Lineage"). The
+in-process runner (``ExecutionMode.LOCAL`` + ``InvocationMode.DBT_RUNNER``). A task per model
+is a partial build, so the run is planned once, as ``transform`` plans a whole build: the
+short-circuit :func:`plan_models_build` skips every model task when nothing is new, else its
+plan says what the tasks' tests read (:func:`scope_model_task`, Cosmos's interceptor), and
+:func:`record_models_build`, after every task passed, records the build's input signature.
+Each model task emits its model as an Asset (``emit_datasets``, found by OpenLineage's dbt
+processor) and, by the callback :func:`emit_lineage`, its OpenLineage run to the file or
+endpoint the loads use, with datasets named as theirs (docs/operations.md, "Lineage"). The
 profile on Snowflake is a Cosmos profile mapping of the Airflow connection ``retail_snowflake``
 (:func:`profile_config`) when it is defined; else, and on DuckDB, it is the project's own
 ``dbt/profiles.yml``, which reads the same settings the CLI does: the target
