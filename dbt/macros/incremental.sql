@@ -53,6 +53,19 @@
 
 
 {#
+    Keeps the rows of `relation_alias` whose order was touched (see touched_orders): an inner
+    join on the distinct touched orders, not `order_id in (...)`. DuckDB pushes a join's keys
+    into the scan of the other side, so it reads the touched orders' rows; an `in` subquery
+    (a semi join) reads every row of the table first (int_orders 0.43 -> 0.33 s at 10M events).
+#}
+{% macro join_touched_orders(relation_alias, models=none) -%}
+    inner join (
+        {{ touched_orders(models) | indent(4) }}
+    ) as touched on {{ relation_alias }}.order_id = touched.order_id
+{%- endmacro %}
+
+
+{#
     Pre-hook for per-order models whose recomputation can yield no rows for an order (an
     emptied basket, an orphan whose order arrived): delete the rows of every touched order
     first, so that delete+insert cannot leave stale rows behind.

@@ -13,26 +13,18 @@
 
 with
 
-{% if is_incremental() %}
-touched_orders as (
-
-    {{ touched_orders(['stg_bronze__order_events']) }}
-
-),
-{% endif %}
-
 order_events as (
 
     select
-        event_id,
-        order_id,
-        event_type,
-        event_at,
-        has_items,
-        _silver_loaded_at
-    from {{ ref('stg_bronze__order_events') }}
+        event_row.event_id,
+        event_row.order_id,
+        event_row.event_type,
+        event_row.event_at,
+        event_row.has_items,
+        event_row._silver_loaded_at
+    from {{ ref('stg_bronze__order_events') }} as event_row
     {% if is_incremental() %}
-    where order_id in (select touched_orders.order_id from touched_orders)
+    {{ join_touched_orders('event_row', ['stg_bronze__order_events']) }}
     {% endif %}
 
 ),

@@ -9,37 +9,32 @@
 
 with
 
-{% if is_incremental() %}
-touched_orders as (
-
-    {{ touched_orders() }}
-
-),
-{% endif %}
-
 order_events as (
 
-    select * from {{ ref('stg_bronze__order_events') }}
+    select event_row.*
+    from {{ ref('stg_bronze__order_events') }} as event_row
     {% if is_incremental() %}
-    where order_id in (select touched_orders.order_id from touched_orders)
+    {{ join_touched_orders('event_row') }}
     {% endif %}
 
 ),
 
 payment_events as (
 
-    select * from {{ ref('stg_bronze__payment_events') }}
+    select event_row.*
+    from {{ ref('stg_bronze__payment_events') }} as event_row
     {% if is_incremental() %}
-    where order_id in (select touched_orders.order_id from touched_orders)
+    {{ join_touched_orders('event_row') }}
     {% endif %}
 
 ),
 
 shipment_events as (
 
-    select * from {{ ref('stg_bronze__shipment_events') }}
+    select event_row.*
+    from {{ ref('stg_bronze__shipment_events') }} as event_row
     {% if is_incremental() %}
-    where order_id in (select touched_orders.order_id from touched_orders)
+    {{ join_touched_orders('event_row') }}
     {% endif %}
 
 ),

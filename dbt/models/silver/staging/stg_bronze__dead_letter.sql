@@ -1,7 +1,7 @@
 -- Dead letters: every message that broke the contract, with a normalised reason for counting.
--- Rebuilt on every run (dbt_project.yml): `retail-pipeline redrive` changes dead letters in
--- place (marks the redriven, updates a reason), which an append-only model would never see. No
--- _silver_loaded_at: every row is rebuilt by every run, nothing is staged incrementally.
+-- A view (dbt_project.yml): `retail-pipeline redrive` changes dead letters in place (marks the
+-- redriven, updates a reason), which an append-only model would never see, and a table rebuilt
+-- on every run would copy every raw payload each time. No _silver_loaded_at: nothing is staged.
 with
 
 bronze_rows as (
@@ -12,7 +12,7 @@ bronze_rows as (
             '_source_kind', '_topic', '_partition', '_offset', '_source_file', '_source_line',
             '_load_id', 'reason',
         ]) }} as dead_letter_id
-    from {{ source('bronze', 'dead_letter') }}
+    from {{ live_bronze(source('bronze', 'dead_letter')) }}
 
 )
 
