@@ -131,3 +131,21 @@ def test_a_killed_loaders_results_are_removed_by_its_workers() -> None:
     while directory.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not directory.exists()
+
+
+def test_a_result_shared_memory_cannot_hold_goes_through_the_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full tmpfs (here: a directory gone) makes the worker pickle the table itself."""
+    monkeypatch.setattr(workers, "_results_dir", str(tmp_path / "gone"))
+    table = pa.table({"n": [1, 2, 3]})
+    rebuild, args = workers._reduce_table(table)
+    assert rebuild is not workers._mapped_table
+    assert rebuild(*args).equals(table)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    monkeypatch.setattr(workers, "_results_dir", str(shared))
+    rebuild, args = workers._reduce_table(table)
+    assert rebuild is workers._mapped_table and len(list(shared.iterdir())) == 1
+    assert rebuild(*args).equals(table)
+    assert list(shared.iterdir()) == []
