@@ -20,8 +20,22 @@
 {%- endmacro %}
 
 
+{#
+    The stamp of the rows this build writes: the start of this dbt invocation, or
+    RETAIL_DBT_LOAD_STAMP when one build runs as several invocations (the Cosmos layout of the
+    dbt DAG runs one per model; its plan task sets one stamp for the whole run), so that every
+    model's rows, and the tests that read them, share the build's stamp. Read only while nodes
+    execute, never while dbt parses. It must be later than every earlier build's stamp: the
+    plan task takes the time it runs.
+#}
 {% macro silver_load_stamp() -%}
-    cast('{{ run_started_at }}' as timestamptz)
+    {%- set stamp = env_var('RETAIL_DBT_LOAD_STAMP', '') if execute else '' -%}
+    {%- if stamp and (stamp.strip('0123456789:. T+-') or stamp | length > 40) -%}
+        {{ exceptions.raise_compiler_error(
+            'RETAIL_DBT_LOAD_STAMP is not an ISO 8601 timestamp (e.g. 2026-12-06T23:05:00+00:00)'
+        ) }}
+    {%- endif -%}
+    cast('{{ stamp or run_started_at }}' as timestamptz)
 {%- endmacro %}
 
 

@@ -173,10 +173,15 @@ class PlanXCom:
         return self.plan
 
 
-def test_the_interceptor_scopes_staging_tasks_and_excludes_for_all() -> None:
-    """Staging tasks read the increment, the others every row of their model; every task
-    excludes what the plan leaves out, after Cosmos's own excludes; no plan changes nothing."""
-    env = {"RETAIL_DBT_TESTS_SCOPE": "increment", "RETAIL_DBT_BRONZE_TESTED_SINCE": "2026-01-01"}
+def test_the_interceptor_gives_every_task_the_plan() -> None:
+    """Every model task reads the increment with the run's one stamp (staging and the models
+    downstream alike) and excludes what the plan leaves out, after Cosmos's own excludes; no
+    plan changes nothing."""
+    env = {
+        "RETAIL_DBT_TESTS_SCOPE": "increment",
+        "RETAIL_DBT_BRONZE_TESTED_SINCE": "2026-01-01",
+        "RETAIL_DBT_LOAD_STAMP": "2026-01-02T00:00:00+00:00",
+    }
     plan = {"signature": "ab", "env": env, "exclude": ["resource_type:unit_test", "tag:x"]}
     shared = {"RETAIL_ENVIRONMENT": "dev"}
 
@@ -189,7 +194,7 @@ def test_the_interceptor_scopes_staging_tasks_and_excludes_for_all() -> None:
     assert staging.exclude == "relationships_a resource_type:unit_test tag:x"
     orders = task("fqn:retail.silver.intermediate.int_orders")
     scope_model_task({"ti": PlanXCom(plan)}, orders)
-    assert orders.env["RETAIL_DBT_TESTS_SCOPE"] == "all"
+    assert orders.env == {**shared, **env}
     assert orders.exclude == "resource_type:unit_test tag:x"
     assert shared == {"RETAIL_ENVIRONMENT": "dev"}  # the group's own dict is left alone
     untouched = task("fqn:retail.silver.staging.stg_bronze__products")

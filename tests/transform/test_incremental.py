@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import orjson
+import pytest
 
 from retail_pipeline.transform import read_answers, run_transform
 
@@ -277,3 +278,49 @@ def test_a_batch_committed_during_a_build_reconciles(
     )
     assert "nothing_lost_between_read_and_bronze" in ran
     assert summary.success, [f"{f.unique_id}: {f.message}" for f in summary.failures]
+
+
+def test_a_build_in_pieces_shares_one_stamp(
+    built: Callable[[int], Path],
+    copy_of: Callable[[Path], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Cosmos layout builds one model per dbt invocation and gives them all the run's
+    RETAIL_DBT_LOAD_STAMP: staging stamps its rows with it, the models downstream carry it,
+    so the tests of a downstream model, in its own invocation, read what the run wrote (with
+    each invocation's start they would read nothing, and a duplicate would pass)."""
+    warehouse = copy_of(built(SEED))
+    con = duckdb.connect(str(warehouse))
+    # five order events new to staging (new ids, just ingested): their orders are touched
+    con.execute(
+        "insert into bronze.order_events select * replace"
+        " (event_id || '-again' as event_id, now() as _ingested_at)"
+        " from bronze.order_events order by event_id limit 5"
+    )
+    con.close()
+    stamp = "2999-01-01T00:00:00+00:00"
+    monkeypatch.setenv("RETAIL_DBT_LOAD_STAMP", stamp)
+    for model in ("stg_bronze__order_events", "int_orders"):
+        summary = run_transform(warehouse, select=[model])
+        assert summary.success, [f"{f.unique_id}: {f.message}" for f in summary.failures]
+    con = duckdb.connect(str(warehouse))
+    try:
+        for model in ("stg_bronze__order_events", "int_orders"):
+            newest = con.execute(f"select max(_silver_loaded_at) from silver.{model}").fetchone()
+            assert newest is not None and newest[0].isoformat() == stamp, model
+        # a key written twice by "this run": the int_orders task's own tests see it
+        con.execute(
+            "insert into silver.int_orders select * from silver.int_orders"
+            " where _silver_loaded_at = cast(? as timestamptz) limit 1",
+            [stamp],
+        )
+    finally:
+        con.close()
+    summary = run_transform(warehouse, select=["int_orders"], command="test")
+    assert not summary.success
+    assert any("unique_int_orders_order_id" in f.unique_id for f in summary.failures)
+
+    monkeypatch.setenv("RETAIL_DBT_LOAD_STAMP", "2999-01-01; drop table x")
+    summary = run_transform(warehouse, select=["stg_bronze__order_events"])
+    assert not summary.success
+    assert "RETAIL_DBT_LOAD_STAMP is not an ISO 8601 timestamp" in summary.failures[0].message

@@ -42,6 +42,7 @@ import tempfile
 import urllib.parse
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -319,6 +320,9 @@ def plan_models_build(*, all_tests: bool = False, target: str | None = None) -> 
         log.info("nothing new since the last build (same project, settings and Bronze): skipped")
         return {}
     signature = env.pop("RETAIL_DBT_INPUT_SIGNATURE")
+    # one stamp for every model task of the run (each is its own dbt invocation): a model's
+    # rows carry it, and its tests read the rows stamped with it (dbt/macros/incremental.sql)
+    env["RETAIL_DBT_LOAD_STAMP"] = datetime.now(UTC).isoformat()
     increment = env["RETAIL_DBT_TESTS_SCOPE"] == "increment"
     log.info("build planned: tests read %s", "the increment" if increment else "every row")
     return {
@@ -328,29 +332,21 @@ def plan_models_build(*, all_tests: bool = False, target: str | None = None) -> 
     }
 
 
-SELF_STAMPING = f"fqn:{PROJECT_NAME}.silver.staging."
-"""The selection of a model task whose model stamps the rows it writes itself (staging)."""
-
-
 def scope_model_task(context: Any, operator: Any) -> None:
     """Cosmos's interceptor, before each model (or detached test) task runs dbt: the run's plan
     (:data:`PLAN_TASK`'s XCom) decides what its tests read and exclude. Without a plan (the
     plan task marked successful by hand) the task tests every row, as a plain ``dbt build``.
 
-    Only a staging model's task reads the increment: a test of an incremental model reads the
-    rows stamped ``_silver_loaded_at`` at or after its invocation's start, and only staging
-    stamps rows with its own; a model downstream carries the stamp of the staging task that
-    ran before it (another dbt invocation), so in its own task that filter would read nothing.
-    The other tasks test every row of their model (without unit tests and whole-table tests,
-    which are the full builds' and ``all_tests`` runs')."""
+    Every task gets the run's one ``RETAIL_DBT_LOAD_STAMP``: staging stamps the rows it writes
+    with it and the models downstream carry it, so a test of an incremental model reads the
+    rows this run wrote, in whichever task (with its own invocation's start as the stamp, a
+    model downstream of staging would carry the staging task's earlier stamp and its tests
+    would read nothing)."""
     ti = (context or {}).get("ti")
     plan = ti.xcom_pull(task_ids=PLAN_TASK) if ti is not None else None
     if not plan:
         return
-    env = dict(plan["env"])
-    if not str(operator.select or "").startswith(SELF_STAMPING):
-        env["RETAIL_DBT_TESTS_SCOPE"] = "all"
-    operator.env = {**(operator.env or {}), **env}
+    operator.env = {**(operator.env or {}), **plan["env"]}
     if plan["exclude"]:
         current = operator.exclude or []
         items = current.split() if isinstance(current, str) else list(current)
