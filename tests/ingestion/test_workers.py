@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import signal
 import subprocess
 import sys
@@ -78,20 +79,23 @@ def _mapped_results() -> list[str]:
     return [line for line in maps if "retail-validate-" in line]
 
 
+def _files(prefix: str) -> list[str]:
+    return glob.glob(glob.escape(prefix) + "*")
+
+
 def test_tables_come_back_through_shared_memory_mapped_not_copied() -> None:
     """A worker writes its result tables to shared memory and the loader maps them: equal
-    tables, the mapping in this process, no file left behind, the directory gone at close."""
+    tables, the mapping in this process, no file left behind."""
     if not Path(workers.SHARED_MEMORY).is_dir():
         raise AssertionError(f"{workers.SHARED_MEMORY} missing: the fast path is not tested")
     rows = {"n": list(range(50_000)), "text": [f"line {i}" for i in range(50_000)]}
     with Validators(1) as pool:
-        directory = Path(pool._results)
-        assert directory.parent == Path(workers.SHARED_MEMORY)
+        prefix = pool._results
+        assert Path(prefix).parent == Path(workers.SHARED_MEMORY)
         table = pool.submit(pa.table, rows).result(timeout=60)
         assert table.equals(pa.table(rows))
         assert _mapped_results(), "the result was copied, not mapped"
-        assert list(directory.iterdir()) == []  # unlinked once mapped
-    assert not directory.exists()
+        assert _files(prefix) == []  # unlinked once mapped
     del table
 
 
@@ -110,42 +114,47 @@ import os, signal, sys
 import pyarrow as pa
 from retail_pipeline.ingestion.workers import Validators
 pool = Validators(1)
-pool.submit(pa.table, {"n": [1]}).result(timeout=60)
+if sys.argv[1] == "after-a-result":
+    pool.submit(pa.table, {"n": [1]}).result(timeout=60)
 print(pool._results, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_a_killed_loaders_results_are_removed_by_its_workers() -> None:
-    """Nobody is left to close the pool of a SIGKILLed loader: its workers remove the pool's
-    directory from shared memory as they leave."""
+@pytest.mark.parametrize("moment", ["before-any-worker", "after-a-result"])
+def test_a_killed_loader_leaves_nothing_in_shared_memory(moment: str) -> None:
+    """Nobody is left to close the pool of a SIGKILLed loader: nothing of it may stay in
+    shared memory, whether a worker had started (it removes unread results as it leaves) or
+    not (a directory made for the pool stayed there)."""
     with subprocess.Popen(
-        [sys.executable, "-c", _KILLED_LOADER], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _KILLED_LOADER, moment], stdout=subprocess.PIPE, text=True
     ) as loader:
         assert loader.stdout is not None
-        directory = Path(loader.stdout.readline().strip())
+        prefix = loader.stdout.readline().strip()
         # Reaped at once, as a shell would: a zombie still answers the workers' liveness check.
         assert loader.wait(timeout=60) == -signal.SIGKILL
-    assert directory.parent == Path(workers.SHARED_MEMORY)
+    assert Path(prefix).parent == Path(workers.SHARED_MEMORY)
     deadline = time.monotonic() + 30
-    while directory.exists() and time.monotonic() < deadline:
+    while _files(prefix) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not directory.exists()
+    assert _files(prefix) == []
 
 
 def test_a_result_shared_memory_cannot_hold_goes_through_the_pipe(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A full tmpfs (here: a directory gone) makes the worker pickle the table itself."""
-    monkeypatch.setattr(workers, "_results_dir", str(tmp_path / "gone"))
+    monkeypatch.setattr(workers, "_results_prefix", str(tmp_path / "gone" / "r-"))
     table = pa.table({"n": [1, 2, 3]})
     rebuild, args = workers._reduce_table(table)
     assert rebuild is not workers._mapped_table
     assert rebuild(*args).equals(table)
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    monkeypatch.setattr(workers, "_results_dir", str(shared))
+    prefix = str(tmp_path / "r-")
+    monkeypatch.setattr(workers, "_results_prefix", prefix)
     rebuild, args = workers._reduce_table(table)
-    assert rebuild is workers._mapped_table and len(list(shared.iterdir())) == 1
+    assert rebuild is workers._mapped_table and len(_files(prefix)) == 1
     assert rebuild(*args).equals(table)
-    assert list(shared.iterdir()) == []
+    assert _files(prefix) == []
+    workers._reduce_table(table)  # written, never read: removed like a killed loader's
+    workers._remove_results(prefix)
+    assert _files(prefix) == []

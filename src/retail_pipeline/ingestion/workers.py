@@ -14,13 +14,13 @@ the pipe, out of the pickle), on both processes' CPU.
 from __future__ import annotations
 
 import contextlib
+import glob
 import itertools
 import multiprocessing
 import os
-import shutil
+import secrets
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,19 +47,25 @@ _PRELOAD = ["retail_pipeline.ingestion.fork_server", "retail_pipeline.ingestion.
 SHARED_MEMORY = "/dev/shm"
 """Where the workers write their results (a tmpfs); without it they go through the pipe."""
 
-_results_dir = ""
-"""In a worker: the pool's directory in shared memory ("" when it has none)."""
+_results_prefix = ""
+"""In a worker: where its pool's result files go, a path prefix ("" when there is none)."""
 _results = itertools.count()
 
 
-def _shared_dir() -> str:
-    """A new directory in shared memory for one pool's results, or "" where there is none."""
+def _shared_prefix() -> str:
+    """The path prefix of one pool's result files in shared memory (loader pid and a token of
+    the pool), or "" where there is no shared memory. Files, never a directory: nothing is
+    left behind by a loader killed before its first worker started."""
     if not (os.path.isdir(SHARED_MEMORY) and os.access(SHARED_MEMORY, os.W_OK | os.X_OK)):
         return ""
-    try:
-        return tempfile.mkdtemp(prefix="retail-validate-", dir=SHARED_MEMORY)
-    except OSError:
-        return ""
+    return os.path.join(SHARED_MEMORY, f"retail-validate-{os.getpid()}-{secrets.token_hex(4)}-")
+
+
+def _remove_results(prefix: str) -> None:
+    """Remove the result files under ``prefix`` that nobody mapped."""
+    for path in glob.glob(glob.escape(prefix) + "*"):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _mapped_table(path: str) -> pa.Table:
@@ -77,7 +83,7 @@ def _reduce_table(table: pa.Table) -> tuple[Any, ...]:
 
     A full tmpfs (or any failure to write) falls back to the ordinary pickle of the table.
     """
-    path = os.path.join(_results_dir, f"{os.getpid()}-{next(_results)}.arrow")
+    path = f"{_results_prefix}{os.getpid()}-{next(_results)}.arrow"
     try:
         with pa.OSFile(path, "wb") as sink, pyarrow.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
@@ -88,17 +94,17 @@ def _reduce_table(table: pa.Table) -> tuple[Any, ...]:
     return _mapped_table, (path,)
 
 
-def _exit_with_parent(parent: int, results_dir: str = "") -> None:
+def _exit_with_parent(parent: int, results_prefix: str = "") -> None:
     """Worker initializer: leave when the loader dies (a SIGKILL leaves no one to stop us),
-    removing the pool's results from shared memory; send tables back through ``results_dir``.
+    removing the pool's unread results; send tables back as files under ``results_prefix``.
 
     Ctrl-C reaches the whole process group; the loader handles it and stops the pool, so the
     workers ignore it rather than each printing a traceback.
     """
-    global _results_dir
+    global _results_prefix
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if results_dir:
-        _results_dir = results_dir
+    if results_prefix:
+        _results_prefix = results_prefix
         ForkingPickler.register(pa.Table, _reduce_table)  # this process's result pickles only
 
     def watch() -> None:
@@ -106,8 +112,8 @@ def _exit_with_parent(parent: int, results_dir: str = "") -> None:
             try:
                 os.kill(parent, 0)  # the loader is not our parent: the fork server is
             except ProcessLookupError:
-                if results_dir:
-                    shutil.rmtree(results_dir, ignore_errors=True)
+                if results_prefix:
+                    _remove_results(results_prefix)
                 os._exit(1)
             except PermissionError:
                 pass  # it exists
@@ -184,7 +190,7 @@ class Validators:
         if processes > 0:
             context = multiprocessing.get_context(_CONTEXT)
             context.set_forkserver_preload(_PRELOAD)  # takes effect when the server starts
-            self._results = _shared_dir()
+            self._results = _shared_prefix()
             self._executor = ProcessPoolExecutor(
                 processes,
                 mp_context=context,
@@ -204,7 +210,7 @@ class Validators:
         """Stop the workers (pending work is cancelled) and remove their results left unread."""
         self._executor.shutdown(wait=True, cancel_futures=True)
         if self._results:
-            shutil.rmtree(self._results, ignore_errors=True)
+            _remove_results(self._results)
 
     def __enter__(self) -> Validators:
         return self
