@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import itertools
+import os
 import signal
 import subprocess
 import sys
@@ -158,3 +160,28 @@ def test_a_result_shared_memory_cannot_hold_goes_through_the_pipe(
     workers._reduce_table(table)  # written, never read: removed like a killed loader's
     workers._remove_results(prefix)
     assert _files(prefix) == []
+
+
+def test_a_name_taken_in_shared_memory_is_never_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone may write in /dev/shm and the names there can be guessed once one is seen: a
+    file or a symlink planted under the next result's name is neither written through nor
+    read back as a result; the table goes through the pipe, and the planted files stay."""
+    prefix = str(tmp_path / "r-")
+    monkeypatch.setattr(workers, "_results_prefix", prefix)
+    monkeypatch.setattr(workers, "_results", itertools.count())
+    table = pa.table({"n": [1, 2, 3]})
+    planted = Path(f"{prefix}{os.getpid()}-0.arrow")
+    planted.write_bytes(b"someone else's rows")
+    target = tmp_path / "victim"
+    target.write_bytes(b"kept")
+    Path(f"{prefix}{os.getpid()}-1.arrow").symlink_to(target)
+    for _ in range(2):
+        rebuild, args = workers._reduce_table(table)
+        assert rebuild is not workers._mapped_table
+        assert rebuild(*args).equals(table)
+    assert planted.read_bytes() == b"someone else's rows"
+    assert target.read_bytes() == b"kept"
+    rebuild, args = workers._reduce_table(table)  # the next free name: shared memory again
+    assert rebuild is workers._mapped_table and rebuild(*args).equals(table)

@@ -82,8 +82,16 @@ def _reduce_table(table: pa.Table) -> tuple[Any, ...]:
     """Worker side: pickle ``table`` as the name of an Arrow IPC file in shared memory.
 
     A full tmpfs (or any failure to write) falls back to the ordinary pickle of the table.
+    The file is created here, exclusively and for this user only, before Arrow writes it: in a
+    directory everyone may write to, a name someone else created first (a file of theirs, a
+    symlink) is refused, never written through or read back as a result; the directory's
+    sticky bit keeps others from replacing the file afterwards.
     """
     path = f"{_results_prefix}{os.getpid()}-{next(_results)}.arrow"
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except OSError:
+        return table.__reduce__()  # type: ignore[no-any-return]
     try:
         with pa.OSFile(path, "wb") as sink, pyarrow.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
