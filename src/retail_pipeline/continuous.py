@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -37,7 +38,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from retail_pipeline import metrics
-from retail_pipeline.errors import PipelineError, one_line
+from retail_pipeline.errors import PipelineError, WarehouseOutOfMemory, one_line
 from retail_pipeline.warehouse import Warehouse, open_warehouse
 
 if TYPE_CHECKING:
@@ -56,6 +57,10 @@ after batch: each batch's stamp (its transaction's start) is later than the prev
 so commit order is stamp order and a batch a build did not see is stamped after everything it
 did. A minute is left for safety. On Snowflake other loaders may write beside ``run``: the
 project's lookback stays."""
+
+RETRY_WAIT_SECONDS = 120.0
+"""The longest the loader waits for a build to end before writing again a batch that build's
+memory made fail (it keeps polling Kafka well within ``max.poll.interval.ms``, 300 s)."""
 
 MAX_RETRY_SECONDS = 300.0
 """The longest a failed build waits before the next attempt (the wait doubles per failure)."""
@@ -93,6 +98,7 @@ class Pending:
         self._since: float | None = None
         self._wall: float | None = None
         self._building: float | None = None
+        self._held = 0
 
     def committed(self) -> None:
         """A batch with rows was committed to Bronze just now."""
@@ -113,9 +119,10 @@ class Pending:
             return max(0.0, time.time() - min(marks)) if marks else 0.0
 
     def take(self) -> tuple[float, float] | None:
-        """Clear the mark and return it (monotonic, wall), or None when nothing waits."""
+        """Clear the mark and return it (monotonic, wall), or None when nothing waits or builds
+        are held (:meth:`hold`)."""
         with self._lock:
-            if self._since is None or self._wall is None:
+            if self._since is None or self._wall is None or self._held:
                 return None
             taken = (self._since, self._wall)
             self._since = self._wall = None
@@ -124,8 +131,28 @@ class Pending:
 
     def built(self) -> None:
         """The build of the taken mark succeeded: its rows are in Gold."""
-        with self._lock:
+        with self._changed:
             self._building = None
+            self._changed.notify_all()
+
+    def building(self) -> bool:
+        """Whether a build is running (taken, neither built nor restored yet)."""
+        with self._lock:
+            return self._building is not None
+
+    @contextmanager
+    def hold(self, timeout: float) -> Iterator[None]:
+        """No build starts inside the block, which begins once the running build (if any) has
+        ended or after ``timeout`` seconds, whichever comes first."""
+        with self._changed:
+            self._held += 1
+            self._changed.wait_for(lambda: self._building is None, timeout)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held -= 1
+                self._changed.notify_all()
 
     def restore(self, taken: tuple[float, float]) -> None:
         """Put back a mark whose build failed (older than any commit since)."""
@@ -164,14 +191,40 @@ metrics.REGISTRY.register(_LAG)
 
 class _Notifying:
     """The loader's warehouse: every committed batch with rows or dead letters marks Bronze as
-    ahead of Gold (Silver counts dead letters too). All else is the warehouse itself."""
+    ahead of Gold (Silver counts dead letters too). All else is the warehouse itself.
 
-    def __init__(self, warehouse: Warehouse, pending: Pending) -> None:
+    On DuckDB the loader and the builds share one instance and its memory limit, so a batch can
+    be refused for memory because a build holds most of it: such a batch (rolled back whole:
+    rows and offsets are one transaction) is written again once the build has ended, with no new
+    build starting until it is in. A batch refused for memory while no build runs needs more
+    than the limit by itself: that error stops ``run``, naming the setting to raise.
+    """
+
+    def __init__(self, warehouse: Warehouse, pending: Pending, echo: Callable[[str], None]):
         self._warehouse = warehouse
         self._pending = pending
+        self._echo = echo
+        self.retried = 0
 
     def write_events(self, batch: EventBatch) -> WriteResult:
-        result = self._warehouse.write_events(batch)
+        while True:
+            during_build = self._pending.building()
+            try:
+                result = self._warehouse.write_events(batch)
+                break
+            except WarehouseOutOfMemory:
+                if not (during_build or self._pending.building()):
+                    raise
+            self.retried += 1
+            self._echo(
+                f"loader: a batch of {batch.read} messages was rolled back: a build held"
+                " the warehouse's memory (RETAIL_DUCKDB_MEMORY); written again when it ends"
+            )
+            with self._pending.hold(RETRY_WAIT_SECONDS):
+                if not self._pending.building():
+                    result = self._warehouse.write_events(batch)
+                    break
+            # the build outlasted the wait: try again, and wait again if it still runs
         if result.loaded or result.dead_lettered:
             self._pending.committed()
         return result
@@ -242,6 +295,8 @@ class _Builder:
                 taken = self.pending.take()
                 if taken is not None:
                     self._build(taken)
+                else:  # builds are held while the loader writes a batch again
+                    self.stop.wait(0.1)
         except BaseException as exc:  # surfaced by the main thread
             self.error = exc
             self.stop.set()
@@ -258,6 +313,8 @@ class _Builder:
             )
         except PipelineError as exc:
             ok, line = False, f"dbt build could not run: {one_line(str(exc))}"
+        except Exception as exc:  # any error of a build is retried: it never ends run
+            ok, line = False, f"dbt build failed: {type(exc).__name__}: {one_line(str(exc))}"
         else:
             ok, line = result.success, result.line()
             for failure in result.failures[:5]:
@@ -326,7 +383,7 @@ def run_continuous(
     wh = open_warehouse(warehouse, target=target)  # DuckDB: the file lock, held to the end
     threads: list[threading.Thread] = []
     try:
-        loader = KafkaBronzeConsumer(cast(Warehouse, _Notifying(wh, pending)), consumer)
+        loader = KafkaBronzeConsumer(cast(Warehouse, _Notifying(wh, pending, echo)), consumer)
         builder = _Builder(warehouse, target, pending, build_delay, stop, summary, echo, built)
         if wh.target == "duckdb":
             builder.dbt_vars["lookback_minutes"] = LOOKBACK_MINUTES

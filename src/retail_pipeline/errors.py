@@ -19,6 +19,10 @@ class WarehouseError(PipelineError):
     """The warehouse cannot be opened or written."""
 
 
+class WarehouseOutOfMemory(WarehouseError):
+    """A write needed more than the warehouse's memory limit; it was rolled back whole."""
+
+
 _CONTROL = re.compile(
     # ANSI escape sequences (CSI, OSC, single-character escapes), then any other control or
     # invisible formatting character, including C1 controls and bidirectional overrides

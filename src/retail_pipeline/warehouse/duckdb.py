@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from retail_pipeline.errors import WarehouseError
+from retail_pipeline.errors import WarehouseError, WarehouseOutOfMemory
 from retail_pipeline.settings import settings, utf8_path
 from retail_pipeline.warehouse.base import (
     BRONZE_TABLES,
@@ -57,11 +57,17 @@ _SAME_PROCESS = "same database file with a different configuration"
 _OUT_OF_MEMORY = ("failed to pin block", "could not allocate block", "out of memory")
 
 
+def _out_of_memory(exc: duckdb.Error) -> bool:
+    """Whether DuckDB refused the write for its memory limit."""
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.OutOfMemoryException) or any(m in text for m in _OUT_OF_MEMORY)
+
+
 def _reason(exc: duckdb.Error) -> str:
     """DuckDB's reason for a failed write, in one line; running out of the loaders' memory
     limit says which setting to raise (DuckDB's own advice is about queries, not appends)."""
     text = str(exc)
-    if any(marker in text.lower() for marker in _OUT_OF_MEMORY):
+    if _out_of_memory(exc):
         return (
             f"DuckDB needed more than RETAIL_DUCKDB_MEMORY={settings().duckdb_memory} to commit"
             " this batch (the batch was rolled back, what was committed before stays); a table"
@@ -313,7 +319,8 @@ class DuckDBWarehouse(Closing):
                         con.execute("rollback")
                     raise
             except duckdb.Error as exc:
-                raise WarehouseError(f"writing to {self.path} failed: {_reason(exc)}") from None
+                error = WarehouseOutOfMemory if _out_of_memory(exc) else WarehouseError
+                raise error(f"writing to {self.path} failed: {_reason(exc)}") from None
             except RuntimeError as exc:
                 if "interrupt" in str(exc).lower():  # Ctrl-C inside DuckDB; rolled back
                     raise KeyboardInterrupt from None
