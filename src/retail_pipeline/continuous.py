@@ -330,7 +330,12 @@ class _Builder:
             self.pending.built()
             self.failures_in_row = 0
             metrics.record_success("transform")
-            self.on_built()
+            try:  # Gold's metrics and the dashboard's start read the warehouse, which may fail
+                self.on_built()
+            except Exception as exc:  # (out of memory under the loader, say): never ends run
+                self.echo(
+                    f"build {number}: after the build: {type(exc).__name__}: {one_line(str(exc))}"
+                )
         else:
             self.summary.failed_builds += 1
             self.failures_in_row += 1
