@@ -31,8 +31,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+import duckdb
 from prometheus_client import Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -43,9 +44,11 @@ from retail_pipeline.warehouse import Warehouse, open_warehouse
 
 if TYPE_CHECKING:
     from retail_pipeline.ingestion.kafka.consumer import ConsumerSettings, ConsumeSummary
-    from retail_pipeline.warehouse.base import EventBatch, WriteResult
+    from retail_pipeline.warehouse.base import EventBatch, Position, WriteResult
 
 __all__ = ["Pending", "RunSummary", "run_continuous"]
+
+_T = TypeVar("_T")
 
 LOOKBACK_MINUTES = 1
 """Staging's lookback (dbt var ``lookback_minutes``) for the builds of ``run`` on DuckDB.
@@ -196,8 +199,9 @@ class _Notifying:
     On DuckDB the loader and the builds share one instance and its memory limit, so a batch can
     be refused for memory because a build holds most of it: such a batch (rolled back whole:
     rows and offsets are one transaction) is written again once the build has ended, with no new
-    build starting until it is in. A batch refused for memory while no build runs needs more
-    than the limit by itself: that error stops ``run``, naming the setting to raise.
+    build starting until it is in; so is the read of the stored offsets at a partition
+    assignment. A batch refused for memory while no build runs needs more than the limit by
+    itself: that error stops ``run``, naming the setting to raise.
     """
 
     def __init__(self, warehouse: Warehouse, pending: Pending, echo: Callable[[str], None]):
@@ -207,27 +211,36 @@ class _Notifying:
         self.retried = 0
 
     def write_events(self, batch: EventBatch) -> WriteResult:
+        result = self._patient(
+            f"a batch of {batch.read} messages was rolled back",
+            lambda: self._warehouse.write_events(batch),
+        )
+        if result.loaded or result.dead_lettered:
+            self._pending.committed()
+        return result
+
+    def all_positions(self) -> list[Position]:
+        """The stored offsets (read when partitions are assigned), as patient as a write."""
+        return self._patient("reading the stored offsets failed", self._warehouse.all_positions)
+
+    def _patient(self, what: str, call: Callable[[], _T]) -> _T:
+        """``call()``; refused for memory while a build ran: again once the build has ended."""
         while True:
             during_build = self._pending.building()
             try:
-                result = self._warehouse.write_events(batch)
-                break
-            except WarehouseOutOfMemory:
+                return call()
+            except (WarehouseOutOfMemory, duckdb.OutOfMemoryException):
                 if not (during_build or self._pending.building()):
                     raise
             self.retried += 1
             self._echo(
-                f"loader: a batch of {batch.read} messages was rolled back: a build held"
-                " the warehouse's memory (RETAIL_DUCKDB_MEMORY); written again when it ends"
+                f"loader: {what}: a build held the warehouse's memory (RETAIL_DUCKDB_MEMORY);"
+                " again when it ends"
             )
             with self._pending.hold(RETRY_WAIT_SECONDS):
                 if not self._pending.building():
-                    result = self._warehouse.write_events(batch)
-                    break
+                    return call()
             # the build outlasted the wait: try again, and wait again if it still runs
-        if result.loaded or result.dead_lettered:
-            self._pending.committed()
-        return result
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._warehouse, name)
