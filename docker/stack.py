@@ -549,7 +549,8 @@ def build_images(env: Mapping[str, str], base: str, log: Callable[[str], None]) 
     for target, tag in IMAGES.items():
         started = time.monotonic()
         before = _image_id(env, tag)
-        command = ["podman", "build", "--build-arg", f"PYTHON_IMAGE={base}"]
+        # --network=host, as the bases (docker/bases.py): no firewall rules for the RUN steps
+        command = ["podman", "build", "--network=host", "--build-arg", f"PYTHON_IMAGE={base}"]
         command += ["--target", target, "--tag", tag, "--file", str(REPO / "Dockerfile")]
         result = run([*command, str(REPO)], env=env, timeout=1800, check=False)
         if result.returncode != 0:
