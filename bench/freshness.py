@@ -263,8 +263,11 @@ def main() -> None:
         os.killpg(run.pid, signal.SIGTERM)
         run.wait(timeout=600)
         for line in output:
-            if ": failed: " in line or "could not run" in line or "FAILED" in line:
+            if any(mark in line for mark in (": failed: ", "not run", "build failed", "FAILED")):
                 print(line)
+        retried = [line for line in output if line.startswith("loader: ")]
+        if retried:  # a batch refused for memory while a build held it, written again after
+            print(f"loader: {len(retried)} batches written again after a build; {retried[0]}")
         builds = [line for line in output if line.startswith("build ") and "): " in line]
         build_seconds = [
             float(line.split(" ok in ")[1].split("s;")[0]) for line in builds if " ok in " in line

@@ -62,8 +62,10 @@ did. A minute is left for safety. On Snowflake other loaders may write beside ``
 project's lookback stays."""
 
 RETRY_WAIT_SECONDS = 120.0
-"""The longest the loader waits for a build to end before writing again a batch that build's
-memory made fail (it keeps polling Kafka well within ``max.poll.interval.ms``, 300 s)."""
+"""The longest the loader waits for a build to end before trying again a batch that build's
+memory made fail (refused again while the build still runs: it waits again). Meanwhile the
+consumer does not poll Kafka; past ``max.poll.interval.ms`` (300 s) the broker gives its
+partitions to the group again, and the offsets stored with Bronze keep every message once."""
 
 MAX_RETRY_SECONDS = 300.0
 """The longest a failed build waits before the next attempt (the wait doubles per failure)."""
