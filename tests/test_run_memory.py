@@ -77,17 +77,27 @@ def _wait_for(condition: Any, what: str, seconds: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def test_a_batch_refused_for_a_builds_memory_is_written_once_the_build_ends(
-    warehouse: tuple[DuckDBWarehouse, duckdb.DuckDBPyConnection], batch: EventBatch
-) -> None:
+def _loader(
+    warehouse: tuple[DuckDBWarehouse, duckdb.DuckDBPyConnection], *, building: bool
+) -> tuple[Pending, list[str], _Notifying]:
+    """The loader's warehouse of ``run``, its builds' mark and what it prints, with the
+    instance's memory taken (by a build running when ``building``, else by nothing)."""
     wh, joined = warehouse
     pending = Pending()
     said: list[str] = []
     loader = _Notifying(wh, pending, said.append)
-    pending.committed()
-    build = pending.take()  # a build runs ...
-    assert build is not None
-    joined.execute(STARVED)  # ... and holds the memory
+    if building:
+        pending.committed()
+        assert pending.take() is not None
+    joined.execute(STARVED)
+    return pending, said, loader
+
+
+def test_a_batch_refused_for_a_builds_memory_is_written_once_the_build_ends(
+    warehouse: tuple[DuckDBWarehouse, duckdb.DuckDBPyConnection], batch: EventBatch
+) -> None:
+    joined = warehouse[1]
+    pending, said, loader = _loader(warehouse, building=True)  # a build holds the memory
     results: list[Any] = []
     writer = threading.Thread(target=lambda: results.append(loader.write_events(batch)))
     writer.start()
@@ -109,13 +119,8 @@ def test_a_batch_refused_for_a_builds_memory_is_written_once_the_build_ends(
 def test_no_build_starts_while_a_refused_batch_waits_and_a_second_refusal_stops_it(
     warehouse: tuple[DuckDBWarehouse, duckdb.DuckDBPyConnection], batch: EventBatch
 ) -> None:
-    wh, joined = warehouse
-    pending = Pending()
-    said: list[str] = []
-    loader = _Notifying(wh, pending, said.append)
-    pending.committed()
-    assert pending.take() is not None
-    joined.execute(STARVED)
+    joined = warehouse[1]
+    pending, said, loader = _loader(warehouse, building=True)
     errors: list[BaseException] = []
 
     def write() -> None:
@@ -133,6 +138,7 @@ def test_no_build_starts_while_a_refused_batch_waits_and_a_second_refusal_stops_
     writer.join(20)
     assert not writer.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], WarehouseOutOfMemory), errors
+    assert len(said) == 1 and "rolled back" in said[0]  # the first refusal, under the build
     assert _bronze_rows(joined) == 0
     assert pending.take() is not None, "builds go on once the loader lets go"
 
@@ -140,11 +146,8 @@ def test_no_build_starts_while_a_refused_batch_waits_and_a_second_refusal_stops_
 def test_a_batch_refused_with_no_build_running_stops_the_loader(
     warehouse: tuple[DuckDBWarehouse, duckdb.DuckDBPyConnection], batch: EventBatch
 ) -> None:
-    wh, joined = warehouse
-    pending = Pending()
-    said: list[str] = []
-    loader = _Notifying(wh, pending, said.append)
-    joined.execute(STARVED)
+    joined = warehouse[1]
+    pending, said, loader = _loader(warehouse, building=False)
     with pytest.raises(WarehouseOutOfMemory, match="RETAIL_DUCKDB_MEMORY"):
         loader.write_events(batch)
     assert said == [] and loader.retried == 0
