@@ -427,3 +427,33 @@ def test_a_key_that_is_not_utf8_keeps_its_bytes_in_bronze_and_the_dead_letter_to
     assert escaped_bytes(payload) == poison
     [letter] = read_topic(kafka_broker, prefix + "dead_letter", expected=1)
     assert letter.key() == poison_key  # type: ignore[attr-defined]
+
+
+@kafka
+def test_offsets_the_client_cannot_read_yet_are_retried_then_one_error_line(
+    kafka_broker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a broker restart an assignment may ask for the offsets of a partition the client's
+    metadata does not hold yet ("Local: Unknown partition"): retried for a while, then one line
+    naming topic and partition (it used to end the consumer with librdkafka's traceback)."""
+    from confluent_kafka import TopicPartition
+
+    from retail_pipeline.ingestion.kafka import consumer as consumer_module
+
+    monkeypatch.setattr(consumer_module, "WATERMARK_SECONDS", 1.5)
+    prefix = make_topics(kafka_broker)
+    wh = DuckDBWarehouse(tmp_path / "wh.duckdb")
+    settings = ConsumerSettings(bootstrap=kafka_broker, topic_prefix=prefix, group_id=prefix)
+    loader = KafkaBronzeConsumer(wh, settings)
+    try:
+        assert loader._watermarks(TopicPartition(prefix + "orders", 0), "here") == (0, 0)
+        started = time.monotonic()
+        with pytest.raises(PipelineError) as raised:
+            loader._watermarks(TopicPartition(prefix + "orders", 7), "topic orders partition 7")
+        assert 1.0 <= time.monotonic() - started < 10, "not retried for WATERMARK_SECONDS"
+        message = str(raised.value)
+        assert "\n" not in message and "topic orders partition 7" in message
+        assert "Unknown partition" in message, message
+    finally:
+        loader.close()
+        wh.close()

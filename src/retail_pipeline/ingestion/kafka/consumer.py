@@ -60,6 +60,18 @@ __all__ = ["DLQ_TOPIC", "ConsumeSummary", "ConsumerSettings", "KafkaBronzeConsum
 
 MAX_INFLIGHT = 2
 """Batches handed on (being validated or written) and not yet settled."""
+WATERMARK_SECONDS = 30.0
+"""How long an assignment retries reading a partition's offsets the client cannot read yet."""
+_TRANSIENT_WATERMARK_ERRORS = (
+    "_UNKNOWN_PARTITION",
+    "_TIMED_OUT",
+    "_TRANSPORT",
+    "_ALL_BROKERS_DOWN",
+    "LEADER_NOT_AVAILABLE",
+    "NOT_LEADER_FOR_PARTITION",
+)
+"""librdkafka's errors (``KafkaError`` attributes) of a broker restarting or a partition the
+client's metadata does not hold yet."""
 LAG_INTERVAL_SECONDS = 2.0
 """How often the consumer asks the broker for its partitions' end offsets (the lag metric)."""
 
@@ -278,7 +290,7 @@ class KafkaBronzeConsumer:
                 f" {topic_id}); the topic was recreated. Refusing to skip or reread: delete its"
                 " rows from bronze._positions to start it again from the beginning"
             )
-        low, high = self.consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+        low, high = self._watermarks(tp, where)
         if position.next_offset > high:
             raise TopicResetError(
                 f"{where}: warehouse position {position.next_offset} is beyond the broker's end"
@@ -289,6 +301,33 @@ class KafkaBronzeConsumer:
                 f"{where}: messages {position.next_offset}..{low - 1} were deleted by retention"
                 " before they were loaded. Refusing to skip them silently"
             )
+
+    def _watermarks(self, tp: Any, where: str) -> tuple[int, int]:
+        """The partition's low and high offsets. Right after a broker restart the client may
+        not know the partition yet ("Local: Unknown partition") or time out: such errors are
+        retried for up to ``WATERMARK_SECONDS``, then reported in one line (never a traceback
+        out of the assignment)."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        deadline = time.monotonic() + WATERMARK_SECONDS
+        delay = 0.2
+        while True:
+            try:
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                return int(low), int(high)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                code = error.code() if isinstance(error, KafkaError) else None
+                transient = code in {
+                    getattr(KafkaError, n) for n in _TRANSIENT_WATERMARK_ERRORS
+                } or (isinstance(error, KafkaError) and error.retriable())
+                if not transient or time.monotonic() + delay >= deadline:
+                    reason = error.str() if isinstance(error, KafkaError) else str(exc)
+                    raise PipelineError(
+                        f"Kafka {where}: cannot read its offsets on {self.bootstrap}: {reason}"
+                    ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     # -- batching ------------------------------------------------------------------------
 
