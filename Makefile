@@ -61,13 +61,17 @@ lint: $(STAMP) ## ruff (lint + format check), mypy and sqlfluff (dbt models, duc
 FAST_TESTS := not (kafka or postgres or browser or airflow or emulator or dbt or terraform or docker or slow)
 
 # The fast tier runs on every core (pytest-xdist, FAST_WORKERS=auto). `make test` runs it the
-# same way first, then the service tier serially, so that one Kafka broker, one PostgreSQL and
-# one emulator serve that whole session. Each pytest run fails make on its own (exit 5 too).
+# same way first, then the service tier on SERVICE_WORKERS workers (default 2), a test file at
+# a time per worker (--dist loadfile): each worker is a pytest session with its own Kafka
+# broker, PostgreSQL, emulator and dbt target folder, shared by every file it runs; most of
+# that tier waits on services, builds and containers, not on a core. SERVICE_WORKERS=0 runs
+# it in one session. Each pytest run fails make on its own (exit 5 too).
 FAST_WORKERS ?= auto
+SERVICE_WORKERS ?= 2
 
 test: lint ## Lint, type-check and run every test (starts its own services)
 	$(BIN)/pytest -m "$(FAST_TESTS)" -n $(FAST_WORKERS) --durations=10
-	$(BIN)/pytest -m "not ($(FAST_TESTS))" --durations=30
+	$(BIN)/pytest -m "not ($(FAST_TESTS))" -n $(SERVICE_WORKERS) --dist loadfile --durations=30
 test-fast: $(STAMP) ## ruff, mypy and the tests that need no service or dbt build (~2 min on 2 cores)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

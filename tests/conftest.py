@@ -34,6 +34,18 @@ def _lineage_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _dbt_artifacts_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """dbt writes its artifacts and partial-parse state (``RETAIL_DBT_TARGET_DIR``) into a
+    folder of the session's own: never ``dbt/target`` of the checkout, and never one that
+    another pytest-xdist worker's builds write at the same time. A test that points
+    ``RETAIL_DBT_PROJECT_DIR`` at a copy of the project points this at the copy's too."""
+    folder = tmp_path_factory.getbasetemp() / "dbt-target"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RETAIL_DBT_TARGET_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(autouse=True)
 def _lineage_of_the_test(
     request: pytest.FixtureRequest,

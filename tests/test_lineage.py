@@ -283,9 +283,9 @@ def transformed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, P
 
 
 def manifest() -> dict[str, Any]:
-    from retail_pipeline.transform.runner import project_dir
+    from retail_pipeline.transform.runner import target_dir
 
-    return json.loads((project_dir() / "target" / "manifest.json").read_text())
+    return json.loads((target_dir() / "manifest.json").read_text())
 
 
 def test_transform_connects_each_source_to_each_gold_model(
@@ -346,6 +346,7 @@ def test_a_failing_model_fails_and_what_it_feeds_aborts(
     warehouse = tmp_path / "wh.duckdb"
     shutil.copy(transformed[1], warehouse)
     monkeypatch.setenv("RETAIL_DBT_PROJECT_DIR", str(project))
+    monkeypatch.setenv("RETAIL_DBT_TARGET_DIR", str(project / "target"))
     monkeypatch.setenv("RETAIL_LINEAGE_DIR", str(tmp_path / "lineage"))
     summary = run_transform(warehouse, select=["+daily_revenue"])
     assert not summary.success

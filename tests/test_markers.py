@@ -99,7 +99,8 @@ def test_make_test_runs_the_fast_tier_and_exactly_its_complement() -> None:
     runs = [line.strip() for line in recipe.group(1).splitlines() if "pytest" in line]
     assert runs == [
         '$(BIN)/pytest -m "$(FAST_TESTS)" -n $(FAST_WORKERS) --durations=10',
-        '$(BIN)/pytest -m "not ($(FAST_TESTS))" --durations=30',
+        '$(BIN)/pytest -m "not ($(FAST_TESTS))" -n $(SERVICE_WORKERS) --dist loadfile'
+        " --durations=30",
     ]
     fast = re.search(r"^FAST_TESTS := (.+)$", makefile, re.MULTILINE)
     assert fast, "no FAST_TESTS in the Makefile"

@@ -396,6 +396,9 @@ class Settings(BaseSettings):
     """The pom naming the local broker's jars (default: the checkout's ``kafka/pom.xml``)."""
     dbt_project_dir: Utf8Path | None = None
     """The dbt project (default: ``dbt/`` of the checkout)."""
+    dbt_target_dir: Utf8Path | None = None
+    """Where ``transform`` has dbt write its artifacts (manifest, run results, partial parse);
+    default ``target/`` in the dbt project. Two processes building at once need their own."""
     environment: Environment = "prod"
     """Which schemas dbt builds and every reader reads (:func:`layer_schema`): ``prod`` the
     production ``silver``/``gold``/``test_failures``, ``dev`` and ``ci`` their own

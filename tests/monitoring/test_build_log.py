@@ -41,7 +41,7 @@ def test_a_failed_build_is_an_error_until_a_good_build(copy_of: Path, tmp_path: 
     planted.write_text(
         "-- depends_on: {{ ref('stg_bronze__order_events') }}\nselect 1 as planted_failure\n"
     )
-    env = {"RETAIL_DBT_PROJECT_DIR": str(project)}
+    env = {"RETAIL_DBT_PROJECT_DIR": str(project), "RETAIL_DBT_TARGET_DIR": str(project / "target")}
     failed = cli("transform", warehouse=copy_of, cwd=tmp_path, **env)
     assert failed.returncode != 0, failed.stdout
     assert "planted_failure" in failed.stdout + failed.stderr

@@ -52,6 +52,7 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "RETAIL_WAREHOUSE",
         "RETAIL_TARGET",
         "RETAIL_DBT_PROJECT_DIR",
+        "RETAIL_DBT_TARGET_DIR",
         "RETAIL_LANDING_DIR",
     ):
         env.pop(name, None)

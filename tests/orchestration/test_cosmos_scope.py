@@ -50,7 +50,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[Pa
     )
     warehouse = root / "wh.duckdb"
     load(warehouse, snapshots=sorted((sim / "snapshots").iterdir()), events=first)
-    with environment(RETAIL_DBT_PROJECT_DIR=str(project)):
+    with environment(
+        RETAIL_DBT_PROJECT_DIR=str(project), RETAIL_DBT_TARGET_DIR=str(project / "target")
+    ):
         transform(warehouse)
     shutil.copy(warehouse, root / "built.duckdb")
     return sim, warehouse, second

@@ -222,6 +222,7 @@ def test_defer_builds_only_what_changed(
     project = tmp_path / "dbt"
     shutil.copytree(REPO / "dbt", project, ignore=shutil.ignore_patterns("target", "logs"))
     monkeypatch.setenv("RETAIL_DBT_PROJECT_DIR", str(project))
+    monkeypatch.setenv("RETAIL_DBT_TARGET_DIR", str(project / "target"))
     with env("prod"):  # production's manifest, as its build writes it (a parse is enough)
         assert run_dbt(["parse"], production).success
     state.mkdir()

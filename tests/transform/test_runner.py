@@ -15,10 +15,10 @@ from retail_pipeline.errors import PipelineError, WarehouseError
 from retail_pipeline.transform import (
     NodeProgress,
     format_answers,
-    project_dir,
     read_answers,
     run_dbt,
     run_transform,
+    target_dir,
 )
 
 from .conftest import Simulation, load
@@ -72,7 +72,7 @@ def test_format_answers_shows_the_six_answers(built: Callable[[int], Path]) -> N
 def test_docs_generate(built: Callable[[int], Path]) -> None:
     outcome = run_dbt(["docs", "generate"], built(SEED))
     assert outcome.success
-    catalog = json.loads((project_dir() / "target" / "catalog.json").read_text())
+    catalog = json.loads((target_dir() / "catalog.json").read_text())
     assert "model.retail.fct_orders" in catalog["nodes"]
 
 
@@ -156,6 +156,46 @@ def test_failing_data_test_says_where_its_rows_are(
     assert failure.message.endswith(f"failing rows: {query}")
     assert "FAILED (1 failing)" in summary.line()
     assert _failing_rows(warehouse, query) == [event_id]
+
+
+def _failure_views(warehouse: Path) -> set[str]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        rows = con.execute(
+            "select table_name from information_schema.tables where table_schema = 'test_failures'"
+        ).fetchall()
+    finally:
+        con.close()
+    return {name for (name,) in rows}
+
+
+def test_failing_rows_are_kept_only_while_their_test_fails(
+    built: Callable[[int], Path], copy_of: Callable[[Path], Path]
+) -> None:
+    """`test_failures` holds a view for each test failing now: a passing test keeps none, and
+    the build where a failed test passes again drops its view (dbt's own materialization kept
+    an empty view per test and rewrote every one on every build)."""
+    warehouse = copy_of(built(SEED))
+    assert _failure_views(warehouse) == set()
+    event_id = _duplicate_a_staged_payment(warehouse)
+    select = ["stg_bronze__payment_events"]
+    assert not run_transform(warehouse, select=select, tests="all").success
+    assert _failure_views(warehouse) == {"unique_stg_bronze__payment_events_event_id"}
+
+    con = duckdb.connect(str(warehouse))
+    try:
+        table = "silver.stg_bronze__payment_events"
+        con.execute(
+            f"create temp table kept as select distinct * from {table} where event_id = ?",
+            [event_id],
+        )
+        con.execute(f"delete from {table} where event_id = ?", [event_id])
+        con.execute(f"insert into {table} select * from kept")
+    finally:
+        con.close()
+    summary = run_transform(warehouse, select=select, tests="all")
+    assert summary.success, summary.line()
+    assert _failure_views(warehouse) == set()
 
 
 def test_an_incremental_build_tests_the_rows_it_wrote(

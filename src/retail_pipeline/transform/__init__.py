@@ -16,6 +16,7 @@ from retail_pipeline.transform.runner import (
     project_dir,
     run_dbt,
     run_transform,
+    target_dir,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "read_answers",
     "run_dbt",
     "run_transform",
+    "target_dir",
 ]

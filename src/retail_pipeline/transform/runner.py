@@ -159,6 +159,14 @@ def project_dir() -> Path:
     return path
 
 
+def target_dir() -> Path:
+    """Where dbt writes its artifacts: ``RETAIL_DBT_TARGET_DIR``, else ``target/`` in the
+    project (dbt's own default). It holds dbt's partial-parse state, so builds that run at the
+    same time from one project need one each (the test suite's workers do)."""
+    configured = settings().dbt_target_dir
+    return configured.resolve() if configured else project_dir() / "target"
+
+
 class _Progress:
     """Turns dbt's event stream into :class:`NodeProgress` calls."""
 
@@ -439,6 +447,8 @@ def _invoke(
         str(project),
         "--profiles-dir",
         str(project),
+        "--target-path",
+        str(target_dir()),
         "--log-level",
         "none",
     ]
@@ -617,7 +627,7 @@ def run_transform(
     if state is not None and summary.success:
         _clone_unchanged(dbt, state, summary, {str(result.node.unique_id) for result in results})
     lineage.record_dbt_build(  # one OpenLineage run per model built (docs/operations.md)
-        project_dir() / "target" / "manifest.json",
+        target_dir() / "manifest.json",
         [lineage.dbt_result(result) for result in results],
         lineage.warehouse_tables(dbt.name, dbt.env),
         job="transform",
