@@ -603,6 +603,13 @@ def shown(name: str, value: object) -> str:
     return text if len(text) <= 80 else text[:76] + "...'"
 
 
+def current_environment() -> dict[str, str]:
+    """A copy of the environment as it is now, for telling whether what a child read from it
+    (dbt's parse of the project) is still current; never a source of settings (read those
+    through :func:`settings`, which checks them)."""
+    return dict(os.environ)
+
+
 @contextmanager
 def environment(**values: str) -> Iterator[None]:
     """Set environment variables for the length of the block, then restore them: how a child

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from retail_pipeline.errors import PipelineError, WarehouseError
 from retail_pipeline.transform import (
     NodeProgress,
     format_answers,
+    project_dir,
     read_answers,
     run_dbt,
     run_transform,
@@ -297,3 +299,50 @@ def test_a_build_waits_for_a_lock_held_for_a_moment(
             holder.wait()
     assert summary.success, summary.failures
     assert holders and holders[0].returncode == 0
+
+
+def test_builds_in_one_process_parse_once_until_the_project_changes(
+    built: Callable[[int], Path],
+    copy_of: Callable[[Path], Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Builds in one process (as `retail-pipeline run` makes them) share one parse while
+    nothing it depends on changes; a file added to the project, a setting dbt reads while
+    parsing, or another warehouse makes the next build parse again and see the change."""
+    from retail_pipeline.transform import runner
+
+    project = tmp_path / "dbt"
+    shutil.copytree(project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
+    monkeypatch.setenv("RETAIL_DBT_PROJECT_DIR", str(project))
+    monkeypatch.setenv("RETAIL_DBT_TARGET_DIR", str(project / "target"))
+    warehouse = copy_of(built(SEED))
+    select = ["stg_bronze__order_events"]
+
+    def build() -> tuple[bool, object]:
+        summary = run_transform(warehouse, select=select)
+        assert runner._last_parse is not None
+        return summary.success, runner._last_parse.manifest
+
+    ok, first = build()
+    assert ok
+    assert build() == (True, first)  # nothing changed: the same parse
+
+    planted = project / "tests" / "planted_failure.sql"
+    planted.write_text(
+        "-- depends_on: {{ ref('stg_bronze__order_events') }}\nselect 1 as planted_failure\n"
+    )
+    ok, second = build()
+    assert not ok and second is not first  # the new test was parsed, and it failed
+    planted.unlink()
+    ok, third = build()
+    assert ok and third is not second
+
+    monkeypatch.setenv("RETAIL_DBT_ENFORCE_CONTRACTS", "false")  # read by dbt_project.yml
+    ok, fourth = build()
+    assert ok and fourth is not third
+
+    other = tmp_path / "other.duckdb"
+    shutil.copy(warehouse, other)
+    assert run_transform(other, select=select).success
+    assert runner._last_parse is not None and runner._last_parse.manifest is not fourth

@@ -25,7 +25,13 @@ from typing import Any
 
 from retail_pipeline import interrupts, lineage
 from retail_pipeline.errors import PipelineError, WarehouseError, one_line, printable
-from retail_pipeline.settings import environment, layer_schema, schema_prefix, settings
+from retail_pipeline.settings import (
+    current_environment,
+    environment,
+    layer_schema,
+    schema_prefix,
+    settings,
+)
 from retail_pipeline.warehouse import Warehouse, open_warehouse
 
 DBT_PROJECT_ENV = "RETAIL_DBT_PROJECT_DIR"
@@ -432,6 +438,104 @@ def run_dbt(
     return _invoke(args, _dbt_target(warehouse, target), progress)
 
 
+REUSES_A_PARSE = frozenset({"build", "run", "test"})
+"""dbt commands that run from a manifest parsed before (``dbtRunner(manifest=...)``)."""
+
+EXECUTE_TIME_ENV = frozenset(
+    {
+        "RETAIL_DBT_INPUT_SIGNATURE",
+        "RETAIL_DBT_TESTS_SCOPE",
+        "RETAIL_DBT_BRONZE_TESTED_SINCE",
+        "RETAIL_DBT_LOAD_STAMP",
+    }
+)
+"""Variables the project reads only while nodes execute, never while it is parsed: builds with
+different values can share one parse. Any other ``RETAIL_*``, ``DBT_*`` or ``SNOWFLAKE_*``
+variable that changes makes the next build parse again."""
+
+
+@dataclass(frozen=True)
+class _Parse:
+    key: str
+    manifest: Any
+
+
+_last_parse: _Parse | None = None
+_parse_lock = threading.Lock()
+
+
+def _parse_key(project: Path, args: Sequence[str], target: str) -> str:
+    """What a parse depends on: the project's sources and place, where dbt writes, the target,
+    ``--vars``, and every variable the project or its profile could read while parsing (read
+    now, inside the build's environment)."""
+    given = [
+        str(project),
+        project_digest(project),
+        str(target_dir()),
+        target,
+        _vars_args(args),
+        sorted(
+            (name, value)
+            for name, value in current_environment().items()
+            if name.startswith(("RETAIL_", "DBT_", "SNOWFLAKE_")) and name not in EXECUTE_TIME_ENV
+        ),
+    ]
+    return hashlib.sha256(json.dumps(given).encode()).hexdigest()
+
+
+def _parsed(project: Path, args: Sequence[str], common: Sequence[str], target: str) -> Any:
+    """The manifest of the project as ``args`` would parse it: the last one made in this
+    process while nothing it depends on changed, else a fresh ``dbt parse`` (partial, as dbt
+    does, and writing ``manifest.json`` as a build would). None when the parse fails: the
+    build then parses by itself and reports the error as it always has.
+
+    dbt spends about 1.3 s of a small build's 10 s parsing and writing the manifest again
+    (docs/transform.md, "Where a small build's time goes"); ``retail-pipeline run`` builds
+    every few seconds in one process, so it parses once. Called inside the build's
+    environment."""
+    from dbt.cli.main import dbtRunner
+
+    global _last_parse
+    key = _parse_key(project, args, target)
+    with _parse_lock:
+        known = _last_parse
+        if known is not None and known.key == key and _same_env_vars(known.manifest):
+            return known.manifest
+        try:
+            outcome = dbtRunner().invoke(["parse", *_vars_args(args), *common])
+        finally:
+            _release_duckdb()
+        if not outcome.success or outcome.result is None:
+            _last_parse = None
+            return None
+        _last_parse = _Parse(key, outcome.result)
+        return outcome.result
+
+
+def _vars_args(args: Sequence[str]) -> list[str]:
+    """The ``--vars`` options of ``args``, which the parse is given too."""
+    found: list[str] = []
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--vars":
+            found += [arg, args[i + 1]]
+    return found
+
+
+def _same_env_vars(manifest: Any) -> bool:
+    """Whether every variable the models and macros read while parsing still has the value
+    they read (dbt records them in the manifest, an unset one as its placeholder; it records
+    some read while tests execute too, which :data:`EXECUTE_TIME_ENV` leaves out)."""
+    from dbt.constants import DEFAULT_ENV_PLACEHOLDER
+
+    recorded = getattr(manifest, "env_vars", {}) or {}
+    now = current_environment()
+    return all(
+        now.get(name, DEFAULT_ENV_PLACEHOLDER) == value
+        for name, value in recorded.items()
+        if name not in EXECUTE_TIME_ENV
+    )
+
+
 def _invoke(
     args: Sequence[str], dbt: _DbtTarget, progress: Callable[[NodeProgress], None] | None
 ) -> Any:
@@ -439,8 +543,7 @@ def _invoke(
 
     project = project_dir()
     callback = _Progress(progress)
-    full_args = [
-        *args,
+    common = [
         "--target",
         dbt.name,
         "--project-dir",
@@ -452,13 +555,17 @@ def _invoke(
         "--log-level",
         "none",
     ]
+    full_args = [*args, *common]
+    # --state compares the project with another manifest: dbt parses then, as ever
+    reuse = bool(args) and args[0] in REUSES_A_PARSE and "--state" not in args
     deadline = time.monotonic() + LOCK_WAIT
     delay = 0.05
     with _interrupts() as interrupted:
         while True:
             with environment(**dbt.env):
+                manifest = _parsed(project, args, common, dbt.name) if reuse else None
                 try:
-                    outcome = dbtRunner(callbacks=[callback]).invoke(full_args)
+                    outcome = dbtRunner(manifest=manifest, callbacks=[callback]).invoke(full_args)
                 finally:
                     _release_duckdb()
             # dbt-duckdb opens the file once, before any node runs, and does not wait for a
