@@ -77,6 +77,12 @@ def layers(prefix: str) -> set[str]:
     return {f"{prefix}_{layer}" if prefix else layer for layer in LAYERS}
 
 
+def holding_relations(prefix: str) -> set[str]:
+    """The layers a build whose tests all pass leaves relations in: `test_failures` holds a
+    view only while a test fails (dbt/macros/test_materialization.sql)."""
+    return {f"{prefix}_{layer}" if prefix else layer for layer in ("silver", "gold")}
+
+
 @pytest.fixture
 def production(built: Callable[[int], Path], tmp_path: Path) -> Path:
     """A copy of a warehouse whose production schemas are built (the session's build), under
@@ -138,13 +144,13 @@ def test_two_prefixes_and_production_build_side_by_side(
     dropping one leaves every other relation exactly as it was."""
     truth = truth_of(simulations)
     before = schemas(production)
-    assert set(before) == layers("")
+    assert set(before) == holding_relations("")
     for name, prefix in (("dev", "alice"), ("ci", "pr_42")):
         with env(name, prefix):
             summary = transform(production)
             assert not summary.failures
         after = schemas(production)
-        assert set(after) - set(before) == layers(prefix)
+        assert set(after) - set(before) == holding_relations(prefix)
         assert {s: after[s] for s in before} == before, f"building {prefix} changed another"
         before = after
         # the same models in every environment
@@ -174,7 +180,7 @@ def test_two_prefixes_and_production_build_side_by_side(
     # drop pr_42: the others neither notice nor change
     with duckdb.connect(str(production)) as con:
         for schema in layers("pr_42"):
-            con.execute(f"drop schema {schema} cascade")
+            con.execute(f"drop schema if exists {schema} cascade")
     assert schemas(production) == others
     with env("dev", "alice"):
         assert compare_with_truth(read_answers(production), truth) == {}
