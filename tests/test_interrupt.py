@@ -21,6 +21,8 @@ from retail_pipeline.simulation import FaultRates, GenerationSummary, generate
 from tests.accounting import message_lines, stored_messages, unaccounted_rows
 from tests.cli.run import COMMAND, cli, ok
 
+pytestmark = pytest.mark.timing  # signals at chosen moments: `make test` runs it alone
+
 
 def interrupted(*args: str | Path, after: float, warehouse: Path, cwd: Path) -> str:
     """Run a command on ``warehouse``, press Ctrl-C after ``after`` seconds; check it says

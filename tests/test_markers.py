@@ -92,15 +92,16 @@ def test_every_starter_still_exists() -> None:
 
 
 def test_make_test_runs_the_fast_tier_and_exactly_its_complement() -> None:
-    """`make test` (CI) runs two pytest sessions; together they must leave no test out."""
+    """`make test` (CI) runs three pytest sessions; together they must leave no test out."""
     makefile = (Path(__file__).parents[1] / "Makefile").read_text()
     recipe = re.search(r"^test: .*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
     assert recipe, "no `test` target in the Makefile"
     runs = [line.strip() for line in recipe.group(1).splitlines() if "pytest" in line]
     assert runs == [
         '$(BIN)/pytest -m "$(FAST_TESTS)" -n $(FAST_WORKERS) --durations=10',
-        '$(BIN)/pytest -m "not ($(FAST_TESTS))" -n $(SERVICE_WORKERS) --dist loadfile'
-        " --durations=30",
+        '$(BIN)/pytest -m "not ($(FAST_TESTS)) and not timing" -n $(SERVICE_WORKERS)'
+        " --dist loadfile --durations=30",
+        '$(BIN)/pytest -m "not ($(FAST_TESTS)) and timing" --durations=10',
     ]
     fast = re.search(r"^FAST_TESTS := (.+)$", makefile, re.MULTILINE)
     assert fast, "no FAST_TESTS in the Makefile"

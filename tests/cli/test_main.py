@@ -129,3 +129,34 @@ def test_usage_errors_are_printable_one_line_messages(tmp_path: Path) -> None:
     result = cli("counts", "--bogus\x1b[2J", warehouse=tmp_path / "w", cwd=tmp_path)
     assert result.returncode == 2 and "\x1b" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("error", [RuntimeError("Query interrupted"), ValueError("anything")])
+def test_an_error_a_ctrl_c_caused_is_an_abort_not_a_traceback(
+    error: Exception, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A library that turns the KeyboardInterrupt of a Ctrl-C into its own error (DuckDB's
+    "Query interrupted", raised wherever a query ran when the signal came) ends the command
+    as a Ctrl-C does: "aborted", exit 130; without a Ctrl-C the error is not swallowed."""
+    import retail_pipeline.cli as entry
+    from retail_pipeline import interrupts
+
+    def command(**_: object) -> None:
+        interrupts.note()
+        raise error
+
+    monkeypatch.setattr(entry, "app", command)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            entry.main()
+        assert stopped.value.code == entry.ABORTED
+        assert capsys.readouterr().err.strip() == "aborted"
+    finally:
+        interrupts.handled()
+
+    def failing(**_: object) -> None:
+        raise error
+
+    monkeypatch.setattr(entry, "app", failing)
+    with pytest.raises(type(error)):
+        entry.main()

@@ -24,6 +24,8 @@ from retail_pipeline.local.reference_api import ReferenceApi
 from tests.accounting import unaccounted_rows
 from tests.ingestion.kills import adapt_window
 
+pytestmark = pytest.mark.timing  # signals at chosen moments: `make test` runs it alone
+
 RECORDS = 40_000
 KILLS = 12
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]

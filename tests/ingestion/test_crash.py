@@ -17,6 +17,8 @@ from retail_pipeline.simulation import FaultRates, generate
 from tests.accounting import unaccounted_rows
 from tests.ingestion.kills import adapt_window
 
+pytestmark = pytest.mark.timing  # signals at chosen moments: `make test` runs it alone
+
 KILLS = 20
 MIN_EVENTS = 400_000
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]

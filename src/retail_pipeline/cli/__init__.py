@@ -115,6 +115,11 @@ def main() -> None:
         console.print("[red]aborted[/red]")
         sys.exit(ABORTED)
     except Exception as exc:
+        if interrupts.pending():
+            # A Ctrl-C came and a library turned its KeyboardInterrupt into an error of its own
+            # (DuckDB's "Query interrupted" during any query): the command was aborted.
+            console.print("[red]aborted[/red]")
+            sys.exit(ABORTED)
         # Usage errors (typer's own click): click's usage and hint, then the message, which
         # may quote the value given, as one line like every error.
         message, code = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)

@@ -19,7 +19,7 @@ from tests.accounting import unaccounted_rows
 from tests.ingestion.kills import adapt_window
 from tests.local.kafka_fixtures import LocalBroker
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timing]
 CLI = [sys.executable, "-m", "retail_pipeline.cli"]
 KILLS = 20
 
