@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -346,3 +349,35 @@ def test_builds_in_one_process_parse_once_until_the_project_changes(
     shutil.copy(warehouse, other)
     assert run_transform(other, select=select).success
     assert runner._last_parse is not None and runner._last_parse.manifest is not fourth
+
+
+def test_a_ctrl_c_dbt_swallows_while_parsing_starts_no_build(
+    built: Callable[[int], Path], copy_of: Callable[[Path], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dbt catches a Ctrl-C in some phases of its parse and returns a failure: the build that
+    would follow never starts, and the Ctrl-C reaches the caller."""
+    from retail_pipeline.transform import runner
+
+    def parse_that_swallows_a_ctrl_c(*_: object) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the runner's handler raises KeyboardInterrupt here
+        except KeyboardInterrupt:
+            pass  # as dbt does
+        return None
+
+    warehouse = copy_of(built(SEED))
+    before = _build_log_rows(warehouse)
+    monkeypatch.setattr(runner, "_parsed", parse_that_swallows_a_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_transform(warehouse, select=["stg_bronze__order_events"])
+    assert _build_log_rows(warehouse) == before
+
+
+def _build_log_rows(warehouse: Path) -> int:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        (rows,) = con.execute("select count(*) from gold.build_log").fetchone() or (0,)
+    finally:
+        con.close()
+    return int(rows)

@@ -564,6 +564,8 @@ def _invoke(
         while True:
             with environment(**dbt.env):
                 manifest = _parsed(project, args, common, dbt.name) if reuse else None
+                if interrupted():  # a Ctrl-C during the parse: no build starts
+                    raise KeyboardInterrupt
                 try:
                     outcome = dbtRunner(manifest=manifest, callbacks=[callback]).invoke(full_args)
                 finally:
