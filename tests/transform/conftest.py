@@ -180,3 +180,13 @@ def copy_of(tmp_path: Path) -> Callable[[Path], Path]:
         return target
 
     return copy
+
+
+def build_log_rows(warehouse: Path) -> int:
+    """Rows of ``gold.build_log``: one per build, run or test invocation."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        (rows,) = con.execute("select count(*) from gold.build_log").fetchone() or (0,)
+    finally:
+        con.close()
+    return int(rows)

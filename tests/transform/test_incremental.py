@@ -16,6 +16,7 @@ from retail_pipeline.transform import read_answers, run_transform
 from .conftest import (
     Simulation,
     assert_same_tables,
+    build_log_rows,
     load,
     split_lines,
     table_rows,
@@ -197,15 +198,6 @@ def test_lookback_catches_rows_committed_late(
     assert refunded == (2,)
 
 
-def _build_log_rows(warehouse: Path) -> int:
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        (rows,) = con.execute("select count(*) from gold.build_log").fetchone() or (0,)
-    finally:
-        con.close()
-    return int(rows)
-
-
 def test_nothing_new_starts_no_build(
     simulations: Callable[[int], Simulation],
     built: Callable[[int], Path],
@@ -219,11 +211,11 @@ def test_nothing_new_starts_no_build(
     warehouse = copy_of(built(SEED))
     first = transform(warehouse)  # another path than the fixture's: a new input, a build
     assert not first.skipped and first.tests == "increment", first.line()
-    logged = _build_log_rows(warehouse)
+    logged = build_log_rows(warehouse)
 
     again = transform(warehouse)
     assert again.skipped and "nothing new since the last build" in again.line()
-    assert _build_log_rows(warehouse) == logged, "a skipped build runs no dbt invocation"
+    assert build_log_rows(warehouse) == logged, "a skipped build runs no dbt invocation"
 
     assert not transform(warehouse, extra_vars={"lookback_minutes": 61}).skipped
     assert transform(warehouse, extra_vars={"lookback_minutes": 61}).skipped

@@ -26,7 +26,7 @@ from retail_pipeline.transform import (
     target_dir,
 )
 
-from .conftest import Simulation, load
+from .conftest import Simulation, build_log_rows, load
 
 SEED = 11
 
@@ -367,17 +367,8 @@ def test_a_ctrl_c_dbt_swallows_while_parsing_starts_no_build(
         return None
 
     warehouse = copy_of(built(SEED))
-    before = _build_log_rows(warehouse)
+    before = build_log_rows(warehouse)
     monkeypatch.setattr(runner, "_parsed", parse_that_swallows_a_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         run_transform(warehouse, select=["stg_bronze__order_events"])
-    assert _build_log_rows(warehouse) == before
-
-
-def _build_log_rows(warehouse: Path) -> int:
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        (rows,) = con.execute("select count(*) from gold.build_log").fetchone() or (0,)
-    finally:
-        con.close()
-    return int(rows)
+    assert build_log_rows(warehouse) == before
