@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from retail_pipeline import interrupts
 from retail_pipeline.simulation import FaultRates, generate
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 
@@ -44,6 +46,19 @@ def _dbt_artifacts_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> I
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RETAIL_DBT_TARGET_DIR", str(folder))
         yield folder
+
+
+@pytest.fixture(autouse=True)
+def _no_ctrl_c_outlives_its_test() -> Iterator[None]:
+    """A test that sends itself SIGINT leaves the pipeline's memory of it (``interrupts``) set
+    and may leave a handler installed: every later build in the same process (an xdist worker
+    runs many files) would then abort as if Ctrl-C had been pressed. Each test starts clean."""
+    handler = signal.getsignal(signal.SIGINT)
+    interrupts.handled()
+    yield
+    interrupts.handled()
+    if handler is not None:  # None: a handler not set from Python, nothing to restore
+        signal.signal(signal.SIGINT, handler)
 
 
 @pytest.fixture(autouse=True)
