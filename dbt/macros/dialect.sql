@@ -269,3 +269,17 @@
 {% macro snowflake__live_bronze(relation) -%}
     {{ return(relation) }}
 {%- endmacro %}
+
+
+{#- The distinct values of a text column, sorted, as one comma-separated text (an aggregate). -#}
+{% macro sorted_text_list(column) -%}
+    {{ return(adapter.dispatch('sorted_text_list')(column)) }}
+{%- endmacro %}
+
+{% macro duckdb__sorted_text_list(column) -%}
+    string_agg(distinct {{ column }}, ',' order by {{ column }})
+{%- endmacro %}
+
+{% macro snowflake__sorted_text_list(column) -%}
+    listagg(distinct {{ column }}, ',') within group (order by {{ column }})
+{%- endmacro %}

@@ -73,7 +73,9 @@
         {%- if node.config.materialized != 'incremental' -%}
             {%- do return('') -%}
         {%- endif -%}
-        {%- set written = '_silver_loaded_at >= ' ~ silver_load_stamp() -%}
+        {#- a model stamping its rows under another name says so (meta build_stamp_column) -#}
+        {%- set column = (node.config.get('meta') or {}).get('build_stamp_column', '_silver_loaded_at') -%}
+        {%- set written = column ~ ' >= ' ~ silver_load_stamp() -%}
         {%- do return(written) -%}
     {%- elif parents and parents[0].startswith('source.') -%}
         {%- set since = env_var('RETAIL_DBT_BRONZE_TESTED_SINCE', '') -%}

@@ -577,12 +577,52 @@ def _record_transform(warehouse: Path | None, target: str | None, *, success: bo
 
 def answers(
     as_json: Annotated[bool, typer.Option("--json", help="docs/metrics.md's JSON shape")] = False,
+    restatements: Annotated[
+        bool,
+        typer.Option(
+            "--restatements",
+            help="Instead: the published figures later builds changed (the restatement"
+            " ledger), newest first, with old and new value, delta and the loads that caused it",
+        ),
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WHEN",
+            help="With --restatements: only those recorded at or after WHEN (a date, or an"
+            " ISO 8601 time; UTC unless it says otherwise)",
+        ),
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(metavar="N", min=1, help="With --restatements: list at most N"),
+    ] = 500,
     warehouse: WarehouseOpt = None,
     target: TargetOpt = None,
 ) -> None:
     """The six business answers, read from Gold (warns on stderr when Gold is stale)."""
     from retail_pipeline.transform import format_answers, gold_status, read_answers
 
+    if restatements:
+        from retail_pipeline.transform.ledger import (
+            format_restatements,
+            parse_since,
+            read_restatements,
+        )
+
+        found = read_restatements(
+            warehouse,
+            target=target,
+            since=parse_since(since) if since is not None else None,
+            limit=limit,
+        )
+        if as_json:
+            print(json.dumps(found.as_json(), indent=2))
+        else:
+            print(printable(format_restatements(found)), end="")
+        return
+    if since is not None:
+        raise PipelineError("--since goes with --restatements")
     result = read_answers(warehouse, target=target)
     status = gold_status(warehouse, target=target)
     warning = status.warning()
