@@ -51,7 +51,8 @@ def ledger(warehouse: Path) -> list[tuple[object, ...]]:
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         return con.execute(
-            "select figure, figure_key, previous_value::varchar, figure_value::varchar, delta::varchar,"
+            "select figure, figure_key, previous_value::varchar, figure_value::varchar,"
+            " delta::varchar,"
             " is_restatement, cause_loads, is_current from gold.figure_ledger"
             " order by recorded_at, figure, figure_key"
         ).fetchall()

@@ -6,6 +6,7 @@ One module per command group, registered here in the order ``--help`` lists them
   ``counts``, ``migrate``, ``redrive``, ``schemas``, ``transform``, ``run`` (continuous),
   ``answers`` and the end-to-end ``demo``;
 - :mod:`~retail_pipeline.cli.sources`: ``load-batch`` (snapshots, the HTTP API, PostgreSQL);
+- :mod:`~retail_pipeline.cli.audit`: ``explain``;
 - :mod:`~retail_pipeline.cli.operations`: ``health``;
 - :mod:`~retail_pipeline.cli.dashboard`: ``dashboard``;
 - :mod:`~retail_pipeline.cli.services`: the local stand-ins, ``api-server``, ``kafka``,
@@ -25,7 +26,7 @@ import typer
 from rich.markup import escape
 
 from retail_pipeline import interrupts
-from retail_pipeline.cli import dashboard, operations, pipeline, services, sources
+from retail_pipeline.cli import audit, dashboard, operations, pipeline, services, sources
 from retail_pipeline.cli.output import console, out
 from retail_pipeline.errors import PipelineError, one_line, printable
 
@@ -79,6 +80,7 @@ for command in (
     pipeline.transform,
     pipeline.run,
     pipeline.answers,
+    audit.explain,
     operations.health,
     dashboard.dashboard,
     services.api_server,

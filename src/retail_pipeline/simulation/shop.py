@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import random
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -216,6 +217,8 @@ class Shop:
         self._payment_salt = salts.getrandbits(64)
         self._shipment_salt = salts.getrandbits(64)
         self.truth = TruthAccumulator()
+        self.observe: Callable[[OrderLifecycle], None] | None = None
+        """Called with every finished order's lifecycle (tests audit figures with them)."""
         self.in_flight = 0
         """Orders whose lifecycle goes on past the horizon."""
 
@@ -581,6 +584,8 @@ class Shop:
         except _PastHorizon:
             self.in_flight += 1
         self.truth.add(order.life)
+        if self.observe is not None:
+            self.observe(order.life)
 
     def _lifecycle(self, order: _Order) -> None:
         """Decide and emit one order's events in time order, until the horizon stops it."""

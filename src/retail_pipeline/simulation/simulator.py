@@ -26,7 +26,7 @@ from retail_pipeline.simulation.draws import Draws
 from retail_pipeline.simulation.encoding import EPOCH, EventEncoder
 from retail_pipeline.simulation.faults import FaultInjector, FaultRates
 from retail_pipeline.simulation.shop import Shop
-from retail_pipeline.simulation.truth import MS_PER_DAY
+from retail_pipeline.simulation.truth import MS_PER_DAY, OrderLifecycle
 from retail_pipeline.simulation.writers import EventFiles, write_snapshot, write_truth
 
 __all__ = ["FaultRates", "GenerationSummary", "TopicSummary", "generate"]
@@ -110,6 +110,7 @@ def generate(
     faults: FaultRates | None = FaultRates(),
     start: date = date(2026, 1, 1),
     progress: Callable[[int], None] | None = None,
+    observe: Callable[[OrderLifecycle], None] | None = None,
 ) -> GenerationSummary:
     """Simulate ``days`` days of a shop from ``start`` and write events, snapshots and truth.
 
@@ -144,6 +145,7 @@ def generate(
         start_ms=start_ms,
         horizon_ms=start_ms + days * MS_PER_DAY,
     )
+    shop.observe = observe
     shop.make_products()
     shop.make_customers()
     with files:

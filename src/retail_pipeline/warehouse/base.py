@@ -198,6 +198,11 @@ class Warehouse(Protocol):
     target: str
     """The dbt target that builds Silver and Gold on it (``duckdb`` or ``snowflake``)."""
 
+    @property
+    def bronze(self) -> str:
+        """The Bronze schema as SQL names it (``bronze``; ``RETAIL.BRONZE`` on Snowflake)."""
+        ...
+
     def describe(self) -> str:
         """Where it is, for messages: ``warehouse data/x.duckdb``, ``Snowflake RETAIL at acct``."""
         ...

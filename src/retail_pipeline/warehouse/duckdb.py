@@ -177,6 +177,8 @@ class DuckDBWarehouse(Closing):
     """The embedded warehouse: one DuckDB file holding the ``bronze`` schema (and dbt's layers)."""
 
     target = "duckdb"
+    bronze = "bronze"
+    """The Bronze schema, as SQL names it."""
 
     def __init__(
         self,
