@@ -233,3 +233,102 @@ def test_numbers_refresh_while_events_stream(page: Any, shop: Shop) -> None:
         after["cancel_refund"]["orders"],
     )
     assert_kpis_equal_answers(page, after)
+
+
+def late_orders(shop: Shop, day: str) -> set[str]:
+    """Orders of ``day`` whose order_created first arrived in the second half (read from the
+    event files; Bronze says only which lines the contract accepted)."""
+
+    def created(paths: list[Path]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for path in paths:
+            if not path.name.endswith("orders.ndjson"):
+                continue
+            for line in path.read_bytes().splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if (
+                    isinstance(event, dict)
+                    and event.get("event_type") == "order_created"
+                    and str(event.get("event_timestamp", ""))[:10] == day
+                ):
+                    found.setdefault(str(event.get("event_id")), str(event.get("order_id")))
+        return found
+
+    first, second = created(shop.first_half), created(shop.second_half)
+    con = duckdb.connect(str(shop.warehouse), read_only=True)
+    try:  # the lines the contract accepted (a malformed one is a dead letter, no order)
+        valid = {
+            str(event_id)
+            for (event_id,) in con.execute(
+                "select event_id from bronze.order_events where event_type = 'order_created'"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    return {
+        order for event_id, order in second.items() if event_id not in first and event_id in valid
+    }
+
+
+@pytest.mark.timeout(300)
+def test_a_restated_day_is_marked_and_drills_through_to_its_late_events(
+    page: Any, shop: Shop
+) -> None:
+    """After the streaming test's second build (it runs before this one): the days whose
+    published orders a later build changed carry the "restated" badge, and the drill-through
+    of one lists its figures, its restatement and, marked late, the orders whose events came
+    in the load that restated it."""
+    con = duckdb.connect(str(shop.warehouse), read_only=True)
+    try:
+        restated = {
+            key
+            for (key,) in con.execute(
+                "select distinct figure_key from gold.figure_ledger"
+                " where is_restatement and grain in ('order_date', 'revenue_date')"
+            ).fetchall()
+        }
+        days = sorted(
+            key
+            for (key,) in con.execute(
+                "select distinct figure_key from gold.figure_ledger where is_restatement"
+                " and figure = 'orders_created'"
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    assert days, "the second half restated the orders of some day"
+    wait_for(
+        page,
+        "d => document.querySelector(`#daily tr[data-date='${d}']`)?.dataset.restated === 'true'",
+        days[0],
+    )
+    marks = page.eval_on_selector_all(
+        "#daily tbody tr", "rows => rows.map(r => [r.dataset.date, r.dataset.restated])"
+    )
+    assert marks and {day for day, on in marks if on == "true"} == restated & {d for d, _ in marks}
+
+    late = set()
+    day = days[0]
+    for day in days:  # a day with orders that arrived late (the ledger says which loads)
+        late = late_orders(shop, day)
+        if late:
+            break
+    assert late
+    page.click(f"#daily tr[data-date='{day}'] td")
+    wait_for(
+        page,
+        "t => document.body.dataset.drill === 'ready' && document.body.dataset.drillTitle === t",
+        f"Behind {day}",
+    )
+    marked = page.eval_on_selector_all(
+        "#drill-body article:first-child tr[data-late='true'][data-rule='counted']",
+        "rows => rows.map(r => r.dataset.order)",
+    )
+    assert set(marked) == late
+    text = page.text_content("#drill-body") or ""
+    assert "orders_created: published" in text and "adds up" in text
+    assert "does not add up" not in text
+    assert page.locator("#drill-body article:first-child li.restatement").count() >= 1

@@ -175,8 +175,16 @@ def payloads(target: Target) -> list[str]:
     ]
 
 
-def attack(target: Target, params: dict[str, str]) -> None:
-    url = target.server.url + "api/data?" + urlencode(params)
+EXPLAIN_OPTIONS = (
+    ("orders", "date"),
+    ("product", "product"),
+    ("canceled-refunded", "status"),
+    ("lead-time", "segment"),
+)
+
+
+def attack(target: Target, params: dict[str, str], endpoint: str = "api/data") -> None:
+    url = target.server.url + endpoint + "?" + urlencode(params)
     status, headers, body = request(url)
     assert_polite(status, headers, body, repr(params))
 
@@ -201,6 +209,18 @@ def attacked(target: Target) -> list[str]:
             attack(target, params)
         except AssertionError as exc:
             failures.append(f"{params!r}: {exc}")
+    # The drill-through: every payload as the question and as each of its options.
+    explained: list[dict[str, str]] = [{"question": value} for value in hostile]
+    explained += [
+        {"question": question, option: value}
+        for question, option in EXPLAIN_OPTIONS
+        for value in hostile
+    ]
+    for params in explained:
+        try:
+            attack(target, params, endpoint="api/explain")
+        except AssertionError as exc:
+            failures.append(f"explain {params!r}: {exc}")
     return failures
 
 
@@ -210,6 +230,46 @@ def test_every_filter_resists_injection(target: Target, attacked: list[str]) -> 
     assert sorted(path.name for path in target.home.iterdir()) == [".env", "data.csv"]
     status, _, body = request(target.server.url + "api/data")
     assert status == 200 and json.loads(body)["figures"] == target.figures
+
+
+def test_the_drill_through_is_explain_json(target: Target) -> None:
+    """``/api/explain`` answers what ``explain --json`` prints, for each question; a bad or
+    unknown parameter is a one-line JSON 400."""
+    from retail_pipeline.transform.explain import explain
+
+    day = target.figures["orders_per_day"][0]["date"]
+    product = target.figures["top_products"][0]["product_id"]
+    for params in (
+        {"question": "orders", "date": day},
+        {"question": "revenue", "date": day},
+        {"question": "conversion", "date": day},
+        {"question": "product", "product": product},
+        {"question": "canceled-refunded", "status": "canceled"},
+        {"question": "lead-time", "segment": "created_to_delivered"},
+    ):
+        status, headers, body = request(target.server.url + "api/explain?" + urlencode(params))
+        assert_polite(status, headers, body, repr(params))
+        assert status == 200, body
+        shown = json.loads(body)
+        question = params.pop("question")
+        direct = explain(
+            question,
+            target.warehouse,
+            day=params.get("date"),
+            product=params.get("product"),
+            status=params.get("status"),
+            segment=params.get("segment"),
+            limit=200,
+        ).as_json()
+        assert shown == direct, question
+        assert shown["adds_up"] is True
+    for params, message in (
+        ({"question": "orders"}, "--date is required"),
+        ({"question": "orders", "date": day, "limit": "9"}, "/api/explain takes"),
+        ({"question": "why"}, "the question is one of"),
+    ):
+        status, headers, body = request(target.server.url + "api/explain?" + urlencode(params))
+        assert status == 400 and message in json.loads(body)["error"], body
 
 
 def test_the_warehouse_is_unchanged(target: Target, attacked: list[str]) -> None:

@@ -240,7 +240,13 @@ def test_defer_builds_only_what_changed(
     with env("ci", "pr_7"):
         summary = run_transform(production, defer_state=state)
     assert summary.success, summary.failures
-    built = {"fct_payments", "daily_revenue", "dim_date", "build_info"}  # and its children
+    built = {
+        "fct_payments",
+        "daily_revenue",
+        "dim_date",
+        "build_info",
+        "figure_ledger",
+    }  # and its children
     assert summary.counts["model"] == {"success": len(built)}
     assert summary.cloned > 20
 

@@ -35,6 +35,7 @@ from retail_pipeline.transform.answers import (
     revenue_answer,
     status_of,
 )
+from retail_pipeline.transform.ledger import restated_keys
 from retail_pipeline.transform.semantic import SemanticLayer, semantic_layer
 from retail_pipeline.warehouse import Warehouse, open_warehouse
 
@@ -156,6 +157,9 @@ class Snapshot:
     source: str
     metrics: SemanticLayer
     notes: list[str] = field(default_factory=list)
+    restated: dict[str, list[str]] = field(default_factory=dict)
+    """The published figures a later build changed, by grain (``order_date``, ``revenue_date``,
+    ``product``, ``segment``): their keys, from the restatement ledger (the page marks them)."""
     health: dict[str, Any] = field(default_factory=dict)
     """``retail-pipeline health``'s summary when the snapshot was taken (status, one line,
     the first check that is not ok); Kafka is not asked (docs/operations.md#health)."""
@@ -192,6 +196,9 @@ class Snapshot:
             con.execute(f"create table {table} as select * from _snapshot")
             con.unregister("_snapshot")
         _lock_down(con)
+        restated: dict[str, list[str]] = {}
+        for grain, key in sorted(restated_keys(warehouse)):
+            restated.setdefault(grain, []).append(key)
         report = check_health(warehouse)
         problem = report.first_problem
         health = {
@@ -200,7 +207,14 @@ class Snapshot:
             "first_problem": None if problem is None else problem.name,
         }
         return cls(
-            con, status, currency, datetime.now(UTC), warehouse.describe(), metrics, health=health
+            con,
+            status,
+            currency,
+            datetime.now(UTC),
+            warehouse.describe(),
+            metrics,
+            restated=restated,
+            health=health,
         )
 
     @contextmanager
@@ -277,6 +291,7 @@ class Snapshot:
             "reference_rows_since_build": status.reference_rows_since,
             "stale_warning": status.warning(),
             "notes": list(self.notes),
+            "restated": {grain: list(keys) for grain, keys in self.restated.items()},
             "health": dict(self.health),
         }
 

@@ -3,9 +3,11 @@
 ``GET /`` is the page (HTML, CSS, JS and the vendored Vega-Lite, all served from the package:
 nothing comes from a CDN); ``GET /api/data?date_from=&date_to=&category=&country=&
 payment_method=&carrier=`` returns the figures for those filters, the filter options and how
-fresh the snapshot is. The page polls it, so the numbers follow the warehouse while the
-loaders and ``transform`` run. ``GET /metrics`` is the Prometheus registry: Gold's freshness,
-Bronze's row counts as ``gold.pipeline_freshness`` reads them, the requests answered.
+fresh the snapshot is; ``GET /api/explain?question=&date=&product=&status=&segment=`` returns
+``explain --json`` of one published figure (the drill-through). The page polls ``/api/data``,
+so the numbers follow the warehouse while the loaders and ``transform`` run. ``GET /metrics``
+is the Prometheus registry: Gold's freshness, Bronze's row counts as
+``gold.pipeline_freshness`` reads them, the requests answered.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from retail_pipeline import metrics
-from retail_pipeline.dashboard.data import Filters, Snapshot, take_snapshot
+from retail_pipeline.dashboard.data import MAX_FILTER_CHARS, Filters, Snapshot, take_snapshot
 from retail_pipeline.errors import PipelineError, one_line, printable
 from retail_pipeline.http_server import BoundedHTTPServer
 from retail_pipeline.settings import layer_schema, settings
@@ -323,6 +325,9 @@ def _handler(gold: LiveGold) -> type[BaseHTTPRequestHandler]:
                 filters = Filters.parse(_parameters(query))
                 self._send_json(payload(gold.snapshot, filters), cache="no-store")
                 return
+            if path == "/api/explain":
+                self._send_json(explanation(gold, _parameters(query, EXPLAIN_PARAMETERS)))
+                return
             if path.startswith("/api/"):
                 raise RequestRefused(HTTPStatus.NOT_FOUND, "no such API endpoint")
             if query:
@@ -407,20 +412,62 @@ def _handler(gold: LiveGold) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _parameters(query: str) -> dict[str, str]:
-    """Query parameters, each at most once, strictly UTF-8 (anything else is an error)."""
+EXPLAIN_PARAMETERS = ("question", "date", "product", "status", "segment")
+"""What ``/api/explain`` takes: ``explain``'s question and its options (docs/dashboard.md)."""
+EXPLAIN_LIMIT = 200
+"""Contributions a drill-through lists (counted, and as many left out); the sums cover all."""
+
+
+def explanation(gold: LiveGold, params: dict[str, str]) -> dict[str, Any]:
+    """``explain --json`` for the published figure a drill-through asks about: read from the
+    warehouse for a moment (Silver, Gold and Bronze), like a refresh."""
+    from retail_pipeline.transform.explain import ExplainError, explain
+
+    unknown = sorted(set(params) - set(EXPLAIN_PARAMETERS))
+    if unknown:
+        raise RequestRefused(
+            HTTPStatus.BAD_REQUEST,
+            f"/api/explain takes {', '.join(EXPLAIN_PARAMETERS)};"
+            f" not {printable(unknown[0][:40])!r}",
+        )
+    if any(len(value) > MAX_FILTER_CHARS for value in params.values()):
+        raise RequestRefused(HTTPStatus.BAD_REQUEST, f"a value over {MAX_FILTER_CHARS} characters")
+    try:
+        result = explain(
+            params.get("question", ""),
+            gold.warehouse,
+            target=gold.target,
+            day=params.get("date") or None,
+            product=params.get("product") or None,
+            status=params.get("status") or None,
+            segment=params.get("segment") or None,
+            limit=EXPLAIN_LIMIT,
+        )
+    except ExplainError as exc:
+        raise RequestRefused(HTTPStatus.BAD_REQUEST, one_line(str(exc))) from None
+    except PipelineError as exc:
+        raise RequestRefused(
+            HTTPStatus.SERVICE_UNAVAILABLE, f"cannot explain now: {one_line(str(exc))}"
+        ) from None
+    return result.as_json()
+
+
+def _parameters(query: str, names: Sequence[str] | None = None) -> dict[str, str]:
+    """Query parameters, each at most once, strictly UTF-8 (anything else is an error); at
+    most as many as ``names`` (default: the filters)."""
+    most = len(names) if names is not None else len(fields(Filters))
     try:
         pairs = parse_qsl(
             query,
             keep_blank_values=True,
             encoding="utf-8",
             errors="strict",
-            max_num_fields=len(fields(Filters)),
+            max_num_fields=most,
         )
     except ValueError:  # too many fields, or %-escapes that are not UTF-8
         raise RequestRefused(
             HTTPStatus.BAD_REQUEST,
-            f"the query takes at most {len(fields(Filters))} filters, percent-encoded UTF-8",
+            f"the query takes at most {most} parameters, percent-encoded UTF-8",
         ) from None
     params: dict[str, str] = {}
     for name, value in pairs:

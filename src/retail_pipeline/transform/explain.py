@@ -37,6 +37,11 @@ STATUSES = ("canceled", "refunded", "canceled_or_refunded")
 SEGMENTS = ("created_to_shipped", "shipped_to_delivered", "created_to_delivered")
 DEFAULT_LIMIT = 200
 
+
+class ExplainError(PipelineError):
+    """A question explain cannot ask: unknown, or a value missing or malformed."""
+
+
 RULES = {
     "counted": "counted",
     "not_converted": "not counted: no payment_captured",
@@ -199,11 +204,11 @@ def _money(value: Decimal | None) -> Decimal:
 
 def _as_date(value: str | None, option: str = "--date") -> date:
     if not value:
-        raise PipelineError(f"{option} is required for this question (YYYY-MM-DD)")
+        raise ExplainError(f"{option} is required for this question (YYYY-MM-DD)")
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise PipelineError(f"{option}: not a date (YYYY-MM-DD)") from None
+        raise ExplainError(f"{option}: not a date (YYYY-MM-DD)") from None
 
 
 def _query(
@@ -218,6 +223,8 @@ def _query(
     orders = f"{silver}.stg_bronze__order_events"
     payments = f"{silver}.stg_bronze__payment_events"
     shipments = f"{silver}.stg_bronze__shipment_events"
+    # the orders of the day first: a window over every order's events would read them all
+    day_orders = f"select order_id from {gold}.fct_orders where order_date = ?"
     if question == "orders":
         when = _as_date(day)
         rows = f"""
@@ -234,6 +241,7 @@ def _query(
                     row_number() over (partition by order_id order by event_at, event_id)
                         as rank_at
                 from {orders} where event_type = 'order_created'
+                    and order_id in ({day_orders})
             ) as e on e.order_id = o.order_id
             where o.order_date = ?"""
         parts: dict[str, tuple[str, str, Sequence[object]]] = {
@@ -243,7 +251,7 @@ def _query(
                 [when],
             )
         }
-        return _Query(rows, [when], parts, str(when), f"Orders created on {when}", str(when))
+        return _Query(rows, [when, when], parts, str(when), f"Orders created on {when}", str(when))
     if question == "revenue":
         when = _as_date(day)
         rows = f"""
@@ -291,12 +299,12 @@ def _query(
             from {gold}.fct_orders as o
             left join (
                 select order_id, event_id, event_at from {payments}
-                where event_type = 'payment_captured'
+                where event_type = 'payment_captured' and order_id in ({day_orders})
                 qualify row_number() over (partition by order_id order by event_at, event_id) = 1
             ) as c on c.order_id = o.order_id and o.is_converted
             left join (
                 select order_id, event_id, event_at from {orders}
-                where event_type = 'order_created'
+                where event_type = 'order_created' and order_id in ({day_orders})
                 qualify row_number() over (partition by order_id order by event_at, event_id) = 1
             ) as e on e.order_id = o.order_id
             where o.order_date = ?"""
@@ -308,11 +316,11 @@ def _query(
             )
         }
         return _Query(
-            rows, [when], parts, str(when), f"Conversion of the orders of {when}", str(when)
+            rows, [when] * 3, parts, str(when), f"Conversion of the orders of {when}", str(when)
         )
     if question == "product":
         if not product:
-            raise PipelineError("--product is required for this question")
+            raise ExplainError("--product is required for this question")
         rows = f"""
             select i.order_id, b.event_id, 'orders' as event_topic, b.event_type, b.event_at,
                 case when i.is_revenue_eligible then 'revenue' end as part,
@@ -332,6 +340,9 @@ def _query(
             left join (
                 select order_id, event_id, event_type, event_at from {orders}
                 where has_items and event_type in ('order_created', 'order_updated')
+                    and order_id in (
+                        select order_id from {gold}.fct_order_items where product_id = ?
+                    )
                 qualify row_number() over (
                     partition by order_id
                     order by event_at desc,
@@ -352,12 +363,15 @@ def _query(
                 [product],
             ),
         }
-        return _Query(rows, [product], parts, product, f"Revenue of product {product}", product)
+        return _Query(
+            rows, [product, product], parts, product, f"Revenue of product {product}", product
+        )
     if question == "canceled-refunded":
         status = status or "canceled_or_refunded"
         if status not in STATUSES:
-            raise PipelineError(f"--status: one of {', '.join(STATUSES)}")
+            raise ExplainError(f"--status: one of {', '.join(STATUSES)}")
         on_day = _as_date(day) if day else None
+        in_day = f" and order_id in ({day_orders})" if on_day else ""
         flag = {"canceled": "o.is_canceled", "refunded": "o.is_refunded"}.get(
             status, "o.is_canceled_or_refunded"
         )
@@ -372,12 +386,12 @@ def _query(
             from {gold}.fct_orders as o
             left join (
                 select order_id, event_id, event_type, event_at from {orders}
-                where event_type = 'order_canceled'
+                where event_type = 'order_canceled'{in_day}
                 qualify row_number() over (partition by order_id order by event_at, event_id) = 1
             ) as c on c.order_id = o.order_id and {"false" if status == "refunded" else "true"}
             left join (
                 select order_id, event_id, event_type, event_at from {payments}
-                where event_type = 'payment_refunded'
+                where event_type = 'payment_refunded'{in_day}
                 qualify row_number() over (partition by order_id order by event_at, event_id) = 1
             ) as r on r.order_id = o.order_id
             where {flag}{" and o.order_date = ?" if on_day else ""}"""
@@ -389,11 +403,11 @@ def _query(
             published, params = f"select {column} from {gold}.order_rates", []
         title = f"Orders {status.replace('_', ' ')}" + (f", created on {on_day}" if on_day else "")
         key = str(on_day) if on_day else "all"
-        return _Query(rows, params, {status: (column, published, params)}, key, title, key)
+        return _Query(rows, params * 3, {status: (column, published, params)}, key, title, key)
     if question == "lead-time":
         segment = segment or ""
         if segment not in SEGMENTS:
-            raise PipelineError(f"--segment: one of {', '.join(SEGMENTS)}")
+            raise ExplainError(f"--segment: one of {', '.join(SEGMENTS)}")
         later = {
             "created_to_shipped": ("shipments", "shipment_dispatched", "first_dispatched_at"),
             "shipped_to_delivered": ("shipments", "shipment_delivered", "first_delivered_at"),
@@ -416,7 +430,7 @@ def _query(
             "mean": ("lead_time_mean_hours", f"select mean_hours {stats}", [segment]),
         }
         return _Query(rows, [], parts, segment, f"Lead time {segment.replace('_', ' ')}", segment)
-    raise PipelineError(f"explain: the question is one of {', '.join(QUESTIONS)}")
+    raise ExplainError(f"explain: the question is one of {', '.join(QUESTIONS)}")
 
 
 def _published(wh: Warehouse, sql: str, params: Sequence[object]) -> Any:
@@ -476,7 +490,7 @@ def explain(
     """The contributions behind one figure, their sums against the published figure, and the
     figure's history (see the module's docstring)."""
     if limit < 0:
-        raise PipelineError("--limit must not be negative")
+        raise ExplainError("--limit must not be negative")
     query = _query(question, day=day, product=product, status=status, segment=segment)
     with open_warehouse(
         warehouse, target=target, read_only=True, missing_hint="load and transform first"
@@ -586,7 +600,7 @@ def _units(wh: Warehouse, query: _Query, count: int) -> Decimal:
     rows = wh.query(
         f"select sum(quantity) from {gold}.fct_order_items"
         " where product_id = ? and is_revenue_eligible",
-        list(query.params),
+        [query.key],
     )
     return Decimal(rows[0][0] or 0)
 

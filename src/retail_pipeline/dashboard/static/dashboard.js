@@ -14,6 +14,8 @@ let currency = "USD";
 let lastFigures = null;
 let inFlight = false;
 let renders = 0;
+let restated = {};
+let drills = 0;
 
 const count = new Intl.NumberFormat("en-US");
 // Money arrives as exact decimal text ("90071992547409.93"): Intl formats a numeric string
@@ -79,6 +81,8 @@ function showMeta(meta) {
   const lines = [meta.stale_warning, ...meta.notes].filter(Boolean);
   warning.hidden = lines.length === 0;
   warning.textContent = lines.join(" · ");
+  restated = meta.restated || {};
+  markRestated();
   const health = document.getElementById("health");
   health.textContent = meta.health && meta.health.line ? meta.health.line : "health unknown";
   health.dataset.status = (meta.health && meta.health.status) || "unknown";
@@ -88,6 +92,7 @@ function fillTables(figures) {
   const products = document.querySelector("#top-products tbody");
   products.replaceChildren(...figures.top_products.map((row, index) => {
     const tr = document.createElement("tr");
+    tr.dataset.product = row.product_id;
     const cells = [
       [String(index + 1), null, null, ""],
       [row.product_name || row.product_id, `top_products.${index}.product_id`, row.product_id, ""],
@@ -107,6 +112,7 @@ function fillTables(figures) {
   const leads = document.querySelector("#lead-times tbody");
   leads.replaceChildren(...Object.entries(SEGMENTS).map(([segment, label]) => {
     const tr = document.createElement("tr");
+    tr.dataset.segment = segment;
     const th = document.createElement("td");
     th.textContent = label;
     tr.append(th);
@@ -121,6 +127,207 @@ function fillTables(figures) {
     return tr;
   }));
 }
+
+function isRestated(grain, key) {
+  return Array.isArray(restated[grain]) && restated[grain].includes(key);
+}
+
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+
+function fillDaily(figures) {
+  const orders = new Map(figures.orders_per_day.map((row) => [row.date, row.orders]));
+  const converted = new Map(figures.conversion_rate.by_day.map((row) => [row.date, row.converted]));
+  const revenue = new Map(figures.revenue.by_day.map((row) => [row.date, row]));
+  const days = Array.from(new Set([...orders.keys(), ...revenue.keys()])).sort();
+  const body = document.querySelector("#daily tbody");
+  body.replaceChildren(...days.map((day) => {
+    const tr = document.createElement("tr");
+    tr.dataset.date = day;
+    const money_ = revenue.get(day) || { gross: "0.00", refunds: "0.00", net: "0.00" };
+    tr.append(
+      cell(day),
+      cell(count.format(orders.get(day) || 0), "num"),
+      cell(converted.has(day) ? count.format(converted.get(day)) : "–", "num"),
+      cell(money(money_.gross), "num"),
+      cell(money(money_.refunds), "num"),
+      cell(money(money_.net), "num"),
+    );
+    return tr;
+  }));
+  markRestated();
+}
+
+// Rows of figures a later build changed get a "restated" badge (the restatement ledger).
+function markRestated() {
+  const marks = [
+    ["#daily tbody tr", (tr) => isRestated("order_date", tr.dataset.date) || isRestated("revenue_date", tr.dataset.date)],
+    ["#top-products tbody tr", (tr) => isRestated("product", tr.dataset.product)],
+    ["#lead-times tbody tr", (tr) => isRestated("segment", tr.dataset.segment)],
+  ];
+  for (const [selector, test] of marks) {
+    for (const tr of document.querySelectorAll(selector)) {
+      const on = Boolean(test(tr));
+      tr.dataset.restated = String(on);
+      const first = tr.firstElementChild;
+      const badge = first && first.querySelector(".restated-badge");
+      if (on && first && !badge) {
+        const span = document.createElement("span");
+        span.className = "restated-badge";
+        span.textContent = "restated";
+        first.append(span);
+      } else if (!on && badge) {
+        badge.remove();
+      }
+    }
+  }
+}
+
+function when(iso) {
+  return iso ? iso.replace("T", " ").replace(/(\.\d+)?(\+00:00|Z)$/, "") : "–";
+}
+
+function renderExplanation(result) {
+  const part = document.createElement("article");
+  const h3 = document.createElement("h3");
+  h3.textContent = result.title;
+  part.append(h3);
+  const figures = document.createElement("ul");
+  const late = new Set();
+  for (const figure of result.figures) {
+    const li = document.createElement("li");
+    li.textContent = `${figure.figure}: published ${figure.published ?? "–"}; its ${count.format(figure.contributions)} counted events give ${figure.sum_of_contributions ?? "–"}: `;
+    const verdict = document.createElement("span");
+    verdict.className = figure.adds_up ? "adds-up" : "does-not-add-up";
+    verdict.textContent = figure.adds_up ? "adds up" : "does not add up";
+    li.append(verdict);
+    const history = result.history[figure.figure] || [];
+    const restatements = history.filter((row) => row.restatement);
+    if (restatements.length) {
+      const latest = restatements[restatements.length - 1];
+      for (const load of latest.cause_loads) late.add(load);
+      const items = document.createElement("ul");
+      for (const row of restatements) {
+        const item = document.createElement("li");
+        item.className = "restatement";
+        item.textContent = `restated ${when(row.recorded_at)} UTC from ${row.old ?? "–"} to ${row.new ?? "–"} (${row.delta ?? "–"}), loads ${row.cause_loads.join(", ") || "–"}`;
+        items.append(item);
+      }
+      li.append(items);
+    }
+    figures.append(li);
+  }
+  part.append(figures);
+  const table = document.createElement("table");
+  const head = document.createElement("tr");
+  for (const title of ["Order", "Event", "At (UTC)", "Counts in", "Amount", "Rule", "Bronze source", "Load", "Ingested (UTC)"]) {
+    const th = document.createElement("th");
+    th.textContent = title;
+    head.append(th);
+  }
+  const thead = document.createElement("thead");
+  thead.append(head);
+  const body = document.createElement("tbody");
+  for (const c of result.contributions) {
+    for (const [index, source] of [c.source, ...c.duplicates].entries()) {
+      const tr = document.createElement("tr");
+      const isLate = Boolean(source && late.has(source.load_id) && index === 0);
+      tr.dataset.late = String(isLate);
+      tr.dataset.order = c.order_id;
+      tr.dataset.rule = index === 0 ? c.rule : "duplicate";
+      const first = cell(index === 0 ? c.order_id : "");
+      if (isLate) {
+        const badge = document.createElement("span");
+        badge.className = "late-badge";
+        badge.textContent = "late";
+        first.append(badge);
+      }
+      tr.append(
+        first,
+        cell(`${c.event_type ?? "–"} ${c.event_id ?? ""}`),
+        cell(index === 0 ? when(c.event_at) : ""),
+        cell(index === 0 ? c.counted_in ?? "–" : ""),
+        cell(index === 0 ? c.amount : "", "num"),
+        cell(index === 0 ? c.why : source.why),
+        cell(source ? source.where : "–"),
+        cell(source ? source.load_id : "–"),
+        cell(source ? when(source.ingested_at) : "–"),
+      );
+      body.append(tr);
+    }
+  }
+  table.append(thead, body);
+  part.append(table);
+  const shown = document.createElement("p");
+  shown.className = "detail";
+  shown.textContent = `${count.format(result.listed)} listed${result.more ? `, ${count.format(result.more)} more (retail-pipeline explain --limit)` : ""}; ${count.format(result.not_counted)} not counted.`;
+  part.append(shown);
+  return part;
+}
+
+// Drill-through: explain --json of the published figures behind a row, from /api/explain.
+async function drill(title, questions) {
+  const panel = document.getElementById("drill");
+  const body = document.getElementById("drill-body");
+  const ticket = ++drills;
+  document.getElementById("drill-title").textContent = title;
+  body.replaceChildren();
+  panel.hidden = false;
+  document.body.dataset.drill = "loading";
+  try {
+    const parts = [];
+    for (const params of questions) {
+      const response = await fetch(`/api/explain?${new URLSearchParams(params)}`, { cache: "no-store" });
+      const data = await response.json();
+      if (!response.ok) throw new Error(data.error || response.statusText);
+      parts.push(renderExplanation(data));
+    }
+    if (ticket !== drills) return;
+    body.replaceChildren(...parts);
+    document.body.dataset.drill = "ready";
+    document.body.dataset.drillTitle = title;
+  } catch (error) {
+    if (ticket !== drills) return;
+    const p = document.createElement("p");
+    p.className = "warning";
+    p.textContent = `Cannot explain: ${error.message}`;
+    body.replaceChildren(p);
+    document.body.dataset.drill = "error";
+  }
+  panel.scrollIntoView({ block: "nearest" });
+}
+
+document.querySelector("#daily tbody").addEventListener("click", (event) => {
+  const tr = event.target.closest("tr");
+  if (!tr || !tr.dataset.date) return;
+  const date = tr.dataset.date;
+  drill(`Behind ${date}`, [
+    { question: "orders", date },
+    { question: "conversion", date },
+    { question: "revenue", date },
+  ]);
+});
+document.querySelector("#top-products tbody").addEventListener("click", (event) => {
+  const tr = event.target.closest("tr");
+  if (!tr || !tr.dataset.product) return;
+  drill(`Behind product ${tr.dataset.product}`, [{ question: "product", product: tr.dataset.product }]);
+});
+document.querySelector("#lead-times tbody").addEventListener("click", (event) => {
+  const tr = event.target.closest("tr");
+  if (!tr || !tr.dataset.segment) return;
+  drill(`Behind ${SEGMENTS[tr.dataset.segment]}`, [{ question: "lead-time", segment: tr.dataset.segment }]);
+});
+document.getElementById("drill-canceled").addEventListener("click", () => {
+  drill("Behind canceled or refunded", [{ question: "canceled-refunded", status: "canceled_or_refunded" }]);
+});
+document.getElementById("drill-close").addEventListener("click", () => {
+  document.getElementById("drill").hidden = true;
+  drills += 1;
+});
 
 function fillKpis(figures) {
   for (const element of document.querySelectorAll(".kpis [data-kpi]")) {
@@ -282,6 +489,8 @@ async function load() {
       lastFigures = figures;
       fillKpis(data.figures);
       fillTables(data.figures);
+      fillDaily(data.figures);
+      markRestated();
       await draw(data.figures);
     }
     document.body.dataset.query = wanted;
