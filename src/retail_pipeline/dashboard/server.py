@@ -226,6 +226,8 @@ def allowed_hosts(host: str, port: int, extra: Sequence[str] = ()) -> frozenset[
 
 
 def _handler(gold: LiveGold) -> type[BaseHTTPRequestHandler]:
+    explaining = threading.BoundedSemaphore(EXPLAIN_AT_ONCE)
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "retail-pipeline-dashboard"
         protocol_version = "HTTP/1.0"
@@ -326,7 +328,8 @@ def _handler(gold: LiveGold) -> type[BaseHTTPRequestHandler]:
                 self._send_json(payload(gold.snapshot, filters), cache="no-store")
                 return
             if path == "/api/explain":
-                self._send_json(explanation(gold, _parameters(query, EXPLAIN_PARAMETERS)))
+                params = _parameters(query, EXPLAIN_PARAMETERS)
+                self._send_json(explanation(gold, params, explaining))
                 return
             if path.startswith("/api/"):
                 raise RequestRefused(HTTPStatus.NOT_FOUND, "no such API endpoint")
@@ -416,11 +419,17 @@ EXPLAIN_PARAMETERS = ("question", "date", "product", "status", "segment")
 """What ``/api/explain`` takes: ``explain``'s question and its options (docs/dashboard.md)."""
 EXPLAIN_LIMIT = 200
 """Contributions a drill-through lists (counted, and as many left out); the sums cover all."""
+EXPLAIN_AT_ONCE = 2
+"""Drill-throughs answered at once: each reads the live warehouse (seconds on a large one), so
+a burst of them is answered 503 instead of taking every core and holding the file."""
 
 
-def explanation(gold: LiveGold, params: dict[str, str]) -> dict[str, Any]:
+def explanation(
+    gold: LiveGold, params: dict[str, str], slots: threading.Semaphore
+) -> dict[str, Any]:
     """``explain --json`` for the published figure a drill-through asks about: read from the
-    warehouse for a moment (Silver, Gold and Bronze), like a refresh."""
+    warehouse for a moment (Silver, Gold and Bronze), like a refresh; at most as many at once
+    as ``slots`` allows (a 503 beyond)."""
     from retail_pipeline.transform.explain import ExplainError, explain
 
     unknown = sorted(set(params) - set(EXPLAIN_PARAMETERS))
@@ -432,6 +441,11 @@ def explanation(gold: LiveGold, params: dict[str, str]) -> dict[str, Any]:
         )
     if any(len(value) > MAX_FILTER_CHARS for value in params.values()):
         raise RequestRefused(HTTPStatus.BAD_REQUEST, f"a value over {MAX_FILTER_CHARS} characters")
+    if not slots.acquire(blocking=False):
+        raise RequestRefused(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            f"{EXPLAIN_AT_ONCE} drill-throughs are being answered; try again in a moment",
+        )
     try:
         result = explain(
             params.get("question", ""),
@@ -449,6 +463,8 @@ def explanation(gold: LiveGold, params: dict[str, str]) -> dict[str, Any]:
         raise RequestRefused(
             HTTPStatus.SERVICE_UNAVAILABLE, f"cannot explain now: {one_line(str(exc))}"
         ) from None
+    finally:
+        slots.release()
     return result.as_json()
 
 

@@ -659,7 +659,8 @@ def format_explanation(result: Explanation) -> str:
             "load",
             "ingested (UTC)",
         ):
-            table.add_column(header)
+            # provenance is the point: long ids and paths wrap, never end in "..."
+            table.add_column(header, overflow="fold")
         for c in result.contributions:
             deliveries = [(c.source, c.rule, c.detail)] + [
                 (d, "duplicate", None) for d in c.duplicates
