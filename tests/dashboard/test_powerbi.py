@@ -68,10 +68,36 @@ def test_every_answer_has_its_measures() -> None:
         "Created to Shipped P50 Hours",
         "Shipped to Delivered P90 Hours",
         "Created to Delivered Mean Hours",
+        "Restatements",
     ):
         assert wanted in names
     pages = json.loads((POWERBI / REPORT / "pages" / "pages.json").read_text())["pageOrder"]
-    assert len(pages) == 6  # one page per question
+    assert len(pages) == 7  # one page per question, and the restatements
+    assert pages[-1] == "restatements"
+
+
+def test_the_restatements_table_lists_only_restatements() -> None:
+    """Power BI leaves out a table row whose measures are all blank: the Restatements
+    measure (blank where no row has is_restatement) keeps first publications out."""
+    visual = json.loads(
+        (
+            POWERBI / REPORT / "pages" / "restatements" / "visuals" / "restatements_table"
+            / "visual.json"
+        ).read_text()
+    )  # fmt: skip
+    shown = [
+        next(iter(p["field"])) + ":" + p["nativeQueryRef"]
+        for p in visual["visual"]["query"]["queryState"]["Values"]["projections"]
+    ]
+    assert shown == [
+        "Column:recorded_at", "Column:figure", "Column:figure_key", "Column:previous_value",
+        "Column:figure_value", "Column:delta", "Column:cause_loads", "Measure:Restatements",
+    ]  # fmt: skip
+    measure = (POWERBI / MODEL / "tables" / "figure_ledger.tmdl").read_text()
+    assert (
+        "measure Restatements = CALCULATE(COUNTROWS(figure_ledger),"
+        " figure_ledger[is_restatement] = TRUE())"
+    ) in measure
 
 
 def _replace(path: str, old: str, new: str) -> Callable[[Path], None]:

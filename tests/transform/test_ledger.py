@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 
 from retail_pipeline.transform.ledger import read_restatements
+from retail_pipeline.transform.semantic import semantic_layer
 
 from .conftest import load, transform
 from .test_handbuilt import Events, at, run_cli
@@ -134,10 +135,17 @@ def test_late_events_restate_exactly_the_figures_worked_out_by_hand(tmp_path: Pa
             " and figure = 'gross_revenue' and figure_key = ?",
             [DAY],
         ).fetchall()
+        # The Restatements metric (Power BI's measure of that name) counts these rows.
+        count = semantic_layer().sql("restatements")
+        query = f"select figure, {count} from gold.figure_ledger group by figure"
+        by_figure = dict(con.execute(query).fetchall())
     finally:
         con.close()
     assert twice == []
     assert gross == [("32.000000",)]
+    assert sum(by_figure.values()) == len(restated) == 12
+    assert by_figure["net_revenue"] == 2 and by_figure["product_units"] == 2
+    assert by_figure["orders_created"] == 1 and by_figure["lead_time_orders"] == 0
 
     # Nothing new, everything tested again, a full refresh: the same Gold, no row.
     before = ledger(warehouse)

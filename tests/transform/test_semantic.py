@@ -168,6 +168,9 @@ def test_metrics_render_to_the_dax_of_their_definition() -> None:
         " fct_payments[is_reporting_currency] = TRUE()), 2)"
     )
     assert layer.dax("net_revenue") == "[Gross Revenue] - [Refunds]"
+    assert layer.dax("restatements") == (
+        "CALCULATE(COUNTROWS(figure_ledger), figure_ledger[is_restatement] = TRUE())"
+    )
     assert layer.dax("conversion_rate") == "DIVIDE([Orders Converted], [Orders], 0)"
     assert layer.dax("created_to_shipped_p90_hours") == (
         "PERCENTILEX.INC(FILTER(fct_orders, NOT ISBLANK(fct_orders[hours_created_to_shipped])),"

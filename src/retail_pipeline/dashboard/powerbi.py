@@ -44,6 +44,7 @@ GOLD_MODELS = (
     "dim_payment_methods",
     "dim_carriers",
     "dim_order_statuses",
+    "figure_ledger",  # the restatement ledger: no relationship, its own page
 )
 SORT_BY = {("dim_order_statuses", "order_status"): "status_order"}
 """Columns shown in another column's order (statuses in lifecycle order, not by name)."""
@@ -536,6 +537,47 @@ PAGES: tuple[tuple[str, str, list[Visual]], ...] = (
                 },
                 BODY,
                 "Lead times (hours)",
+            ),
+        ],
+    ),
+    (
+        "restatements",
+        "7 Restatements",
+        [
+            *_cards("restatements", ["Restatements"]),
+            _visual(
+                "restatements_bar",
+                "clusteredBarChart",
+                {"Category": [_column("figure_ledger", "figure")], "Y": [_measure("Restatements")]},
+                (16, 152, 400, PAGE_HEIGHT - 168),
+                "Restatements by figure",
+                sort=_measure("Restatements"),
+            ),
+            # The measure hides the ledger's first publications: a row where it is blank (no
+            # restatement) is not shown.
+            _visual(
+                "restatements_table",
+                "tableEx",
+                {
+                    "Values": [
+                        *(
+                            _column("figure_ledger", name)
+                            for name in (
+                                "recorded_at",
+                                "figure",
+                                "figure_key",
+                                "previous_value",
+                                "figure_value",
+                                "delta",
+                                "cause_loads",
+                            )
+                        ),
+                        _measure("Restatements"),
+                    ]
+                },
+                (432, 152, PAGE_WIDTH - 448, PAGE_HEIGHT - 168),
+                "Published figures that changed: old, new, delta and the loads that caused it",
+                sort=_column("figure_ledger", "recorded_at"),
             ),
         ],
     ),
