@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+import duckdb
+
 from retail_pipeline.events.contract import EVENT_TYPES
 from retail_pipeline.simulation import GenerationSummary
 from tests.accounting import message_lines
@@ -153,3 +155,76 @@ def test_ingest_with_no_files(tmp_path: Path) -> None:
     warehouse = tmp_path / "wh.duckdb"
     one_error_line(cli("ingest", warehouse=warehouse, cwd=tmp_path), "nothing to ingest")
     assert not warehouse.exists()
+
+
+def test_ingest_names_each_dead_letter_by_file_and_line(tmp_path: Path) -> None:
+    """After the summary, stderr names the first dead letters (file:line: reason, in the order
+    of the file, outside text neutralised) and where the rest are."""
+    valid = {
+        "event_id": "e-ok", "event_type": "order_created", "event_version": 1,
+        "event_timestamp": "2026-01-05T00:07:22.922Z",
+        "produced_at": "2026-01-05T00:07:23.000Z", "source_system": "web-shop",
+        "order_id": "ord_ok", "customer_id": "cus_1", "order_total": 10.0, "currency": "USD",
+        "order_status": "created",
+        "items": [{"product_id": "prd_1", "quantity": 1, "unit_price": 10.0}],
+    }  # fmt: skip
+
+    def event(n: int, **changes: object) -> str:
+        return json.dumps({**valid, "event_id": f"e{n}", "order_id": f"ord_{n}", **changes})
+
+    lines = [
+        event(1),
+        event(2, event_timestamp="2026-02-30T00:00:00Z"),
+        "",
+        event(4, currency="\x1b[2J\x1b[31mUSD"),
+        "[1, 2]",
+        event(6, items=[{"product_id": "prd_1", "quantity": 1.5, "unit_price": 10.0}]),
+        event(7),
+        "{not json",
+        event(9, order_total=-1.0),
+        event(10, customer_id=None),
+    ]
+    path = tmp_path / "bad.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    warehouse = tmp_path / "wh.duckdb"
+    result = cli("ingest", path, warehouse=warehouse, cwd=tmp_path)
+    assert ok(result)[-1].startswith("read 9 / loaded 2 / dead-lettered 7 /")
+    shown = result.stderr.splitlines()
+    assert "\x1b" not in result.stderr
+    expected = [
+        (2, "event_timestamp: not a real date and time: 2026-02-30T00:00:00Z"),
+        (4, r"currency: not an ISO 4217 currency code: '\x1b[2J\x1b[31mUSD'"),
+        (5, "Expected object, got array"),
+        (6, "items[0].quantity: Expected int, got float"),
+        (8, "invalid JSON"),
+    ]
+    assert len(shown) == len(expected) + 1, result.stderr
+    for line, (number, reason) in zip(shown, expected, strict=False):
+        assert line.startswith(f"dead letter: {path}:{number}: {reason}"), line
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        (load_id,) = (
+            con.execute("select distinct _load_id from bronze.dead_letter").fetchone() or ()
+        )
+    finally:
+        con.close()
+    assert shown[-1] == (
+        f"... and 2 more dead letter(s): bronze.dead_letter where _load_id = '{load_id}'"
+    )
+
+
+def test_load_batch_names_each_dead_letter_by_record(tmp_path: Path) -> None:
+    good = {"product_id": "prd_1", "product_name": "Mug", "category": "Home", "price": 4.5,
+            "active": True}  # fmt: skip
+    records: list[object] = [
+        good, {**good, "product_id": "prd_2", "price": -1}, "x", {**good, "product_id": None},
+    ]  # fmt: skip
+    path = tmp_path / "products.json"
+    path.write_text(json.dumps(records))
+    result = cli("load-batch", "--products", path, warehouse=tmp_path / "wh.duckdb", cwd=tmp_path)
+    assert ok(result) == [f"products: read 4 / loaded 1 / dead-lettered 3 from {path}"]
+    assert result.stderr.splitlines() == [
+        f"dead letter: {path}: record 2: price: must not be negative: -1",
+        f"dead letter: {path}: record 3: Expected object, got str",
+        f"dead letter: {path}: record 4: product_id: Expected str, got null",
+    ]

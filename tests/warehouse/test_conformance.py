@@ -33,6 +33,7 @@ from retail_pipeline.warehouse.base import (
     PositionConflict,
     ReferenceBatch,
 )
+from retail_pipeline.warehouse.dead_letters import dead_letter_lines
 from tests.accounting import message_lines, unaccounted_rows
 
 TARGETS = ["duckdb", "snowflake"]
@@ -98,6 +99,24 @@ def test_ingest_loads_every_line_once_and_resumes(
     for path in files:
         [position] = warehouse.positions(f"file:{path}").values()
         assert position.next_offset == path.stat().st_size
+
+
+def test_a_load_names_its_dead_letters(warehouse: Warehouse, tmp_path: Path) -> None:
+    """What ``ingest`` prints after its summary: the first dead letters by file and line, in
+    the file's order, then how many more and under which load id."""
+    bad = [b"{not json", b"[1]", b'"text"', b"null", b"{}", b"7", b"{"]
+    path = tmp_path / "bad.ndjson"
+    path.write_bytes(b"\n".join(bad) + b"\n")
+    summary = ingest_files(warehouse, [path])
+    assert summary.dead_lettered == len(bad)
+    lines = dead_letter_lines(warehouse, summary.load_id, limit=3)
+    assert [line.split(": ", 2)[1] for line in lines[:3]] == [f"{path}:{n}" for n in (1, 2, 3)]
+    assert lines[1] == f"dead letter: {path}:2: Expected object, got array"
+    assert lines[3] == (
+        f"... and 4 more dead letter(s): {warehouse.bronze}.dead_letter"
+        f" where _load_id = '{summary.load_id}'"
+    )
+    assert dead_letter_lines(warehouse, "no-such-load") == []
 
 
 def test_a_stale_writer_is_fenced_off(warehouse: Warehouse) -> None:

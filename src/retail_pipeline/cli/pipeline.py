@@ -126,6 +126,7 @@ def ingest(
     """Load events into Bronze exactly once, from files or Kafka, resuming where it stopped."""
     from retail_pipeline.ingestion.files import check_file, ingest_files
     from retail_pipeline.warehouse import open_warehouse
+    from retail_pipeline.warehouse.dead_letters import dead_letter_lines
 
     if kafka:
         if from_files or files:
@@ -158,7 +159,10 @@ def ingest(
         progress("ingesting", total, in_bytes=True) as advance,
     ):
         summary = ingest_files(wh, paths, batch_bytes=batch_mb << 20, progress=advance)
+        refused = dead_letter_lines(wh, summary.load_id) if summary.dead_lettered else []
     say(summary.line())
+    for line in refused:
+        to_stderr(line)
 
 
 def _ingest_kafka(
@@ -174,6 +178,7 @@ def _ingest_kafka(
 
     from retail_pipeline.ingestion.kafka.consumer import KafkaBronzeConsumer
     from retail_pipeline.warehouse import open_warehouse
+    from retail_pipeline.warehouse.dead_letters import dead_letter_lines
 
     graceful = interrupts.GracefulStop()  # SIGTERM, a first Ctrl-C: finish the batches in hand
     wh = open_warehouse(warehouse, target=target, exclusive=not shared)
@@ -189,11 +194,14 @@ def _ingest_kafka(
                 stop=graceful.stop,
                 progress=advance,
             )
+        refused = dead_letter_lines(wh, consumer.load_id) if summary.dead_lettered else []
     finally:
         if server is not None:
             server.stop()
         wh.close()
     say(summary.line())
+    for line in refused:
+        to_stderr(line)
     if graceful.interrupted.is_set():  # stopped cleanly, but by Ctrl-C: say so, exit 130
         raise KeyboardInterrupt
 

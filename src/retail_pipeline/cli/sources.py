@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from retail_pipeline.cli.options import TargetOpt, WarehouseOpt, flag_check
-from retail_pipeline.cli.output import say
+from retail_pipeline.cli.output import say, to_stderr
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.settings import check_api_url
 
@@ -66,6 +66,7 @@ def load_batch(
     from retail_pipeline.ingestion.batch import load_snapshot, read_snapshot
     from retail_pipeline.ingestion.sources import change_sources, entities, load_sources
     from retail_pipeline.warehouse import open_warehouse
+    from retail_pipeline.warehouse.dead_letters import dead_letter_lines
 
     entities(entity)  # a bad --entity is refused before anything is loaded
     sources = change_sources(
@@ -86,7 +87,10 @@ def load_batch(
     if snapshots:
         with open_warehouse(warehouse, target=target) as wh:
             for snapshot in snapshots:
-                say(load_snapshot(wh, snapshot, batch_records=batch_size).line())
+                loaded = load_snapshot(wh, snapshot, batch_records=batch_size)
+                say(loaded.line())
+                for line in dead_letter_lines(wh, loaded.load_id) if loaded.dead_lettered else []:
+                    to_stderr(line)
     if sources:  # read, then write: the file is open only to commit a batch already read
         with open_warehouse(warehouse, target=target, exclusive=False) as wh:
             changes = load_sources(wh, sources, only=entity, lag_seconds=lag, batch_size=batch_size)

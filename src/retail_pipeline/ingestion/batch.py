@@ -305,6 +305,8 @@ class BatchSummary:
     skipped: bool
     resumed: int = 0
     """Records an interrupted load of the same content had already written (not read again)."""
+    load_id: str = ""
+    """The load's id (its rows and dead letters carry it); empty when skipped."""
 
     def line(self) -> str:
         """The one-line summary the CLI prints."""
@@ -730,4 +732,6 @@ def _load_snapshot(
     if block:
         parts.append(load.stage(block))
     load.write(parts, records)
-    return BatchSummary(entity, file, load.read, load.loaded, load.dead, False, skip)
+    return BatchSummary(
+        entity, file, load.read, load.loaded, load.dead, False, skip, written.load_id or ""
+    )

@@ -118,6 +118,8 @@ class IngestSummary:
     unterminated: int = 0
     """Files whose last line has no newline yet; it is read when the newline arrives."""
     per_source: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    load_id: str = ""
+    """The run's load id: its rows and dead letters carry it (``_load_id``)."""
     repeated: int = 0
     """Names that repeated a file already named (itself, a symlink or a hard link to it)."""
 
@@ -576,7 +578,7 @@ def ingest_files(
     stored = {path: check_resumable(warehouse, path) for path in files}
     load_id = load_id or new_load_id("ingest")
     sources = ",".join(path_text(p) for p in files)
-    summary = IngestSummary(repeated=repeats)
+    summary = IngestSummary(load_id=load_id, repeated=repeats)
     remaining = sum(p.stat().st_size for p in files)  # an upper bound: some may be loaded
     if workers is None:
         workers = default_workers() if remaining >= PROCESS_POOL_BYTES else 0

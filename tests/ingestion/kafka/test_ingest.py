@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -249,6 +250,15 @@ def test_sigterm_finishes_the_batch_and_exits_cleanly(kafka_broker: str, tmp_pat
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
     assert b"stopped" in out
+    # each dead letter it names is topic/partition/offset: reason (the first five; the topic
+    # as Bronze stores it, without the prefix)
+    found = re.search(rb"dead-lettered (\d[\d,]*)", out)
+    assert found, out
+    dead = int(found.group(1).replace(b",", b""))
+    named = [line for line in err.decode().splitlines() if line.startswith("dead letter: ")]
+    assert len(named) == min(dead, 5), err.decode()
+    for line in named:
+        assert re.match(r"dead letter: (orders|payments|shipments)/\d+/\d+: \S", line), line
     consume(warehouse, kafka_broker, prefix)
     assert_exactly_once(warehouse, delivered, prefix)
 
