@@ -17,6 +17,7 @@ from retail_pipeline.errors import InputError, PipelineError
 from retail_pipeline.ingestion.api import ApiSource, parse_updated_at
 from retail_pipeline.ingestion.incremental import Change, Retry, Window, load_changes, micros
 from retail_pipeline.local.reference_api import ReferenceApi
+from retail_pipeline.warehouse.dead_letters import dead_letter_lines
 from retail_pipeline.warehouse.duckdb import DuckDBWarehouse
 from tests.accounting import unaccounted_rows
 
@@ -143,6 +144,11 @@ def test_bad_records_are_dead_lettered_with_the_source_and_key(
     reasons = [reason for *_, reason in dead]
     assert reasons[0].startswith("email") and reasons[1].startswith("country")
     assert reasons[2].startswith("created_at")
+    # what load-batch prints after its summary: the source and each record's key
+    assert dead_letter_lines(warehouse, summary.load_id) == [
+        f"dead letter: {where} key C0000{n}: {reason}"
+        for n, reason in zip((2, 3, 4), reasons, strict=True)
+    ]
     assert unaccounted_rows(warehouse) == []
     assert load(warehouse, source(api)).read == 0, "a dead letter is not read again"
 

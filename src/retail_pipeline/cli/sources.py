@@ -96,3 +96,5 @@ def load_batch(
             changes = load_sources(wh, sources, only=entity, lag_seconds=lag, batch_size=batch_size)
             for summary in changes:
                 say(summary.line())
+                for line in dead_letter_lines(wh, summary.load_id) if summary.dead_lettered else []:
+                    to_stderr(line)

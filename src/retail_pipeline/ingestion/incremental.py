@@ -228,6 +228,8 @@ class IncrementalSummary:
     """The end of the window read (None: nothing to read yet, the source's clock is behind)."""
     waiting: bool = False
     """Changes at or after ``until`` exist: the lag keeps them for the next run."""
+    load_id: str = ""
+    """The run's load id (its rows and dead letters carry it); empty when it read nothing."""
 
     def line(self) -> str:
         """The one-line summary the CLI prints."""
@@ -340,7 +342,9 @@ def _load_changes(
             batch.add(_not_yet_dead_lettered(warehouse, where, page))
     batch.close()
     waiting = not run.read and _has_changes_since(source, entity, window.until)
-    return IncrementalSummary(entity, where, run.read, run.loaded, run.dead, window.until, waiting)
+    return IncrementalSummary(
+        entity, where, run.read, run.loaded, run.dead, window.until, waiting, run.load_id
+    )
 
 
 class _Batch:

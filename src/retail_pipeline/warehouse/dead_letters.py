@@ -3,7 +3,8 @@
 A loader's summary counts what it refused (``dead-lettered 21``); these lines say which message
 and why, each naming where it came from: ``path/to/file.ndjson:12: event_timestamp: not a real
 date and time: 2026-02-30T00:00:00Z``, ``orders/3/4711: currency: ...`` for Kafka,
-``customers.json: record 12: ...`` for a snapshot. At most
+``customers.json: record 12: ...`` for a snapshot, ``http://host/customers key c_7: ...`` for
+the API and Postgres. At most
 :data:`SHOWN` of them, in the order of the input, then how many more and where they all are
 (``bronze.dead_letter``, by the load's id). The reasons quote outside text: the caller prints
 them through :func:`retail_pipeline.errors.one_line` (control characters neutralised, length
@@ -18,6 +19,12 @@ SHOWN = 5
 """Dead letters listed after a load's summary; the rest are counted."""
 REASON_CHARACTERS = 300
 """The longest reason shown (a reason may quote a long value; the table keeps it whole)."""
+KEY_CHARACTERS = 80
+"""The longest record key shown (an API or Postgres record's key is outside text)."""
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def dead_letter_lines(warehouse: Warehouse, load_id: str, limit: int = SHOWN) -> list[str]:
@@ -27,6 +34,7 @@ def dead_letter_lines(warehouse: Warehouse, load_id: str, limit: int = SHOWN) ->
         return []
     rows = warehouse.query(
         "select _source_file, _source_line, _topic, _partition, _offset, _source_kind,"
+        f" substr(_key, 1, {KEY_CHARACTERS + 1}),"
         f" substr(reason, 1, {REASON_CHARACTERS + 1}), count(*) over ()"
         f" from {warehouse.bronze}.dead_letter where _load_id = ?"
         " order by _source_file, _source_line, _topic, _partition, _offset"
@@ -34,19 +42,18 @@ def dead_letter_lines(warehouse: Warehouse, load_id: str, limit: int = SHOWN) ->
         [load_id],
     )
     lines = []
-    for file, line, topic, partition, offset, kind, reason, _ in rows:
+    for file, line, topic, partition, offset, kind, key, reason, _ in rows:
         if topic is not None:
             where = f"{topic}/{partition}/{offset}"
+        elif kind in ("api", "postgres"):  # the source (no credentials) and the record's key
+            where = f"{file} key {_cut(str(key), KEY_CHARACTERS)}" if key is not None else str(file)
         elif file is not None and line is not None:
             where = f"{file}:{line}"
         elif file is not None:  # a record of a JSON array snapshot: its number, from 1
             where = f"{file}: record {offset}" if offset is not None else str(file)
         else:
             where = str(kind)
-        text = str(reason)
-        if len(text) > REASON_CHARACTERS:
-            text = text[:REASON_CHARACTERS] + "…"
-        lines.append(f"dead letter: {where}: {text}")
+        lines.append(f"dead letter: {where}: {_cut(str(reason), REASON_CHARACTERS)}")
     total = int(rows[0][-1]) if rows else 0
     if total > len(rows):
         lines.append(
