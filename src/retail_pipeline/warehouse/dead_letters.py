@@ -35,14 +35,14 @@ def dead_letter_lines(warehouse: Warehouse, load_id: str, limit: int = SHOWN) ->
     rows = warehouse.query(
         "select _source_file, _source_line, _topic, _partition, _offset, _source_kind,"
         f" substr(_key, 1, {KEY_CHARACTERS + 1}),"
-        f" substr(reason, 1, {REASON_CHARACTERS + 1}), count(*) over ()"
+        f" substr(reason, 1, {REASON_CHARACTERS + 1})"
         f" from {warehouse.bronze}.dead_letter where _load_id = ?"
         " order by _source_file, _source_line, _topic, _partition, _offset"
         f" limit {int(limit)}",
         [load_id],
     )
     lines = []
-    for file, line, topic, partition, offset, kind, key, reason, _ in rows:
+    for file, line, topic, partition, offset, kind, key, reason in rows:
         if topic is not None:
             where = f"{topic}/{partition}/{offset}"
         elif kind in ("api", "postgres"):  # the source (no credentials) and the record's key
@@ -54,7 +54,13 @@ def dead_letter_lines(warehouse: Warehouse, load_id: str, limit: int = SHOWN) ->
         else:
             where = str(kind)
         lines.append(f"dead letter: {where}: {_cut(str(reason), REASON_CHARACTERS)}")
-    total = int(rows[0][-1]) if rows else 0
+    if len(rows) < limit:
+        return lines
+    # Counted apart: a window count over the load's rows would hold them all in memory, where
+    # the top-N above holds `limit` rows however many the load refused.
+    [(total,)] = warehouse.query(
+        f"select count(*) from {warehouse.bronze}.dead_letter where _load_id = ?", [load_id]
+    )
     if total > len(rows):
         lines.append(
             f"... and {total - len(rows):,} more dead letter(s): {warehouse.bronze}.dead_letter"
