@@ -158,6 +158,23 @@ def _is_other_file(path: Path) -> bool:
     return header[8:12] != b"DUCK"
 
 
+def _discard_empty(path: Path) -> None:
+    """Remove a warehouse file (and its WAL) that holds no table: what creating one leaves
+    when it is interrupted before its Bronze commits. A file with any table is left alone."""
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except (duckdb.Error, OSError):
+        return  # another process holds it now, or it is gone: not ours to remove
+    try:
+        row = con.execute("select count(*) from duckdb_tables()").fetchone()
+    finally:
+        con.close()
+    if row and row[0] == 0:
+        for leftover in (path, path.with_name(path.name + ".wal")):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
 def check_existing(path: Path, hint: str = "load something first") -> None:
     """Refuse, in one line, a warehouse path that is not an existing DuckDB file.
 
@@ -206,6 +223,7 @@ class DuckDBWarehouse(Closing):
             )
         self._read_only = read_only
         self._lock_timeout = lock_timeout
+        self._missing_hint = missing_hint
         self._con: duckdb.DuckDBPyConnection | None = None
         self._joined = False
         if self.path.is_dir():
@@ -231,11 +249,17 @@ class DuckDBWarehouse(Closing):
             check_existing(self.path, missing_hint)
         if self.path.is_file() and _is_other_file(self.path):
             raise WarehouseError(f"{self.path} is not a DuckDB warehouse file")
-        con = self._connect(wait=not exclusive)
+        new = not read_only and not self.path.exists()
         try:
-            self._check_schema(con, read_only or migrating, migrating=migrating)
+            con = self._connect(wait=not exclusive)
+            try:
+                self._check_schema(con, read_only or migrating, migrating=migrating)
+            except BaseException:
+                con.close()
+                raise
         except BaseException:
-            con.close()
+            if new:  # a file this open created, whose Bronze never committed (a Ctrl-C)
+                _discard_empty(self.path)
             raise
         if exclusive:
             self._con = con
@@ -267,6 +291,15 @@ class DuckDBWarehouse(Closing):
                     raise error from None
                 time.sleep(delay)  # another writer holds the file; poll until the deadline
                 delay = min(delay * 2, 0.2)
+        try:
+            self._configure(con)
+        except BaseException:
+            con.close()  # a Ctrl-C here must not leave the file held by a lost connection
+            raise
+        return con
+
+    @staticmethod
+    def _configure(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("set timezone = 'UTC'")
         # Checkpoint in large steps: each batch commit then appends to the WAL instead of
         # rewriting row groups, which is several times faster for streams of small batches.
@@ -278,7 +311,6 @@ class DuckDBWarehouse(Closing):
         # per append does the same work with less CPU than two fighting the validator.
         con.execute("set threads = 1")
         con.execute("set enable_progress_bar = false")
-        return con
 
     def _join(self) -> duckdb.DuckDBPyConnection:
         """A connection to the database this process already holds read-write.
@@ -332,6 +364,10 @@ class DuckDBWarehouse(Closing):
         self, con: duckdb.DuckDBPyConnection, read_only: bool, *, migrating: bool = False
     ) -> None:
         version = check_schema_version(con, self.path, migrating=migrating)
+        if version is None and read_only and not migrating:
+            # An empty DuckDB file (a first command stopped before its Bronze committed, or
+            # one made elsewhere) has nothing to read: the same line as a missing warehouse.
+            raise WarehouseError(f"warehouse {self.path} has no Bronze yet; {self._missing_hint}")
         if version == SCHEMA_VERSION or read_only:
             return
         con.execute("begin")
