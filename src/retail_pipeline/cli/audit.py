@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from retail_pipeline.cli.options import TargetOpt, WarehouseOpt
+from retail_pipeline.cli.options import TargetOpt, WarehouseOpt, at_most
 from retail_pipeline.errors import PipelineError, printable
 
 
@@ -50,7 +50,9 @@ def explain(
         typer.Option(
             metavar="N",
             min=0,
-            help="List at most N counted contributions and N others (the sums cover all)",
+            help="List at most N counted contributions and N others (the sums cover all; N at"
+            " most 1,000,000)",
+            callback=at_most("--limit", 1_000_000),
         ),
     ] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document")] = False,

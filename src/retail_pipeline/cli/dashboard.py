@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from retail_pipeline import interrupts
-from retail_pipeline.cli.options import TargetOpt, WarehouseOpt
+from retail_pipeline.cli.options import PORT_MAX, TargetOpt, WarehouseOpt, at_most
 from retail_pipeline.cli.output import out, say
 
 
@@ -21,11 +21,22 @@ def dashboard(
         ),
     ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(min=0, metavar="N", help="Port to listen on (0: any free)")
+        int,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Port to listen on (0: any free)",
+            callback=at_most("--port", PORT_MAX),
+        ),
     ] = 8050,
     refresh: Annotated[
         float,
-        typer.Option(min=1, metavar="SECONDS", help="How often to look for a new Gold build"),
+        typer.Option(
+            min=1,
+            metavar="SECONDS",
+            help="How often to look for a new Gold build (at most 3600)",
+            callback=at_most("--refresh", 3600),
+        ),
     ] = 5.0,
     warehouse: WarehouseOpt = None,
     target: TargetOpt = None,

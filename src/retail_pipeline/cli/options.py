@@ -6,9 +6,10 @@ An option with a setting behind it names the environment variable and its defaul
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,6 +29,22 @@ def flag_check(flag: str, check: Callable[[str], str]) -> Callable[[str | None],
         except ValueError as exc:
             shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:76] + "...'"
             raise PipelineError(f"{flag} {shown}: {exc}") from None
+
+    return callback
+
+
+def at_most(flag: str, high: float) -> Callable[[Any], Any]:
+    """A typer callback bounding a number from above (typer's ``min`` bounds it from below):
+    a value over ``high``, or not finite, is one line naming the flag, before the command
+    starts. No option's number decides unbounded memory or time, and none overflows a C
+    integer deeper down."""
+
+    def callback(value: Any) -> Any:
+        if value is None:
+            return None
+        if (isinstance(value, float) and not math.isfinite(value)) or value > high:
+            raise PipelineError(f"{flag} {value}: at most {high:,}")
+        return value
 
     return callback
 
@@ -112,6 +129,26 @@ ProductsFileOpt = Annotated[
     ),
 ]
 
-DaysOpt = Annotated[int, typer.Option(min=1, metavar="N", help="Days to simulate")]
-OrdersPerDayOpt = Annotated[int, typer.Option(min=1, metavar="N", help="Mean orders per day")]
+MAX_DAYS = 3650
+"""Days a simulation may cover: ten years from 2026 stay well inside the contract's timestamps
+(before 2100-01-01), later events included."""
+DaysOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        metavar="N",
+        help=f"Days to simulate (at most {MAX_DAYS:,})",
+        callback=at_most("--days", MAX_DAYS),
+    ),
+]
+OrdersPerDayOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        metavar="N",
+        help="Mean orders per day (at most 1,000,000)",
+        callback=at_most("--orders-per-day", 1_000_000),
+    ),
+]
+PORT_MAX = 65535
 SeedOpt = Annotated[int, typer.Option(metavar="N", help="Random seed (same seed, same simulation)")]

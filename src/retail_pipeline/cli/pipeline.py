@@ -17,6 +17,7 @@ import typer
 
 from retail_pipeline import interrupts
 from retail_pipeline.cli.options import (
+    PORT_MAX,
     BootstrapOpt,
     DaysOpt,
     OrdersPerDayOpt,
@@ -24,6 +25,7 @@ from retail_pipeline.cli.options import (
     TargetOpt,
     TopicPrefixOpt,
     WarehouseOpt,
+    at_most,
     resolve_topic_prefix,
 )
 from retail_pipeline.cli.output import node_progress, out, progress, say, to_stderr
@@ -86,18 +88,38 @@ def ingest(
     ] = False,
     max_seconds: Annotated[
         float | None,
-        typer.Option(min=0, metavar="SECONDS", help="--kafka: stop after this many seconds"),
+        typer.Option(
+            min=0,
+            metavar="SECONDS",
+            help="--kafka: stop after this many seconds",
+            callback=at_most("--max-seconds", 10**9),
+        ),
     ] = None,
     batch_mb: Annotated[
-        int, typer.Option(min=1, metavar="MIB", help="Files: MiB per transaction")
+        int,
+        typer.Option(
+            min=1,
+            metavar="MIB",
+            help="Files: MiB per transaction (at most 1024)",
+            callback=at_most("--batch-mb", 1024),
+        ),
     ] = 64,
     batch_size: Annotated[
-        int, typer.Option(min=1, metavar="N", help="--kafka: messages per transaction")
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="--kafka: messages per transaction (at most 1,000,000)",
+            callback=at_most("--batch-size", 1_000_000),
+        ),
     ] = (30_000),
     linger_ms: Annotated[
         int,
         typer.Option(
-            min=0, metavar="MS", help="--kafka: max wait before a partial batch is written"
+            min=0,
+            metavar="MS",
+            help="--kafka: max wait before a partial batch is written (at most 60000)",
+            callback=at_most("--linger-ms", 60_000),
         ),
     ] = 500,
     group: Annotated[
@@ -215,6 +237,7 @@ def run(
             help="Rebuild once the oldest new Bronze row has waited this long (at most 3600)"
             "  [default: $RETAIL_RUN_BUILD_DELAY_SECONDS, 5]",
             show_default=False,
+            callback=at_most("--build-delay", 3600),
         ),
     ] = None,
     dashboard: Annotated[
@@ -224,13 +247,31 @@ def run(
         str, typer.Option(metavar="ADDRESS", help="--dashboard: address to listen on")
     ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(min=0, metavar="N", help="--dashboard: port (0: any free)")
+        int,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="--dashboard: port (0: any free)",
+            callback=at_most("--port", PORT_MAX),
+        ),
     ] = 8050,
     batch_size: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Messages per Bronze transaction")
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Messages per Bronze transaction (at most 1,000,000)",
+            callback=at_most("--batch-size", 1_000_000),
+        ),
     ] = 30_000,
     linger_ms: Annotated[
-        int, typer.Option(min=0, metavar="MS", help="Max wait before a partial batch is written")
+        int,
+        typer.Option(
+            min=0,
+            metavar="MS",
+            help="Max wait before a partial batch is written (at most 60000)",
+            callback=at_most("--linger-ms", 60_000),
+        ),
     ] = 500,
     group: Annotated[str, typer.Option(metavar="NAME", help="Consumer group")] = "retail-bronze",
     instance_id: Annotated[
@@ -245,7 +286,6 @@ def run(
     new rows have waited --build-delay seconds; builds never overlap (docs/continuous.md).
     SIGTERM or Ctrl-C: the batch in hand is committed and a running build finishes; a second
     Ctrl-C aborts. /metrics on $RETAIL_METRICS_PORT when set."""
-    import math
     import sys
     import threading
 
@@ -261,10 +301,6 @@ def run(
         linger_ms=linger_ms,
         topic_prefix=resolve_topic_prefix(topic_prefix),
     )
-    if build_delay is not None and not (math.isfinite(build_delay) and build_delay <= 3600):
-        raise InputError(f"--build-delay {build_delay}: a number of seconds from 0 to 3600")
-    if port > 65535:  # checked now, not after the first build
-        raise InputError(f"--port {port}: ports go from 0 to 65535")
     delay = settings().run_build_delay_seconds if build_delay is None else build_delay
     graceful = interrupts.GracefulStop()  # commit the batch in hand, let a build finish, stop
 
@@ -322,7 +358,10 @@ def produce(
     rate: Annotated[
         float | None,
         typer.Option(
-            min=1, metavar="PER_SECOND", help="Messages per second [default: as fast as possible]"
+            min=1,
+            metavar="PER_SECOND",
+            help="Messages per second (at most 10,000,000) [default: as fast as possible]",
+            callback=at_most("--rate", 10_000_000),
         ),
     ] = None,
     skip_invalid: Annotated[
@@ -603,7 +642,12 @@ def answers(
     ] = None,
     limit: Annotated[
         int,
-        typer.Option(metavar="N", min=1, help="With --restatements: list at most N"),
+        typer.Option(
+            metavar="N",
+            min=1,
+            help="With --restatements: list at most N (N at most 1,000,000)",
+            callback=at_most("--limit", 1_000_000),
+        ),
     ] = 500,
     warehouse: WarehouseOpt = None,
     target: TargetOpt = None,

@@ -13,9 +13,11 @@ import typer
 
 from retail_pipeline import interrupts
 from retail_pipeline.cli.options import (
+    PORT_MAX,
     CustomersFileOpt,
     ProductsFileOpt,
     TopicPrefixOpt,
+    at_most,
     resolve_topic_prefix,
 )
 from retail_pipeline.cli.output import out, say
@@ -35,8 +37,24 @@ def _security_option(value: str) -> str:
 
 @kafka_app.command("up")
 def kafka_up(
-    port: Annotated[int, typer.Option(metavar="PORT", help="Broker port on 127.0.0.1")] = 9092,
-    partitions: Annotated[int, typer.Option(min=1, metavar="N", help="Partitions per topic")] = 3,
+    port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="PORT",
+            help="Broker port on 127.0.0.1",
+            callback=at_most("--port", PORT_MAX),
+        ),
+    ] = 9092,
+    partitions: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Partitions per topic (at most 1000)",
+            callback=at_most("--partitions", 1000),
+        ),
+    ] = 3,
     topic_prefix: TopicPrefixOpt = None,
     security: Annotated[
         str,
@@ -121,7 +139,12 @@ PostgresHomeOpt = Annotated[
 
 @postgres_app.command("up")
 def postgres_up(
-    port: Annotated[int, typer.Option(min=1, metavar="PORT", help="Port on 127.0.0.1")] = 5433,
+    port: Annotated[
+        int,
+        typer.Option(
+            min=1, metavar="PORT", help="Port on 127.0.0.1", callback=at_most("--port", PORT_MAX)
+        ),
+    ] = 5433,
     seed: Annotated[
         bool | None,
         typer.Option(
@@ -231,7 +254,15 @@ airflow_app = typer.Typer(help="Run a local Airflow 3 (standalone) with the proj
 
 @airflow_app.command("up")
 def airflow_up(
-    port: Annotated[int, typer.Option(metavar="PORT", help="API server port on 127.0.0.1")] = 8080,
+    port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="PORT",
+            help="API server port on 127.0.0.1",
+            callback=at_most("--port", PORT_MAX),
+        ),
+    ] = 8080,
 ) -> None:
     """Start Airflow (home: $AIRFLOW_HOME or data/airflow) and print the URL and the login
     (the user, and the file only you can read that holds its password: never the password).
@@ -258,7 +289,12 @@ def airflow_down() -> None:
 
 def api_server(
     host: Annotated[str, typer.Option(metavar="HOST", help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, metavar="N", help="Port (0: any free)")] = 8765,
+    port: Annotated[
+        int,
+        typer.Option(
+            min=0, metavar="N", help="Port (0: any free)", callback=at_most("--port", PORT_MAX)
+        ),
+    ] = 8765,
     customers: CustomersFileOpt = None,
     products: ProductsFileOpt = None,
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from retail_pipeline.cli.options import TargetOpt, WarehouseOpt, flag_check
+from retail_pipeline.cli.options import TargetOpt, WarehouseOpt, at_most, flag_check
 from retail_pipeline.cli.output import say, to_stderr
 from retail_pipeline.errors import PipelineError
 from retail_pipeline.settings import check_api_url
@@ -49,13 +49,20 @@ def load_batch(
         typer.Option(
             min=0,
             metavar="SECONDS",
-            help="Stay this far behind the source's clock  [env var: RETAIL_BATCH_LAG; default: 5]",
+            help="Stay this far behind the source's clock (at most 86400)"
+            "  [env var: RETAIL_BATCH_LAG; default: 5]",
+            callback=at_most("--lag", 86_400),
             show_default=False,
         ),
     ] = None,
     batch_size: Annotated[
         int,
-        typer.Option(min=1, metavar="N", help="Records per transaction (at most 32 MiB of them)"),
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Records per transaction (at most 1,000,000, and at most 32 MiB of them)",
+            callback=at_most("--batch-size", 1_000_000),
+        ),
     ] = 50_000,  # incremental.BATCH_SIZE and batch.BATCH_RECORDS (a test keeps them equal)
     warehouse: WarehouseOpt = None,
     target: TargetOpt = None,
