@@ -216,7 +216,9 @@ def _ingest_kafka(
                 stop=graceful.stop,
                 progress=advance,
             )
-        refused = dead_letter_lines(wh, consumer.load_id) if summary.dead_lettered else []
+        # stopped by Ctrl-C: the summary, then "aborted"; the dead letters wait in Bronze
+        shown = summary.dead_lettered and not graceful.interrupted.is_set()
+        refused = dead_letter_lines(wh, consumer.load_id) if shown else []
     finally:
         if server is not None:
             server.stop()
