@@ -8,11 +8,13 @@ the API and Postgres. At most
 :data:`SHOWN` of them, in the order of the input, then how many more and where they all are
 (``bronze.dead_letter``, by the load's id). The reasons quote outside text: the caller prints
 them through :func:`retail_pipeline.errors.one_line` (control characters neutralised, length
-bounded), and the load id is bound, never part of the SQL.
+bounded; here already, with the shorter bounds below), and the load id is bound, never part
+of the SQL.
 """
 
 from __future__ import annotations
 
+from retail_pipeline.errors import one_line
 from retail_pipeline.warehouse.base import Warehouse
 
 SHOWN = 5
@@ -21,10 +23,6 @@ REASON_CHARACTERS = 300
 """The longest reason shown (a reason may quote a long value; the table keeps it whole)."""
 KEY_CHARACTERS = 80
 """The longest record key shown (an API or Postgres record's key is outside text)."""
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def dead_letter_lines(warehouse: Warehouse, load_id: str, limit: int = SHOWN) -> list[str]:
@@ -46,14 +44,16 @@ def dead_letter_lines(warehouse: Warehouse, load_id: str, limit: int = SHOWN) ->
         if topic is not None:
             where = f"{topic}/{partition}/{offset}"
         elif kind in ("api", "postgres"):  # the source (no credentials) and the record's key
-            where = f"{file} key {_cut(str(key), KEY_CHARACTERS)}" if key is not None else str(file)
+            where = (
+                f"{file} key {one_line(str(key), KEY_CHARACTERS)}" if key is not None else str(file)
+            )
         elif file is not None and line is not None:
             where = f"{file}:{line}"
         elif file is not None:  # a record of a JSON array snapshot: its number, from 1
             where = f"{file}: record {offset}" if offset is not None else str(file)
         else:
             where = str(kind)
-        lines.append(f"dead letter: {where}: {_cut(str(reason), REASON_CHARACTERS)}")
+        lines.append(f"dead letter: {where}: {one_line(str(reason), REASON_CHARACTERS)}")
     if len(rows) < limit:
         return lines
     # Counted apart: a window count over the load's rows would hold them all in memory, where
